@@ -1,0 +1,12 @@
+"""adaptim: adaptive learning methods in PyTorch, faithful to the lecture notes *Adaptive Learning Methods*.
+
+Every optimizer is a ``torch.optim.Optimizer``; see ``docs/equations.md`` for where each equation lives.
+"""
+
+from adaptim.optim import (SGD, AdaGrad, AdaGradNorm, Adam, AdamAtan2, AdamW, AdaptimOptimizer, FullMatrixAdaGrad,
+                           RMSProp, inverse_sqrt, warmup_cosine, warmup_linear)
+
+__version__ = "0.1.0"
+
+__all__ = ["SGD", "AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad", "RMSProp", "Adam", "AdamW", "AdamAtan2",
+           "AdaptimOptimizer", "warmup_cosine", "warmup_linear", "inverse_sqrt", "__version__"]

@@ -1,0 +1,89 @@
+"""AdaGrad: diagonal (44), the scalar step (33) and the full-matrix preconditioner of Section 3.2.1.
+
+Diagonal AdaGrad comes as a literal loop (``adagrad_single``) and a ``torch._foreach_*`` version
+(``adagrad_foreach``) with the same arithmetic op for op. ``grads`` are read, never written.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from adaptim.linalg import psd_power
+
+__all__ = ["adagrad_single", "adagrad_foreach", "adagrad_norm_step", "full_matrix_adagrad_single"]
+
+
+def adagrad_single(params: list[torch.Tensor], grads: list[torch.Tensor], sums: list[torch.Tensor], *,
+                   lr: float, eps: float, weight_decay: float) -> None:
+    """Diagonal AdaGrad (44): S_t = S_{t-1} + g_t^2, w <- w - lr * g_t / (sqrt(S_t) + eps).
+
+    eps sits outside the root, as in ``torch.optim.Adagrad``; ``weight_decay`` adds the L2 term to g_t first.
+
+    Args:
+        params: parameters (any shape), updated in place.
+        grads: gradients, same shapes.
+        sums: accumulators S_{t-1} (initially ``initial_accumulator_value``), updated in place to S_t.
+    """
+    for w, g, s in zip(params, grads, sums):
+        if weight_decay != 0:
+            g = g.add(w, alpha=weight_decay)
+        s.addcmul_(g, g)
+        w.addcdiv_(g, s.sqrt().add_(eps), value=-lr)
+
+
+def adagrad_foreach(params: list[torch.Tensor], grads: list[torch.Tensor], sums: list[torch.Tensor], *,
+                    lr: float, eps: float, weight_decay: float) -> None:
+    """The same step as :func:`adagrad_single` with ``torch._foreach_*`` kernels (bitwise equal)."""
+    if not params:
+        return
+    if weight_decay != 0:
+        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_addcmul_(sums, grads, grads)
+    den = torch._foreach_sqrt(sums)
+    torch._foreach_add_(den, eps)
+    torch._foreach_addcdiv_(params, grads, den, value=-lr)
+
+
+def adagrad_norm_step(params: list[torch.Tensor], grads: list[torch.Tensor], sum_sq: float, *, lr: float,
+                      eps: float, foreach: bool = True) -> float:
+    """The scalar AdaGrad step (33): eta_t = D / sqrt(sum_{l<=t} ||g_l||^2), w <- w - eta_t g_t.
+
+    ``lr`` plays D (a distance, in parameter units); the norm is taken over all of ``params`` together; ``eps``
+    is added to the root so that an all-zero first gradient leaves the parameters unchanged.
+
+    Args:
+        sum_sq: sum_{l<t} ||g_l||^2 so far (a Python float, 0.0 at the start).
+
+    Returns:
+        The new sum, sum_{l<=t} ||g_l||^2.
+    """
+    if foreach:
+        norms = torch._foreach_norm(grads) if grads else []
+        sq = sum(float(n.double() ** 2) for n in norms)
+    else:
+        sq = sum(float(g.double().pow(2).sum()) for g in grads)
+    sum_sq = sum_sq + sq
+    eta = lr / (sum_sq ** 0.5 + eps)
+    if foreach:
+        torch._foreach_add_(params, grads, alpha=-eta)
+    else:
+        for w, g in zip(params, grads):
+            w.add_(g, alpha=-eta)
+    return sum_sq
+
+
+def full_matrix_adagrad_single(params: list[torch.Tensor], grads: list[torch.Tensor],
+                               outer_sums: list[torch.Tensor], *, lr: float, eps: float) -> None:
+    """Full-matrix AdaGrad (Section 3.2.1): O_t = O_{t-1} + g g^T, w <- w - lr (O_t + eps I)^{-1/2} g.
+
+    Each parameter is flattened (row-major) to a vector of length d. The inverse root comes from a symmetric
+    eigendecomposition of O_t (eigenvalues clamped at 0, then damped by eps), computed in float64.
+
+    Args:
+        outer_sums: O_{t-1}, one (d, d) float64 tensor per parameter, updated in place.
+    """
+    for w, g, o in zip(params, grads, outer_sums):
+        gv = g.reshape(-1).to(torch.float64)
+        o.addr_(gv, gv)
+        direction = psd_power(o, -0.5, eps=eps) @ gv
+        w.add_(direction.reshape(w.shape).to(w.dtype), alpha=-lr)

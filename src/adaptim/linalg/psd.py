@@ -1,0 +1,44 @@
+"""Powers of symmetric positive semi-definite matrices (roots and inverse roots).
+
+Used by full-matrix AdaGrad (Section 3.2.1, A_t = O_t^{1/2}) and every matrix root of the notes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["psd_power"]
+
+
+def psd_power(A: torch.Tensor, exponent: float, eps: float = 0.0) -> torch.Tensor:
+    """Return (A + eps I)^exponent for symmetric PSD ``A`` via a symmetric eigendecomposition.
+
+    Eigenvalues are clamped at 0 (rounding can make them slightly negative) before the damping ``eps`` is
+    added, so a singular ``A`` with ``eps > 0`` has a finite inverse root.
+
+    Args:
+        A: (..., n, n) symmetric PSD matrices, float32 or float64 (batched over leading dimensions). Only the
+            symmetric part is used.
+        exponent: the power, e.g. 0.5, -0.5, -0.25.
+        eps: damping added to every eigenvalue, >= 0.
+
+    Returns:
+        (..., n, n) tensor of A's dtype.
+
+    Raises:
+        ValueError: if ``A`` is not a batch of square matrices, ``eps < 0``, or ``exponent < 0`` with
+            ``eps == 0`` and ``A`` singular (the result would be infinite).
+        RuntimeError: if ``A`` holds NaN or infinity.
+    """
+    if A.dim() < 2 or A.shape[-1] != A.shape[-2]:
+        raise ValueError(f"psd_power expects (..., n, n) square matrices, got shape {tuple(A.shape)}")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    if not torch.isfinite(A).all():
+        raise RuntimeError("psd_power: input matrix has non-finite entries")
+    sym = (A + A.transpose(-1, -2)) / 2
+    evals, evecs = torch.linalg.eigh(sym)
+    evals = evals.clamp_min(0) + eps
+    if exponent < 0 and bool((evals == 0).any()):
+        raise ValueError("psd_power: a negative exponent of a singular matrix needs eps > 0")
+    return (evecs * evals.pow(exponent).unsqueeze(-2)) @ evecs.transpose(-1, -2)

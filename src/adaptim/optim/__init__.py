@@ -1,0 +1,11 @@
+"""``torch.optim.Optimizer`` subclasses for every method of the notes (re-exported at the top level)."""
+
+from adaptim.optim.adagrad import AdaGrad, AdaGradNorm, FullMatrixAdaGrad
+from adaptim.optim.adam import Adam, AdamAtan2, AdamW
+from adaptim.optim.base import AdaptimOptimizer
+from adaptim.optim.rmsprop import RMSProp
+from adaptim.optim.schedules import inverse_sqrt, warmup_cosine, warmup_linear
+from adaptim.optim.sgd import SGD
+
+__all__ = ["AdaptimOptimizer", "SGD", "AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad", "RMSProp", "Adam", "AdamW",
+           "AdamAtan2", "warmup_cosine", "warmup_linear", "inverse_sqrt"]

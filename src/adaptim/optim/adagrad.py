@@ -1,0 +1,126 @@
+"""AdaGrad: diagonal (44), the scalar step (33) and full-matrix (Section 3.2.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from adaptim.functional import adagrad_foreach, adagrad_norm_step, adagrad_single, full_matrix_adagrad_single
+from adaptim.optim.base import AdaptimOptimizer, check_range
+
+__all__ = ["AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad"]
+
+
+class AdaGrad(AdaptimOptimizer):
+    """Diagonal AdaGrad (44) (Duchi et al., 2011): w_{t+1,i} = w_{t,i} - lr g_{t,i} / (sqrt(sum_l g_{l,i}^2) + eps).
+
+    eps sits outside the root, as in ``torch.optim.Adagrad`` (which this matches with ``lr_decay=0``).
+
+    Args:
+        params: tensors or param groups; any shape, real or complex (as ``view_as_real``); float16/bfloat16
+            parameters keep a float32 accumulator.
+        lr: eta (>= 0), parameter units per unit of normalized gradient.
+        eps: added to the root, >= 0.
+        initial_accumulator_value: starting value of every sum, >= 0.
+        weight_decay: L2 coefficient added to the gradient, >= 0.
+        maximize, foreach: as in :class:`adaptim.SGD`.
+
+    Raises:
+        ValueError: a hyperparameter outside its range.
+    """
+
+    def __init__(self, params, lr: float = 1e-2, eps: float = 1e-10, initial_accumulator_value: float = 0.0,
+                 weight_decay: float = 0.0, maximize: bool = False, foreach: bool | None = None) -> None:
+        defaults = dict(lr=lr, eps=eps, initial_accumulator_value=initial_accumulator_value,
+                        weight_decay=weight_decay, maximize=maximize, foreach=foreach)
+        super().__init__(params, defaults)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        check_range("eps", group["eps"], 0.0)
+        check_range("initial_accumulator_value", group["initial_accumulator_value"], 0.0)
+        check_range("weight_decay", group["weight_decay"], 0.0)
+
+    def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        return {"sum": torch.full_like(p, group["initial_accumulator_value"])}
+
+    def _update_group(self, group, params, grads, states) -> None:
+        fn = adagrad_foreach if self.use_foreach(group) else adagrad_single
+        fn(params, grads, [s["sum"] for s in states], lr=group["lr"], eps=group["eps"],
+           weight_decay=group["weight_decay"])
+
+
+class AdaGradNorm(AdaptimOptimizer):
+    """AdaGrad-Norm, the scalar adaptive step (33): w <- w - D g_t / sqrt(sum_{l<=t} ||g_l||^2).
+
+    ``lr`` plays D (a distance in parameter units). The norm is taken over all parameters of a group together,
+    so each group keeps one running sum; it lives in the group (key ``"sum_sq"``, a float) and is saved with
+    ``state_dict``. ``eps`` is added to the root.
+
+    Args:
+        params: tensors or param groups; any shape, real or complex.
+        lr: D > = 0.
+        eps: >= 0.
+        maximize, foreach: as in :class:`adaptim.SGD`.
+
+    Raises:
+        ValueError: a hyperparameter outside its range.
+    """
+
+    def __init__(self, params, lr: float = 1.0, eps: float = 1e-10, maximize: bool = False,
+                 foreach: bool | None = None) -> None:
+        super().__init__(params, dict(lr=lr, eps=eps, maximize=maximize, foreach=foreach))
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        check_range("eps", group["eps"], 0.0)
+        group.setdefault("sum_sq", 0.0)
+
+    def _update_group(self, group, params, grads, states) -> None:
+        group["sum_sq"] = adagrad_norm_step(params, grads, group["sum_sq"], lr=group["lr"], eps=group["eps"],
+                                            foreach=self.use_foreach(group))
+
+
+class FullMatrixAdaGrad(AdaptimOptimizer):
+    """Full-matrix AdaGrad (Section 3.2.1): A_t = O_t^{1/2}, O_t = sum_{l<=t} g_l g_l^T, w <- w - lr A_t^{-1} g_t.
+
+    Each parameter is flattened (row-major) to a vector of d entries (2d for complex, as its real view) with its
+    own d x d statistic, kept in float64; the inverse root (O_t + eps I)^{-1/2} comes from a symmetric
+    eigendecomposition (:func:`adaptim.linalg.psd_power`), O(d^3) time and O(d^2) memory per step.
+
+    Args:
+        params: tensors or param groups, each with at most ``max_dim`` entries.
+        lr: D (>= 0), a distance in parameter units (the regret bound (43) uses eta_t = D).
+        eps: damping of the eigenvalues, >= 0.
+        max_dim: the largest d accepted, >= 1.
+
+    Raises:
+        ValueError: a hyperparameter outside its range, or a parameter with more than ``max_dim`` entries
+            (use the diagonal :class:`adaptim.AdaGrad` instead, or Shampoo's Kronecker-factored preconditioner).
+    """
+
+    def __init__(self, params, lr: float = 1.0, eps: float = 1e-10, max_dim: int = 1024,
+                 maximize: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, eps=eps, max_dim=max_dim, maximize=maximize))
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        check_range("eps", group["eps"], 0.0)
+        if isinstance(group["max_dim"], bool) or not isinstance(group["max_dim"], int) or group["max_dim"] < 1:
+            raise ValueError(f"max_dim must be an integer >= 1, got {group['max_dim']!r}")
+        for p in group["params"]:
+            d = p.numel() * (2 if p.is_complex() else 1)
+            if d > group["max_dim"]:
+                raise ValueError(
+                    f"FullMatrixAdaGrad: a parameter of shape {tuple(p.shape)} has d = {d} entries, more than "
+                    f"max_dim = {group['max_dim']} (its preconditioner would be {d} x {d}); use the diagonal "
+                    "adaptim.AdaGrad, or raise max_dim if d^2 memory and d^3 time per step are affordable")
+
+    def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        d = p.numel()
+        return {"outer_sum": torch.zeros(d, d, dtype=torch.float64, device=p.device)}
+
+    def _update_group(self, group, params, grads, states) -> None:
+        full_matrix_adagrad_single(params, grads, [s["outer_sum"] for s in states], lr=group["lr"],
+                                   eps=group["eps"])

@@ -1,0 +1,155 @@
+"""The Adam family: Adam (46), AdamW with every flag of Figure 1, and Adam-atan2 (Section 4.1.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from adaptim.functional import adam_foreach, adam_single
+from adaptim.optim.base import AdaptimOptimizer, check_betas, check_range
+
+__all__ = ["Adam", "AdamW", "AdamAtan2"]
+
+
+class _AdamBase(AdaptimOptimizer):
+    """Shared state and dispatch of the Adam family; subclasses say how weight decay enters."""
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        check_betas(group["betas"])
+        if "eps" in group:
+            check_range("eps", group["eps"], 0.0)
+        check_range("weight_decay", group["weight_decay"], 0.0)
+
+    def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        state = {"step": self.new_step(), "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+        if group.get("amsgrad", False):
+            state["max_exp_avg_sq"] = torch.zeros_like(p)
+        return state
+
+    def _decay(self, group: dict[str, Any]) -> tuple[float, float]:
+        """(l2, lambda_t): the L2 coefficient added to the gradient and the multiplicative decay of Figure 1 (d)."""
+        raise NotImplementedError
+
+    def _update_group(self, group, params, grads, states) -> None:
+        beta1, beta2 = group["betas"]
+        l2, decay = self._decay(group)
+        fn = adam_foreach if self.use_foreach(group) else adam_single
+        amsgrad = group.get("amsgrad", False)
+        fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+           [s["max_exp_avg_sq"] for s in states] if amsgrad else None, self.step_counts(states),
+           lr=group["lr"], beta1=beta1, beta2=beta2, eps=group.get("eps", 0.0), l2=l2, decay=decay,
+           amsgrad=amsgrad, nesterov=group.get("nesterov", False),
+           eps_inside_sqrt=group.get("eps_inside_sqrt", False), atan2=self._atan2(group))
+
+    def _atan2(self, group: dict[str, Any]) -> tuple[float, float] | None:
+        return None
+
+
+_ADAM_ARGS = """
+    Args:
+        params: tensors or param groups; any shape, real or complex (optimized as ``view_as_real``);
+            float16/bfloat16 parameters keep float32 moments and are updated through a float32 copy.
+        lr: eta_max >= 0 (parameter units). Under a ``torch.optim.lr_scheduler`` the group's current lr is
+            eta_t = s_t eta_max; s_t = lr / initial_lr.
+        betas: (b1, b2), each in [0, 1).
+        eps: smoothing >= 0, added to sqrt(vbar) (Section 4.1.1) or, with ``eps_inside_sqrt``, to vbar.
+        amsgrad: keep the running max of the *bias-corrected* vbar and divide by it (Figure 1 (b)-(c)). This
+            deliberately differs from ``torch.optim``, which takes the max before bias correction (Section 4.2).
+        nesterov: Dozat's first moment (Section 4.3): b1/(1-b1^(t+1)) m_t + (1-b1)/(1-b1^t) g_t.
+        eps_inside_sqrt: divide by sqrt(vbar + eps) (Figure 1 (e)) instead of sqrt(vbar) + eps.
+        maximize, foreach: as in :class:`adaptim.SGD`; both foreach paths are bitwise equal.
+"""
+
+
+class Adam(_AdamBase):
+    __doc__ = """Adam (46) (Kingma and Ba, 2014) with bias correction and the flags of Figure 1.
+
+    ``weight_decay`` is the L2 term added to the gradient before the moments (``torch.optim.Adam``'s meaning);
+    for decoupled decay use :class:`AdamW`. With default flags this is ``torch.optim.Adam``.
+""" + _ADAM_ARGS + """        weight_decay: L2 coefficient >= 0.
+
+    Raises:
+        ValueError: a hyperparameter outside its range.
+"""
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, nesterov: bool = False,
+                 eps_inside_sqrt: bool = False, maximize: bool = False, foreach: bool | None = None) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, nesterov=nesterov, eps_inside_sqrt=eps_inside_sqrt,
+                                      maximize=maximize, foreach=foreach))
+
+    def _decay(self, group):
+        return group["weight_decay"], 0.0
+
+
+class AdamW(_AdamBase):
+    __doc__ = """AdamW: the whole of Figure 1 (Loshchilov and Hutter, 2017).
+
+    w_{t+1} = (1 - lambda_t) w_t - eta_t mbar_t / den with eta_t = s_t lr and
+    lambda_t = eta_t weight_decay (default, as ``torch.optim.AdamW``) or, with ``decoupled_weight_decay=True``,
+    lambda_t = s_t weight_decay (fully decoupled, Wortsman et al., 2024). s_t = lr / initial_lr is the
+    schedule multiplier set by any ``torch.optim.lr_scheduler``. With default flags this is ``torch.optim.AdamW``.
+""" + _ADAM_ARGS + """        weight_decay: lambda_max >= 0; with ``decoupled_weight_decay`` it must be < 1 (Figure 1).
+        decoupled_weight_decay: lambda_t = s_t weight_decay instead of lr_t weight_decay.
+
+    Raises:
+        ValueError: a hyperparameter outside its range.
+"""
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, nesterov: bool = False,
+                 eps_inside_sqrt: bool = False, decoupled_weight_decay: bool = False, maximize: bool = False,
+                 foreach: bool | None = None) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, nesterov=nesterov, eps_inside_sqrt=eps_inside_sqrt,
+                                      decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+                                      foreach=foreach))
+
+    def _validate_group(self, group):
+        super()._validate_group(group)
+        if group["decoupled_weight_decay"]:
+            check_range("weight_decay", group["weight_decay"], 0.0, 1.0, high_open=True)
+
+    def _decay(self, group):
+        if group["decoupled_weight_decay"]:
+            return 0.0, self.schedule_multiplier(group) * group["weight_decay"]
+        return 0.0, group["lr"] * group["weight_decay"]
+
+
+class AdamAtan2(_AdamBase):
+    """Adam-atan2 (Section 4.1.2, Everett et al., 2024): the update a * atan2(mbar_t, b * sqrt(vbar_t)), no eps.
+
+    w_{t+1} = (1 - lambda_t) w_t - eta_t a atan2(mbar_t, b sqrt(vbar_t)), lambda_t = eta_t weight_decay (AdamW's
+    default, coupled). atan2(0, 0) = 0, so a zero gradient moves nothing; each coordinate's step is at most
+    eta_t a pi/2.
+
+    Args:
+        params: as :class:`Adam`.
+        lr: eta_max >= 0.   betas: (b1, b2), each in [0, 1).
+        weight_decay: >= 0, multiplied by the current lr.
+        a, b: the footnote's knobs, both > 0 (a = b keeps atan2(x, b y) a ~ x/y for small x/y).
+        maximize, foreach: as in :class:`adaptim.SGD`.
+
+    Raises:
+        ValueError: a hyperparameter outside its range.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 weight_decay: float = 0.0, a: float = 1.0, b: float = 1.0, maximize: bool = False,
+                 foreach: bool | None = None) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, a=a, b=b,
+                                      maximize=maximize, foreach=foreach))
+
+    def _validate_group(self, group):
+        super()._validate_group(group)
+        check_range("a", group["a"], 0.0, low_open=True)
+        check_range("b", group["b"], 0.0, low_open=True)
+
+    def _decay(self, group):
+        return 0.0, group["lr"] * group["weight_decay"]
+
+    def _atan2(self, group):
+        return group["a"], group["b"]

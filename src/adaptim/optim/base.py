@@ -1,0 +1,239 @@
+"""The shared glue of every adaptim optimizer.
+
+:class:`AdaptimOptimizer` is a :class:`torch.optim.Optimizer` that adds what every method of the notes needs and
+that ``torch.optim`` gets wrong or leaves to each class:
+
+* ``initial_lr`` is recorded in every param group at construction, so the schedule multiplier
+  ``s_t = lr / initial_lr`` of the notes (Figure 1 (d)) is defined under any ``torch.optim.lr_scheduler`` and
+  without one (``s_t = 1``).
+* ``maximize`` negates a *copy* of the gradient before anything else (weight decay still pulls toward 0), and
+  ``p.grad`` is never written by a step.
+* Complex parameters are optimized as :func:`torch.view_as_real` of themselves (so a complex optimizer gives
+  exactly what it gives on the real view); classes with ``supports_complex = False`` refuse them at construction.
+* Statistics are kept in float32 whatever the parameter's dtype (float64 stays float64): a float16/bfloat16
+  parameter is updated through a float32 working copy and written back once.
+* ``load_state_dict`` checks every saved state tensor against the shape the optimizer would give the parameter it
+  is loaded onto (a clear ``ValueError`` instead of another parameter's moments), and keeps the saved dtypes
+  (``torch.optim`` would cast float32 moments of a bfloat16 parameter to bfloat16).
+
+Subclasses implement :meth:`_validate_group`, :meth:`_init_state` and :meth:`_update_group`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["AdaptimOptimizer", "check_range", "state_dtype"]
+
+
+def check_range(name: str, value: Any, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite real number in the given interval.
+
+    ``low``/``high`` of ``None`` mean unbounded; ``*_open`` makes that end exclusive.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    interval = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+
+
+def check_betas(betas: Any, name: str = "betas") -> None:
+    """Raise ``ValueError`` unless ``betas`` is a pair of numbers each in [0, 1)."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"{name} must be a pair (beta1, beta2), got {betas!r}")
+    for i, b in enumerate(betas):
+        check_range(f"{name}[{i}]", b, 0.0, 1.0, high_open=True)
+
+
+def state_dtype(p: torch.Tensor) -> torch.dtype:
+    """The dtype statistics are kept in for parameter ``p``: float64 for float64, float32 otherwise."""
+    return torch.float64 if p.dtype == torch.float64 else torch.float32
+
+
+class AdaptimOptimizer(torch.optim.Optimizer):
+    """Base class: parameter checks, ``maximize``, complex and low-precision handling, safe state loading."""
+
+    #: whether complex parameters are optimized (as their real view) or refused at construction
+    supports_complex: bool = True
+
+    def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
+        super().__init__(params, defaults)
+
+    # ----------------------------------------------------------------------------------------------- groups
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        for p in group["params"]:
+            self._check_param(p)
+        self._validate_group(group)
+        # s_t = lr / initial_lr (Figure 1 (d)); LRScheduler uses setdefault, so it keeps this value.
+        group.setdefault("initial_lr", group["lr"])
+
+    def _check_param(self, p: torch.Tensor) -> None:
+        name = type(self).__name__
+        if p.is_sparse:
+            raise TypeError(f"{name} does not support sparse parameters; use a dense tensor")
+        if p.is_complex() and not self.supports_complex:
+            raise TypeError(
+                f"{name} does not support complex parameters (got {p.dtype}); optimize "
+                "torch.view_as_real(p) as a real parameter, or use an elementwise optimizer such as AdamW"
+            )
+        if not (p.is_floating_point() or p.is_complex()):
+            raise TypeError(f"{name} optimizes floating-point parameters, got dtype {p.dtype}")
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        """Raise ``ValueError`` naming the first hyperparameter of ``group`` out of its allowed range."""
+        check_range("lr", group["lr"], 0.0)
+
+    # ------------------------------------------------------------------------------------------------ state
+    def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        """Fresh state for the real-valued parameter ``p`` (a real view for complex ones)."""
+        return {}
+
+    @staticmethod
+    def _real(t: torch.Tensor) -> torch.Tensor:
+        return torch.view_as_real(t) if t.is_complex() else t
+
+    def _gather(self, group: dict[str, Any]) -> tuple[list, list, list, list]:
+        """Collect (params, working params, grads, states) of the group's parameters that have a gradient.
+
+        Working params are the parameter itself (float32/float64) or a float32 copy (float16/bfloat16) that
+        :meth:`_write_back` copies back; grads are never the tensor in ``p.grad``'s storage when they will be
+        changed (``maximize`` negates a copy).
+        """
+        params, work, grads, states = [], [], [], []
+        maximize = group.get("maximize", False)
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            pr = self._real(p)
+            g = self._real(p.grad)
+            wdtype = state_dtype(pr)
+            w = pr if pr.dtype == wdtype else pr.to(wdtype)
+            if g.dtype != wdtype:
+                g = g.to(wdtype)
+            if maximize:
+                g = torch.neg(g)
+            state = self.state[p]
+            if len(state) == 0:
+                state.update(self._init_state(w, group))
+            params.append(pr)
+            work.append(w)
+            grads.append(g)
+            states.append(state)
+        return params, work, grads, states
+
+    @staticmethod
+    def _write_back(params: list[torch.Tensor], work: list[torch.Tensor]) -> None:
+        for p, w in zip(params, work):
+            if p is not w:
+                p.copy_(w)
+
+    # ------------------------------------------------------------------------------------------------- step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimization step.
+
+        Args:
+            closure: optional callable that re-evaluates the model and returns the loss; it is called with
+                gradients enabled before the update.
+
+        Returns:
+            The closure's loss, or ``None``.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, work, grads, states = self._gather(group)
+            if params:
+                self._update_group(group, work, grads, states)
+                self._write_back(params, work)
+        return loss
+
+    def _update_group(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
+                      states: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def schedule_multiplier(group: dict[str, Any]) -> float:
+        """``s_t`` of Figure 1: the group's current lr over its initial lr (1.0 when the initial lr is 0)."""
+        initial = group.get("initial_lr", group["lr"])
+        return group["lr"] / initial if initial != 0 else 1.0
+
+    @staticmethod
+    def step_counts(states: list[dict[str, Any]]) -> list[int]:
+        """Increment every state's float32 ``step`` tensor and return the new counts as Python ints."""
+        out = []
+        for s in states:
+            s["step"] += 1
+            out.append(int(s["step"].item()))
+        return out
+
+    @staticmethod
+    def new_step() -> torch.Tensor:
+        """A fresh step counter: a float32 CPU scalar, exact up to 2**24 steps (bfloat16 would round 257)."""
+        return torch.tensor(0.0, dtype=torch.float32)
+
+    def use_foreach(self, group: dict[str, Any]) -> bool:
+        f = group.get("foreach")
+        return True if f is None else bool(f)
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state saved by :meth:`state_dict`, checking it fits the parameters it is loaded onto.
+
+        Raises:
+            ValueError: if the number of groups or parameters differs, or a saved state tensor has a shape
+                other than the one this optimizer gives the parameter at the same position (for example the
+                state of a 2×3 parameter loaded onto a 3×4 one), or it lacks or adds state entries.
+        """
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, "
+                             f"this optimizer has {len(self.param_groups)}")
+        saved_state = state_dict["state"]
+        position = 0
+        kept: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
+        for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            if len(group["params"]) != len(saved["params"]):
+                raise ValueError(f"group {gi}: loaded state dict has {len(saved['params'])} parameters, "
+                                 f"this optimizer has {len(group['params'])}")
+            merged = {**group, **{k: v for k, v in saved.items() if k != "params"}}
+            for p, pid in zip(group["params"], saved["params"]):
+                if pid in saved_state:
+                    pr = self._real(p)
+                    w = pr if pr.dtype == state_dtype(pr) else pr.to(state_dtype(pr))
+                    expected = self._init_state(w, merged)
+                    got = saved_state[pid]
+                    if set(expected) != set(got):
+                        raise ValueError(
+                            f"parameter {position} (group {gi}, shape {tuple(p.shape)}): saved state has "
+                            f"entries {sorted(got)}, {type(self).__name__} expects {sorted(expected)}")
+                    for k, v in expected.items():
+                        if isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(got[k].shape):
+                            raise ValueError(
+                                f"parameter {position} (group {gi}, shape {tuple(p.shape)}): saved state "
+                                f"'{k}' has shape {tuple(got[k].shape)}, expected {tuple(v.shape)}; the "
+                                "state dict was saved for other parameters or another parameter order")
+                    kept[id(p)] = (p, got)
+                position += 1
+        super().load_state_dict(state_dict)
+        # torch casts floating state to the parameter's dtype; restore the saved tensors' dtypes exactly.
+        for p, got in kept.values():
+            self.state[p] = {k: (v.to(device=p.device if k != "step" else v.device, copy=True)
+                                 if isinstance(v, torch.Tensor) else v)
+                             for k, v in got.items()}
