@@ -12,6 +12,8 @@ that ``torch.optim`` gets wrong or leaves to each class:
   exactly what it gives on the real view); classes with ``supports_complex = False`` refuse them at construction.
 * Statistics are kept in float32 whatever the parameter's dtype (float64 stays float64): a float16/bfloat16
   parameter is updated through a float32 working copy and written back once.
+* A gradient with NaN or infinite entries raises ``RuntimeError`` before anything changes (set the attribute
+  ``check_finite = False`` on an optimizer to skip the check, e.g. under a loss scaler that skips such steps).
 * ``load_state_dict`` checks every saved state tensor against the shape the optimizer would give the parameter it
   is loaded onto (a clear ``ValueError`` instead of another parameter's moments), and keeps the saved dtypes
   (``torch.optim`` would cast float32 moments of a bfloat16 parameter to bfloat16).
@@ -65,6 +67,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     #: whether complex parameters are optimized (as their real view) or refused at construction
     supports_complex: bool = True
+    #: raise RuntimeError before a step whose gradients hold NaN or infinity (nothing is changed then)
+    check_finite: bool = True
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
         super().__init__(params, defaults)
@@ -133,6 +137,15 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             work.append(w)
             grads.append(g)
             states.append(state)
+        if grads and self.check_finite:
+            finite = torch.stack([g.isfinite().all() for g in grads])
+            if not bool(finite.all()):
+                bad = int((~finite).nonzero()[0, 0])
+                raise RuntimeError(
+                    f"{type(self).__name__}: the gradient of parameter {bad} of this group (shape "
+                    f"{tuple(params[bad].shape)}) has NaN or infinite entries; the step was not taken. "
+                    "Fix the loss, clip or unscale the gradients first, or set check_finite = False on the "
+                    "optimizer to skip this check")
         return params, work, grads, states
 
     @staticmethod
