@@ -57,12 +57,11 @@ def adagrad_norm_step(params: list[torch.Tensor], grads: list[torch.Tensor], sum
     Returns:
         The new sum, sum_{l<=t} ||g_l||^2.
     """
-    if foreach:
-        norms = torch._foreach_norm(grads) if grads else []
-        sq = sum(float(n.double() ** 2) for n in norms)
-    else:
-        sq = sum(float(g.double().pow(2).sum()) for g in grads)
+    # One float64 reduction for both paths: a float32 foreach norm would make the paths (and dtypes) disagree.
+    sq = sum(float(g.double().pow(2).sum()) for g in grads)
     sum_sq = sum_sq + sq
+    if sum_sq == 0:  # every gradient so far is zero: nothing to move, whatever eps (also eps = 0)
+        return sum_sq
     eta = lr / (sum_sq ** 0.5 + eps)
     if foreach:
         torch._foreach_add_(params, grads, alpha=-eta)

@@ -92,7 +92,7 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
     Args:
         params: tensors or param groups, each with at most ``max_dim`` entries.
         lr: D (>= 0), a distance in parameter units (the regret bound (43) uses eta_t = D).
-        eps: damping of the eigenvalues, >= 0.
+        eps: damping of the eigenvalues, > 0 (O_t is singular while t < d).
         max_dim: the largest d accepted, >= 1.
 
     Raises:
@@ -106,7 +106,8 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
-        check_range("eps", group["eps"], 0.0)
+        # O_t = sum g g^T has rank <= t < d early on: its inverse root needs damping.
+        check_range("eps", group["eps"], 0.0, low_open=True)
         if isinstance(group["max_dim"], bool) or not isinstance(group["max_dim"], int) or group["max_dim"] < 1:
             raise ValueError(f"max_dim must be an integer >= 1, got {group['max_dim']!r}")
         for p in group["params"]:

@@ -77,7 +77,8 @@ class Adam(_AdamBase):
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, nesterov: bool = False,
                  eps_inside_sqrt: bool = False, maximize: bool = False, foreach: bool | None = None) -> None:
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+        betas = tuple(betas) if isinstance(betas, list) else betas  # anything else: check_betas says why
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, nesterov=nesterov, eps_inside_sqrt=eps_inside_sqrt,
                                       maximize=maximize, foreach=foreach))
 
@@ -103,7 +104,8 @@ class AdamW(_AdamBase):
                  weight_decay: float = 1e-2, amsgrad: bool = False, nesterov: bool = False,
                  eps_inside_sqrt: bool = False, decoupled_weight_decay: bool = False, maximize: bool = False,
                  foreach: bool | None = None) -> None:
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+        betas = tuple(betas) if isinstance(betas, list) else betas  # anything else: check_betas says why
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, nesterov=nesterov, eps_inside_sqrt=eps_inside_sqrt,
                                       decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
                                       foreach=foreach))
@@ -140,7 +142,8 @@ class AdamAtan2(_AdamBase):
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  weight_decay: float = 0.0, a: float = 1.0, b: float = 1.0, maximize: bool = False,
                  foreach: bool | None = None) -> None:
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, a=a, b=b,
+        betas = tuple(betas) if isinstance(betas, list) else betas
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay, a=a, b=b,
                                       maximize=maximize, foreach=foreach))
 
     def _validate_group(self, group):

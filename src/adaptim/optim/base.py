@@ -77,9 +77,13 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        for p in group["params"]:
-            self._check_param(p)
-        self._validate_group(group)
+        try:
+            for p in group["params"]:
+                self._check_param(p)
+            self._validate_group(group)
+        except (TypeError, ValueError):
+            self.param_groups.pop()  # a refused group must not stay behind for step() to use
+            raise
         # s_t = lr / initial_lr (Figure 1 (d)); LRScheduler uses setdefault, so it keeps this value.
         group.setdefault("initial_lr", group["lr"])
 

@@ -1,0 +1,376 @@
+"""API behaviour shared by every optimizer of issue 2, parametrized over all of them (see ``conftest.py``).
+
+torch.optim compatibility (param groups, state_dict, closures, lr schedulers, zero_grad), the schedule
+factories against their definitions, and validation of every hyperparameter at construction.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+
+import pytest
+import torch
+from torch.optim.lr_scheduler import LambdaLR, StepLR
+
+import adaptim
+
+
+def assert_same(a: torch.Tensor, b: torch.Tensor) -> None:
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert torch.equal(a, b), (a, b)
+
+
+def assert_same_state(s1: dict, s2: dict) -> None:
+    assert set(s1) == set(s2)
+    for k in s1:
+        if isinstance(s1[k], torch.Tensor):
+            assert_same(s1[k], s2[k])
+        else:
+            assert s1[k] == s2[k], k
+
+
+def params_and_grads(steps: int, shapes=((3,), (2, 2)), seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    params = [torch.randn(*s, generator=gen).requires_grad_() for s in shapes]
+    grads = [[torch.randn(*s, generator=gen) for s in shapes] for _ in range(steps)]
+    return params, grads
+
+
+def clones(params):
+    return [p.detach().clone().requires_grad_() for p in params]
+
+
+# ---------------------------------------------------------------------------------------------- basics
+
+
+def test_is_torch_optimizer(optimizer_class):
+    p = torch.zeros(2, requires_grad=True)
+    opt = optimizer_class.make([p])
+    assert isinstance(opt, torch.optim.Optimizer)
+    assert isinstance(opt, adaptim.AdaptimOptimizer)
+    assert opt.param_groups[0]["initial_lr"] == opt.param_groups[0]["lr"]
+
+
+def test_exported_at_top_level():
+    for name in ["SGD", "AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad", "RMSProp", "Adam", "AdamW", "AdamAtan2",
+                 "warmup_cosine", "warmup_linear", "inverse_sqrt"]:
+        assert hasattr(adaptim, name), name
+
+
+def test_param_groups_with_different_lr(optimizer_case):
+    lr = optimizer_case.kwargs["lr"]
+    (p1, p2), grads = params_and_grads(4)
+    grouped = optimizer_case.make([{"params": [p1]}, {"params": [p2], "lr": lr / 4}])
+    s1, s2 = clones([p1]), clones([p2])
+    alone1 = optimizer_case.make(s1)
+    alone2 = optimizer_case.make(s2, lr=lr / 4)
+    same_lr = clones([p2])
+    alone_same_lr = optimizer_case.make(same_lr)
+    for g1, g2 in grads:
+        optimizer_case.step(grouped, [p1, p2], [g1, g2])
+        optimizer_case.step(alone1, s1, [g1])
+        optimizer_case.step(alone2, s2, [g2])
+        optimizer_case.step(alone_same_lr, same_lr, [g2])
+    assert_same(p1.detach(), s1[0].detach())
+    assert_same(p2.detach(), s2[0].detach())
+    assert not torch.equal(p2.detach(), same_lr[0].detach())  # the second group's lr was used
+    assert [g["lr"] for g in grouped.param_groups] == [lr, lr / 4]
+    assert [g["initial_lr"] for g in grouped.param_groups] == [lr, lr / 4]
+
+
+@pytest.mark.parametrize("through_bytes", [True, False])
+def test_state_dict_round_trip(optimizer_case, through_bytes):
+    params, grads = params_and_grads(6)
+    opt = optimizer_case.make(params)
+    for gs in grads[:3]:
+        optimizer_case.step(opt, params, gs)
+    saved = opt.state_dict()
+    if through_bytes:
+        buf = io.BytesIO()
+        torch.save(saved, buf)
+        buf.seek(0)
+        saved = torch.load(buf, weights_only=True)
+    copies = clones(params)
+    fresh = optimizer_case.make(copies)
+    fresh.load_state_dict(saved)
+    assert fresh.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
+    for gs in grads[3:]:
+        optimizer_case.step(opt, params, gs)
+        optimizer_case.step(fresh, copies, gs)
+    for p, q in zip(params, copies):
+        assert_same(q.detach(), p.detach())
+        assert_same_state(fresh.state[q], opt.state[p])  # also: the two never shared state tensors
+
+
+def test_closure_returns_loss_with_grad_enabled(optimizer_case):
+    p = torch.tensor([1.0, -2.0], requires_grad=True)
+    opt = optimizer_case.make([p])
+    calls = []
+
+    def closure():
+        calls.append(torch.is_grad_enabled())
+        opt.zero_grad()
+        loss = (p ** 2).sum()
+        loss.backward()
+        return loss
+
+    with torch.no_grad():  # the step enables grad for the closure whatever the caller's mode
+        loss = opt.step(closure)
+    assert calls == [True]
+    assert isinstance(loss, torch.Tensor) and loss.item() == pytest.approx(5.0, rel=1e-6)
+    assert torch.all(p.detach().abs() < torch.tensor([1.0, 2.0]))  # it descended on ||p||^2
+    if not optimizer_case.kwargs.get("lookahead"):
+        assert opt.step() is None  # without a closure: None (grads from the closure above are reused)
+
+
+def test_closure_loss_object_is_returned():
+    p = torch.tensor([1.0], requires_grad=True)
+    sentinel = object()
+
+    def closure():
+        p.grad = torch.ones(1)
+        return sentinel
+
+    for opt in (adaptim.Adam([p]), adaptim.SGD([p], lr=0.1, momentum=0.5, nesterov=True, lookahead=True)):
+        assert opt.step(closure) is sentinel
+
+
+def test_params_without_grad_are_skipped(optimizer_case):
+    (p1, p2), grads = params_and_grads(3)
+    before = p2.detach().clone()
+    opt = optimizer_case.make([p1, p2])
+    alone = clones([p1])
+    opt_alone = optimizer_case.make(alone)
+    for g1, _ in grads:
+        optimizer_case.step(opt, [p1], [g1])
+        optimizer_case.step(opt_alone, alone, [g1])
+    assert p2.grad is None
+    assert_same(p2.detach(), before)
+    assert_same(p1.detach(), alone[0].detach())
+    if not optimizer_case.kwargs.get("lookahead"):  # lookahead moves every parameter to x_t before the closure
+        assert not opt.state.get(p2)
+
+
+def test_zero_grad(optimizer_case):
+    (p1, p2), grads = params_and_grads(1)
+    opt = optimizer_case.make([p1, p2])
+    optimizer_case.step(opt, [p1, p2], grads[0])
+    opt.zero_grad(set_to_none=False)
+    assert torch.equal(p1.grad, torch.zeros_like(p1)) and torch.equal(p2.grad, torch.zeros_like(p2))
+    opt.zero_grad()
+    assert p1.grad is None and p2.grad is None
+
+
+# --------------------------------------------------------------------------------------------- schedules
+
+
+def _manual_lr_run(case, params, grads, lr_at):
+    """The same run with group["lr"] set by hand before each step (initial_lr stays the constructor's lr)."""
+    opt = case.make(params)
+    for k, gs in enumerate(grads):
+        opt.param_groups[0]["lr"] = lr_at(k)
+        case.step(opt, params, gs)
+    return opt
+
+
+@pytest.mark.parametrize("kind", ["lambda", "step"])
+def test_torch_lr_schedulers(optimizer_case, kind):
+    lr = optimizer_case.kwargs["lr"]
+    params, grads = params_and_grads(6)
+    manual, constant = clones(params), clones(params)
+    opt = optimizer_case.make(params)
+    if kind == "lambda":
+        sched = LambdaLR(opt, lambda k: 1.0 / (1 + k))
+
+        def lr_at(k):
+            return lr * (1.0 / (1 + k))
+    else:
+        sched = StepLR(opt, step_size=2, gamma=0.5)
+
+        def lr_at(k):
+            return lr * 0.5 ** (k // 2)
+    for k, gs in enumerate(grads):
+        assert opt.param_groups[0]["lr"] == pytest.approx(lr_at(k), rel=1e-15)
+        optimizer_case.step(opt, params, gs)
+        sched.step()
+    assert opt.param_groups[0]["initial_lr"] == lr
+    _manual_lr_run(optimizer_case, manual, grads, lr_at)
+    _manual_lr_run(optimizer_case, constant, grads, lambda k: lr)
+    for p, q in zip(params, manual):
+        assert_same(p.detach(), q.detach())
+    assert any(not torch.equal(p.detach(), c.detach()) for p, c in zip(params, constant))
+
+
+def _cosine(k, w, total, final):
+    if k < w:
+        return (k + 1) / w
+    frac = min(1.0, (k - w) / (total - w))
+    return final + (1 - final) * (1 + math.cos(math.pi * frac)) / 2
+
+
+def _linear(k, w, total, final):
+    if k < w:
+        return (k + 1) / w
+    return 1 - (1 - final) * min(1.0, (k - w) / (total - w))
+
+
+@pytest.mark.parametrize("factory,definition", [(adaptim.warmup_cosine, _cosine), (adaptim.warmup_linear, _linear)])
+@pytest.mark.parametrize("warmup,total,final", [(3, 10, 0.1), (0, 5, 0.0), (4, 5, 0.5)])
+def test_warmup_factories_follow_their_definitions(factory, definition, warmup, total, final):
+    p = torch.zeros(1, requires_grad=True)
+    opt = adaptim.AdamW([p], lr=2.0)
+    sched = factory(opt, warmup_steps=warmup, total_steps=total, final_scale=final)
+    assert isinstance(sched, LambdaLR)
+    seen = []
+    for _ in range(total + 3):
+        seen.append(opt.param_groups[0]["lr"] / 2.0)
+        p.grad = torch.ones(1)
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([definition(k, warmup, total, final) for k in range(total + 3)], abs=1e-12)
+    # landmarks: the first step is 1/warmup (never 0), the peak is 1, and the end is final_scale
+    assert seen[0] == pytest.approx(1 / warmup if warmup else 1.0)
+    assert max(seen) == pytest.approx(1.0)
+    assert seen[total] == pytest.approx(final) and seen[-1] == pytest.approx(final)
+    assert opt.param_groups[0]["initial_lr"] == 2.0
+
+
+def test_inverse_sqrt_factory():
+    p = torch.zeros(1, requires_grad=True)
+    opt = adaptim.SGD([p], lr=0.3)
+    sched = adaptim.inverse_sqrt(opt)
+    assert isinstance(sched, LambdaLR)
+    for t in range(1, 10):  # the t-th step uses eta / sqrt(t) (Section 2.1)
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.3 / math.sqrt(t), rel=1e-15)
+        p.grad = torch.ones(1)
+        opt.step()
+        sched.step()
+
+
+@pytest.mark.parametrize("factory", [adaptim.warmup_cosine, adaptim.warmup_linear])
+@pytest.mark.parametrize("kwargs,name", [(dict(warmup_steps=-1, total_steps=5), "warmup_steps"),
+                                         (dict(warmup_steps=5, total_steps=5), "total_steps"),
+                                         (dict(warmup_steps=1, total_steps=5, final_scale=1.5), "final_scale"),
+                                         (dict(warmup_steps=1, total_steps=5, final_scale=math.nan),
+                                          "final_scale")])
+def test_schedule_factories_validate(factory, kwargs, name):
+    opt = adaptim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match=name):
+        factory(opt, **kwargs)
+
+
+# -------------------------------------------------------------------------------------------- validation
+
+P = [torch.zeros(3, requires_grad=True)]
+BETAS = [((1.0, 0.9), "betas"), ((0.9, 1.0), "betas"), ((-0.1, 0.9), "betas"), ((math.nan, 0.9), "betas"),
+         ((0.9,), "betas"), (0.9, "betas")]
+LR = [(dict(lr=-1e-3), "lr"), (dict(lr=math.nan), "lr"), (dict(lr=math.inf), "lr"), (dict(lr="0.1"), "lr")]
+
+
+def _bad(cls, base, cases):
+    return [pytest.param(cls, {**base, **kw}, name, id=f"{cls.__name__}-{name}-{kw}") for kw, name in cases]
+
+
+BAD_CONFIGS = (
+    _bad(adaptim.SGD, {"lr": 0.1}, LR + [
+        (dict(momentum=1.0), "momentum"), (dict(momentum=-0.1), "momentum"),
+        (dict(weight_decay=-0.1), "weight_decay"),
+        (dict(nesterov=True), "nesterov"),  # needs momentum > 0
+        (dict(momentum=0.9, lookahead=True), "lookahead")])  # needs nesterov
+    + _bad(adaptim.AdaGrad, {}, LR + [
+        (dict(eps=-1e-10), "eps"), (dict(weight_decay=-0.1), "weight_decay"),
+        (dict(initial_accumulator_value=-1.0), "initial_accumulator_value")])
+    + _bad(adaptim.AdaGradNorm, {}, LR + [(dict(eps=-1e-10), "eps")])
+    + _bad(adaptim.FullMatrixAdaGrad, {}, LR + [(dict(eps=-1e-10), "eps"), (dict(eps=0.0), "eps"), (dict(max_dim=0), "max_dim")])
+    + _bad(adaptim.RMSProp, {}, LR + [(dict(betas=b), n) for b, n in BETAS] + [
+        (dict(eps=-1e-8), "eps"), (dict(weight_decay=-0.1), "weight_decay")])
+    + _bad(adaptim.Adam, {}, LR + [(dict(betas=b), n) for b, n in BETAS] + [
+        (dict(eps=-1e-8), "eps"), (dict(weight_decay=-0.1), "weight_decay")])
+    + _bad(adaptim.AdamW, {}, LR + [(dict(betas=b), n) for b, n in BETAS] + [
+        (dict(eps=-1e-8), "eps"), (dict(weight_decay=-0.1), "weight_decay"),
+        (dict(decoupled_weight_decay=True, weight_decay=1.0), "weight_decay")])
+    + _bad(adaptim.AdamAtan2, {}, LR + [(dict(betas=b), n) for b, n in BETAS] + [
+        (dict(weight_decay=-0.1), "weight_decay"), (dict(a=0.0), "a"), (dict(a=-1.0), "a"),
+        (dict(b=0.0), "b"), (dict(b=-1.0), "b")])
+)
+
+
+@pytest.mark.parametrize("cls,kwargs,name", BAD_CONFIGS)
+def test_construction_validates_hyperparameters(cls, kwargs, name):
+    with pytest.raises(ValueError) as info:
+        cls(P, **kwargs)
+    assert re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", str(info.value)), str(info.value)
+
+
+@pytest.mark.parametrize("make,bad,name", [
+    (lambda ps: adaptim.SGD(ps, lr=0.1), dict(lr=-1.0), "lr"),
+    (lambda ps: adaptim.SGD(ps, lr=0.1, momentum=0.9), dict(nesterov=True, momentum=0.0), "nesterov"),
+    (lambda ps: adaptim.Adam(ps), dict(betas=(1.0, 0.9)), "betas"),
+    (lambda ps: adaptim.AdamAtan2(ps), dict(a=0.0), "a"),
+    (lambda ps: adaptim.FullMatrixAdaGrad(ps, max_dim=4), dict(params=[torch.zeros(5, requires_grad=True)]),
+     "max_dim"),
+])
+def test_add_param_group_validates_and_leaves_optimizer_unchanged(make, bad, name):
+    p = torch.ones(2, requires_grad=True)
+    opt = make([p])
+    with pytest.raises(ValueError, match=rf"(?<![\w]){name}(?![\w])"):
+        opt.add_param_group({"params": [torch.zeros(3, requires_grad=True)], **bad})
+    assert len(opt.param_groups) == 1  # the refused group is not left behind for step() to use
+    p.grad = torch.ones(2)
+    opt.step()
+
+
+@pytest.mark.parametrize("cls,kwargs", [
+    (adaptim.SGD, dict(lr=0.0, momentum=0.0, weight_decay=0.0)),
+    (adaptim.AdaGrad, dict(lr=0.0, eps=0.0, initial_accumulator_value=0.0, weight_decay=0.0)),
+    (adaptim.AdaGradNorm, dict(lr=0.0, eps=0.0)),
+    (adaptim.FullMatrixAdaGrad, dict(lr=0.0, eps=1e-300, max_dim=3)),
+    (adaptim.RMSProp, dict(lr=0.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.0)),
+    (adaptim.Adam, dict(lr=0.0, betas=[0.0, 0.0], eps=0.0, weight_decay=0.0)),
+    (adaptim.AdamW, dict(lr=0.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.999, decoupled_weight_decay=True)),
+    (adaptim.AdamW, dict(weight_decay=5.0)),  # coupled decay lr * wd: only lr * wd < 1 matters, wd may be > 1
+    (adaptim.AdamAtan2, dict(lr=0.0, betas=(0.0, 0.0), weight_decay=0.0, a=1e-3, b=1e-3)),
+])
+def test_boundary_values_accepted(cls, kwargs):
+    cls(P, **kwargs)
+
+
+def test_full_matrix_max_dim_suggests_alternative():
+    big = torch.zeros(4, 5, requires_grad=True)
+    with pytest.raises(ValueError, match="max_dim") as info:
+        adaptim.FullMatrixAdaGrad([big], max_dim=10)
+    assert "AdaGrad" in str(info.value).replace("FullMatrixAdaGrad", "")  # names what to use instead
+    adaptim.FullMatrixAdaGrad([big], max_dim=20)
+    with pytest.raises(ValueError, match="max_dim"):  # complex counts as its real view: 2 x 10 entries
+        adaptim.FullMatrixAdaGrad([torch.zeros(10, dtype=torch.complex64, requires_grad=True)], max_dim=10)
+
+
+def test_lookahead_needs_closure():
+    p = torch.ones(2, requires_grad=True)
+    opt = adaptim.SGD([p], lr=0.1, momentum=0.9, nesterov=True, lookahead=True)
+    p.grad = torch.ones(2)
+    with pytest.raises(RuntimeError, match="closure"):
+        opt.step()
+    assert torch.equal(p.detach(), torch.ones(2))
+
+
+def test_sparse_params_refused(optimizer_class):
+    sparse = torch.zeros(4).to_sparse().requires_grad_()
+    with pytest.raises(TypeError, match="sparse"):
+        optimizer_class.make([sparse])
+
+
+def test_sparse_grads_refused(optimizer_class):
+    p = torch.zeros(4, requires_grad=True)
+    opt = optimizer_class.make([p])
+    with pytest.raises((RuntimeError, TypeError), match="sparse"):
+        optimizer_class.step(opt, [p], [torch.ones(4).to_sparse()])
+    assert torch.equal(p.detach(), torch.zeros(4))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool])
+def test_integer_params_refused(optimizer_class, dtype):
+    with pytest.raises(TypeError, match=re.escape(str(dtype))):
+        optimizer_class.make([torch.zeros(3, dtype=dtype)])

@@ -1,0 +1,506 @@
+"""Cases C01-C08 of the shared cases list, each checked for its whole kind across the optimizers of issue 2.
+
+Every case first checks the stated input and value, then the kind of fault it stands for over every optimizer
+it applies to (``optimizer_case`` and friends are parametrized in ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+
+import adaptim
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def assert_same(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Bitwise equality, dtype and shape included."""
+    assert a.dtype == b.dtype and a.shape == b.shape, (a.dtype, b.dtype, a.shape, b.shape)
+    assert torch.equal(a, b), (a, b)
+
+
+def assert_same_state(s1: dict, s2: dict) -> None:
+    assert set(s1) == set(s2)
+    for k in s1:
+        if isinstance(s1[k], torch.Tensor):
+            assert_same(s1[k], s2[k])
+        else:
+            assert s1[k] == s2[k], k
+
+
+def assert_finite_state(opt: torch.optim.Optimizer) -> None:
+    for state in opt.state.values():
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor):
+                assert torch.isfinite(v).all(), (k, v)
+
+
+def randn(shape, dtype, seed: int, scale: float = 1.0) -> torch.Tensor:
+    """Deterministic normal samples drawn in float64, then cast (complex: real view of twice the size)."""
+    gen = torch.Generator().manual_seed(seed)
+    if dtype.is_complex:
+        real = torch.randn(*shape, 2, generator=gen, dtype=torch.float64) * scale
+        return torch.view_as_complex(real).to(dtype)
+    return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
+
+
+def leaf(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().clone().requires_grad_(True)
+
+
+def run(case, params, grad_steps, **overrides):
+    """Build ``case``'s optimizer over ``params`` and take one step per entry of ``grad_steps``."""
+    opt = case.make(params, **overrides)
+    for grads in grad_steps:
+        case.step(opt, params, grads)
+    return opt
+
+
+DECOUPLED_DECAY = (adaptim.AdamW, adaptim.AdamAtan2)  # weight decay multiplies w; the others add it to g
+
+
+def decay_per_step(case) -> float:
+    """lambda_t of Figure 1 (d) at s_t = 1 for the decoupled classes, 0 for the others."""
+    wd = case.kwargs.get("weight_decay", 1e-2 if case.cls is adaptim.AdamW else 0.0)
+    if case.cls not in DECOUPLED_DECAY:
+        return 0.0
+    if case.kwargs.get("decoupled_weight_decay", False):
+        return wd
+    return case.kwargs["lr"] * wd
+
+
+# --------------------------------------------------------------------- C01: eps placement vs bias correction
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)], ids=["f32", "f64"])
+@pytest.mark.parametrize("cls", [adaptim.Adam, adaptim.AdamW])
+@pytest.mark.parametrize("inside,expected", [(False, 1 / (1 + 0.1)), (True, 1 / math.sqrt(1 + 0.1))],
+                         ids=["eps_outside_sqrt", "eps_inside_sqrt"])
+def test_c01_eps_after_bias_correction(cls, dtype, tol, foreach, inside, expected):
+    p = torch.tensor(1.0, dtype=dtype, requires_grad=True)
+    opt = cls([p], lr=1.0, eps=0.1, betas=(0.9, 0.999), weight_decay=0.0, eps_inside_sqrt=inside,
+              foreach=foreach)
+    p.grad = torch.tensor(1.0, dtype=dtype)
+    opt.step()
+    assert 1 - p.item() == pytest.approx(expected, abs=tol)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("inside", [False, True])
+@pytest.mark.parametrize("betas", [(0.9, 0.999), (0.5, 0.9), (0.0, 0.99)])
+@pytest.mark.parametrize("cls", [adaptim.Adam, adaptim.AdamW])
+def test_c01_kind_eps_never_bias_corrected(cls, betas, inside, amsgrad, foreach):
+    # With a constant gradient, mbar_t = g and vbar_t = g^2 at every t: the step is g/(|g| + eps) (4.1.1) or
+    # g/sqrt(g^2 + eps) (Figure 1) at every step, whatever the betas. eps scaled by a bias correction breaks it.
+    g = torch.tensor([1e-3, -0.5, 2.0, 30.0], dtype=torch.float64)
+    eps, lr = 0.1, 0.5
+    p = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    opt = cls([p], lr=lr, eps=eps, betas=betas, weight_decay=0.0, amsgrad=amsgrad, eps_inside_sqrt=inside,
+              foreach=foreach)
+    expected = lr * g / ((g * g + eps).sqrt() if inside else g.abs() + eps)
+    for _ in range(6):
+        before = p.detach().clone()
+        p.grad = g.clone()
+        opt.step()
+        torch.testing.assert_close(before - p.detach(), expected, rtol=1e-12, atol=0)
+
+
+# ------------------------------------------------------------------------------------- C02: AMSGrad order
+
+
+def _amsgrad_steps(make, grads):
+    p = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
+    opt = make([p])
+    out = []
+    for g in grads:
+        before = p.item()
+        p.grad = torch.tensor(g, dtype=torch.float64)
+        opt.step()
+        out.append(before - p.item())
+    return out
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("cls", [adaptim.Adam, adaptim.AdamW])
+def test_c02_amsgrad_max_after_bias_correction(cls, foreach):
+    def make(ps):
+        return cls(ps, lr=1.0, betas=(0.9, 0.5), eps=0.0, weight_decay=0.0, amsgrad=True, foreach=foreach)
+    assert _amsgrad_steps(make, [1.0, 0.1, 0.1]) == pytest.approx([1.0, 0.526316, 0.369004], abs=1e-6)
+
+    def make_issue(ps):  # the issue's example: beta1 = 0, beta2 = 0.9
+        return cls(ps, lr=1.0, betas=(0.0, 0.9), eps=0.0, weight_decay=0.0, amsgrad=True, foreach=foreach)
+    assert _amsgrad_steps(make_issue, [10.0, 1.0, 1.0]) == pytest.approx([1.0, 0.1, 0.1], abs=1e-12)
+
+
+def test_c02_torch_order_differs():
+    # torch.optim takes the max of the raw v_t and corrects afterwards (Section 4.2): other step sizes.
+    def make(ps):
+        return torch.optim.Adam(ps, lr=1.0, betas=(0.9, 0.5), eps=0.0, amsgrad=True)
+    torch_steps = _amsgrad_steps(make, [1.0, 0.1, 0.1])
+    assert torch_steps == pytest.approx([1.0, 0.644603, 0.488146], abs=1e-6)
+
+    def make_issue(ps):
+        return torch.optim.Adam(ps, lr=1.0, betas=(0.0, 0.9), eps=0.0, amsgrad=True)
+    assert _amsgrad_steps(make_issue, [10.0, 1.0, 1.0]) == pytest.approx([1.0, 0.1378, 0.1646], abs=1e-4)
+
+    ours = _amsgrad_steps(lambda ps: adaptim.Adam(ps, lr=1.0, betas=(0.9, 0.5), eps=0.0, amsgrad=True),
+                          [1.0, 0.1, 0.1])
+    assert abs(ours[1] - torch_steps[1]) > 0.1
+
+
+@pytest.mark.parametrize("cls", [adaptim.Adam, adaptim.AdamW])
+def test_c02_kind_amsgrad_literal(cls):
+    # Figure 1 (b)-(c) written out: vmax_t = max(vmax_{t-1}, v_t/(1-b2^t)), step = lr mbar_t/(sqrt(vmax_t)+eps).
+    b1, b2, eps, lr = 0.8, 0.6, 1e-3, 0.1
+    grads = [1.0, -0.3, 0.05, 2.0, 0.01, -0.01, 0.5, 0.0]
+    m = v = vmax = 0.0
+    expected = []
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        vmax = max(vmax, v / (1 - b2 ** t))
+        expected.append(lr * (m / (1 - b1 ** t)) / (math.sqrt(vmax) + eps))
+    got = _amsgrad_steps(lambda ps: cls(ps, lr=lr, betas=(b1, b2), eps=eps, weight_decay=0.0, amsgrad=True),
+                         grads)
+    assert got == pytest.approx(expected, rel=1e-10, abs=1e-15)
+
+
+# --------------------------------------------------------------------------- C03: every path, one answer
+
+
+@pytest.mark.parametrize("decoupled", [True, False])
+def test_c03_decay_applied_once_per_parameter(decoupled):
+    results = {}
+    for foreach in (False, True):
+        p32 = torch.tensor([1.0], dtype=torch.float32, requires_grad=True)
+        p64 = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
+        opt = adaptim.AdamW([p32, p64], lr=1.0, weight_decay=0.1, decoupled_weight_decay=decoupled,
+                            foreach=foreach)
+        p32.grad, p64.grad = torch.zeros_like(p32), torch.zeros_like(p64)
+        opt.step()
+        assert p32.item() == pytest.approx(0.9, rel=1e-7)
+        assert p64.item() == pytest.approx(0.9, rel=1e-15)
+        results[foreach] = ([p32, p64], [opt.state[p32], opt.state[p64]])
+    for a, b in zip(results[False][0], results[True][0]):
+        assert_same(a.detach(), b.detach())
+    for a, b in zip(results[False][1], results[True][1]):
+        assert_same_state(a, b)
+
+
+MIXED = [((3,), torch.float32), ((2, 2), torch.float64), ((4,), torch.bfloat16), ((2, 3), torch.float16),
+         ((2,), torch.complex64), ((1, 3), torch.complex128)]
+
+
+def _mixed_run(case, idx, steps=4, **overrides):
+    """Run ``case`` on the MIXED parameters with indices ``idx`` in one group, with fixed per-step gradients."""
+    params = [leaf(randn(MIXED[i][0], MIXED[i][1], seed=i)) for i in idx]
+    grad_steps = [[randn(MIXED[i][0], MIXED[i][1], seed=100 * (t + 1) + i) for i in idx] for t in range(steps)]
+    opt = run(case, params, grad_steps, **overrides)
+    return params, [opt.state[p] for p in params], opt
+
+
+def test_c03_kind_foreach_equals_single(foreach_optimizer_case):
+    everything = list(range(len(MIXED)))
+    p_on, s_on, _ = _mixed_run(foreach_optimizer_case, everything, foreach=True)
+    p_off, s_off, _ = _mixed_run(foreach_optimizer_case, everything, foreach=False)
+    for a, b in zip(p_on, p_off):
+        assert_same(a.detach(), b.detach())
+    for a, b in zip(s_on, s_off):
+        assert_same_state(a, b)
+
+
+def test_c03_kind_no_cross_talk_between_parameters(optimizer_case):
+    if optimizer_case.cls is adaptim.AdaGradNorm:
+        pytest.skip("AdaGradNorm couples the group by design (33); checked against a literal computation below")
+    everything = list(range(len(MIXED)))
+    together, states, _ = _mixed_run(optimizer_case, everything)
+    for i in everything:
+        alone, alone_state, _ = _mixed_run(optimizer_case, [i])
+        assert_same(together[i].detach(), alone[0].detach())
+        assert_same_state(states[i], alone_state[0])
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_c03_adagrad_norm_mixed_group_literal(foreach, make_optimizer_case):
+    # (33) over one group: eta_t = D / (sqrt(sum_{l<=t} sum_i ||g_{l,i}||^2) + eps), w_i <- w_i - eta_t g_{t,i},
+    # each parameter stored in its own dtype between steps (computed here in float64, then rounded).
+    lr, eps, steps = 0.5, 1e-10, 4
+    everything = list(range(len(MIXED)))
+    case = make_optimizer_case("adagrad_norm", adaptim.AdaGradNorm, dict(lr=lr, eps=eps))
+    params, _, opt = _mixed_run(case, everything, steps, foreach=foreach)
+    ref = [randn(MIXED[i][0], MIXED[i][1], seed=i) for i in everything]
+    total = 0.0
+    for t in range(steps):
+        grads = [randn(MIXED[i][0], MIXED[i][1], seed=100 * (t + 1) + i) for i in everything]
+        total += sum(float((torch.view_as_real(g) if g.is_complex() else g).double().pow(2).sum())
+                     for g in grads)
+        eta = lr / (math.sqrt(total) + eps)
+        ref = [(w.to(torch.complex128) if w.is_complex() else w.double()).sub(
+            eta * (g.to(torch.complex128) if g.is_complex() else g.double())).to(w.dtype)
+            for w, g in zip(ref, grads)]
+    assert opt.param_groups[0]["sum_sq"] == pytest.approx(total, rel=1e-12)
+    for p, r in zip(params, ref):
+        tiny = torch.finfo(torch.view_as_real(r).dtype if r.is_complex() else r.dtype).eps
+        torch.testing.assert_close(p.detach(), r, rtol=2 * tiny, atol=2 * tiny)
+
+
+# ------------------------------------------------------------------------------------- C04: complex parameters
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_c04_adam_complex_value(dtype, foreach):
+    p = torch.tensor([1 + 1j], dtype=dtype, requires_grad=True)
+    opt = adaptim.Adam([p], lr=0.1, foreach=foreach)
+    p.grad = torch.tensor([1 + 2j], dtype=dtype)
+    opt.step()
+    # each real coordinate moves by lr * g/(|g| + eps) ~ lr: (1 - 0.1) + (1 - 0.1)j
+    assert complex(p.detach()[0]) == pytest.approx(0.9 + 0.9j, abs=1e-6)
+
+
+def test_c04_kind_complex_equals_real_view(optimizer_case):
+    shapes = [((3,), torch.complex64), ((2, 2), torch.complex128)]
+    if not optimizer_case.cls.supports_complex:
+        with pytest.raises(TypeError, match="complex"):
+            optimizer_case.make([leaf(randn(*shapes[0], seed=0))])
+        return
+    complex_params = [leaf(randn(s, d, seed=i)) for i, (s, d) in enumerate(shapes)]
+    real_params = [leaf(torch.view_as_real(p.detach())) for p in complex_params]
+    grad_steps = [[randn(s, d, seed=10 * t + i) for i, (s, d) in enumerate(shapes)] for t in range(5)]
+    opt_c = run(optimizer_case, complex_params, grad_steps)
+    opt_r = run(optimizer_case, real_params, [[torch.view_as_real(g) for g in gs] for gs in grad_steps])
+    for pc, pr in zip(complex_params, real_params):
+        assert_same(torch.view_as_real(pc.detach()), pr.detach())
+        assert_same_state(opt_c.state[pc], opt_r.state[pr])
+
+
+def test_c04_kind_refusal_at_construction():
+    # The other branch of the kind: a class that declares supports_complex = False refuses at construction,
+    # before any step could silently treat the imaginary part as a separate (or dropped) coordinate.
+    refusing = type("RealOnlyAdam", (adaptim.Adam,), {"supports_complex": False})
+    with pytest.raises(TypeError, match="complex"):
+        refusing([leaf(torch.ones(2, dtype=torch.complex64))])
+    refusing([leaf(torch.ones(2))])  # real parameters still accepted
+
+
+# ----------------------------------------------------------------------------------- C05: half precision
+
+
+def test_c05_adam_float16_zero_grads():
+    p = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float16, requires_grad=True)
+    start = p.detach().clone()
+    opt = adaptim.Adam([p])
+    for _ in range(3):
+        p.grad = torch.zeros_like(p)
+        opt.step()
+    assert_same(p.detach(), start)
+    assert_finite_state(opt)
+
+
+HALF = [torch.float16, torch.bfloat16]
+HALF_VALUES = [1.0, -2.0, 0.5, 1e-3, 100.0]
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_c05_kind_zero_grads_leave_half_params_unchanged(optimizer_case, dtype):
+    # L2-style weight decay turns a zero gradient into a nonzero one, so it is switched off here; decoupled
+    # decay is kept and must be all that moves the parameter.
+    overrides = {}
+    if optimizer_case.cls not in DECOUPLED_DECAY and "weight_decay" in optimizer_case.kwargs:
+        overrides["weight_decay"] = 0.0
+    lam = decay_per_step(optimizer_case)
+    p = leaf(torch.tensor(HALF_VALUES, dtype=dtype))
+    expected = p.detach().clone()
+    opt = optimizer_case.make([p], **overrides)
+    for _ in range(3):
+        optimizer_case.step(opt, [p], [torch.zeros_like(p)])
+        expected = (expected.double() * (1 - lam)).to(dtype)
+    assert torch.isfinite(p).all()
+    if lam == 0:
+        assert_same(p.detach(), expected)
+    else:  # rounding the product through float32 first may differ from float64 by one ulp
+        ulp = torch.finfo(dtype).eps
+        torch.testing.assert_close(p.detach(), expected, rtol=ulp, atol=0)
+    assert_finite_state(opt)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_c05_kind_small_grads_finite_and_close_to_float32(optimizer_case, dtype):
+    steps = 3
+    start = torch.tensor(HALF_VALUES, dtype=dtype)
+    grad_steps = [[(randn((5,), torch.float64, seed=t) * 1e-3).to(dtype)] for t in range(steps - 1)]
+    grad_steps.append([torch.tensor([1e-7, -1e-7, 0.0, 6e-5, -6e-5], dtype=dtype)])  # tiny, some subnormal
+    p = leaf(start)
+    opt = run(optimizer_case, [p], grad_steps)
+    assert torch.isfinite(p).all()
+    assert_finite_state(opt)
+    # the same run in float32 (same gradient values): differs only by rounding the parameter once a step
+    p32 = leaf(start.float())
+    run(optimizer_case, [p32], [[g.float() for g in gs] for gs in grad_steps])
+    # each write-back rounds by at most half an ulp of the value at that step (|values| stay near the start)
+    ulp = torch.finfo(dtype).eps
+    torch.testing.assert_close(p.detach().float(), p32.detach(), rtol=steps * ulp, atol=steps * ulp * 0.05)
+    for state in opt.state.values():
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and k != "step":
+                assert v.dtype in (torch.float32, torch.float64), (k, v.dtype)
+
+
+# --------------------------------------------------------------------------- C06: resume in low precision
+
+
+def _roundtrip(state_dict: dict) -> dict:
+    """Through bytes, as a checkpoint on disk (and loadable with ``weights_only=True``)."""
+    buf = io.BytesIO()
+    torch.save(state_dict, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+def _dtypes(opt, p) -> dict:
+    return {k: v.dtype for k, v in opt.state[p].items() if isinstance(v, torch.Tensor)}
+
+
+def test_c06_adam_bfloat16_resume_after_257_steps():
+    def grad(t):
+        return randn((4,), torch.float64, seed=t).to(torch.bfloat16)
+
+    p = leaf(torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.bfloat16))
+    opt = adaptim.Adam([p], lr=1e-2)
+    for t in range(257):
+        p.grad = grad(t)
+        opt.step()
+    saved = _roundtrip(opt.state_dict())
+    q = leaf(p.detach())
+    fresh = adaptim.Adam([q], lr=1e-2)
+    fresh.load_state_dict(saved)
+    assert fresh.state[q]["step"].item() == 257
+    assert _dtypes(fresh, q) == _dtypes(opt, p)
+    assert _dtypes(fresh, q)["exp_avg"] == torch.float32
+    p.grad, q.grad = grad(257), grad(257)
+    opt.step()
+    fresh.step()
+    assert_same(q.detach(), p.detach())
+    assert_same_state(fresh.state[q], opt.state[p])
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_c06_kind_resume_is_bitwise(optimizer_case, dtype):
+    shapes = [(3,), (2, 2)]
+    grad_steps = [[randn(s, torch.float64, seed=10 * t + i).to(dtype) for i, s in enumerate(shapes)]
+                  for t in range(7)]
+    params = [leaf(randn(s, torch.float64, seed=i).to(dtype)) for i, s in enumerate(shapes)]
+    opt = run(optimizer_case, params, grad_steps[:4])
+    saved = _roundtrip(opt.state_dict())
+    copies = [leaf(p.detach()) for p in params]
+    fresh = optimizer_case.make(copies)
+    fresh.load_state_dict(saved)
+    for p, q in zip(params, copies):
+        assert _dtypes(fresh, q) == _dtypes(opt, p)
+    for grads in grad_steps[4:]:
+        optimizer_case.step(opt, params, grads)
+        optimizer_case.step(fresh, copies, grads)
+    for p, q in zip(params, copies):
+        assert_same(q.detach(), p.detach())
+        assert_same_state(fresh.state[q], opt.state[p])
+    assert fresh.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
+
+
+# ---------------------------------------------------------------- C07: state attached to the wrong parameter
+
+
+def test_c07_adam_swapped_parameters_refused():
+    a, b = leaf(torch.ones(2, 3)), leaf(torch.ones(3, 4))
+    opt = adaptim.Adam([a, b])
+    a.grad, b.grad = torch.full((2, 3), 0.5), torch.full((3, 4), -0.5)
+    opt.step()
+    saved = _roundtrip(opt.state_dict())
+    a2, b2 = leaf(a.detach()), leaf(b.detach())
+    fresh = adaptim.Adam([b2, a2])
+    with pytest.raises(ValueError, match=r"shape.*\(2, 3\).*\(3, 4\)|shape.*\(3, 4\).*\(2, 3\)"):
+        fresh.load_state_dict(saved)
+    assert all(len(fresh.state[p]) == 0 for p in (a2, b2))  # nothing half-loaded
+
+
+def test_c07_kind_swapped_parameters_refused(stateful_optimizer_case):
+    case = stateful_optimizer_case
+    shapes = [(2, 3), (3, 4)]
+    params = [leaf(randn(s, torch.float32, seed=i)) for i, s in enumerate(shapes)]
+    opt = run(case, params, [[randn(s, torch.float32, seed=5 + i) for i, s in enumerate(shapes)]])
+    saved = _roundtrip(opt.state_dict())
+    swapped = [leaf(params[1].detach()), leaf(params[0].detach())]
+    fresh = case.make(swapped)
+    with pytest.raises(ValueError, match="shape"):
+        fresh.load_state_dict(saved)
+    assert all(len(fresh.state[p]) == 0 for p in swapped)
+    # the same state loads onto parameters in the saved order
+    case.make([leaf(p.detach()) for p in params]).load_state_dict(saved)
+
+
+def test_c07_kind_other_mismatches_refused():
+    p = leaf(torch.ones(3))
+    adam = adaptim.Adam([p])
+    p.grad = torch.ones(3)
+    adam.step()
+    saved = _roundtrip(adam.state_dict())
+    with pytest.raises(ValueError, match="parameters"):  # a parameter more
+        adaptim.Adam([leaf(torch.ones(3)), leaf(torch.ones(3))]).load_state_dict(saved)
+    with pytest.raises(ValueError, match="groups"):  # a group more
+        adaptim.Adam([{"params": [leaf(torch.ones(3))]}, {"params": [leaf(torch.ones(3))]}]).load_state_dict(saved)
+    with pytest.raises(ValueError, match="entries"):  # another method's state
+        adaptim.RMSProp([leaf(torch.ones(3))]).load_state_dict(saved)
+
+
+# ------------------------------------------------------------------------ C08: maximize with weight decay
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_c08_sgd_maximize_with_weight_decay(foreach):
+    p = torch.tensor(1.0, requires_grad=True)
+    opt = adaptim.SGD([p], lr=0.1, weight_decay=0.5, maximize=True, foreach=foreach)
+    p.grad = torch.tensor(1.0)
+    opt.step()
+    # ascend along g = 1 while the decay term 0.5 * p still pulls toward 0: 1 + 0.1 * (1 - 0.5)
+    assert p.item() == pytest.approx(1.05, abs=1e-7)
+
+
+def test_c08_kind_maximize_is_minimize_of_negated_grad(optimizer_case):
+    # Holds with weight decay too: maximize negates g before decay enters, so decay still pulls toward 0.
+    shapes = [((3,), torch.float32), ((2, 2), torch.bfloat16), ((2,), torch.complex64)]
+    grad_steps = [[randn(s, d, seed=10 * t + i) for i, (s, d) in enumerate(shapes)] for t in range(5)]
+    up = [leaf(randn(s, d, seed=i)) for i, (s, d) in enumerate(shapes)]
+    down = [leaf(p.detach()) for p in up]
+    opt_up = optimizer_case.make(up, maximize=True)
+    opt_down = optimizer_case.make(down, maximize=False)
+    for grads in grad_steps:
+        optimizer_case.step(opt_up, up, grads)
+        optimizer_case.step(opt_down, down, [-g for g in grads])
+        for p, q, g in zip(up, down, grads):
+            assert_same(p.grad, g)  # the step never writes p.grad
+            assert_same(q.grad, -g)
+            assert_same(p.detach(), q.detach())
+    for p, q in zip(up, down):
+        assert_same_state(opt_up.state[p], opt_down.state[q])
+
+
+def test_adagrad_norm_zero_first_gradient_with_eps_zero():
+    """A zero first gradient with eps = 0 moves nothing (no 0/0), and the next step equals a fresh first step."""
+    p = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    opt = adaptim.AdaGradNorm([p], lr=0.5, eps=0.0)
+    p.grad = torch.zeros_like(p)
+    opt.step()
+    assert torch.equal(p.detach(), torch.tensor([1.0, -2.0], dtype=torch.float64))
+    q = p.detach().clone().requires_grad_()
+    fresh = adaptim.AdaGradNorm([q], lr=0.5, eps=0.0)
+    g = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    p.grad, q.grad = g.clone(), g.clone()
+    opt.step()
+    fresh.step()
+    assert torch.equal(p.detach(), q.detach())
+    torch.testing.assert_close(p.detach(), torch.tensor([1.0 - 0.3, -2.0 - 0.4], dtype=torch.float64))
