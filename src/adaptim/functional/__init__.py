@@ -3,9 +3,12 @@
 from adaptim.functional.adagrad import (adagrad_foreach, adagrad_norm_step, adagrad_single,
                                         full_matrix_adagrad_single)
 from adaptim.functional.adam import adam_foreach, adam_single, bias_corrections
+from adaptim.functional.muon import (adjust_lr_ratio, as_matrix, muon_batched, muon_single, steepest_batched,
+                                     steepest_single)
 from adaptim.functional.rmsprop import rmsprop_foreach, rmsprop_single
 from adaptim.functional.sgd import sgd_foreach, sgd_single
 
 __all__ = ["sgd_single", "sgd_foreach", "adagrad_single", "adagrad_foreach", "adagrad_norm_step",
            "full_matrix_adagrad_single", "rmsprop_single", "rmsprop_foreach", "adam_single", "adam_foreach",
-           "bias_corrections"]
+           "bias_corrections", "muon_single", "muon_batched", "steepest_single", "steepest_batched", "adjust_lr_ratio",
+           "as_matrix"]

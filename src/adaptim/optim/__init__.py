@@ -3,9 +3,11 @@
 from adaptim.optim.adagrad import AdaGrad, AdaGradNorm, FullMatrixAdaGrad
 from adaptim.optim.adam import Adam, AdamAtan2, AdamW
 from adaptim.optim.base import AdaptimOptimizer
+from adaptim.optim.muon import Muon, muon_param_groups
 from adaptim.optim.rmsprop import RMSProp
 from adaptim.optim.schedules import inverse_sqrt, warmup_cosine, warmup_linear
 from adaptim.optim.sgd import SGD
+from adaptim.optim.steepest import Steepest
 
 __all__ = ["AdaptimOptimizer", "SGD", "AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad", "RMSProp", "Adam", "AdamW",
-           "AdamAtan2", "warmup_cosine", "warmup_linear", "inverse_sqrt"]
+           "AdamAtan2", "Muon", "muon_param_groups", "Steepest", "warmup_cosine", "warmup_linear", "inverse_sqrt"]

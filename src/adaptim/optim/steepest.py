@@ -1,0 +1,82 @@
+"""Steepest descent under a norm: the closed forms (69) of the trust-region (67) and majorization (68) steps."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from adaptim.functional.muon import steepest_batched, steepest_single
+from adaptim.optim.base import AdaptimOptimizer, check_range
+
+__all__ = ["Steepest"]
+
+_NORMS = ("spectral", "frobenius", "inf")
+_RULES = ("trust_region", "majorization")
+
+
+class Steepest(AdaptimOptimizer):
+    """Steepest descent under the spectral, Frobenius or elementwise-inf norm (Section 7, (67)-(69)).
+
+    With D(G) the unit-norm maximizer of <G, D> (so <G, D(G)> = ||G||_*), each parameter W takes
+
+    * ``rule="trust_region"`` (67): W <- W - eta D(G), the minimizer of <G, Delta> over ||Delta|| <= eta;
+    * ``rule="majorization"`` (68): W <- W - eta ||G||_* D(G), the minimizer of <G, Delta> + ||Delta||^2 / (2 eta).
+
+    (69) in closed form, G = U S V^T the thin SVD:
+
+    ============  =======================  ===================================
+    norm          trust region              majorization
+    ============  =======================  ===================================
+    "frobenius"   -eta G / ||G||_F          -eta G  (plain gradient descent)
+    "inf"         -eta sign(G)              -eta ||G||_{1,elt} sign(G)
+    "spectral"    -eta U V^T (Muon)         -eta ||G||_nuc U V^T
+    ============  =======================  ===================================
+
+    U V^T is computed exactly by SVD, over the singular values above the rank tolerance. With ``momentum = mu > 0``
+    the EMA M_t = mu M_{t-1} + (1 - mu) G_t (M_0 = 0) replaces G. A zero G gives a zero step.
+
+    Shapes: a matrix is used as is; a tensor with more than 2 dimensions as its (shape[0], rest) flattening; a
+    vector as an (n, 1) column (so "spectral" gives g / ||g||_2, as the notes remark for m x 1 matrices); a scalar
+    as 1 x 1. Matrices of one shape in a group are processed by one batched call.
+
+    Args:
+        params: tensors or param groups; real (complex is refused), float16/bfloat16 through a float32 copy.
+        lr: eta >= 0, the trust-region radius (parameter units) or the majorization step size.
+        norm: "spectral", "frobenius" or "inf".
+        rule: "trust_region" or "majorization".
+        momentum: mu in [0, 1).
+        maximize: ascend instead of descend.
+        foreach: batched path (``None``: yes) or the literal per-parameter loop; they agree to rounding.
+
+    Raises:
+        ValueError: a hyperparameter out of range or an unknown ``norm`` / ``rule``.
+        TypeError: complex or sparse parameters.
+        RuntimeError: a NaN or infinite gradient.
+    """
+
+    supports_complex = False
+
+    def __init__(self, params, lr: float, norm: str = "spectral", rule: str = "trust_region",
+                 momentum: float = 0.0, maximize: bool = False, foreach: Optional[bool] = None) -> None:
+        super().__init__(params, dict(lr=lr, norm=norm, rule=rule, momentum=momentum, maximize=maximize,
+                                      foreach=foreach))
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        if group["norm"] not in _NORMS:
+            raise ValueError(f"norm must be one of {_NORMS}, got {group['norm']!r}")
+        if group["rule"] not in _RULES:
+            raise ValueError(f"rule must be one of {_RULES}, got {group['rule']!r}")
+        check_range("momentum", group["momentum"], 0.0, 1.0, high_open=True)
+
+    def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        if group["momentum"] == 0:
+            return {}
+        return {"momentum_buffer": torch.zeros_like(p)}
+
+    def _update_group(self, group, params, grads, states) -> None:
+        bufs = [s["momentum_buffer"] for s in states] if group["momentum"] != 0 else None
+        fn = steepest_batched if self.use_foreach(group) else steepest_single
+        fn(params, grads, bufs, lr=group["lr"], norm=group["norm"], rule=group["rule"],
+           momentum=group["momentum"])
