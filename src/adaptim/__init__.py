@@ -4,9 +4,9 @@ Every optimizer is a ``torch.optim.Optimizer``; see ``docs/equations.md`` for wh
 """
 
 from adaptim.optim import (SGD, AdaGrad, AdaGradNorm, Adam, AdamAtan2, AdamW, AdaptimOptimizer, FullMatrixAdaGrad,
-                           Muon, RMSProp, Steepest, inverse_sqrt, muon_param_groups, warmup_cosine, warmup_linear)
+                           IdealizedShampoo, Muon, RMSProp, Shampoo, Steepest, inverse_sqrt, muon_param_groups, warmup_cosine, warmup_linear)
 
 __version__ = "0.1.0"
 
 __all__ = ["SGD", "AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad", "RMSProp", "Adam", "AdamW", "AdamAtan2", "Muon",
-           "muon_param_groups", "Steepest", "AdaptimOptimizer", "warmup_cosine", "warmup_linear", "inverse_sqrt", "__version__"]
+           "muon_param_groups", "Steepest", "Shampoo", "IdealizedShampoo", "AdaptimOptimizer", "warmup_cosine", "warmup_linear", "inverse_sqrt", "__version__"]

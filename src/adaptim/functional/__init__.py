@@ -6,9 +6,13 @@ from adaptim.functional.adam import adam_foreach, adam_single, bias_corrections
 from adaptim.functional.muon import (adjust_lr_ratio, as_matrix, muon_batched, muon_single, steepest_batched,
                                      steepest_single)
 from adaptim.functional.rmsprop import rmsprop_foreach, rmsprop_single
+from adaptim.functional.shampoo import (block_slices, idealized_shampoo_batched, idealized_shampoo_single,
+                                        init_shampoo_state, mode_gram, mode_product, shampoo_batched, shampoo_exponent,
+                                        shampoo_single)
 from adaptim.functional.sgd import sgd_foreach, sgd_single
 
 __all__ = ["sgd_single", "sgd_foreach", "adagrad_single", "adagrad_foreach", "adagrad_norm_step",
            "full_matrix_adagrad_single", "rmsprop_single", "rmsprop_foreach", "adam_single", "adam_foreach",
            "bias_corrections", "muon_single", "muon_batched", "steepest_single", "steepest_batched", "adjust_lr_ratio",
-           "as_matrix"]
+           "as_matrix", "shampoo_single", "shampoo_batched", "idealized_shampoo_single", "idealized_shampoo_batched",
+           "init_shampoo_state", "block_slices", "shampoo_exponent", "mode_gram", "mode_product"]

@@ -7,7 +7,8 @@ from adaptim.optim.muon import Muon, muon_param_groups
 from adaptim.optim.rmsprop import RMSProp
 from adaptim.optim.schedules import inverse_sqrt, warmup_cosine, warmup_linear
 from adaptim.optim.sgd import SGD
+from adaptim.optim.shampoo import IdealizedShampoo, Shampoo
 from adaptim.optim.steepest import Steepest
 
 __all__ = ["AdaptimOptimizer", "SGD", "AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad", "RMSProp", "Adam", "AdamW",
-           "AdamAtan2", "Muon", "muon_param_groups", "Steepest", "warmup_cosine", "warmup_linear", "inverse_sqrt"]
+           "AdamAtan2", "Muon", "muon_param_groups", "Steepest", "Shampoo", "IdealizedShampoo", "warmup_cosine", "warmup_linear", "inverse_sqrt"]
