@@ -2,6 +2,9 @@
 
 from adaptim.functional.adagrad import (adagrad_foreach, adagrad_norm_step, adagrad_single,
                                         full_matrix_adagrad_single)
+from adaptim.functional.adafactor import (adafactor_batched, adafactor_beta2, adafactor_single,
+                                          adafactor_step_size, factored_second_moment, rms_clip)
+from adaptim.functional.adam_nmf import adam_nmf_batched, adam_nmf_single, floored_square
 from adaptim.functional.adam import adam_foreach, adam_single, bias_corrections
 from adaptim.functional.muon import (adjust_lr_ratio, as_matrix, muon_batched, muon_single, steepest_batched,
                                      steepest_single)
@@ -15,4 +18,5 @@ __all__ = ["sgd_single", "sgd_foreach", "adagrad_single", "adagrad_foreach", "ad
            "full_matrix_adagrad_single", "rmsprop_single", "rmsprop_foreach", "adam_single", "adam_foreach",
            "bias_corrections", "muon_single", "muon_batched", "steepest_single", "steepest_batched", "adjust_lr_ratio",
            "as_matrix", "shampoo_single", "shampoo_batched", "idealized_shampoo_single", "idealized_shampoo_batched",
-           "init_shampoo_state", "block_slices", "shampoo_exponent", "mode_gram", "mode_product"]
+           "init_shampoo_state", "block_slices", "shampoo_exponent", "mode_gram", "mode_product", "adafactor_single", "adafactor_batched", "adafactor_step_size", "adafactor_beta2",
+           "factored_second_moment", "rms_clip", "adam_nmf_single", "adam_nmf_batched", "floored_square"]

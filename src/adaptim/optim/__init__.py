@@ -1,7 +1,9 @@
 """``torch.optim.Optimizer`` subclasses for every method of the notes (re-exported at the top level)."""
 
+from adaptim.optim.adafactor import Adafactor
 from adaptim.optim.adagrad import AdaGrad, AdaGradNorm, FullMatrixAdaGrad
 from adaptim.optim.adam import Adam, AdamAtan2, AdamW
+from adaptim.optim.adam_nmf import AdamNMF
 from adaptim.optim.base import AdaptimOptimizer
 from adaptim.optim.muon import Muon, muon_param_groups
 from adaptim.optim.rmsprop import RMSProp
@@ -11,4 +13,4 @@ from adaptim.optim.shampoo import IdealizedShampoo, Shampoo
 from adaptim.optim.steepest import Steepest
 
 __all__ = ["AdaptimOptimizer", "SGD", "AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad", "RMSProp", "Adam", "AdamW",
-           "AdamAtan2", "Muon", "muon_param_groups", "Steepest", "Shampoo", "IdealizedShampoo", "warmup_cosine", "warmup_linear", "inverse_sqrt"]
+           "AdamAtan2", "Muon", "muon_param_groups", "Steepest", "Shampoo", "IdealizedShampoo", "Adafactor", "AdamNMF", "warmup_cosine", "warmup_linear", "inverse_sqrt"]

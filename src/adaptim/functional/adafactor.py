@@ -1,0 +1,189 @@
+"""Adafactor (Section 4.7, (52); Section 4.7.1; Shazeer and Stern, 2018), as pure update rules.
+
+For a parameter W (m x n, or (..., m, n) factored over its last two dimensions) with gradient G at step t:
+
+    beta_t = beta2                         (a float: (52)'s EMA, with bias correction c_t = 1/(1 - beta2^t))
+           = 1 - t^decay_rate, c_t = 1     (beta2 = None: change (5) of 4.7.1, the schedule replaces correction)
+    a_t = beta_t a_{t-1} + (1 - beta_t) (G^2 + eps1) 1_n        row sums     (52)
+    s_t = beta_t s_{t-1} + (1 - beta_t) (G^2 + eps1)^T 1_m      column sums  (52)
+    Vhat_t = c_t a_t s_t^T / (1_m^T a_t)                                     (52), change (1)
+    (unfactored: v_t = beta_t v_{t-1} + (1 - beta_t)(G^2 + eps1), Vhat_t = c_t v_t)
+    N_t = G_t            (beta1 = None, change (2))
+        = m_t / (1 - beta1^t),  m_t = beta1 m_{t-1} + (1 - beta1) G_t     (beta1 a float: Adam's first moment)
+    U_t = N_t / sqrt(Vhat_t);   Uhat_t = U_t / max(1, RMS(U_t) / d)        change (3), d = clip_threshold
+    rho_t = lr                                       (relative_step = False; lr already carries s_t)
+          = min(1e-2, 1/sqrt(t))                     (relative_step = True; paper's relative step size)
+          = min(1e-6 t, 1/sqrt(t))                   (relative_step and warmup_init)
+    alpha_t = rho_t max(eps2, RMS(W_t))              (scale_parameter, change (4)) or rho_t
+    W_{t+1} = (1 - rho_t weight_decay) W_t - alpha_t Uhat_t
+
+eps1 is added to G^2 as in the paper's Algorithm 4. 1/sqrt(Vhat) is computed as
+rsqrt(c_t a_t / 1^T a_t)_i rsqrt(s_t)_j: the same number, but it cannot underflow to 0 (and give 0/0) where a
+whole row and column of G vanish, as a_t s_t^T can in float32 (eps1^2 = 1e-60).
+
+Choices the notes leave open (documented on :class:`adaptim.optim.adafactor.Adafactor` as well): the first
+moment is the *bias-corrected EMA of G* in the numerator (the notes' M_t / sqrt(A_t B_t)), clipped together with
+the preconditioned update; Hugging Face and fairseq instead average the clipped update, uncorrected. Weight decay
+is decoupled and multiplied by rho_t but not by RMS(W_t) (they multiply by alpha_t, i.e. also by RMS(W_t)).
+
+``adafactor_single`` is the literal loop, ``adafactor_batched`` stacks parameters of one shape (and the same
+kind of state) and updates each stack at once; they agree to rounding. Moments are updated in place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import torch
+
+__all__ = ["adafactor_single", "adafactor_batched", "adafactor_beta2", "adafactor_step_size",
+           "factored_second_moment", "rms_clip"]
+
+
+def adafactor_step_size(step: int, lr: float | None, relative_step: bool, warmup_init: bool) -> float:
+    """rho_t: ``lr`` itself, or the paper's relative step min(1e-2, 1/sqrt(t)) (warm-up: min(1e-6 t, 1/sqrt(t)))."""
+    if not relative_step:
+        return float(lr)
+    cap = 1e-6 * step if warmup_init else 1e-2
+    return min(cap, 1.0 / math.sqrt(step))
+
+
+def adafactor_beta2(step: int, beta2: float | None, decay_rate: float) -> tuple[float, float]:
+    """(beta_t, c_t): a float beta2 gives (beta2, 1/(1 - beta2^t)) (bias-corrected EMA of (52));
+    ``None`` gives (1 - t^decay_rate, 1) (change (5) of 4.7.1; beta_1 = 0, so no bias arises)."""
+    if beta2 is None:
+        return 1.0 - step ** decay_rate, 1.0
+    return beta2, 1.0 / (1.0 - beta2 ** step)
+
+
+def factored_second_moment(row: torch.Tensor, col: torch.Tensor, correction: float = 1.0) -> torch.Tensor:
+    """Vhat = c a s^T / (1^T a) of (52): row sums a (..., m), column sums s (..., n) -> (..., m, n)."""
+    return correction * row.unsqueeze(-1) * col.unsqueeze(-2) / row.sum(dim=-1)[..., None, None]
+
+
+def _rms(x: torch.Tensor, dim: tuple[int, ...] | None = None, keepdim: bool = False) -> torch.Tensor:
+    """RMS(x) = sqrt(mean(x^2)) (Appendix K), over ``dim`` (default: all elements)."""
+    if dim is None:
+        return x.square().mean().sqrt()
+    return x.square().mean(dim=dim, keepdim=keepdim).sqrt()
+
+
+def rms_clip(u: torch.Tensor, threshold: float | None) -> torch.Tensor:
+    """Change (3) of 4.7.1 on one layer's update u (any shape): u / max(1, RMS(u) / threshold), a new tensor.
+
+    An update with RMS(u) <= threshold is returned as it is; a larger one is scaled to RMS exactly threshold,
+    direction kept (case C10). ``threshold=None`` returns u itself (no clipping)."""
+    if threshold is None:
+        return u
+    return u / torch.clamp(_rms(u) / threshold, min=1.0)
+
+
+def _inv_sqrt_vhat(row: torch.Tensor, col: torch.Tensor, correction) -> torch.Tensor:
+    """1 / sqrt(Vhat) of (52) as rsqrt(c a / 1^T a) rsqrt(s) (see the module doc); ``correction`` broadcasts."""
+    r = (correction * row / row.sum(dim=-1, keepdim=True)).rsqrt()
+    return r.unsqueeze(-1) * col.rsqrt().unsqueeze(-2)
+
+
+def adafactor_single(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps, *,
+                     lr: float | None, beta1: float | None, beta2: float | None, decay_rate: float, eps1: float,
+                     eps2: float, clip_threshold: float | None, relative_step: bool, scale_parameter: bool,
+                     warmup_init: bool, weight_decay: float) -> None:
+    """One Adafactor step on each parameter, in place (the literal loop of the module's equations).
+
+    Args:
+        params, grads: W_t and G_t, real float32/float64 tensors of equal shapes (grads are only read).
+        exp_avgs: m_{t-1} per parameter, or ``None`` entries (beta1 = None).
+        exp_avg_sq_rows, exp_avg_sq_cols: a_{t-1} (..., m) and s_{t-1} (..., n) for factored parameters, else
+            ``None`` entries; exp_avg_sqs: v_{t-1} (the parameter's shape) for unfactored ones, else ``None``.
+        steps: t per parameter (Python ints >= 1, already incremented).
+        lr: rho_t when ``relative_step`` is False (the group's current lr, schedule included).
+        Other keywords: see the module doc; eps1 > 0, eps2 >= 0, clip_threshold > 0 or None.
+    """
+    for i, (w, g) in enumerate(zip(params, grads)):
+        t = steps[i]
+        beta_t, corr = adafactor_beta2(t, beta2, decay_rate)
+        rho = adafactor_step_size(t, lr, relative_step, warmup_init)
+        g2 = g * g + eps1
+        if exp_avg_sq_rows[i] is not None:
+            row, col = exp_avg_sq_rows[i], exp_avg_sq_cols[i]
+            row.mul_(beta_t).add_(g2.sum(dim=-1), alpha=1 - beta_t)
+            col.mul_(beta_t).add_(g2.sum(dim=-2), alpha=1 - beta_t)
+            inv = _inv_sqrt_vhat(row, col, corr)
+        else:
+            v = exp_avg_sqs[i]
+            v.mul_(beta_t).add_(g2, alpha=1 - beta_t)
+            inv = (corr * v).rsqrt()
+        num = g
+        if exp_avgs[i] is not None:
+            m = exp_avgs[i]
+            m.mul_(beta1).add_(g, alpha=1 - beta1)
+            num = m / (1 - beta1 ** t)
+        u = rms_clip(num * inv, clip_threshold)
+        alpha = rho * torch.clamp(_rms(w), min=eps2) if scale_parameter else rho
+        if weight_decay != 0:
+            w.mul_(1 - rho * weight_decay)
+        w.sub_(u * alpha)
+
+
+def _column(values: list[float], like: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Per-parameter scalars as a (k, 1, ..., 1) tensor broadcasting against a stack of ``ndim`` dimensions."""
+    return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, *([1] * (ndim - 1)))
+
+
+def _layer_rms(x: torch.Tensor) -> torch.Tensor:
+    """RMS of each parameter of a stack (k, ...), kept as (k, 1, ..., 1); a stack of scalars gives |x|."""
+    return _rms(x, tuple(range(1, x.dim())), keepdim=True) if x.dim() > 1 else x.abs()
+
+
+def adafactor_batched(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps, *,
+                      lr: float | None, beta1: float | None, beta2: float | None, decay_rate: float, eps1: float,
+                      eps2: float, clip_threshold: float | None, relative_step: bool, scale_parameter: bool,
+                      warmup_init: bool, weight_decay: float) -> None:
+    """The step of :func:`adafactor_single`, with parameters of one shape, dtype, device and kind of state
+    stacked and updated as one batch (per-parameter step counts allowed). Same arguments; equal to rounding."""
+    buckets: dict[tuple, list[int]] = defaultdict(list)
+    for i, w in enumerate(params):
+        buckets[(tuple(w.shape), w.dtype, w.device, exp_avg_sq_rows[i] is not None,
+                 exp_avgs[i] is not None)].append(i)
+    for (shape, _, _, factored, momentum), idx in buckets.items():
+        W = torch.stack([params[i] for i in idx])
+        G = torch.stack([grads[i] for i in idx])
+        nd = W.dim()
+        ts = [steps[i] for i in idx]
+        betas = [adafactor_beta2(t, beta2, decay_rate) for t in ts]
+        beta_t = _column([b for b, _ in betas], W, nd)
+        rho = _column([adafactor_step_size(t, lr, relative_step, warmup_init) for t in ts], W, nd)
+        corr = _column([c for _, c in betas], W, nd)
+        G2 = G * G + eps1
+        if factored:
+            rows = torch.stack([exp_avg_sq_rows[i] for i in idx])
+            cols = torch.stack([exp_avg_sq_cols[i] for i in idx])
+            b1d = beta_t.view(-1, *([1] * (nd - 2)))
+            rows.mul_(b1d).add_(G2.sum(dim=-1) * (1 - b1d))
+            cols.mul_(b1d).add_(G2.sum(dim=-2) * (1 - b1d))
+            inv = _inv_sqrt_vhat(rows, cols, corr.view(-1, *([1] * (nd - 2))))
+            torch._foreach_copy_([exp_avg_sq_rows[i] for i in idx], list(rows.unbind(0)))
+            torch._foreach_copy_([exp_avg_sq_cols[i] for i in idx], list(cols.unbind(0)))
+        else:
+            V = torch.stack([exp_avg_sqs[i] for i in idx])
+            V.mul_(beta_t).add_(G2 * (1 - beta_t))
+            inv = (corr * V).rsqrt()
+            torch._foreach_copy_([exp_avg_sqs[i] for i in idx], list(V.unbind(0)))
+        num = G
+        if momentum:
+            M = torch.stack([exp_avgs[i] for i in idx])
+            M.mul_(beta1).add_(G, alpha=1 - beta1)
+            num = M / _column([1 - beta1 ** t for t in ts], W, nd)
+            torch._foreach_copy_([exp_avgs[i] for i in idx], list(M.unbind(0)))
+        U = num * inv
+        if clip_threshold is not None:
+            U = U / torch.clamp(_layer_rms(U) / clip_threshold, min=1.0)
+        if scale_parameter:
+            alpha = rho * torch.clamp(_layer_rms(W), min=eps2)
+        else:
+            alpha = rho
+        if weight_decay != 0:
+            W.mul_(1 - rho * weight_decay)
+        W.sub_(U * alpha)
+        torch._foreach_copy_([params[i] for i in idx], list(W.unbind(0)))

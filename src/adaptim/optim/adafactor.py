@@ -1,0 +1,124 @@
+"""Adafactor (Section 4.7, (52), and the five changes of Section 4.7.1; Shazeer and Stern, 2018)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from adaptim.functional.adafactor import adafactor_batched, adafactor_single
+from adaptim.optim.base import AdaptimOptimizer, check_range
+
+__all__ = ["Adafactor"]
+
+
+class Adafactor(AdaptimOptimizer):
+    """Adafactor: Adam with the rank-1 second moment (52) and the changes of Section 4.7.1, each switchable.
+
+    Per parameter W_t with gradient G_t at step t (equations in :mod:`adaptim.functional.adafactor`):
+
+        W_{t+1} = (1 - rho_t weight_decay) W_t - rho_t [max(eps[1], RMS(W_t))] RMSClip_d(N_t / sqrt(Vhat_t))
+
+    The five changes of 4.7.1, each controlled by one argument:
+
+    1. ``factored=True``: Vhat_t = c_t a_t s_t^T / (1^T a_t) from row and column sums (52); a tensor of more
+       than two dimensions is factored over its last two (one a, s pair per leading index); vectors and
+       scalars always keep the full elementwise v_t. ``factored=False``: the full v_t for every parameter.
+    2. ``beta1=None``: N_t = G_t, no first moment is stored. A float beta1 uses Adam's bias-corrected EMA
+       N_t = m_t / (1 - beta1^t) in the numerator (the notes' M_t / sqrt(A_t B_t)); note that Hugging Face and
+       fairseq instead average the *clipped update* without correction.
+    3. ``clip_threshold=d``: RMSClip_d(U) = U / max(1, RMS(U) / d), so the update's RMS is at most d and an
+       update already inside is untouched (case C10). ``None`` switches clipping off.
+    4. ``scale_parameter=True``: the step is multiplied by max(eps[1], RMS(W_t)) (the paper's floor eps2).
+    5. ``beta2=None``: beta_t = 1 - t^decay_rate replaces bias correction (c_t = 1). A float ``beta2`` keeps
+       (52)'s EMA with bias correction c_t = 1 / (1 - beta2^t).
+
+    Step size rho_t: with ``relative_step=True`` (and ``lr=None``) the paper's relative step
+    min(1e-2, 1/sqrt(t)), or with ``warmup_init`` min(1e-6 t, 1/sqrt(t)); with ``relative_step=False`` the
+    group's current ``lr`` (so any ``torch.optim.lr_scheduler`` scales it: rho_t = s_t lr). No step ever writes
+    the group's ``lr`` or any other group entry: everything per parameter (rho_t, RMS(W_t), t) is computed
+    locally (case C09). A torch lr scheduler needs a numeric lr, so it requires ``relative_step=False``.
+
+    State per parameter, besides the float32 ``step``: factored m x n: ``exp_avg_sq_row`` (m) and
+    ``exp_avg_sq_col`` (n), i.e. exactly m + n floats; unfactored: ``exp_avg_sq`` (the parameter's shape);
+    with a float beta1 also ``exp_avg``. Statistics are float32 (float64 for float64 parameters); bfloat16 and
+    float16 parameters are updated through a float32 copy. Within a group, parameters of one shape are
+    updated as one stacked batch.
+
+    Args:
+        params: tensors or param groups (real; complex parameters are refused).
+        lr: None with ``relative_step=True``; a float >= 0 with ``relative_step=False``.
+        beta1: None, or the first-moment coefficient in [0, 1).
+        beta2: None (schedule of change 5), or the EMA coefficient in [0, 1) with bias correction.
+        decay_rate: the exponent of beta_t = 1 - t^decay_rate, in (-inf, 0] (the paper's -c = -0.8).
+        eps: (eps1, eps2): eps1 > 0 is added to G^2 (the paper's 1e-30; it keeps 1/sqrt(Vhat) finite),
+            eps2 >= 0 floors RMS(W_t) in change 4 (the paper's 1e-3).
+        clip_threshold: d > 0, or None for no clipping.
+        relative_step: use the paper's relative step size instead of ``lr``.
+        scale_parameter: change 4.
+        warmup_init: relative step min(1e-6 t, 1/sqrt(t)); requires ``relative_step=True``.
+        factored: change 1.
+        weight_decay: >= 0, decoupled: W is multiplied by (1 - rho_t weight_decay) (not by RMS(W_t)).
+
+    Raises:
+        ValueError: a hyperparameter outside its range, ``lr`` given with ``relative_step=True``, ``lr``
+            missing with ``relative_step=False``, or ``warmup_init`` without ``relative_step``.
+        TypeError: complex or sparse parameters.
+    """
+
+    supports_complex = False
+
+    def __init__(self, params, lr: float | None = None, beta1: float | None = None, beta2: float | None = None,
+                 decay_rate: float = -0.8, eps: tuple[float, float] = (1e-30, 1e-3), clip_threshold: float | None = 1.0,
+                 relative_step: bool = True, scale_parameter: bool = True, warmup_init: bool = False,
+                 factored: bool = True, weight_decay: float = 0.0) -> None:
+        super().__init__(params, dict(lr=lr, beta1=beta1, beta2=beta2, decay_rate=decay_rate,
+                                      eps=tuple(eps) if isinstance(eps, (tuple, list)) else eps,
+                                      clip_threshold=clip_threshold, relative_step=relative_step,
+                                      scale_parameter=scale_parameter, warmup_init=warmup_init, factored=factored,
+                                      weight_decay=weight_decay))
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        if group["relative_step"]:
+            if group["lr"] is not None:
+                raise ValueError(f"lr={group['lr']!r} cannot be combined with relative_step=True (which uses the "
+                                 "paper's step min(1e-2, 1/sqrt(t))); pass lr=None, or relative_step=False")
+        else:
+            if group["lr"] is None:
+                raise ValueError("lr must be given (a float >= 0) when relative_step=False")
+            check_range("lr", group["lr"], 0.0)
+            if group["warmup_init"]:
+                raise ValueError("warmup_init=True requires relative_step=True")
+        for name in ("beta1", "beta2"):
+            if group[name] is not None:
+                check_range(name, group[name], 0.0, 1.0, high_open=True)
+        check_range("decay_rate", group["decay_rate"], None, 0.0)
+        eps = group["eps"]
+        if not isinstance(eps, tuple) or len(eps) != 2:
+            raise ValueError(f"eps must be a pair (eps1, eps2), got {eps!r}")
+        check_range("eps[0]", eps[0], 0.0, low_open=True)
+        check_range("eps[1]", eps[1], 0.0)
+        if group["clip_threshold"] is not None:
+            check_range("clip_threshold", group["clip_threshold"], 0.0, low_open=True)
+        check_range("weight_decay", group["weight_decay"], 0.0)
+
+    def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        state: dict[str, Any] = {"step": self.new_step()}
+        if group["factored"] and p.dim() >= 2:
+            state["exp_avg_sq_row"] = torch.zeros(p.shape[:-1], dtype=p.dtype, device=p.device)
+            state["exp_avg_sq_col"] = torch.zeros(p.shape[:-2] + p.shape[-1:], dtype=p.dtype, device=p.device)
+        else:
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        if group["beta1"] is not None:
+            state["exp_avg"] = torch.zeros_like(p)
+        return state
+
+    def _update_group(self, group, params, grads, states) -> None:
+        fn = adafactor_batched if self.use_foreach(group) else adafactor_single
+        eps1, eps2 = group["eps"]
+        fn(params, grads, [s.get("exp_avg") for s in states], [s.get("exp_avg_sq_row") for s in states],
+           [s.get("exp_avg_sq_col") for s in states], [s.get("exp_avg_sq") for s in states],
+           self.step_counts(states), lr=group["lr"], beta1=group["beta1"], beta2=group["beta2"],
+           decay_rate=group["decay_rate"], eps1=eps1, eps2=eps2, clip_threshold=group["clip_threshold"],
+           relative_step=group["relative_step"], scale_parameter=group["scale_parameter"],
+           warmup_init=group["warmup_init"], weight_decay=group["weight_decay"])
