@@ -1,4 +1,4 @@
-"""Shared parametrization for the optimizer tests: every optimizer of issue 2 in small valid configurations.
+"""Shared parametrization for the optimizer tests: every optimizer of issues 2 and 3 in small valid configurations.
 
 Test functions get parametrized by argument name (no import of this module needed, which would be fragile
 with several ``conftest.py`` files and no ``__init__.py``):
@@ -6,13 +6,17 @@ with several ``conftest.py`` files and no ``__init__.py``):
 * ``optimizer_case``           -- every entry of :data:`ALL_OPTIMIZERS`;
 * ``foreach_optimizer_case``   -- those whose class has a ``foreach`` path;
 * ``stateful_optimizer_case``  -- those that keep per-parameter state tensors;
-* ``optimizer_class``          -- each of the eight classes once (see :data:`ALL_OPTIMIZER_CLASSES`).
+* ``optimizer_class``          -- each of the fourteen classes once (see :data:`ALL_OPTIMIZER_CLASSES`).
 
 The fixture ``make_optimizer_case`` returns the :class:`OptimizerCase` class itself, for one-off configurations.
 
 Each case is an :class:`OptimizerCase`: ``case.make(params, **overrides)`` builds the optimizer and
 ``case.step(opt, params, grads)`` takes one step with the given gradients through a closure (so
-``SGD(lookahead=True)``, which requires one, runs like the others).
+``SGD(lookahead=True)``, which requires one, runs like the others). Shapes go through ``case.shape(shape)``
+(and fixed values through ``case.tensor(t)``): Muon groups take matrices only, so for Muon a vector (n,) becomes
+the row (1, n) and a scalar (1, 1); every other case keeps the shape. ``case.batched_to_rounding`` says whether
+the class stacks matrices of one shape into batched matrix kernels, which agree with the per-parameter loop to
+rounding only (the tests compare those to a tight tolerance, and everything else bitwise).
 """
 
 from __future__ import annotations
@@ -34,9 +38,39 @@ class OptimizerCase:
     name: str
     cls: type
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: entries added to every param group (e.g. Muon's ``use_muon=False``), under the test's own group entries
+    group_extra: dict[str, Any] = field(default_factory=dict)
 
     def make(self, params, **overrides) -> torch.optim.Optimizer:
+        if self.group_extra:
+            params = list(params)
+            if params and isinstance(params[0], dict):
+                params = [{**self.group_extra, **g} for g in params]
+            else:
+                params = [{"params": params, **self.group_extra}]
         return self.cls(params, **{**self.kwargs, **overrides})
+
+    @property
+    def matrix_only(self) -> bool:
+        """Whether the configuration refuses parameters with fewer than 2 dimensions (Muon groups)."""
+        return self.cls is adaptim.Muon and self.group_extra.get("use_muon", True)
+
+    def shape(self, shape) -> tuple[int, ...]:
+        """The test shape ``shape`` for this case: a row (1, n) or (1, 1) for matrix-only cases, else itself."""
+        shape = tuple(shape)
+        if not self.matrix_only or len(shape) >= 2:
+            return shape
+        return (1, shape[0]) if shape else (1, 1)
+
+    def tensor(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` reshaped to :meth:`shape` (same values, row-major)."""
+        return t.reshape(self.shape(t.shape))
+
+    @property
+    def batched_to_rounding(self) -> bool:
+        """Whether parameters of one shape are stacked into batched matrix products / decompositions, which round
+        differently from the same products taken one parameter at a time (not bitwise; see the functional docs)."""
+        return self.cls in _MATRIX_BATCHED and not (self.cls is adaptim.Muon and not self.matrix_only)
 
     @property
     def has_foreach(self) -> bool:
@@ -47,7 +81,7 @@ class OptimizerCase:
         """Whether the configuration keeps state tensors per parameter (plain SGD and AdaGradNorm do not)."""
         if self.cls is adaptim.AdaGradNorm:
             return False
-        if self.cls is adaptim.SGD:
+        if self.cls in (adaptim.SGD, adaptim.Steepest):
             return self.kwargs.get("momentum", 0.0) != 0
         return True
 
@@ -63,6 +97,10 @@ class OptimizerCase:
     def __repr__(self) -> str:  # shows in test ids and failure messages
         return self.name
 
+
+#: classes whose batched path stacks matrices of one shape (see ``OptimizerCase.batched_to_rounding``)
+_MATRIX_BATCHED = (adaptim.Adafactor, adaptim.AdamNMF, adaptim.Shampoo, adaptim.IdealizedShampoo, adaptim.Muon,
+                   adaptim.Steepest)
 
 #: every optimizer of issue 2, several with their optional paths switched on
 ALL_OPTIMIZERS: list[OptimizerCase] = [
@@ -86,12 +124,46 @@ ALL_OPTIMIZERS: list[OptimizerCase] = [
     OptimizerCase("adam_atan2", adaptim.AdamAtan2, dict(lr=0.01, weight_decay=0.1, a=1.2, b=0.8)),
 ]
 
-#: the eight classes of issue 2, each with its first (simplest) configuration above
+#: the matrix-aware optimizers of issue 3 (all refuse complex parameters: ``supports_complex = False``)
+ALL_OPTIMIZERS += [
+    OptimizerCase("adafactor", adaptim.Adafactor, dict(lr=0.01, relative_step=False)),
+    OptimizerCase("adafactor_relative_step", adaptim.Adafactor, dict()),  # lr=None: the paper's relative step
+    OptimizerCase("adafactor_beta1_beta2_wd", adaptim.Adafactor, dict(lr=0.01, relative_step=False, beta1=0.9,
+                                                                       beta2=0.999, weight_decay=0.1)),
+    OptimizerCase("adafactor_unfactored", adaptim.Adafactor, dict(lr=0.01, relative_step=False, factored=False,
+                                                                   clip_threshold=None, scale_parameter=False)),
+    OptimizerCase("adam_nmf", adaptim.AdamNMF, dict(lr=0.01)),
+    OptimizerCase("adam_nmf_rank2_beta1_wd", adaptim.AdamNMF, dict(lr=0.01, rank=2, beta1=0.9, weight_decay=0.1)),
+    OptimizerCase("shampoo", adaptim.Shampoo, dict(lr=0.1)),
+    # EMA statistics, blocks of side 2 (vectors longer than 2 get the diagonal root), stale roots every second
+    # step, Adam grafting, heavy-ball momentum and decoupled decay all at once
+    OptimizerCase("shampoo_ema_blocks_graft_adam", adaptim.Shampoo,
+                  dict(lr=0.1, beta2=0.9, eps=1e-6, momentum=0.5, weight_decay=0.01, grafting="adam",
+                       precondition_frequency=2, start_preconditioning_step=2, max_preconditioner_dim=2)),
+    OptimizerCase("shampoo_graft_adagrad_wd", adaptim.Shampoo, dict(lr=0.1, grafting="adagrad",
+                                                                    exponent_override=-0.5, weight_decay=0.1)),
+    OptimizerCase("idealized_shampoo", adaptim.IdealizedShampoo, dict(lr=0.1)),
+    OptimizerCase("idealized_shampoo_wd_blocks", adaptim.IdealizedShampoo, dict(lr=0.1, beta2=0.9,
+                                                                                weight_decay=0.1,
+                                                                                max_preconditioner_dim=2)),
+    OptimizerCase("muon", adaptim.Muon, dict(lr=0.02)),
+    OptimizerCase("muon_svd_wd", adaptim.Muon, dict(lr=0.02, nesterov=False, orthogonalize="svd", weight_decay=0.1,
+                                                    adjust_lr="match_rms_adamw")),
+    OptimizerCase("muon_adamw_groups", adaptim.Muon, dict(lr=0.01, weight_decay=0.1),
+                  group_extra={"use_muon": False}),  # every group on Muon's AdamW side: vectors allowed
+    OptimizerCase("steepest", adaptim.Steepest, dict(lr=0.1)),
+    OptimizerCase("steepest_inf_majorization_momentum", adaptim.Steepest, dict(lr=0.01, norm="inf",
+                                                                              rule="majorization", momentum=0.9)),
+    OptimizerCase("steepest_frobenius_majorization", adaptim.Steepest, dict(lr=0.1, norm="frobenius",
+                                                                           rule="majorization")),
+]
+
+#: the fourteen classes of issues 2 and 3, each with its first (simplest) configuration above
 _first: dict[type, OptimizerCase] = {}
 for _case in ALL_OPTIMIZERS:
     _first.setdefault(_case.cls, _case)
 ALL_OPTIMIZER_CLASSES: list[OptimizerCase] = list(_first.values())
-assert len(ALL_OPTIMIZER_CLASSES) == 8
+assert len(ALL_OPTIMIZER_CLASSES) == 14
 
 _BY_ARGNAME = {
     "optimizer_case": ALL_OPTIMIZERS,

@@ -1,4 +1,4 @@
-"""API behaviour shared by every optimizer of issue 2, parametrized over all of them (see ``conftest.py``).
+"""API behaviour shared by every optimizer of issues 2 and 3, parametrized over all of them (see ``conftest.py``).
 
 torch.optim compatibility (param groups, state_dict, closures, lr schedulers, zero_grad), the schedule
 factories against their definitions, and validation of every hyperparameter at construction.
@@ -31,7 +31,10 @@ def assert_same_state(s1: dict, s2: dict) -> None:
             assert s1[k] == s2[k], k
 
 
-def params_and_grads(steps: int, shapes=((3,), (2, 2)), seed: int = 0):
+def params_and_grads(steps: int, shapes=((3,), (2, 2)), seed: int = 0, case=None):
+    """Random parameters and ``steps`` lists of gradients; ``case`` maps the shapes (matrices for Muon)."""
+    if case is not None:
+        shapes = [case.shape(s) for s in shapes]
     gen = torch.Generator().manual_seed(seed)
     params = [torch.randn(*s, generator=gen).requires_grad_() for s in shapes]
     grads = [[torch.randn(*s, generator=gen) for s in shapes] for _ in range(steps)]
@@ -46,7 +49,7 @@ def clones(params):
 
 
 def test_is_torch_optimizer(optimizer_class):
-    p = torch.zeros(2, requires_grad=True)
+    p = torch.zeros(optimizer_class.shape((2,)), requires_grad=True)
     opt = optimizer_class.make([p])
     assert isinstance(opt, torch.optim.Optimizer)
     assert isinstance(opt, adaptim.AdaptimOptimizer)
@@ -55,13 +58,20 @@ def test_is_torch_optimizer(optimizer_class):
 
 def test_exported_at_top_level():
     for name in ["SGD", "AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad", "RMSProp", "Adam", "AdamW", "AdamAtan2",
-                 "warmup_cosine", "warmup_linear", "inverse_sqrt"]:
+                 "warmup_cosine", "warmup_linear", "inverse_sqrt", "Adafactor", "AdamNMF", "Shampoo",
+                 "IdealizedShampoo", "Muon", "muon_param_groups", "Steepest"]:
         assert hasattr(adaptim, name), name
 
 
+def _needs_lr(case) -> None:
+    if case.kwargs.get("lr") is None:
+        pytest.skip("Adafactor's relative step has no lr to set per group or to schedule (see test_adafactor.py)")
+
+
 def test_param_groups_with_different_lr(optimizer_case):
+    _needs_lr(optimizer_case)
     lr = optimizer_case.kwargs["lr"]
-    (p1, p2), grads = params_and_grads(4)
+    (p1, p2), grads = params_and_grads(4, case=optimizer_case)
     grouped = optimizer_case.make([{"params": [p1]}, {"params": [p2], "lr": lr / 4}])
     s1, s2 = clones([p1]), clones([p2])
     alone1 = optimizer_case.make(s1)
@@ -82,7 +92,7 @@ def test_param_groups_with_different_lr(optimizer_case):
 
 @pytest.mark.parametrize("through_bytes", [True, False])
 def test_state_dict_round_trip(optimizer_case, through_bytes):
-    params, grads = params_and_grads(6)
+    params, grads = params_and_grads(6, case=optimizer_case)
     opt = optimizer_case.make(params)
     for gs in grads[:3]:
         optimizer_case.step(opt, params, gs)
@@ -105,7 +115,7 @@ def test_state_dict_round_trip(optimizer_case, through_bytes):
 
 
 def test_closure_returns_loss_with_grad_enabled(optimizer_case):
-    p = torch.tensor([1.0, -2.0], requires_grad=True)
+    p = optimizer_case.tensor(torch.tensor([1.0, -2.0])).requires_grad_()
     opt = optimizer_case.make([p])
     calls = []
 
@@ -120,7 +130,7 @@ def test_closure_returns_loss_with_grad_enabled(optimizer_case):
         loss = opt.step(closure)
     assert calls == [True]
     assert isinstance(loss, torch.Tensor) and loss.item() == pytest.approx(5.0, rel=1e-6)
-    assert torch.all(p.detach().abs() < torch.tensor([1.0, 2.0]))  # it descended on ||p||^2
+    assert torch.all(p.detach().abs() < optimizer_case.tensor(torch.tensor([1.0, 2.0])))  # it descended on ||p||^2
     if not optimizer_case.kwargs.get("lookahead"):
         assert opt.step() is None  # without a closure: None (grads from the closure above are reused)
 
@@ -138,7 +148,7 @@ def test_closure_loss_object_is_returned():
 
 
 def test_params_without_grad_are_skipped(optimizer_case):
-    (p1, p2), grads = params_and_grads(3)
+    (p1, p2), grads = params_and_grads(3, case=optimizer_case)
     before = p2.detach().clone()
     opt = optimizer_case.make([p1, p2])
     alone = clones([p1])
@@ -154,7 +164,7 @@ def test_params_without_grad_are_skipped(optimizer_case):
 
 
 def test_zero_grad(optimizer_case):
-    (p1, p2), grads = params_and_grads(1)
+    (p1, p2), grads = params_and_grads(1, case=optimizer_case)
     opt = optimizer_case.make([p1, p2])
     optimizer_case.step(opt, [p1, p2], grads[0])
     opt.zero_grad(set_to_none=False)
@@ -177,8 +187,9 @@ def _manual_lr_run(case, params, grads, lr_at):
 
 @pytest.mark.parametrize("kind", ["lambda", "step"])
 def test_torch_lr_schedulers(optimizer_case, kind):
+    _needs_lr(optimizer_case)
     lr = optimizer_case.kwargs["lr"]
-    params, grads = params_and_grads(6)
+    params, grads = params_and_grads(6, case=optimizer_case)
     manual, constant = clones(params), clones(params)
     opt = optimizer_case.make(params)
     if kind == "lambda":
@@ -264,6 +275,12 @@ def test_schedule_factories_validate(factory, kwargs, name):
 # -------------------------------------------------------------------------------------------- validation
 
 P = [torch.zeros(3, requires_grad=True)]
+M = [torch.zeros(3, 2, requires_grad=True)]  # Muon groups take matrices only
+
+
+def params_for(cls):
+    return M if cls is adaptim.Muon else P
+
 BETAS = [((1.0, 0.9), "betas"), ((0.9, 1.0), "betas"), ((-0.1, 0.9), "betas"), ((math.nan, 0.9), "betas"),
          ((0.9,), "betas"), (0.9, "betas")]
 LR = [(dict(lr=-1e-3), "lr"), (dict(lr=math.nan), "lr"), (dict(lr=math.inf), "lr"), (dict(lr="0.1"), "lr")]
@@ -271,6 +288,7 @@ LR = [(dict(lr=-1e-3), "lr"), (dict(lr=math.nan), "lr"), (dict(lr=math.inf), "lr
 
 def _bad(cls, base, cases):
     return [pytest.param(cls, {**base, **kw}, name, id=f"{cls.__name__}-{name}-{kw}") for kw, name in cases]
+
 
 
 BAD_CONFIGS = (
@@ -283,7 +301,8 @@ BAD_CONFIGS = (
         (dict(eps=-1e-10), "eps"), (dict(weight_decay=-0.1), "weight_decay"),
         (dict(initial_accumulator_value=-1.0), "initial_accumulator_value")])
     + _bad(adaptim.AdaGradNorm, {}, LR + [(dict(eps=-1e-10), "eps")])
-    + _bad(adaptim.FullMatrixAdaGrad, {}, LR + [(dict(eps=-1e-10), "eps"), (dict(eps=0.0), "eps"), (dict(max_dim=0), "max_dim")])
+    + _bad(adaptim.FullMatrixAdaGrad, {}, LR + [(dict(eps=-1e-10), "eps"), (dict(eps=0.0), "eps"),
+                                                (dict(max_dim=0), "max_dim")])
     + _bad(adaptim.RMSProp, {}, LR + [(dict(betas=b), n) for b, n in BETAS] + [
         (dict(eps=-1e-8), "eps"), (dict(weight_decay=-0.1), "weight_decay")])
     + _bad(adaptim.Adam, {}, LR + [(dict(betas=b), n) for b, n in BETAS] + [
@@ -294,13 +313,55 @@ BAD_CONFIGS = (
     + _bad(adaptim.AdamAtan2, {}, LR + [(dict(betas=b), n) for b, n in BETAS] + [
         (dict(weight_decay=-0.1), "weight_decay"), (dict(a=0.0), "a"), (dict(a=-1.0), "a"),
         (dict(b=0.0), "b"), (dict(b=-1.0), "b")])
+    # issue 3
+    + _bad(adaptim.Adafactor, {"lr": 1e-2, "relative_step": False}, LR + [
+        (dict(lr=None), "lr"),  # relative_step=False needs an lr
+        (dict(relative_step=True), "lr"),  # and relative_step=True refuses one
+        (dict(warmup_init=True), "warmup_init"),  # needs relative_step
+        (dict(beta1=1.0), "beta1"), (dict(beta1=-0.1), "beta1"), (dict(beta1=math.nan), "beta1"),
+        (dict(beta2=1.0), "beta2"), (dict(beta2=-0.1), "beta2"), (dict(beta2="0.9"), "beta2"),
+        (dict(decay_rate=0.5), "decay_rate"), (dict(decay_rate=math.nan), "decay_rate"),
+        (dict(eps=1e-30), "eps"), (dict(eps=(1e-30,)), "eps"), (dict(eps=(0.0, 1e-3)), "eps"),
+        (dict(eps=(1e-30, -1e-3)), "eps"), (dict(eps=(math.nan, 1e-3)), "eps"),
+        (dict(clip_threshold=0.0), "clip_threshold"), (dict(clip_threshold=-1.0), "clip_threshold"),
+        (dict(weight_decay=-0.1), "weight_decay")])
+    + _bad(adaptim.AdamNMF, {}, LR + [
+        (dict(rank=0), "rank"), (dict(rank=1.5), "rank"), (dict(rank=True), "rank"),
+        (dict(init_range=0.0), "init_range"), (dict(init_range=-1e-3), "init_range"),
+        (dict(eps=-1e-8), "eps"), (dict(beta1=1.0), "beta1"), (dict(beta1=-0.1), "beta1"),
+        (dict(weight_decay=-0.1), "weight_decay")])
+    + _bad(adaptim.Shampoo, {}, LR + [
+        (dict(beta2=1.0), "beta2"), (dict(beta2=-0.1), "beta2"), (dict(eps=0.0), "eps"), (dict(eps=-1.0), "eps"),
+        (dict(momentum=1.0), "momentum"), (dict(momentum=-0.1), "momentum"),
+        (dict(weight_decay=-0.1), "weight_decay"),
+        (dict(precondition_frequency=0), "precondition_frequency"),
+        (dict(precondition_frequency=2.0, start_preconditioning_step=2), "precondition_frequency"),
+        (dict(start_preconditioning_step=0), "start_preconditioning_step"),
+        # the first root exists at step precondition_frequency: an earlier preconditioned step is refused
+        (dict(precondition_frequency=3, start_preconditioning_step=2), "start_preconditioning_step"),
+        (dict(max_preconditioner_dim=0), "max_preconditioner_dim"),
+        (dict(exponent_override=0.0), "exponent_override"), (dict(exponent_override=0.25), "exponent_override"),
+        (dict(grafting="sgd"), "grafting"), (dict(grafting_beta2=1.0), "grafting_beta2"),
+        (dict(grafting_eps=0.0), "grafting_eps")])
+    + _bad(adaptim.IdealizedShampoo, {}, LR + [
+        (dict(beta2=1.0), "beta2"), (dict(beta2=None), "beta2"), (dict(eps=0.0), "eps"),
+        (dict(weight_decay=-0.1), "weight_decay"), (dict(max_preconditioner_dim=0), "max_preconditioner_dim")])
+    + _bad(adaptim.Muon, {}, LR + [
+        (dict(momentum=1.0), "momentum"), (dict(momentum=-0.1), "momentum"),
+        (dict(ns_coefficients="fifth"), "ns_coefficients"), (dict(ns_coefficients=()), "ns_coefficients"),
+        (dict(ns_steps=0), "ns_steps"), (dict(ns_steps=2.0), "ns_steps"),
+        (dict(orthogonalize="qr"), "orthogonalize"), (dict(adjust_lr="spectral"), "adjust_lr"),
+        (dict(weight_decay=-0.1), "weight_decay")])
+    + _bad(adaptim.Steepest, {"lr": 0.1}, LR + [
+        (dict(norm="l2"), "norm"), (dict(rule="newton"), "rule"), (dict(momentum=1.0), "momentum"),
+        (dict(momentum=-0.1), "momentum")])
 )
 
 
 @pytest.mark.parametrize("cls,kwargs,name", BAD_CONFIGS)
 def test_construction_validates_hyperparameters(cls, kwargs, name):
     with pytest.raises(ValueError) as info:
-        cls(P, **kwargs)
+        cls(params_for(cls), **kwargs)
     assert re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", str(info.value)), str(info.value)
 
 
@@ -311,6 +372,14 @@ def test_construction_validates_hyperparameters(cls, kwargs, name):
     (lambda ps: adaptim.AdamAtan2(ps), dict(a=0.0), "a"),
     (lambda ps: adaptim.FullMatrixAdaGrad(ps, max_dim=4), dict(params=[torch.zeros(5, requires_grad=True)]),
      "max_dim"),
+    (lambda ps: adaptim.Adafactor(ps), dict(lr=0.1), "lr"),
+    (lambda ps: adaptim.Shampoo(ps), dict(precondition_frequency=4), "start_preconditioning_step"),
+    (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(use_muon=False, betas=(1.0, 0.9)),
+     "betas"),
+    (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(use_muon=False, eps=-1.0), "eps"),
+    (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(use_muon="no"), "use_muon"),
+    # a vector in a Muon group is refused, naming the way out
+    (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(), "use_muon"),
 ])
 def test_add_param_group_validates_and_leaves_optimizer_unchanged(make, bad, name):
     p = torch.ones(2, requires_grad=True)
@@ -332,9 +401,23 @@ def test_add_param_group_validates_and_leaves_optimizer_unchanged(make, bad, nam
     (adaptim.AdamW, dict(lr=0.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.999, decoupled_weight_decay=True)),
     (adaptim.AdamW, dict(weight_decay=5.0)),  # coupled decay lr * wd: only lr * wd < 1 matters, wd may be > 1
     (adaptim.AdamAtan2, dict(lr=0.0, betas=(0.0, 0.0), weight_decay=0.0, a=1e-3, b=1e-3)),
+    (adaptim.Adafactor, dict(lr=0.0, relative_step=False, beta1=0.0, beta2=0.0, decay_rate=0.0, eps=[1e-45, 0.0],
+                             clip_threshold=1e-30, weight_decay=0.0)),
+    (adaptim.Adafactor, dict(lr=None, relative_step=True, warmup_init=True, clip_threshold=None)),
+    (adaptim.AdamNMF, dict(lr=0.0, rank=1, init_range=1e-30, eps=0.0, beta1=0.0, weight_decay=0.0)),
+    (adaptim.AdamNMF, dict(rank=1000)),  # more than min(m, n) is allowed (documented)
+    (adaptim.Shampoo, dict(lr=0.0, beta2=0.0, eps=1e-300, momentum=0.0, weight_decay=0.0, precondition_frequency=1,
+                           start_preconditioning_step=1, max_preconditioner_dim=1, exponent_override=-1e-3,
+                           grafting=None, grafting_beta2=0.0, grafting_eps=1e-300)),
+    (adaptim.Shampoo, dict(precondition_frequency=5, start_preconditioning_step=5, grafting="adagrad")),
+    (adaptim.IdealizedShampoo, dict(lr=0.0, beta2=0.0, eps=1e-300, weight_decay=0.0, max_preconditioner_dim=1)),
+    (adaptim.Muon, dict(lr=0.0, momentum=0.0, nesterov=False, ns_coefficients=(1.5, -0.5), ns_steps=1,
+                        weight_decay=0.0, adjust_lr=None)),
+    (adaptim.Muon, dict(orthogonalize="svd", ns_coefficients="cubic", adjust_lr="match_rms_adamw")),
+    (adaptim.Steepest, dict(lr=0.0, norm="inf", rule="majorization", momentum=0.0)),
 ])
 def test_boundary_values_accepted(cls, kwargs):
-    cls(P, **kwargs)
+    cls(params_for(cls), **kwargs)
 
 
 def test_full_matrix_max_dim_suggests_alternative():
@@ -357,20 +440,21 @@ def test_lookahead_needs_closure():
 
 
 def test_sparse_params_refused(optimizer_class):
-    sparse = torch.zeros(4).to_sparse().requires_grad_()
+    sparse = torch.zeros(optimizer_class.shape((4,))).to_sparse().requires_grad_()
     with pytest.raises(TypeError, match="sparse"):
         optimizer_class.make([sparse])
 
 
 def test_sparse_grads_refused(optimizer_class):
-    p = torch.zeros(4, requires_grad=True)
+    shape = optimizer_class.shape((4,))
+    p = torch.zeros(shape, requires_grad=True)
     opt = optimizer_class.make([p])
     with pytest.raises((RuntimeError, TypeError), match="sparse"):
-        optimizer_class.step(opt, [p], [torch.ones(4).to_sparse()])
-    assert torch.equal(p.detach(), torch.zeros(4))
+        optimizer_class.step(opt, [p], [torch.ones(shape).to_sparse()])
+    assert torch.equal(p.detach(), torch.zeros(shape))
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool])
 def test_integer_params_refused(optimizer_class, dtype):
     with pytest.raises(TypeError, match=re.escape(str(dtype))):
-        optimizer_class.make([torch.zeros(3, dtype=dtype)])
+        optimizer_class.make([torch.zeros(optimizer_class.shape((3,)), dtype=dtype)])

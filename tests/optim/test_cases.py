@@ -1,7 +1,9 @@
-"""Cases C01-C08 of the shared cases list, each checked for its whole kind across the optimizers of issue 2.
+"""Cases C01-C08 and C13 of the shared cases list, each checked for its whole kind across the optimizers.
 
 Every case first checks the stated input and value, then the kind of fault it stands for over every optimizer
-it applies to (``optimizer_case`` and friends are parametrized in ``conftest.py``).
+it applies to (``optimizer_case`` and friends are parametrized in ``conftest.py``: the optimizers of issues 2
+and 3). Comparisons are bitwise, except between a batched matrix path and the same parameters updated one at a
+time (see ``OptimizerCase.batched_to_rounding``), which agree to rounding: there :func:`assert_close_state`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,26 @@ def assert_same_state(s1: dict, s2: dict) -> None:
     assert set(s1) == set(s2)
     for k in s1:
         if isinstance(s1[k], torch.Tensor):
+            assert_same(s1[k], s2[k])
+        else:
+            assert s1[k] == s2[k], k
+
+
+def assert_close(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Agreement to rounding: dtype and shape equal, values within 16 units of the dtype's precision relative to
+    the tensor's scale (for half precision that is one rounding step of the stored value, at most)."""
+    assert a.dtype == b.dtype and a.shape == b.shape, (a.dtype, b.dtype, a.shape, b.shape)
+    eps = torch.finfo(a.dtype).eps
+    scale = float(b.abs().max()) if b.numel() else 0.0
+    torch.testing.assert_close(a, b, rtol=16 * eps, atol=16 * eps * scale)
+
+
+def assert_close_state(s1: dict, s2: dict) -> None:
+    assert set(s1) == set(s2)
+    for k in s1:
+        if isinstance(s1[k], torch.Tensor) and k != "step":
+            assert_close(s1[k], s2[k])
+        elif isinstance(s1[k], torch.Tensor):
             assert_same(s1[k], s2[k])
         else:
             assert s1[k] == s2[k], k
@@ -60,17 +82,39 @@ def run(case, params, grad_steps, **overrides):
     return opt
 
 
-DECOUPLED_DECAY = (adaptim.AdamW, adaptim.AdamAtan2)  # weight decay multiplies w; the others add it to g
+# weight decay multiplies w (decoupled); the other classes with a weight_decay add it to g (L2)
+DECOUPLED_DECAY = (adaptim.AdamW, adaptim.AdamAtan2, adaptim.Adafactor, adaptim.AdamNMF, adaptim.Shampoo,
+                   adaptim.IdealizedShampoo, adaptim.Muon)
 
 
 def decay_per_step(case) -> float:
-    """lambda_t of Figure 1 (d) at s_t = 1 for the decoupled classes, 0 for the others."""
+    """lambda_t of Figure 1 (d) at s_t = 1 (w <- (1 - lambda_t) w on a zero gradient) for the decoupled classes,
+    0 for the others. Adafactor multiplies by rho_t (lr, or the relative step min(1e-2, 1/sqrt(t)) = 1e-2 for
+    t <= 10^4); the rest of issue 3 and AdamW's default by lr."""
     wd = case.kwargs.get("weight_decay", 1e-2 if case.cls is adaptim.AdamW else 0.0)
     if case.cls not in DECOUPLED_DECAY:
         return 0.0
     if case.kwargs.get("decoupled_weight_decay", False):
         return wd
+    if case.cls is adaptim.Adafactor and case.kwargs.get("relative_step", True):
+        return 1e-2 * wd
     return case.kwargs["lr"] * wd
+
+
+def zero_grad_trajectory(case, start: torch.Tensor, steps: int) -> torch.Tensor:
+    """Where ``steps`` zero gradients take ``start`` (computed in float64, rounded to its dtype each step, as the
+    parameter is stored): decoupled decay only; Shampoo adds the decay to its search direction *before* the
+    heavy-ball momentum, so there M <- mu M + wd w, w <- w - lr M."""
+    lam = decay_per_step(case)
+    mu = case.kwargs.get("momentum", 0.0) if case.cls is adaptim.Shampoo else 0.0
+    w, buf = start, torch.zeros_like(start, dtype=torch.float64)
+    for _ in range(steps):
+        if mu:
+            buf = mu * buf + case.kwargs.get("weight_decay", 0.0) * w.double()
+            w = (w.double() - case.kwargs["lr"] * buf).to(start.dtype)
+        else:
+            w = (w.double() * (1 - lam)).to(start.dtype)
+    return w
 
 
 # --------------------------------------------------------------------- C01: eps placement vs bias correction
@@ -193,37 +237,75 @@ def test_c03_decay_applied_once_per_parameter(decoupled):
         assert_same_state(a, b)
 
 
+def test_c03_kind_decay_applied_once_per_parameter(optimizer_case):
+    # The stated input for every optimizer: a float32 and a float64 parameter of ones in one group, zero
+    # gradients, one step, every path: each parameter is only decayed (L2-style decay, which would turn the zero
+    # gradient into a nonzero one, is switched off), exactly once.
+    case = optimizer_case
+    overrides = {}
+    if case.cls not in DECOUPLED_DECAY and "weight_decay" in case.kwargs:
+        overrides["weight_decay"] = 0.0
+    lam = decay_per_step(case)
+    for foreach in ([False, True] if case.has_foreach else [None]):
+        mode = {} if foreach is None else {"foreach": foreach}
+        params = [leaf(torch.ones(case.shape((2,)), dtype=d)) for d in (torch.float32, torch.float64)]
+        opt = case.make(params, **overrides, **mode)
+        case.step(opt, params, [torch.zeros_like(p) for p in params])
+        for p, rtol in zip(params, (2e-7, 1e-15)):  # (1 - lam) in the parameter's dtype, to rounding
+            torch.testing.assert_close(p.detach(), torch.full_like(p.detach(), 1 - lam), rtol=rtol, atol=0)
+        assert_finite_state(opt)
+
+
+# the last entry stacks with the (2, 3) float16 one (whose float32 working copy has the same shape and dtype)
 MIXED = [((3,), torch.float32), ((2, 2), torch.float64), ((4,), torch.bfloat16), ((2, 3), torch.float16),
-         ((2,), torch.complex64), ((1, 3), torch.complex128)]
+         ((2,), torch.complex64), ((1, 3), torch.complex128), ((2, 3), torch.float32)]
+
+
+def _mixed_indices(case) -> list[int]:
+    """The MIXED parameters ``case`` accepts: all, or the real ones for classes that refuse complex (C04)."""
+    return [i for i, (_, d) in enumerate(MIXED) if case.cls.supports_complex or not d.is_complex]
 
 
 def _mixed_run(case, idx, steps=4, **overrides):
-    """Run ``case`` on the MIXED parameters with indices ``idx`` in one group, with fixed per-step gradients."""
-    params = [leaf(randn(MIXED[i][0], MIXED[i][1], seed=i)) for i in idx]
-    grad_steps = [[randn(MIXED[i][0], MIXED[i][1], seed=100 * (t + 1) + i) for i in idx] for t in range(steps)]
+    """Run ``case`` on the MIXED parameters with indices ``idx`` in one group, with fixed per-step gradients
+    (shapes through ``case.shape``: rows for Muon)."""
+    shapes = {i: case.shape(MIXED[i][0]) for i in idx}
+    params = [leaf(randn(shapes[i], MIXED[i][1], seed=i)) for i in idx]
+    grad_steps = [[randn(shapes[i], MIXED[i][1], seed=100 * (t + 1) + i) for i in idx] for t in range(steps)]
     opt = run(case, params, grad_steps, **overrides)
     return params, [opt.state[p] for p in params], opt
 
 
 def test_c03_kind_foreach_equals_single(foreach_optimizer_case):
-    everything = list(range(len(MIXED)))
-    p_on, s_on, _ = _mixed_run(foreach_optimizer_case, everything, foreach=True)
-    p_off, s_off, _ = _mixed_run(foreach_optimizer_case, everything, foreach=False)
+    # Elementwise classes: the foreach kernels do the loop's arithmetic op for op, so the paths agree bitwise.
+    # Batched matrix classes (Adafactor, AdamNMF, Muon, Steepest) stack equal shapes into batched matmul /
+    # reductions / SVD, which round differently from one matrix at a time: they agree to rounding.
+    case = foreach_optimizer_case
+    everything = _mixed_indices(case)
+    p_on, s_on, _ = _mixed_run(case, everything, foreach=True)
+    p_off, s_off, _ = _mixed_run(case, everything, foreach=False)
+    same, same_state = (assert_close, assert_close_state) if case.batched_to_rounding else (assert_same,
+                                                                                          assert_same_state)
     for a, b in zip(p_on, p_off):
-        assert_same(a.detach(), b.detach())
+        same(a.detach(), b.detach())
     for a, b in zip(s_on, s_off):
-        assert_same_state(a, b)
+        same_state(a, b)
 
 
 def test_c03_kind_no_cross_talk_between_parameters(optimizer_case):
+    # Bitwise for elementwise classes. Batched matrix classes (Shampoo included, whose only path is batched)
+    # update the two (2, 3) parameters as one stack, and alone as a stack of one: equal only to rounding. A real
+    # cross-talk bug (a norm or RMS taken over the whole stack, say) is far outside that tolerance.
     if optimizer_case.cls is adaptim.AdaGradNorm:
         pytest.skip("AdaGradNorm couples the group by design (33); checked against a literal computation below")
-    everything = list(range(len(MIXED)))
+    same, same_state = ((assert_close, assert_close_state) if optimizer_case.batched_to_rounding
+                        else (assert_same, assert_same_state))
+    everything = _mixed_indices(optimizer_case)
     together, states, _ = _mixed_run(optimizer_case, everything)
-    for i in everything:
+    for k, i in enumerate(everything):
         alone, alone_state, _ = _mixed_run(optimizer_case, [i])
-        assert_same(together[i].detach(), alone[0].detach())
-        assert_same_state(states[i], alone_state[0])
+        same(together[k].detach(), alone[0].detach())
+        same_state(states[k], alone_state[0])
 
 
 @pytest.mark.parametrize("foreach", [False, True])
@@ -267,8 +349,18 @@ def test_c04_adam_complex_value(dtype, foreach):
 def test_c04_kind_complex_equals_real_view(optimizer_case):
     shapes = [((3,), torch.complex64), ((2, 2), torch.complex128)]
     if not optimizer_case.cls.supports_complex:
-        with pytest.raises(TypeError, match="complex"):
-            optimizer_case.make([leaf(randn(*shapes[0], seed=0))])
+        # refused at construction, also beside real parameters and in a group added later
+        real = leaf(torch.ones(optimizer_case.shape((3,))))
+        for s, d in shapes:
+            bad = leaf(randn(optimizer_case.shape(s), d, seed=0))
+            with pytest.raises(TypeError, match="complex"):
+                optimizer_case.make([bad])
+            with pytest.raises(TypeError, match="complex"):
+                optimizer_case.make([real, bad])
+            opt = optimizer_case.make([real])
+            with pytest.raises(TypeError, match="complex"):
+                opt.add_param_group({"params": [bad], **optimizer_case.group_extra})
+            assert len(opt.param_groups) == 1
         return
     complex_params = [leaf(randn(s, d, seed=i)) for i, (s, d) in enumerate(shapes)]
     real_params = [leaf(torch.view_as_real(p.detach())) for p in complex_params]
@@ -315,12 +407,11 @@ def test_c05_kind_zero_grads_leave_half_params_unchanged(optimizer_case, dtype):
     if optimizer_case.cls not in DECOUPLED_DECAY and "weight_decay" in optimizer_case.kwargs:
         overrides["weight_decay"] = 0.0
     lam = decay_per_step(optimizer_case)
-    p = leaf(torch.tensor(HALF_VALUES, dtype=dtype))
-    expected = p.detach().clone()
+    p = leaf(optimizer_case.tensor(torch.tensor(HALF_VALUES, dtype=dtype)))
+    expected = zero_grad_trajectory(optimizer_case, p.detach().clone(), 3)
     opt = optimizer_case.make([p], **overrides)
     for _ in range(3):
         optimizer_case.step(opt, [p], [torch.zeros_like(p)])
-        expected = (expected.double() * (1 - lam)).to(dtype)
     assert torch.isfinite(p).all()
     if lam == 0:
         assert_same(p.detach(), expected)
@@ -333,9 +424,10 @@ def test_c05_kind_zero_grads_leave_half_params_unchanged(optimizer_case, dtype):
 @pytest.mark.parametrize("dtype", HALF)
 def test_c05_kind_small_grads_finite_and_close_to_float32(optimizer_case, dtype):
     steps = 3
-    start = torch.tensor(HALF_VALUES, dtype=dtype)
-    grad_steps = [[(randn((5,), torch.float64, seed=t) * 1e-3).to(dtype)] for t in range(steps - 1)]
-    grad_steps.append([torch.tensor([1e-7, -1e-7, 0.0, 6e-5, -6e-5], dtype=dtype)])  # tiny, some subnormal
+    case = optimizer_case
+    start = case.tensor(torch.tensor(HALF_VALUES, dtype=dtype))
+    grad_steps = [[case.tensor((randn((5,), torch.float64, seed=t) * 1e-3).to(dtype))] for t in range(steps - 1)]
+    grad_steps.append([case.tensor(torch.tensor([1e-7, -1e-7, 0.0, 6e-5, -6e-5], dtype=dtype))])  # some subnormal
     p = leaf(start)
     opt = run(optimizer_case, [p], grad_steps)
     assert torch.isfinite(p).all()
@@ -392,7 +484,7 @@ def test_c06_adam_bfloat16_resume_after_257_steps():
 
 @pytest.mark.parametrize("dtype", HALF)
 def test_c06_kind_resume_is_bitwise(optimizer_case, dtype):
-    shapes = [(3,), (2, 2)]
+    shapes = [optimizer_case.shape(s) for s in [(3,), (2, 2)]]
     grad_steps = [[randn(s, torch.float64, seed=10 * t + i).to(dtype) for i, s in enumerate(shapes)]
                   for t in range(7)]
     params = [leaf(randn(s, torch.float64, seed=i).to(dtype)) for i, s in enumerate(shapes)]
@@ -428,9 +520,10 @@ def test_c07_adam_swapped_parameters_refused():
     assert all(len(fresh.state[p]) == 0 for p in (a2, b2))  # nothing half-loaded
 
 
-def test_c07_kind_swapped_parameters_refused(stateful_optimizer_case):
+@pytest.mark.parametrize("shapes", [[(2, 3), (3, 4)], [(2, 3), (3, 2)]], ids=["other", "transposed"])
+def test_c07_kind_swapped_parameters_refused(stateful_optimizer_case, shapes):
+    # "transposed": the same number of entries, so state that only depends on numel cannot tell them apart
     case = stateful_optimizer_case
-    shapes = [(2, 3), (3, 4)]
     params = [leaf(randn(s, torch.float32, seed=i)) for i, s in enumerate(shapes)]
     opt = run(case, params, [[randn(s, torch.float32, seed=5 + i) for i, s in enumerate(shapes)]])
     saved = _roundtrip(opt.state_dict())
@@ -472,7 +565,9 @@ def test_c08_sgd_maximize_with_weight_decay(foreach):
 
 def test_c08_kind_maximize_is_minimize_of_negated_grad(optimizer_case):
     # Holds with weight decay too: maximize negates g before decay enters, so decay still pulls toward 0.
-    shapes = [((3,), torch.float32), ((2, 2), torch.bfloat16), ((2,), torch.complex64)]
+    shapes = [(optimizer_case.shape(s), d) for s, d in [((3,), torch.float32), ((2, 2), torch.bfloat16),
+                                                         ((2,), torch.complex64)]
+              if optimizer_case.cls.supports_complex or not d.is_complex]
     grad_steps = [[randn(s, d, seed=10 * t + i) for i, (s, d) in enumerate(shapes)] for t in range(5)]
     up = [leaf(randn(s, d, seed=i)) for i, (s, d) in enumerate(shapes)]
     down = [leaf(p.detach()) for p in up]
@@ -504,3 +599,107 @@ def test_adagrad_norm_zero_first_gradient_with_eps_zero():
     fresh.step()
     assert torch.equal(p.detach(), q.detach())
     torch.testing.assert_close(p.detach(), torch.tensor([1.0 - 0.3, -2.0 - 0.4], dtype=torch.float64))
+
+
+# ------------------------------------------------------------- C13: zero gradients in data-dependent scaling
+
+# Every matrix method on a 4 x 6 parameter whose first gradient is all zero. `ratio` is what the notes imply for
+# the next (nonzero) step, relative to a fresh optimizer's first step from the same parameter:
+# * 1.0 where a zero gradient adds nothing: sums (Shampoo's (53), AdaGrad grafting, full-matrix AdaGrad), an EMA
+#   with beta = 0, or an EMA started at 0 and never bias-corrected (Muon's and Steepest's momentum: the EMA of a
+#   zero is 0, so M_2 = (1 - mu) G is a fresh M_1);
+# * otherwise the zero counts as an observation, which is the mathematically correct behaviour of a
+#   bias-corrected EMA: after g_1 = 0, g_2 = G the corrected average is (1 - b) G / (1 - b^2) = G / (1 + b), so
+#   - a first moment (Adafactor's or AdamNMF's beta1) gives the step 1 / (1 + b1) times the fresh one;
+#   - a second-moment statistic is 1 / (1 + b2) times the fresh one, and the step is homogeneous of degree
+#     -1/2 in it (Shampoo: (cL)^{-1/4} G (cR)^{-1/4}; IdealizedShampoo: sqrt(tr cL) (cL)^{-1/2} G (cR)^{-1/2};
+#     the grafted Adam norm), so the step is sqrt(1 + b2) times the fresh one (exactly so for eps -> 0: those
+#     cases set eps = 1e-30);
+#   - Adafactor's schedule beta_t = 1 - t^-0.8 (change 5, no bias correction) has beta_1 = 0 (the fresh step
+#     sees G alone) and at t = 2 keeps 1 - beta_2 = 2^-0.8 of G^2 (the zero's share holds only eps1), so
+#     Vhat_2 = 2^-0.8 Vhat_fresh and, unclipped, the step is 2^0.4 times the fresh one;
+# * None: AdamNMF with rank >= 2 warm-starts one EM round (124) from the factors fit to the zero gradient's
+#   floor; one round from a different start is a different iterate (at rank 1 it is the closed-form fit from any
+#   start, hence 1.0), so no relation is claimed: unchanged parameter, finite state and a finite next step.
+# `p`: None where both runs do the same arithmetic (bitwise); else they agree to rounding, amplified by
+# eps^-p: G^T G of a 4 x 6 gradient has rank 4, and its two null eigenvalues (rounding noise, floored at
+# machine epsilon times the largest) go through the inverse root t^-p (Shampoo's 1/4, IdealizedShampoo's 1/2).
+SQRT_1_9 = math.sqrt(1.9)
+C13_CASES = [
+    pytest.param(adaptim.Adafactor, dict(beta2=0.0), 1.0, None, id="adafactor_beta2_0_relative_step"),
+    pytest.param(adaptim.Adafactor, dict(lr=0.01, relative_step=False, beta2=0.0, weight_decay=0.1), 1.0, None,
+                 id="adafactor_beta2_0_wd"),
+    pytest.param(adaptim.Adafactor, dict(lr=0.01, relative_step=False, beta2=0.0, factored=False), 1.0, None,
+                 id="adafactor_unfactored"),
+    pytest.param(adaptim.Adafactor, dict(clip_threshold=None), 2 ** 0.4, 0.0, id="adafactor_schedule"),
+    pytest.param(adaptim.Adafactor, dict(lr=0.01, relative_step=False, beta1=0.9, beta2=0.0, clip_threshold=None),
+                 1 / 1.9, 0.0, id="adafactor_beta1"),
+    pytest.param(adaptim.AdamNMF, dict(lr=0.01), 1.0, 0.0, id="adam_nmf"),
+    pytest.param(adaptim.AdamNMF, dict(lr=0.01, weight_decay=0.1), 1.0, 0.0, id="adam_nmf_wd"),
+    pytest.param(adaptim.AdamNMF, dict(lr=0.01, beta1=0.9), 1 / 1.9, 0.0, id="adam_nmf_beta1"),
+    pytest.param(adaptim.AdamNMF, dict(lr=0.01, rank=2), None, None, id="adam_nmf_rank2"),
+    pytest.param(adaptim.Shampoo, dict(lr=0.1), 1.0, None, id="shampoo"),
+    pytest.param(adaptim.Shampoo, dict(lr=0.1, beta2=0.0, weight_decay=0.1, grafting="adagrad"), 1.0, None,
+                 id="shampoo_beta2_0_wd_graft_adagrad"),
+    pytest.param(adaptim.Shampoo, dict(lr=0.1, beta2=0.9, eps=1e-30), SQRT_1_9, 0.25, id="shampoo_ema"),
+    pytest.param(adaptim.Shampoo, dict(lr=0.1, grafting="adam", grafting_beta2=0.9, grafting_eps=1e-30), SQRT_1_9,
+                 0.0, id="shampoo_graft_adam"),
+    pytest.param(adaptim.IdealizedShampoo, dict(lr=0.1, beta2=0.0), 1.0, None, id="idealized_shampoo_beta2_0"),
+    pytest.param(adaptim.IdealizedShampoo, dict(lr=0.1, beta2=0.0, weight_decay=0.1), 1.0, None,
+                 id="idealized_shampoo_beta2_0_wd"),
+    pytest.param(adaptim.IdealizedShampoo, dict(lr=0.1, beta2=0.9, eps=1e-30), SQRT_1_9, 0.5,
+                 id="idealized_shampoo_ema"),
+    pytest.param(adaptim.Muon, dict(lr=0.02), 1.0, None, id="muon"),
+    pytest.param(adaptim.Muon, dict(lr=0.02, weight_decay=0.1, nesterov=False, orthogonalize="svd"), 1.0, None,
+                 id="muon_svd_wd"),
+    *[pytest.param(adaptim.Steepest, dict(lr=0.1, norm=n, rule=r, momentum=0.9), 1.0, None, id=f"steepest_{n}_{r}")
+      for n in ("spectral", "frobenius", "inf") for r in ("trust_region", "majorization")],
+    pytest.param(adaptim.FullMatrixAdaGrad, dict(lr=0.5, eps=1e-8, max_dim=24), 1.0, None,
+                 id="full_matrix_adagrad"),
+]
+
+
+def _c13_decay(cls, kwargs) -> float:
+    """lambda of the first (zero-gradient) step: decoupled decay times rho_1 = lr (or Adafactor's 1e-2)."""
+    wd = kwargs.get("weight_decay", 0.0)
+    return wd * (1e-2 if cls is adaptim.Adafactor and kwargs.get("relative_step", True) else kwargs.get("lr", 0.0))
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e4])  # 1e4: G^2 / (factors fit to a zero gradient) overflowed float32
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("cls,kwargs,ratio,p", C13_CASES)
+def test_c13_zero_first_gradient(cls, kwargs, ratio, p, dtype, scale):
+    W0 = randn((4, 6), dtype, seed=13)
+    G = randn((4, 6), dtype, seed=14, scale=scale)
+    W = leaf(W0)
+    opt = cls([W], **kwargs)
+    W.grad = torch.zeros_like(W0)
+    opt.step()
+    # unchanged, or only weight-decayed (as w - lr (wd w) by some classes, (1 - lr wd) w by others: to rounding)
+    eps = torch.finfo(dtype).eps
+    lam = _c13_decay(cls, kwargs)
+    if lam == 0:
+        assert_same(W.detach(), W0)
+    else:
+        torch.testing.assert_close(W.detach(), W0 * (1 - lam), rtol=2 * eps, atol=0)
+    assert_finite_state(opt)
+    W1 = W.detach().clone()
+    W.grad = G.clone()
+    opt.step()
+    fresh = leaf(W1)
+    fresh_opt = cls([fresh], **kwargs)
+    fresh.grad = G.clone()
+    fresh_opt.step()
+    assert torch.isfinite(W).all()
+    assert_finite_state(opt)
+    if ratio is None:
+        assert not torch.equal(W.detach(), W1)
+        return
+    if p is None:
+        assert_same(W.detach(), fresh.detach())
+        return
+    # to rounding: each parameter is stored to eps |W|, and the step itself computed to eps^(1 - p) of its size
+    step, fresh_step = W.detach() - W1, fresh.detach() - W1
+    atol = 16 * (eps * float(W1.abs().max()) + eps ** (1 - p) * float(fresh_step.abs().max()))
+    torch.testing.assert_close(step, ratio * fresh_step, rtol=0, atol=atol)
+    assert ratio == 1.0 or (step - fresh_step).abs().max() > 10 * atol  # the ratio is not lost in the tolerance

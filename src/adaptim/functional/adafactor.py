@@ -153,6 +153,8 @@ def adafactor_batched(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols,
         ts = [steps[i] for i in idx]
         betas = [adafactor_beta2(t, beta2, decay_rate) for t in ts]
         beta_t = _column([b for b, _ in betas], W, nd)
+        # 1 - beta_t in double, as the loop does: formed in W's dtype it cancels (1 - fl32(0.999) is off by 1e-5)
+        one_minus = _column([1 - b for b, _ in betas], W, nd)
         rho = _column([adafactor_step_size(t, lr, relative_step, warmup_init) for t in ts], W, nd)
         corr = _column([c for _, c in betas], W, nd)
         G2 = G * G + eps1
@@ -160,14 +162,15 @@ def adafactor_batched(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols,
             rows = torch.stack([exp_avg_sq_rows[i] for i in idx])
             cols = torch.stack([exp_avg_sq_cols[i] for i in idx])
             b1d = beta_t.view(-1, *([1] * (nd - 2)))
-            rows.mul_(b1d).add_(G2.sum(dim=-1) * (1 - b1d))
-            cols.mul_(b1d).add_(G2.sum(dim=-2) * (1 - b1d))
+            o1d = one_minus.view(-1, *([1] * (nd - 2)))
+            rows.mul_(b1d).add_(G2.sum(dim=-1) * o1d)
+            cols.mul_(b1d).add_(G2.sum(dim=-2) * o1d)
             inv = _inv_sqrt_vhat(rows, cols, corr.view(-1, *([1] * (nd - 2))))
             torch._foreach_copy_([exp_avg_sq_rows[i] for i in idx], list(rows.unbind(0)))
             torch._foreach_copy_([exp_avg_sq_cols[i] for i in idx], list(cols.unbind(0)))
         else:
             V = torch.stack([exp_avg_sqs[i] for i in idx])
-            V.mul_(beta_t).add_(G2 * (1 - beta_t))
+            V.mul_(beta_t).add_(G2 * one_minus)
             inv = (corr * V).rsqrt()
             torch._foreach_copy_([exp_avg_sqs[i] for i in idx], list(V.unbind(0)))
         num = G

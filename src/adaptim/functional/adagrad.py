@@ -79,10 +79,12 @@ def full_matrix_adagrad_single(params: list[torch.Tensor], grads: list[torch.Ten
     eigendecomposition of O_t (eigenvalues clamped at 0, then damped by eps), computed in float64.
 
     Args:
-        outer_sums: O_{t-1}, one (d, d) float64 tensor per parameter, updated in place.
+        outer_sums: O_{t-1}, one float64 tensor per parameter, of shape (d, d) or (*w.shape, *w.shape) (viewed as
+            (d, d)), updated in place.
     """
     for w, g, o in zip(params, grads, outer_sums):
         gv = g.reshape(-1).to(torch.float64)
+        o = o.view(gv.numel(), gv.numel())
         o.addr_(gv, gv)
         direction = psd_power(o, -0.5, eps=eps) @ gv
         w.add_(direction.reshape(w.shape).to(w.dtype), alpha=-lr)

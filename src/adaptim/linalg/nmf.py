@@ -83,7 +83,8 @@ def nmf_step(C: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> tuple[torch.T
 
     Numerics: AB is floored at the dtype's smallest normal number before dividing, so 0/0 gives 0 (the notes'
     convention) rather than NaN; a component whose normalizer is 0 (an all-zero column of A' or row of B)
-    keeps its old factor, which does not change the product.
+    keeps its old factor, which does not change the product. The round is computed on C and AB divided by
+    their means (it is equivariant in both scales), so R cannot overflow when their scales differ widely.
 
     Raises:
         ValueError: shapes that do not conform.
@@ -95,12 +96,19 @@ def nmf_step(C: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> tuple[torch.T
         raise ValueError(f"shapes do not conform: C {tuple(C.shape)}, A {tuple(A.shape)}, B {tuple(B.shape)} "
                          "(expected C (..., m, n), A (..., m, r), B (..., r, n))")
     tiny = torch.finfo(C.dtype).tiny
-    R = C / (A @ B).clamp_min(tiny)
+    # The round is scale-equivariant: C -> kC gives A' -> kA' (B' unchanged), and A -> sA changes neither A' nor
+    # B'. It runs on C / mean(C) and A / mean(AB), and A' is scaled back by mean(C), so R stays near 1 even when
+    # C and AB differ in scale beyond the dtype's range (factors fit to an all-zero gradient, then a large one).
+    mean_c = C.mean(dim=(-2, -1), keepdim=True)
+    mean_c = torch.where(mean_c > 0, mean_c, torch.ones_like(mean_c))
+    mean_ab = (A @ B).mean(dim=(-2, -1), keepdim=True)
+    A_s = A / torch.where(mean_ab > 0, mean_ab, torch.ones_like(mean_ab))
+    R = (C / mean_c) / (A_s @ B).clamp_min(tiny)
     b_rows = B.sum(dim=-1).unsqueeze(-2)                       # (B 1_n)^T, shape (..., 1, r)
-    A_new = torch.where(b_rows > 0, A * (R @ B.mT) / b_rows.clamp_min(tiny), A)
+    A_new = torch.where(b_rows > 0, A_s * (R @ B.mT) / b_rows.clamp_min(tiny), A_s)
     a_cols = A_new.sum(dim=-2).unsqueeze(-1)                   # A'^T 1_m, shape (..., r, 1)
-    B_new = torch.where(a_cols > 0, B * (A.mT @ R) / a_cols.clamp_min(tiny), B)
-    return A_new, B_new
+    B_new = torch.where(a_cols > 0, B * (A_s.mT @ R) / a_cols.clamp_min(tiny), B)
+    return torch.where(b_rows > 0, A_new * mean_c, A), B_new
 
 
 def nmf(C: torch.Tensor, rank: int, steps: int = 200, A: torch.Tensor | None = None, B: torch.Tensor | None = None,

@@ -59,6 +59,8 @@ class Adafactor(AdaptimOptimizer):
         warmup_init: relative step min(1e-6 t, 1/sqrt(t)); requires ``relative_step=True``.
         factored: change 1.
         weight_decay: >= 0, decoupled: W is multiplied by (1 - rho_t weight_decay) (not by RMS(W_t)).
+        maximize: ascend instead of descend (weight decay still pulls toward 0).
+        foreach: batched path (``None``: yes) or the literal per-parameter loop; they agree to rounding.
 
     Raises:
         ValueError: a hyperparameter outside its range, ``lr`` given with ``relative_step=True``, ``lr``
@@ -71,12 +73,13 @@ class Adafactor(AdaptimOptimizer):
     def __init__(self, params, lr: float | None = None, beta1: float | None = None, beta2: float | None = None,
                  decay_rate: float = -0.8, eps: tuple[float, float] = (1e-30, 1e-3), clip_threshold: float | None = 1.0,
                  relative_step: bool = True, scale_parameter: bool = True, warmup_init: bool = False,
-                 factored: bool = True, weight_decay: float = 0.0) -> None:
+                 factored: bool = True, weight_decay: float = 0.0, maximize: bool = False,
+                 foreach: bool | None = None) -> None:
         super().__init__(params, dict(lr=lr, beta1=beta1, beta2=beta2, decay_rate=decay_rate,
                                       eps=tuple(eps) if isinstance(eps, (tuple, list)) else eps,
                                       clip_threshold=clip_threshold, relative_step=relative_step,
                                       scale_parameter=scale_parameter, warmup_init=warmup_init, factored=factored,
-                                      weight_decay=weight_decay))
+                                      weight_decay=weight_decay, maximize=maximize, foreach=foreach))
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         if group["relative_step"]:

@@ -86,7 +86,7 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
     """Full-matrix AdaGrad (Section 3.2.1): A_t = O_t^{1/2}, O_t = sum_{l<=t} g_l g_l^T, w <- w - lr A_t^{-1} g_t.
 
     Each parameter is flattened (row-major) to a vector of d entries (2d for complex, as its real view) with its
-    own d x d statistic, kept in float64; the inverse root (O_t + eps I)^{-1/2} comes from a symmetric
+    own d x d statistic (stored with shape (*p.shape, *p.shape)), kept in float64; the inverse root (O_t + eps I)^{-1/2} comes from a symmetric
     eigendecomposition (:func:`adaptim.linalg.psd_power`), O(d^3) time and O(d^2) memory per step.
 
     Args:
@@ -119,8 +119,9 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
                     "adaptim.AdaGrad, or raise max_dim if d^2 memory and d^3 time per step are affordable")
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
-        d = p.numel()
-        return {"outer_sum": torch.zeros(d, d, dtype=torch.float64, device=p.device)}
+        # shaped (*p.shape, *p.shape), i.e. g (x) g, not (d, d): a checkpoint of a 2x3 parameter then cannot be
+        # loaded onto a 3x2 one (both have d = 6)
+        return {"outer_sum": torch.zeros(*p.shape, *p.shape, dtype=torch.float64, device=p.device)}
 
     def _update_group(self, group, params, grads, states) -> None:
         full_matrix_adagrad_single(params, grads, [s["outer_sum"] for s in states], lr=group["lr"],

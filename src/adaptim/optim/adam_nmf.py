@@ -53,6 +53,8 @@ class AdamNMF(AdaptimOptimizer):
         eps: >= 0, added to sqrt(A_t B_t).
         beta1: first-moment coefficient in [0, 1); 0 keeps no first moment.
         weight_decay: >= 0, decoupled: W is multiplied by (1 - lr weight_decay) (as torch.optim.AdamW).
+        maximize: ascend instead of descend (weight decay still pulls toward 0).
+        foreach: batched path (``None``: yes) or the literal per-parameter loop; they agree to rounding.
 
     Raises:
         ValueError: a hyperparameter outside its range.   TypeError: complex or sparse parameters.
@@ -63,9 +65,10 @@ class AdamNMF(AdaptimOptimizer):
     init_seed: int = 0
 
     def __init__(self, params, lr: float = 1e-3, rank: int = 1, init_range: float = 1e-3, eps: float = 1e-8,
-                 beta1: float = 0.0, weight_decay: float = 0.0) -> None:
+                 beta1: float = 0.0, weight_decay: float = 0.0, maximize: bool = False,
+                 foreach: bool | None = None) -> None:
         super().__init__(params, dict(lr=lr, rank=rank, init_range=init_range, eps=eps, beta1=beta1,
-                                      weight_decay=weight_decay))
+                                      weight_decay=weight_decay, maximize=maximize, foreach=foreach))
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)

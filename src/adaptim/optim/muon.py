@@ -90,7 +90,10 @@ class Muon(AdaptimOptimizer):
             check_range("eps", group["eps"], 0.0)
             return
         check_range("momentum", group["momentum"], 0.0, 1.0, high_open=True)
-        resolve_ns_coefficients(group["ns_coefficients"])
+        try:
+            resolve_ns_coefficients(group["ns_coefficients"])
+        except ValueError as err:  # name the argument as the user spelled it
+            raise ValueError(f"ns_coefficients: {err}") from None
         steps = group["ns_steps"]
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"ns_steps must be an int >= 1, got {steps!r}")
