@@ -1,0 +1,129 @@
+"""The ``adaptim`` command line.
+
+    adaptim bench [--tasks digits,charlm,logreg] [--optimizers adam,sgd] [--steps N] [--lr X] [--seed S]
+                  [--out DIR] [--threads N] [--sweep [--grid 1e-3,1e-2]] [--no-progress]
+    adaptim list
+
+Each subcommand is a ``_cmd_*`` function taking the parsed arguments and returning the exit status; an unknown
+task or optimizer name exits with status 2 and lists the valid names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _grid(text: str) -> list[float]:
+    return [_nonnegative_float(x) for x in _names(text)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``adaptim`` with its subcommands."""
+    parser = argparse.ArgumentParser(prog="adaptim", description="Adaptive learning methods in PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bench = sub.add_parser("bench", help="train real models on real data with every optimizer, side by side",
+                           description="Train every task with every optimizer and write results.json, results.md "
+                                       "and one PNG of loss curves per task to --out (see docs/bench.md).")
+    bench.add_argument("--tasks", type=_names, default=None, help="comma-separated task names (default: all)")
+    bench.add_argument("--optimizers", type=_names, default=None,
+                       help="comma-separated optimizer names (default: all)")
+    bench.add_argument("--steps", type=_positive_int, default=None, help="steps of every run (default: per task)")
+    bench.add_argument("--lr", type=_nonnegative_float, default=None,
+                       help="learning rate of every run (default: the tuned rate per task and optimizer)")
+    bench.add_argument("--seed", type=int, default=0, help="seed of model initialization and minibatches")
+    bench.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: min(2, CPUs))")
+    bench.add_argument("--out", default="bench-out", help="output directory (default: bench-out)")
+    bench.add_argument("--sweep", action="store_true",
+                       help="instead of the bench, run a learning-rate grid per (task, optimizer) and report the "
+                            "best rate (writes sweep.json and sweep.md)")
+    bench.add_argument("--grid", type=_grid, default=None,
+                       help="with --sweep: comma-separated learning rates (default: 7 rates, half a decade apart, "
+                            "around each optimizer's center)")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bench.set_defaults(func=_cmd_bench, parser=bench)
+
+    lst = sub.add_parser("list", help="list the bench's tasks and optimizers")
+    lst.set_defaults(func=_cmd_list, parser=lst)
+    return parser
+
+
+def _check_bench_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from adaptim.bench import OPTIMIZERS, TASKS
+
+    for kind, names, valid in (("task", args.tasks, TASKS), ("optimizer", args.optimizers, OPTIMIZERS)):
+        if names is None:
+            continue
+        unknown = [n for n in names if n not in valid]
+        if unknown or not names:
+            parser.error(f"unknown {kind} name(s) {', '.join(unknown) or '(none given)'}; "
+                         f"valid {kind}s: {', '.join(valid)}")
+
+
+def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    _check_bench_names(parser, args)
+    if args.grid is not None and not args.sweep:
+        parser.error("--grid needs --sweep")
+    if args.lr is not None and args.sweep:
+        parser.error("--lr and --sweep exclude each other (use --grid to choose the sweep's rates)")
+    from adaptim.bench import run_bench, run_sweep, write_results, write_sweep
+    from adaptim.bench.report import results_markdown, sweep_markdown
+
+    common = dict(tasks=args.tasks, optimizers=args.optimizers, steps=args.steps, seed=args.seed,
+                  threads=args.threads, progress=not args.no_progress)
+    if args.sweep:
+        sweep = run_sweep(grid=args.grid, **common)
+        paths = write_sweep(sweep, args.out)
+        print(sweep_markdown(sweep))
+    else:
+        results = run_bench(lr=args.lr, **common)
+        paths = write_results(results, args.out)
+        print(results_markdown(results))
+    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from adaptim.bench import OPTIMIZERS, TASKS
+
+    print("tasks:")
+    for name, cls in TASKS.items():
+        print(f"  {name:<22} {cls.description} ({cls.steps} steps)")
+    print("optimizers:")
+    for name, spec in OPTIMIZERS.items():
+        lrs = ", ".join(f"{t} {lr:.3g}" for t, lr in spec.lrs.items())
+        print(f"  {name:<22} {spec.description}; lr: {lrs}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``adaptim`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.func(args, args.parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Tests of ``adaptim bench``: end to end on a tiny setting, the results schema, determinism, name checks,
+skipped optimizers, the data loaders, the logreg reference optimum and the learning-rate sweep."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+import adaptim
+from adaptim.bench import OPTIMIZERS, OptimizerSpec, from_class, run_bench, run_sweep, state_bytes, write_results
+from adaptim.bench.data import (OTHER_CHAR_ID, encode_chars, load_breast_cancer_split, load_digits_split,
+                                load_stdlib_corpus, stratified_split, unigram_entropy_bits)
+from adaptim.bench.registry import ladder, ladder_index, register, sweep_grid
+from adaptim.bench.runner import SWEEP_TIE
+from adaptim.bench.tasks import LogRegTask, make_task
+from adaptim.cli import main
+
+# A tiny setting of every task: a run takes milliseconds.
+TINY = {"digits": {"hidden": (32,), "batch_size": 16, "max_train": 200},
+        "charlm": {"context": 16, "d_model": 16, "n_head": 2, "n_layer": 1, "batch_size": 4, "n_eval": 4,
+                   "max_files": 10},
+        "logreg": {}}
+TINY_OPTIMIZERS = ["sgd", "adam", "full_matrix_adagrad"]
+
+RUN_KEYS = {"task", "optimizer", "lr", "steps", "final_train_loss", "final_val_loss", "val_accuracy",
+            "optimality_gap", "wall_time_s", "state_bytes", "curve", "skipped", "diverged"}
+
+
+def tiny_bench(**kwargs):
+    args = dict(optimizers=TINY_OPTIMIZERS, steps=6, seed=0, task_options=TINY, progress=False)
+    args.update(kwargs)
+    return run_bench(**args)
+
+
+@pytest.fixture(scope="module")
+def tiny_results():
+    return tiny_bench()
+
+
+# ----------------------------------------------------------------------------------------------- end to end
+def test_end_to_end_writes_json_table_and_plots(tiny_results, tmp_path):
+    paths = write_results(tiny_results, tmp_path)
+    names = sorted(p.name for p in paths)
+    assert names == ["charlm.png", "digits.png", "logreg.png", "results.json", "results.md"]
+    for p in paths:
+        assert p.stat().st_size > 0
+    assert (tmp_path / "digits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    loaded = json.loads((tmp_path / "results.json").read_text())
+    assert loaded == json.loads(json.dumps(tiny_results))
+    table = (tmp_path / "results.md").read_text()
+    for task in ("digits", "charlm", "logreg"):
+        assert f"## {task}" in table
+    assert "Unigram entropy" in table and "80%" in table
+    assert "| adam |" in table
+
+
+def test_results_schema(tiny_results):
+    assert set(tiny_results) == {"meta", "runs"}
+    meta = tiny_results["meta"]
+    for key in ("python", "torch", "adaptim", "seed", "device", "threads", "tasks"):
+        assert key in meta
+    assert meta["adaptim"] == adaptim.__version__ and meta["torch"] == torch.__version__
+    assert set(meta["tasks"]) == {"digits", "charlm", "logreg"}
+    assert meta["tasks"]["charlm"]["unigram_entropy_bits"] > 0
+    runs = tiny_results["runs"]
+    assert [(r["task"], r["optimizer"]) for r in runs] == [(t, o) for t in ("digits", "charlm", "logreg")
+                                                           for o in TINY_OPTIMIZERS]
+    for r in runs:
+        assert set(r) == RUN_KEYS
+        if r["skipped"]:
+            continue
+        assert r["steps"] == 6 and r["lr"] == OPTIMIZERS[r["optimizer"]].lr_for(r["task"])
+        for key in ("final_train_loss", "final_val_loss", "wall_time_s"):
+            assert isinstance(r[key], float) and math.isfinite(r[key])
+        assert isinstance(r["state_bytes"], int)
+        assert (r["val_accuracy"] is None) == (r["task"] == "charlm")
+        assert (r["optimality_gap"] is None) == (r["task"] != "logreg")
+        steps = [p[0] for p in r["curve"]]
+        assert steps[0] == 0 and steps[-1] == 6 and steps == sorted(steps)
+        assert all(len(p) == 3 and isinstance(p[1], float) for p in r["curve"])
+        assert r["curve"][-1][2] is not None  # validation loss at the last step
+
+
+def test_optimality_gap_matches_reference_optimum(tiny_results):
+    f_star = tiny_results["meta"]["tasks"]["logreg"]["optimum"]
+    for r in (r for r in tiny_results["runs"] if r["task"] == "logreg"):
+        assert r["optimality_gap"] == pytest.approx(r["final_train_loss"] - f_star, abs=1e-15)
+        assert r["optimality_gap"] > -1e-12  # no run beats the optimum
+
+
+def test_state_bytes_counts_optimizer_state_tensors():
+    model = torch.nn.Linear(3, 2)
+    opt = adaptim.Adam(model.parameters(), lr=0.1)
+    assert state_bytes(opt) == 0
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    n = sum(p.numel() for p in model.parameters())
+    # exp_avg and exp_avg_sq in float32 per entry, plus one float32 step counter per parameter tensor
+    assert state_bytes(opt) == 2 * 4 * n + 4 * 2
+
+
+# -------------------------------------------------------------------------------------------- determinism
+def _numbers(results):
+    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in results["runs"]]
+
+
+def test_same_seed_same_numbers(tiny_results):
+    again = tiny_bench()
+    assert _numbers(again) == _numbers(tiny_results)
+    other = tiny_bench(seed=1)
+    assert _numbers(other) != _numbers(tiny_results)
+
+
+# ------------------------------------------------------------------------------------------ names, skips
+@pytest.mark.parametrize("flag, bad, valid", [("--tasks", "digits,nope", "digits, charlm, logreg"),
+                                              ("--optimizers", "adam,nope", ", ".join(OPTIMIZERS))])
+def test_unknown_name_exits_2_listing_valid_names(flag, bad, valid, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", flag, bad, "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and valid in err
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_unknown_name_in_api_raises_key_error():
+    with pytest.raises(KeyError, match="valid tasks: digits, charlm, logreg"):
+        run_bench(tasks=["nope"], progress=False)
+    with pytest.raises(KeyError, match="valid optimizers: sgd,"):
+        run_bench(tasks=["logreg"], optimizers=["nope"], progress=False)
+
+
+def test_skipped_optimizer_reports_its_reason(tiny_results):
+    task = make_task("digits", **TINY["digits"])
+    task.setup()
+    with pytest.raises(ValueError) as exc:
+        adaptim.FullMatrixAdaGrad(task.build_model().parameters())
+    run = next(r for r in tiny_results["runs"] if r["task"] == "digits" and r["optimizer"] == "full_matrix_adagrad")
+    assert run["skipped"] == str(exc.value) and "max_dim" in run["skipped"]
+    for key in ("final_train_loss", "final_val_loss", "val_accuracy", "optimality_gap", "wall_time_s"):
+        assert run[key] is None
+    # logreg's parameters are small enough: full-matrix AdaGrad runs there
+    assert next(r for r in tiny_results["runs"] if r["task"] == "logreg" and
+                r["optimizer"] == "full_matrix_adagrad")["skipped"] is None
+
+
+def test_cli_end_to_end(tmp_path, capsys):
+    assert main(["bench", "--tasks", "logreg", "--optimizers", "adam,full_matrix_adagrad", "--steps", "3",
+                 "--seed", "2", "--lr", "0.05", "--out", str(tmp_path), "--no-progress"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["meta"]["seed"] == 2
+    assert [(r["optimizer"], r["lr"], r["steps"]) for r in results["runs"]] == [
+        ("adam", 0.05, 3), ("full_matrix_adagrad", 0.05, 3)]
+    assert (tmp_path / "logreg.png").exists()
+    assert "| full_matrix_adagrad |" in capsys.readouterr().out
+
+
+def test_cli_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in [*OPTIMIZERS, "digits", "charlm", "logreg"]:
+        assert name in out
+
+
+# --------------------------------------------------------------------------------------- registry, sweep
+def test_registry_entry_may_be_a_factory_of_the_model(monkeypatch):
+    def grouped(model, lr):  # weights and biases in separate groups, as Muon-like entries need
+        weights = [p for p in model.parameters() if p.dim() >= 2]
+        others = [p for p in model.parameters() if p.dim() < 2]
+        return adaptim.SGD([{"params": weights}, {"params": others, "lr": lr / 10}], lr=lr)
+
+    spec = OptimizerSpec("grouped_sgd", grouped, lrs={"logreg": 0.5})
+    monkeypatch.setitem(OPTIMIZERS, spec.name, spec)
+    res = run_bench(tasks=["logreg"], optimizers=["grouped_sgd", "sgd"], steps=4, progress=False)
+    a, b = res["runs"]
+    assert a["lr"] == 0.5 and a["skipped"] is None and a["final_train_loss"] < a["curve"][0][1]
+    with pytest.raises(ValueError, match="already registered"):
+        register(OptimizerSpec("sgd", from_class(adaptim.SGD)))
+
+
+def test_sweep_grid_is_the_1_3_10_ladder():
+    assert sweep_grid(3e-3) == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1]
+    assert sweep_grid(1.0, half_width=1) == [0.3, 1.0, 3.0]
+    assert [ladder(i) for i in (-2, -1, 0, 1, 2)] == [0.1, 0.3, 1.0, 3.0, 10.0]
+    assert ladder_index(0.0949) == ladder_index(0.1) and ladder_index(2.9e-3) == ladder_index(3e-3)
+
+
+def test_sweep_picks_the_best_rate_and_extends_an_edge():
+    res = run_sweep(tasks=["logreg"], optimizers=["adam"], grid=[1e-3, 1e-1], steps=10, progress=False)
+    (row,) = res["sweep"]
+    assert row["grid"] == [1e-3, 1e-1] and row["best_lr"] == 1e-1  # a larger Adam step gets closer in 10 steps
+    assert row["best_score"] == min(row["scores"])
+    # the default grid is extended while its best rate is an end point (at most max_extend times)
+    res = run_sweep(tasks=["logreg"], optimizers=["adam"], steps=10, progress=False, max_extend=2)
+    (row,) = res["sweep"]
+    idx = [ladder_index(r) for r in row["grid"]]
+    assert idx == list(range(idx[0], idx[0] + len(idx))) and 7 <= len(idx) <= 9
+    low = min(s for s in row["scores"] if s is not None)
+    tied = [r for r, s in zip(row["grid"], row["scores"]) if s is not None and s <= low + SWEEP_TIE]
+    assert row["best_lr"] == min(tied) and row["best_score"] == row["scores"][row["grid"].index(min(tied))]
+    assert row["at_edge"] == (row["best_lr"] in (row["grid"][0], row["grid"][-1]))
+    if len(idx) < 9:
+        assert not row["at_edge"]
+
+
+def test_sweep_ties_within_round_off_go_to_the_smallest_rate(monkeypatch):
+    import adaptim.bench.runner as runner
+
+    scores = {1e-3: 0.5, 1e-2: 1e-16, 1e-1: -1e-17, 1.0: None}  # 1.0 diverges
+
+    def fake_run_one(task, spec, lr, steps, seed=0, progress=False):
+        return {"skipped": None, "diverged": None if scores[lr] is not None else 1, "optimality_gap": scores[lr]}
+
+    monkeypatch.setattr(runner, "run_one", fake_run_one)
+    (row,) = run_sweep(tasks=["logreg"], optimizers=["sgd"], grid=list(scores), progress=False)["sweep"]
+    assert row["scores"] == [0.5, 1e-16, -1e-17, None]
+    assert row["best_lr"] == 1e-2 and row["best_score"] == 1e-16 and not row["at_edge"]
+
+
+# ------------------------------------------------------------------------------------------------- data
+def test_stratified_split_partitions_and_keeps_proportions():
+    labels = np.array([0, 1, 0, 0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0])
+    tr, va = stratified_split(labels, val_every=2)
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(len(labels)))
+    # the 2nd, 4th, ... occurrence of each class goes to validation
+    expected_val = [i for c in (0, 1) for k, i in enumerate(np.flatnonzero(labels == c)) if k % 2 == 1]
+    assert va.tolist() == sorted(expected_val)
+
+
+def test_digits_and_breast_cancer_loaders_are_deterministic():
+    from sklearn.datasets import load_breast_cancer, load_digits
+
+    a, b = load_digits_split(), load_digits_split()
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_val, b.y_val)
+    per_class = np.bincount(load_digits().target)
+    assert torch.bincount(a.y_val).tolist() == (per_class // 5).tolist()  # every 5th of each class
+    assert a.x_train.shape == (1797 - (per_class // 5).sum(), 64) and float(a.x_train.max()) == 1.0
+    c, d = load_breast_cancer_split(), load_breast_cancer_split()
+    per_class = np.bincount(load_breast_cancer().target)
+    assert torch.bincount(c.y_val).tolist() == (per_class // 5).tolist()
+    assert c.x_train.shape == (569 - (per_class // 5).sum(), 30) and c.x_train.dtype == torch.float64
+    assert torch.equal(c.x_train, d.x_train) and torch.equal(c.y_val, d.y_val)
+    assert torch.allclose(c.x_train.mean(0), torch.zeros(30, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(c.x_train.std(0, unbiased=False), torch.ones(30, dtype=torch.float64), atol=1e-12)
+
+
+def test_stdlib_corpus_is_deterministic_and_split_by_file():
+    first = load_stdlib_corpus(max_files=20)
+    load_stdlib_corpus.cache_clear()
+    second = load_stdlib_corpus(max_files=20)
+    assert first is not second
+    assert torch.equal(first.train, second.train) and torch.equal(first.val, second.val)
+    assert first.sha256 == second.sha256 and first.files == second.files
+    assert list(first.files) == sorted(first.files) and len(first.files) == 20
+    assert first.val_files == (first.files[9], first.files[19])
+    assert int(first.train.max()) <= OTHER_CHAR_ID and first.train.dtype == torch.uint8
+
+
+def test_encode_chars_and_unigram_entropy_literal():
+    text = "aab\u00e9\n\u4e2d"
+    ids = encode_chars(text)
+    assert ids.tolist() == [97, 97, 98, OTHER_CHAR_ID, 10, OTHER_CHAR_ID]
+    counts = Counter(ids.tolist())
+    expected = -sum(c / len(ids) * math.log2(c / len(ids)) for c in counts.values())
+    assert unigram_entropy_bits(ids) == pytest.approx(expected, rel=1e-12)
+    assert unigram_entropy_bits(np.array([5, 5, 5], dtype=np.uint8)) == 0.0
+
+
+def test_logreg_reference_optimum_is_stationary_and_minimal():
+    task = LogRegTask()
+    task.setup()
+    assert task.ref_grad_norm < 1e-8
+    # the same objective in torch: its autograd gradient vanishes at SciPy's argmin, and f* is its value there
+    model = task.model_at(task.theta_star)
+    loss = task.batch_loss(model, torch.Generator())
+    loss.backward()
+    grad = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert grad.norm().item() < 1e-8
+    assert loss.item() == task.f_star
+    gen = np.random.default_rng(0)
+    for _ in range(3):  # f only grows away from the optimum
+        moved = task.model_at(task.theta_star + 1e-3 * gen.standard_normal(len(task.theta_star)))
+        assert task.evaluate(moved).train_loss > task.f_star
