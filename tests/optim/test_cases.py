@@ -703,3 +703,27 @@ def test_c13_zero_first_gradient(cls, kwargs, ratio, p, dtype, scale):
     atol = 16 * (eps * float(W1.abs().max()) + eps ** (1 - p) * float(fresh_step.abs().max()))
     torch.testing.assert_close(step, ratio * fresh_step, rtol=0, atol=atol)
     assert ratio == 1.0 or (step - fresh_step).abs().max() > 10 * atol  # the ratio is not lost in the tolerance
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize("make", [
+    lambda ps: adaptim.Adam(ps, lr=0.1, eps=0.0),
+    lambda ps: adaptim.Adam(ps, lr=0.1, eps=0.0, amsgrad=True, eps_inside_sqrt=True),
+    lambda ps: adaptim.AdamW(ps, lr=0.1, eps=0.0, nesterov=True, weight_decay=0.0),
+    lambda ps: adaptim.RMSProp(ps, lr=0.1, eps=0.0),
+    lambda ps: adaptim.RMSProp(ps, lr=0.1, betas=(0.0, 0.9), eps=0.0),
+    lambda ps: adaptim.AdaGrad(ps, lr=0.1, eps=0.0),
+], ids=["adam", "adam_ams_inside", "adamw_nesterov", "rmsprop", "rmsprop_b1_0", "adagrad"])
+def test_eps_zero_never_seen_coordinate_stays_put(make, foreach):
+    """eps = 0 is allowed (C02 needs it); a coordinate whose gradient has always been 0 is 0/0: it must not
+    become NaN but stay where it is, while the others move as the formula says."""
+    p = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    opt = make([p])
+    opt.param_groups[0]["foreach"] = foreach
+    for _ in range(3):
+        p.grad = torch.tensor([1.0, 0.0], dtype=torch.float64)
+        opt.step()
+    assert torch.isfinite(p).all()
+    assert p[1].item() == 2.0
+    assert p[0].item() < 1.0
+    assert all(torch.isfinite(v).all() for v in opt.state[p].values() if isinstance(v, torch.Tensor))

@@ -18,6 +18,8 @@ def adagrad_single(params: list[torch.Tensor], grads: list[torch.Tensor], sums: 
     """Diagonal AdaGrad (44): S_t = S_{t-1} + g_t^2, w <- w - lr * g_t / (sqrt(S_t) + eps).
 
     eps sits outside the root, as in ``torch.optim.Adagrad``; ``weight_decay`` adds the L2 term to g_t first.
+    With ``eps == 0`` a zero denominator is replaced by 1, so a coordinate whose gradients have all been zero
+    stays put (0/0 := 0) instead of becoming NaN.
 
     Args:
         params: parameters (any shape), updated in place.
@@ -28,7 +30,10 @@ def adagrad_single(params: list[torch.Tensor], grads: list[torch.Tensor], sums: 
         if weight_decay != 0:
             g = g.add(w, alpha=weight_decay)
         s.addcmul_(g, g)
-        w.addcdiv_(g, s.sqrt().add_(eps), value=-lr)
+        den = s.sqrt().add_(eps)
+        if eps == 0:
+            den.masked_fill_(den == 0, 1.0)  # 0/0 := 0: a never-seen coordinate stays put
+        w.addcdiv_(g, den, value=-lr)
 
 
 def adagrad_foreach(params: list[torch.Tensor], grads: list[torch.Tensor], sums: list[torch.Tensor], *,
@@ -41,6 +46,9 @@ def adagrad_foreach(params: list[torch.Tensor], grads: list[torch.Tensor], sums:
     torch._foreach_addcmul_(sums, grads, grads)
     den = torch._foreach_sqrt(sums)
     torch._foreach_add_(den, eps)
+    if eps == 0:
+        for d in den:
+            d.masked_fill_(d == 0, 1.0)
     torch._foreach_addcdiv_(params, grads, den, value=-lr)
 
 

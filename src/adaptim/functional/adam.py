@@ -9,6 +9,9 @@ One rule covers them all (Figure 1, steps (b)-(e)):
     w   <- (1 - decay) w - lr * mbar / den,   den = sqrt(vbar) + eps   (4.1.1)   or   sqrt(vbar + eps) (Fig. 1)
     Adam-atan2 replaces mbar/den by  a * atan2(mbar, b * sqrt(vbar))  (no eps; atan2(0, 0) = 0).
 
+With eps = 0 a zero denominator is replaced by 1: a coordinate whose gradients have all been zero stays put
+(0/0 := 0, as atan2(0, 0) = 0) instead of becoming NaN, and one whose v underflowed moves by a finite amount.
+
 ``adam_single`` is the literal loop, ``adam_foreach`` the same arithmetic op for op with ``torch._foreach_*``
 kernels (bitwise equal). ``grads`` are read, never written; moments are updated in place.
 """
@@ -63,6 +66,8 @@ def adam_single(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *,
             w.add_(u, alpha=-lr * a)
         else:
             den = vbar.add_(eps).sqrt_() if eps_inside_sqrt else vbar.sqrt_().add_(eps)
+            if eps == 0:
+                den.masked_fill_(den == 0, 1.0)  # 0/0 := 0, as atan2(0, 0) = 0
             w.addcdiv_(mbar, den, value=-lr)
 
 
@@ -101,4 +106,7 @@ def adam_foreach(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *
         else:
             torch._foreach_sqrt_(vbar)
             torch._foreach_add_(vbar, eps)
+        if eps == 0:
+            for den in vbar:
+                den.masked_fill_(den == 0, 1.0)
         torch._foreach_addcdiv_(params, mbar, vbar, value=-lr)

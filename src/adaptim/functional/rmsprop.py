@@ -17,7 +17,8 @@ def rmsprop_single(params: list[torch.Tensor], grads: list[torch.Tensor], exp_av
     """One RMSProp step (45): m_t = b1 m + (1-b1) g, v_t = b2 v + (1-b2) g^2, w <- w - lr m_t/(sqrt(v_t)+eps).
 
     With ``beta1 == 0`` no first moment is kept (``exp_avgs`` is ``None``) and m_t = g_t, which is
-    ``torch.optim.RMSprop(alpha=beta2)``. ``weight_decay`` adds the L2 term to g_t first.
+    ``torch.optim.RMSprop(alpha=beta2)``. ``weight_decay`` adds the L2 term to g_t first. With ``eps == 0`` a zero
+    denominator is replaced by 1, so a coordinate whose gradients have all been zero does not become NaN.
     """
     for i, (w, g, v) in enumerate(zip(params, grads, exp_avg_sqs)):
         if weight_decay != 0:
@@ -27,7 +28,10 @@ def rmsprop_single(params: list[torch.Tensor], grads: list[torch.Tensor], exp_av
             m = exp_avgs[i]
             m.lerp_(g, 1 - beta1)
             g = m
-        w.addcdiv_(g, v.sqrt().add_(eps), value=-lr)
+        den = v.sqrt().add_(eps)
+        if eps == 0:
+            den.masked_fill_(den == 0, 1.0)  # 0/0 := 0: a never-seen coordinate stays put
+        w.addcdiv_(g, den, value=-lr)
 
 
 def rmsprop_foreach(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor] | None,
@@ -45,4 +49,7 @@ def rmsprop_foreach(params: list[torch.Tensor], grads: list[torch.Tensor], exp_a
         grads = exp_avgs
     den = torch._foreach_sqrt(exp_avg_sqs)
     torch._foreach_add_(den, eps)
+    if eps == 0:
+        for d in den:
+            d.masked_fill_(d == 0, 1.0)
     torch._foreach_addcdiv_(params, grads, den, value=-lr)
