@@ -107,6 +107,17 @@ def test_zero_gives_zero_direction_and_batches(name):
     assert float(matrix_norm(X, name)[0]) == 0.0
 
 
+@pytest.mark.parametrize("name", NORMS)
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_float32_norms_and_directions_are_homogeneous_at_extreme_scales(name, scale):
+    """||cX|| = c ||X|| and D(cX) = D(X) in float32 for c = 1e-30, 1e30, whose squared entries underflow or
+    overflow: the Frobenius norm was 0 or inf there, giving a zero step (and 0 * inf = NaN for majorization)."""
+    X = MATS[0][:3, :4].to(torch.float32)
+    torch.testing.assert_close(matrix_norm(X * scale, name) / scale, matrix_norm(X, name), rtol=1e-5, atol=0)
+    torch.testing.assert_close(steepest_direction(X * scale, name), steepest_direction(X, name), rtol=0,
+                               atol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_direction_keeps_dtype(dtype):
     G = MATS[0].to(dtype)

@@ -173,6 +173,78 @@ def test_zero_grad(optimizer_case):
     assert p1.grad is None and p2.grad is None
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize("warm", [False, True])
+def test_nonfinite_gradient_in_a_later_group_changes_nothing(optimizer_case, bad, warm):
+    """A NaN/inf gradient in the second group raises before the first group is updated or any state is made."""
+    (p1, p2), grads = params_and_grads(2, case=optimizer_case)
+    opt = optimizer_case.make([{"params": [p1]}, {"params": [p2]}])
+    if warm:
+        optimizer_case.step(opt, [p1, p2], grads[0])
+    before = [p.detach().clone() for p in (p1, p2)]
+    saved = opt.state_dict()
+    saved = {"state": {k: {n: v.clone() if isinstance(v, torch.Tensor) else v for n, v in s.items()}
+                       for k, s in saved["state"].items()}, "param_groups": saved["param_groups"]}
+    g2 = grads[1][1].clone()
+    g2.view(-1)[0] = bad
+    with pytest.raises(RuntimeError, match="group 1 .*NaN or infinite"):
+        optimizer_case.step(opt, [p1, p2], [grads[1][0], g2])
+    for p, b in zip((p1, p2), before):
+        assert_same(p.detach(), b)
+    after = opt.state_dict()
+    assert after["param_groups"] == saved["param_groups"]
+    assert sorted(after["state"]) == sorted(saved["state"])  # no state created for a fresh parameter either
+    for k in saved["state"]:
+        assert_same_state(after["state"][k], saved["state"][k])
+
+
+def test_gradient_whose_square_overflows_is_refused_or_stepped_finitely(optimizer_case):
+    """A finite float32 gradient of 1e30 squares to inf: optimizers whose statistics square it refuse it before
+    anything changes (it gave NaN parameters in Adafactor and AdamNMF, and inf, frozen moments in Adam); the
+    others (scale-free or float64 statistics) take a finite step."""
+    (p1, p2), grads = params_and_grads(2, case=optimizer_case)
+    opt = optimizer_case.make([{"params": [p1]}, {"params": [p2]}])
+    optimizer_case.step(opt, [p1, p2], grads[0])
+    before = [p.detach().clone() for p in (p1, p2)]
+    huge = [grads[1][0], grads[1][1] * 1e30]
+    assert all(torch.isfinite(g).all() for g in huge)
+    if opt._squares_gradients(opt.param_groups[1]):
+        with pytest.raises(RuntimeError, match="group 1 .*squares overflow torch.float32"):
+            optimizer_case.step(opt, [p1, p2], huge)
+        for p, b in zip((p1, p2), before):
+            assert_same(p.detach(), b)
+    else:
+        optimizer_case.step(opt, [p1, p2], huge)
+        assert all(torch.isfinite(p).all() for p in (p1, p2))
+    for s in opt.state.values():
+        assert all(torch.isfinite(v).all() for v in s.values() if isinstance(v, torch.Tensor))
+
+
+def test_sparse_gradient_in_a_later_group_changes_nothing(optimizer_class):
+    (p1, p2), grads = params_and_grads(1, case=optimizer_class)
+    opt = optimizer_class.make([{"params": [p1]}, {"params": [p2]}])
+    before = [p.detach().clone() for p in (p1, p2)]
+    with pytest.raises(RuntimeError, match="sparse gradients .*group 1"):
+        optimizer_class.step(opt, [p1, p2], [grads[0][0], grads[0][1].to_sparse()])
+    for p, b in zip((p1, p2), before):
+        assert_same(p.detach(), b)
+    assert not opt.state_dict()["state"]
+
+
+def test_empty_and_zero_dim_parameters(optimizer_case):
+    """numel-0 parameters are skipped (no state, no error); a 0-d parameter is stepped like a 1-element one."""
+    shapes = [(0,), (0, 3), (3, 0), ()]
+    params = [torch.zeros(optimizer_case.shape(s)).requires_grad_() for s in shapes]
+    opt = optimizer_case.make(params)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        optimizer_case.step(opt, params, [torch.randn(p.shape, generator=gen) for p in params])
+    for p in params[:3]:
+        assert not opt.state.get(p)
+    scalar = params[3].detach()
+    assert torch.isfinite(scalar).all() and scalar.abs().sum() > 0
+
+
 # --------------------------------------------------------------------------------------------- schedules
 
 
@@ -351,7 +423,9 @@ BAD_CONFIGS = (
         (dict(ns_coefficients="fifth"), "ns_coefficients"), (dict(ns_coefficients=()), "ns_coefficients"),
         (dict(ns_steps=0), "ns_steps"), (dict(ns_steps=2.0), "ns_steps"),
         (dict(orthogonalize="qr"), "orthogonalize"), (dict(adjust_lr="spectral"), "adjust_lr"),
-        (dict(weight_decay=-0.1), "weight_decay")])
+        (dict(weight_decay=-0.1), "weight_decay")]
+        # the AdamW side's betas and eps are checked even when every group is a Muon group
+        + [(dict(betas=b), n) for b, n in BETAS] + [(dict(eps=-1e-8), "eps"), (dict(eps=math.nan), "eps")])
     + _bad(adaptim.Steepest, {"lr": 0.1}, LR + [
         (dict(norm="l2"), "norm"), (dict(rule="newton"), "rule"), (dict(momentum=1.0), "momentum"),
         (dict(momentum=-0.1), "momentum")])

@@ -149,3 +149,38 @@ def test_resume_under_steplr_saved_mid_decay():
         runs.append((lrs, snapshot(opt, params)))
     assert runs[0][0] == runs[1][0]
     assert_bitwise(runs[0][1], runs[1][1])
+
+
+def test_loaded_hyperparameters_are_validated_and_nothing_changes():
+    """A state dict whose saved lr or betas are out of range is refused like the constructor refuses them."""
+    params = start_params()
+    opt = adaptim.Adam(params, lr=0.01)
+    take_step(opt, None, params, 0)
+    for key, bad in (("lr", -1.0), ("betas", (1.5, 0.999))):
+        saved = copy.deepcopy(opt.state_dict())
+        saved["param_groups"][0][key] = bad
+        fresh = adaptim.Adam([p.detach().clone().requires_grad_(True) for p in params], lr=0.01)
+        with pytest.raises(ValueError, match=f"group 0 of the loaded state dict: {key}"):
+            fresh.load_state_dict(saved)
+        assert fresh.param_groups[0]["lr"] == 0.01 and not fresh.state
+
+
+@pytest.mark.parametrize("cls", [adaptim.AdamW, adaptim.AdamAtan2])
+def test_group_entries_missing_from_the_saved_dict_keep_this_optimizers_values(cls):
+    """Adam's state loaded into AdamW/AdamAtan2 (same state entries) keeps their own group entries
+    (decoupled_weight_decay; a, b) instead of dropping them and failing at the next step; an entry removed
+    from the saved dict (as from an older version) comes back at the optimizer's value."""
+    params = start_params()
+    opt = adaptim.Adam(params, lr=0.01)
+    take_step(opt, None, params, 0)
+    saved = copy.deepcopy(opt.state_dict())
+    del saved["param_groups"][0]["maximize"]
+    other = cls(params, lr=0.01, weight_decay=0.1)
+    own = {k: v for k, v in other.param_groups[0].items() if k not in saved["param_groups"][0]}
+    assert own  # the test has teeth: entries of `cls` that Adam's dict lacks
+    other.load_state_dict(saved)
+    for k, v in own.items():
+        assert other.param_groups[0][k] == v, k
+    assert other.param_groups[0]["weight_decay"] == 0.0  # the saved entries win, as in torch.optim
+    take_step(other, None, params, 1)
+    assert all(torch.isfinite(p).all() for p in params)

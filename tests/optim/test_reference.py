@@ -394,6 +394,20 @@ def test_full_matrix_adagrad_dense_reference(eps, atol):
     close(got, want, rtol=1e-12, atol=atol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("scale", [1.0, 1e6, 1e12])
+def test_full_matrix_adagrad_first_step_is_scale_free(dtype, scale):
+    """The first step is -D (g g^T + eps I)^{-1/2} g = -D g / sqrt(||g||^2 + eps) (g is an eigenvector): a step of
+    length D in g's direction at any gradient scale. Without a relative eigenvalue floor the rounding noise of
+    the null eigenvalues is amplified by eps^{-1/2} and the step was 76x too long at scale 1e12."""
+    g = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * scale
+    p = torch.zeros(4, 3, dtype=dtype, requires_grad=True)
+    p.grad = g.to(dtype)
+    adaptim.FullMatrixAdaGrad([p], lr=0.5).step()
+    want = -0.5 * g / math.sqrt(float(g.square().sum()) + 1e-10)
+    torch.testing.assert_close(p.detach().double(), want, rtol=0, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------- (21), (25)-(26), Section 2.3.1
 def sgd_reference(w1, grads, etas, *, mu, wd, double_momentum=False):
     """(21) for mu = 0; Polyak (25)-(26), v_t = g_t + mu v_{t-1}, v_0 = 0, w -= eta_t v_t; with

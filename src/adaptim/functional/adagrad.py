@@ -84,7 +84,10 @@ def full_matrix_adagrad_single(params: list[torch.Tensor], grads: list[torch.Ten
     """Full-matrix AdaGrad (Section 3.2.1): O_t = O_{t-1} + g g^T, w <- w - lr (O_t + eps I)^{-1/2} g.
 
     Each parameter is flattened (row-major) to a vector of length d. The inverse root comes from a symmetric
-    eigendecomposition of O_t (eigenvalues clamped at 0, then damped by eps), computed in float64.
+    eigendecomposition of O_t (eigenvalues clamped at 0, then damped by eps), computed in float64. Eigenvalues
+    below float64's unit roundoff times the largest one are rounding noise and are first raised to that floor
+    (``psd_power``'s ``rtol``, as Shampoo does): otherwise eps^{-1/2} amplifies the noise directions and the first
+    step, lr g / ||g|| in exact arithmetic, is off by about ||g|| 1e-16 eps^{-1/2} (76x at ||g|| = 1e12).
 
     Args:
         outer_sums: O_{t-1}, one float64 tensor per parameter, of shape (d, d) or (*w.shape, *w.shape) (viewed as
@@ -94,5 +97,5 @@ def full_matrix_adagrad_single(params: list[torch.Tensor], grads: list[torch.Ten
         gv = g.reshape(-1).to(torch.float64)
         o = o.view(gv.numel(), gv.numel())
         o.addr_(gv, gv)
-        direction = psd_power(o, -0.5, eps=eps) @ gv
+        direction = psd_power(o, -0.5, eps=eps, rtol=torch.finfo(o.dtype).eps) @ gv
         w.add_(direction.reshape(w.shape).to(w.dtype), alpha=-lr)

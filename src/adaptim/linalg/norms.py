@@ -76,9 +76,17 @@ def rms(x: torch.Tensor, dim=None) -> torch.Tensor:
 
 
 def frobenius_norm(X: torch.Tensor) -> torch.Tensor:
-    """||X||_F = sqrt(sum_ij X_ij^2), per matrix of the batch (self-dual)."""
+    """||X||_F = sqrt(sum_ij X_ij^2), per matrix of the batch (self-dual).
+
+    Computed as max|X_ij| * ||X / max|X_ij|||_F: the squares of float32 entries beyond about 1e19 overflow and
+    those below about 1e-23 underflow, which made G / ||G||_F zero and ||G||_F D(G) NaN in :class:`Steepest`.
+    """
     _check(X, "frobenius_norm")
-    return torch.linalg.matrix_norm(X, ord="fro")
+    if X.numel() == 0:
+        return torch.linalg.matrix_norm(X, ord="fro")
+    amax = X.abs().amax(dim=(-2, -1))
+    scale = torch.where((amax > 0) & torch.isfinite(amax), amax, torch.ones_like(amax))
+    return torch.linalg.matrix_norm(X / scale[..., None, None], ord="fro") * scale  # inf stays inf, NaN NaN
 
 
 def spectral_norm(X: torch.Tensor) -> torch.Tensor:

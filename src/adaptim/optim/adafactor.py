@@ -69,6 +69,7 @@ class Adafactor(AdaptimOptimizer):
     """
 
     supports_complex = False
+    squares_gradients = True
 
     def __init__(self, params, lr: float | None = None, beta1: float | None = None, beta2: float | None = None,
                  decay_rate: float = -0.8, eps: tuple[float, float] = (1e-30, 1e-3), clip_threshold: float | None = 1.0,

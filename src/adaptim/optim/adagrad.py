@@ -30,6 +30,8 @@ class AdaGrad(AdaptimOptimizer):
         ValueError: a hyperparameter outside its range.
     """
 
+    squares_gradients = True
+
     def __init__(self, params, lr: float = 1e-2, eps: float = 1e-10, initial_accumulator_value: float = 0.0,
                  weight_decay: float = 0.0, maximize: bool = False, foreach: bool | None = None) -> None:
         defaults = dict(lr=lr, eps=eps, initial_accumulator_value=initial_accumulator_value,
@@ -121,7 +123,7 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         # shaped (*p.shape, *p.shape), i.e. g (x) g, not (d, d): a checkpoint of a 2x3 parameter then cannot be
         # loaded onto a 3x2 one (both have d = 6)
-        return {"outer_sum": torch.zeros(*p.shape, *p.shape, dtype=torch.float64, device=p.device)}
+        return {"outer_sum": torch.zeros((*p.shape, *p.shape), dtype=torch.float64, device=p.device)}
 
     def _update_group(self, group, params, grads, states) -> None:
         full_matrix_adagrad_single(params, grads, [s["outer_sum"] for s in states], lr=group["lr"],

@@ -15,6 +15,8 @@ __all__ = ["Adam", "AdamW", "AdamAtan2"]
 class _AdamBase(AdaptimOptimizer):
     """Shared state and dispatch of the Adam family; subclasses say how weight decay enters."""
 
+    squares_gradients = True
+
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
         check_betas(group["betas"])

@@ -61,6 +61,7 @@ class AdamNMF(AdaptimOptimizer):
     """
 
     supports_complex = False
+    squares_gradients = True
     #: seed of the generator that draws A_0, B_0 (one fresh generator per parameter)
     init_seed: int = 0
 

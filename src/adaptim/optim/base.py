@@ -12,8 +12,12 @@ that ``torch.optim`` gets wrong or leaves to each class:
   exactly what it gives on the real view); classes with ``supports_complex = False`` refuse them at construction.
 * Statistics are kept in float32 whatever the parameter's dtype (float64 stays float64): a float16/bfloat16
   parameter is updated through a float32 working copy and written back once.
-* A gradient with NaN or infinite entries raises ``RuntimeError`` before anything changes (set the attribute
-  ``check_finite = False`` on an optimizer to skip the check, e.g. under a loss scaler that skips such steps).
+* A gradient with NaN or infinite entries, in any group, raises ``RuntimeError`` before anything changes (no
+  parameter, state or group entry of any group; set the attribute ``check_finite = False`` on an optimizer to
+  skip the check, e.g. under a loss scaler that skips such steps). Optimizers whose statistics square the
+  gradient (``squares_gradients``) also refuse a finite gradient whose squared norm overflows the statistics'
+  dtype (about 1e19 in float32), which would otherwise give infinite statistics or NaN parameters.
+* A parameter with no entries (``numel() == 0``) is skipped: it has nothing to update and gets no state.
 * ``load_state_dict`` checks every saved state tensor against the shape the optimizer would give the parameter it
   is loaded onto (a clear ``ValueError`` instead of another parameter's moments), and keeps the saved dtypes
   (``torch.optim`` would cast float32 moments of a bfloat16 parameter to bfloat16).
@@ -69,6 +73,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     supports_complex: bool = True
     #: raise RuntimeError before a step whose gradients hold NaN or infinity (nothing is changed then)
     check_finite: bool = True
+    #: the statistics square the gradient (g^2, G G^T): then a finite gradient whose squared norm overflows the
+    #: statistics' dtype (|g| ~ 1e19 in float32) is refused as well, instead of giving inf statistics or NaN
+    squares_gradients: bool = False
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
         super().__init__(params, defaults)
@@ -122,7 +129,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         params, work, grads, states = [], [], [], []
         maximize = group.get("maximize", False)
         for p in group["params"]:
-            if p.grad is None:
+            if p.grad is None or p.numel() == 0:  # a parameter with no entries has nothing to update
                 continue
             if p.grad.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
@@ -141,16 +148,48 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             work.append(w)
             grads.append(g)
             states.append(state)
-        if grads and self.check_finite:
-            finite = torch.stack([g.isfinite().all() for g in grads])
-            if not bool(finite.all()):
-                bad = int((~finite).nonzero()[0, 0])
-                raise RuntimeError(
-                    f"{type(self).__name__}: the gradient of parameter {bad} of this group (shape "
-                    f"{tuple(params[bad].shape)}) has NaN or infinite entries; the step was not taken. "
-                    "Fix the loss, clip or unscale the gradients first, or set check_finite = False on the "
-                    "optimizer to skip this check")
         return params, work, grads, states
+
+    def _check_finite_grads(self) -> None:
+        """Raise ``RuntimeError`` if any gradient of any group is sparse, has NaN or infinite entries, or (in a
+        group whose statistics square it, see :attr:`squares_gradients`) has a squared norm that overflows.
+
+        Called before any group is updated and before any state is created, so a refused step changes nothing.
+        """
+        where, flags = [], []
+        for gi, group in enumerate(self.param_groups):
+            for pi, p in enumerate(group["params"]):
+                if p.grad is None or p.numel() == 0:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients (parameter {pi} "
+                                       f"of group {gi}); the step was not taken")
+                if self.check_finite:
+                    g = self._real(p.grad)
+                    where.append((gi, pi, p))
+                    if self._squares_gradients(group):  # ||g||^2 bounds every entry of g^2 and of G G^T
+                        flags.append(torch.linalg.vector_norm(g, dtype=state_dtype(g)).isfinite())
+                    else:
+                        flags.append(g.isfinite().all())
+        if not flags:
+            return
+        finite = torch.stack([f.to(flags[0].device) for f in flags])
+        if not bool(finite.all()):
+            gi, pi, p = where[int((~finite).nonzero()[0, 0])]
+            g = self._real(p.grad)
+            if bool(g.isfinite().all()):
+                what = (f"has entries up to {float(g.abs().max()):.3g}, whose squares overflow "
+                        f"{state_dtype(g)} in this optimizer's statistics")
+            else:
+                what = "has NaN or infinite entries"
+            raise RuntimeError(
+                f"{type(self).__name__}: the gradient of parameter {pi} of group {gi} (shape {tuple(p.shape)}) "
+                f"{what}; the step was not taken and nothing was changed. Fix the loss, clip or unscale the "
+                "gradients first, or set check_finite = False on the optimizer to skip this check")
+
+    def _squares_gradients(self, group: dict[str, Any]) -> bool:
+        """Whether ``group``'s statistics square the gradient (see :attr:`squares_gradients`)."""
+        return self.squares_gradients
 
     @staticmethod
     def _write_back(params: list[torch.Tensor], work: list[torch.Tensor]) -> None:
@@ -174,6 +213,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._check_finite_grads()  # every group's gradients, before anything changes
         for group in self.param_groups:
             params, work, grads, states = self._gather(group)
             if params:
@@ -214,7 +254,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         """Load a state saved by :meth:`state_dict`, checking it fits the parameters it is loaded onto.
 
         Raises:
-            ValueError: if the number of groups or parameters differs, or a saved state tensor has a shape
+            ValueError: if the number of groups or parameters differs, a saved hyperparameter is outside its
+                range (the same check as at construction), or a saved state tensor has a shape
                 other than the one this optimizer gives the parameter at the same position (for example the
                 state of a 2×3 parameter loaded onto a 3×4 one), or it lacks or adds state entries.
         """
@@ -225,11 +266,17 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         saved_state = state_dict["state"]
         position = 0
         kept: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
+        merged_groups: list[dict[str, Any]] = []
         for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
             if len(group["params"]) != len(saved["params"]):
                 raise ValueError(f"group {gi}: loaded state dict has {len(saved['params'])} parameters, "
                                  f"this optimizer has {len(group['params'])}")
             merged = {**group, **{k: v for k, v in saved.items() if k != "params"}}
+            try:
+                self._validate_group(merged)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"group {gi} of the loaded state dict: {err}") from None
+            merged_groups.append(merged)
             for p, pid in zip(group["params"], saved["params"]):
                 if pid in saved_state:
                     pr = self._real(p)
@@ -249,6 +296,11 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                     kept[id(p)] = (p, got)
                 position += 1
         super().load_state_dict(state_dict)
+        # torch replaces each group by the saved one; keep entries it lacks (saved by an older version or a
+        # sibling class, e.g. Adam's state loaded into AdamW) at this optimizer's values instead of dropping them
+        for group, merged in zip(self.param_groups, merged_groups):
+            for k, v in merged.items():
+                group.setdefault(k, v)
         # torch casts floating state to the parameter's dtype; restore the saved tensors' dtypes exactly.
         for p, got in kept.values():
             self.state[p] = {k: (v.to(device=p.device if k != "step" else v.device, copy=True)

@@ -76,7 +76,8 @@ class Muon(AdaptimOptimizer):
                  eps: float = 1e-8, maximize: bool = False, foreach: Optional[bool] = None) -> None:
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_coefficients=ns_coefficients,
                         ns_steps=ns_steps, orthogonalize=orthogonalize, weight_decay=weight_decay,
-                        adjust_lr=adjust_lr, betas=tuple(betas), eps=eps, use_muon=True, maximize=maximize,
+                        adjust_lr=adjust_lr, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
+                        use_muon=True, maximize=maximize,
                         foreach=foreach)
         super().__init__(params, defaults)
 
@@ -85,9 +86,10 @@ class Muon(AdaptimOptimizer):
         check_range("weight_decay", group["weight_decay"], 0.0)
         if not isinstance(group["use_muon"], bool):
             raise ValueError(f"use_muon must be True or False, got {group['use_muon']!r}")
+        # validated in every group (a Muon group may later be joined by an AdamW one using the defaults)
+        check_betas(group["betas"])
+        check_range("eps", group["eps"], 0.0)
         if not group["use_muon"]:
-            check_betas(group["betas"])
-            check_range("eps", group["eps"], 0.0)
             return
         check_range("momentum", group["momentum"], 0.0, 1.0, high_open=True)
         try:
@@ -107,6 +109,9 @@ class Muon(AdaptimOptimizer):
                     f"Muon orthogonalizes matrices, got a parameter of shape {tuple(p.shape)} in a Muon group; "
                     "put vectors and scalars (biases, norm gains) in a parameter group with use_muon=False, "
                     "which is updated by AdamW (adaptim.muon_param_groups(model) builds the split)")
+
+    def _squares_gradients(self, group: dict[str, Any]) -> bool:
+        return not group["use_muon"]  # the AdamW side keeps g^2; Newton-Schulz is scale-free
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         if group["use_muon"]:

@@ -30,6 +30,8 @@ class RMSProp(AdaptimOptimizer):
         ValueError: a hyperparameter outside its range.
     """
 
+    squares_gradients = True
+
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, maximize: bool = False, foreach: bool | None = None) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,

@@ -87,17 +87,17 @@ class SGD(AdaptimOptimizer):
             if not group["lookahead"]:
                 continue
             for p in group["params"]:
-                state = self.state[p]
+                buf = self.state[p].get("momentum_buffer") if p in self.state else None
+                if buf is None:  # v_{t-1} = 0 (no step yet): x_t = w_t; the state is made by _gather
+                    continue
                 pr = self._real(p)
-                if len(state) == 0:
-                    w = pr if pr.dtype in (torch.float32, torch.float64) else pr.float()
-                    state.update(self._init_state(w, group))
                 saved.append((p, pr.clone()))
-                pr.sub_((state["momentum_buffer"] * (group["lr"] * group["momentum"])).to(pr.dtype))
+                pr.sub_((buf * (group["lr"] * group["momentum"])).to(pr.dtype))
         with torch.enable_grad():
             loss = closure()  # (29): g'_t at x_t
         for p, w in saved:  # back to w_t; (30)-(31) are the heavy-ball update with g'_t
             self._real(p).copy_(w)
+        self._check_finite_grads()  # every group's gradients, before anything changes
         for group in self.param_groups:
             params, work, grads, states = self._gather(group)
             if not params:

@@ -80,6 +80,7 @@ class Shampoo(AdaptimOptimizer):
     """
 
     supports_complex = False
+    squares_gradients = True
 
     def __init__(self, params, lr: float = 1e-3, beta2: float | None = None, eps: float = 1e-12,
                  momentum: float = 0.0, weight_decay: float = 0.0, precondition_frequency: int = 1,
@@ -170,6 +171,7 @@ class IdealizedShampoo(AdaptimOptimizer):
     """
 
     supports_complex = False
+    squares_gradients = True
 
     def __init__(self, params, lr: float = 1e-3, beta2: float = 0.999, eps: float = 1e-12,
                  weight_decay: float = 0.0, max_preconditioner_dim: int = 1024, maximize: bool = False) -> None:
