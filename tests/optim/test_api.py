@@ -532,3 +532,57 @@ def test_sparse_grads_refused(optimizer_class):
 def test_integer_params_refused(optimizer_class, dtype):
     with pytest.raises(TypeError, match=re.escape(str(dtype))):
         optimizer_class.make([torch.zeros(optimizer_class.shape((3,)), dtype=dtype)])
+
+
+def test_duplicate_parameter_in_a_group_is_refused():
+    p = torch.zeros(3, requires_grad=True)
+    with pytest.raises(ValueError, match="twice"):
+        adaptim.Adam([p, p])
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: adaptim.Adam(ps, amsgrad="no"),
+    lambda ps: adaptim.AdamW(ps, decoupled_weight_decay=1),
+    lambda ps: adaptim.SGD(ps, lr=0.1, maximize="yes"),
+    lambda ps: adaptim.Adafactor(ps, relative_step=0),
+])
+def test_flags_must_be_booleans(make):
+    with pytest.raises(ValueError, match="must be True or False"):
+        make([torch.zeros(2, 2, requires_grad=True)])
+
+
+def test_one_cycle_schedule_multiplier_stays_at_most_one():
+    """OneCycleLR sets initial_lr = max_lr / div_factor; s_t is measured against the peak, so decoupled decay
+    never exceeds weight_decay (Figure 1: s_t in [0, 1])."""
+    p = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    opt = adaptim.AdamW([p], lr=1e-3, weight_decay=0.1, decoupled_weight_decay=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=100)
+    expected = 1.0
+    for _ in range(30):
+        s_t = adaptim.AdaptimOptimizer.schedule_multiplier(opt.param_groups[0])
+        assert 0 < s_t <= 1
+        p.grad = torch.zeros_like(p)
+        opt.step()
+        expected *= 1 - 0.1 * s_t
+        sched.step()
+    torch.testing.assert_close(p.detach(), torch.full((3,), expected, dtype=torch.float64))
+    assert bool((p > 0).all())
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: adaptim.AdamW(ps, lr=2.0, weight_decay=0.5),
+    lambda ps: adaptim.AdamAtan2(ps, lr=10.0, weight_decay=0.2),
+])
+def test_weight_decay_factor_of_one_or_more_is_refused_before_any_change(make):
+    p = torch.ones(3, requires_grad=True)
+    opt = make([p])
+    p.grad = torch.ones_like(p)
+    with pytest.raises(RuntimeError, match="lambda_t"):
+        opt.step()
+    assert torch.equal(p.detach(), torch.ones(3)) and len(opt.state[p]) == 0
+
+
+def test_muon_refuses_diverging_newton_schulz_coefficients():
+    with pytest.raises(ValueError, match="ns_coefficients"):
+        adaptim.Muon([torch.zeros(4, 4, requires_grad=True)], ns_coefficients=(0.9, 0.99, 0.1))
+    adaptim.Muon([torch.zeros(4, 4, requires_grad=True)], ns_coefficients=(1.5, -0.5))  # the cubic map is fine

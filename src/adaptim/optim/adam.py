@@ -34,6 +34,14 @@ class _AdamBase(AdaptimOptimizer):
         """(l2, lambda_t): the L2 coefficient added to the gradient and the multiplicative decay of Figure 1 (d)."""
         raise NotImplementedError
 
+    def _check_group_step(self, group: dict[str, Any]) -> None:
+        decay = self._decay(group)[1]
+        if decay >= 1:  # (1 - lambda_t) w would zero or flip the weights
+            raise RuntimeError(
+                f"{type(self).__name__}: the weight decay factor lambda_t = {decay:.4g} of this step is >= 1 "
+                f"(lr = {group['lr']:.4g}, weight_decay = {group['weight_decay']:.4g}); Figure 1 needs "
+                "lambda_t in [0, 1). Lower weight_decay, or the lr the scheduler sets; the step was not taken")
+
     def _update_group(self, group, params, grads, states) -> None:
         beta1, beta2 = group["betas"]
         l2, decay = self._decay(group)

@@ -27,6 +27,7 @@ Subclasses implement :meth:`_validate_group`, :meth:`_init_state` and :meth:`_up
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterable
 from typing import Any, Callable
@@ -82,17 +83,31 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     # ----------------------------------------------------------------------------------------------- groups
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
+        params = param_group["params"]
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("a parameter appears twice in one parameter group; it would be updated twice per "
+                             "step: list each parameter once")
+        super().add_param_group({**param_group, "params": params})
         group = self.param_groups[-1]
         try:
             for p in group["params"]:
                 self._check_param(p)
+            for key in self._flags():  # flags must be real booleans: amsgrad="no" would read as True
+                if key in group and not isinstance(group[key], bool):
+                    raise ValueError(f"{key} must be True or False, got {group[key]!r}")
             self._validate_group(group)
         except (TypeError, ValueError):
             self.param_groups.pop()  # a refused group must not stay behind for step() to use
             raise
         # s_t = lr / initial_lr (Figure 1 (d)); LRScheduler uses setdefault, so it keeps this value.
         group.setdefault("initial_lr", group["lr"])
+
+    @classmethod
+    def _flags(cls) -> list[str]:
+        """The constructor's arguments whose default is a bool (the optimizer's on/off flags)."""
+        sig = inspect.signature(cls.__init__)
+        return [k for k, v in sig.parameters.items() if isinstance(v.default, bool)]
 
     def _check_param(self, p: torch.Tensor) -> None:
         name = type(self).__name__
@@ -215,6 +230,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 loss = closure()
         self._check_finite_grads()  # every group's gradients, before anything changes
         for group in self.param_groups:
+            self._check_group_step(group)
+        for group in self.param_groups:
             params, work, grads, states = self._gather(group)
             if params:
                 self._update_group(group, work, grads, states)
@@ -227,9 +244,18 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     @staticmethod
     def schedule_multiplier(group: dict[str, Any]) -> float:
-        """``s_t`` of Figure 1: the group's current lr over its initial lr (1.0 when the initial lr is 0)."""
-        initial = group.get("initial_lr", group["lr"])
-        return group["lr"] / initial if initial != 0 else 1.0
+        """``s_t`` of Figure 1: the group's current lr over its peak lr (1.0 when that is 0).
+
+        The peak is the group's ``initial_lr`` (recorded at construction, kept by every ``LRScheduler``), or
+        ``max_lr`` where a scheduler records one above it (``OneCycleLR`` sets ``initial_lr`` to
+        ``max_lr / div_factor`` and warms up to ``max_lr``): s_t stays in [0, 1] as Figure 1 requires.
+        """
+        peak = group.get("max_lr", group.get("initial_lr", group["lr"]))
+        return group["lr"] / peak if peak != 0 else 1.0
+
+    def _check_group_step(self, group: dict[str, Any]) -> None:
+        """Raise ``RuntimeError`` if ``group``'s current hyperparameters cannot be stepped (called for every group
+        before any group changes). Default: nothing to check."""
 
     @staticmethod
     def step_counts(states: list[dict[str, Any]]) -> list[int]:

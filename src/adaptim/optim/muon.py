@@ -16,6 +16,21 @@ from adaptim.optim.base import AdaptimOptimizer, check_betas, check_range
 __all__ = ["Muon", "muon_param_groups"]
 
 
+def _check_ns_bounded(coeffs: tuple[float, ...], steps: int) -> None:
+    """Refuse coefficients whose scalar map (147), iterated ``steps`` times, leaves [-2, 2] on [0, 1].
+
+    Newton-Schulz acts on each normalized singular value x in [0, 1] by phi(x) = sum_i c_i x^(2i-1); a map that
+    blows up there would give inf or huge parameters without any error.
+    """
+    x = torch.linspace(0.0, 1.0, 2001, dtype=torch.float64)
+    for _ in range(steps):
+        x = sum(c * x ** (2 * i + 1) for i, c in enumerate(coeffs))
+        if not bool(torch.isfinite(x).all()) or float(x.abs().max()) > 2.0:
+            raise ValueError(f"ns_coefficients {tuple(coeffs)} with ns_steps={steps} do not keep singular values "
+                             "bounded: iterated on [0, 1] the polynomial leaves [-2, 2]; use 'jordan', 'cubic', "
+                             "'quintic' or coefficients from adaptim.linalg.newton_schulz_coefficients")
+
+
 class Muon(AdaptimOptimizer):
     """Muon: momentum, then the update orthogonalized (Section 7's spectral-norm steepest direction U V^T).
 
@@ -93,12 +108,14 @@ class Muon(AdaptimOptimizer):
             return
         check_range("momentum", group["momentum"], 0.0, 1.0, high_open=True)
         try:
-            resolve_ns_coefficients(group["ns_coefficients"])
+            coeffs = resolve_ns_coefficients(group["ns_coefficients"])
         except ValueError as err:  # name the argument as the user spelled it
             raise ValueError(f"ns_coefficients: {err}") from None
         steps = group["ns_steps"]
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"ns_steps must be an int >= 1, got {steps!r}")
+        if group["orthogonalize"] == "newton_schulz":
+            _check_ns_bounded(coeffs, steps)
         if group["orthogonalize"] not in ("newton_schulz", "svd"):
             raise ValueError(f"orthogonalize must be 'newton_schulz' or 'svd', got {group['orthogonalize']!r}")
         if group["adjust_lr"] not in ADJUST_LR:
