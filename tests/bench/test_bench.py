@@ -1,5 +1,6 @@
 """Tests of ``adaptim bench``: end to end on a tiny setting, the results schema, determinism, name checks,
-skipped optimizers, the data loaders, the logreg reference optimum and the learning-rate sweep."""
+skipped optimizers, the registry's entries (every one builds and steps; Muon's parameter split on the bench's
+models; the state each matrix method holds), the data loaders, the logreg reference optimum and the sweep."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import adaptim
 from adaptim.bench import OPTIMIZERS, OptimizerSpec, from_class, run_bench, run_sweep, state_bytes, write_results
 from adaptim.bench.data import (OTHER_CHAR_ID, encode_chars, load_breast_cancer_split, load_digits_split,
                                 load_stdlib_corpus, stratified_split, unigram_entropy_bits)
+from adaptim.bench.models import MLP, CharTransformer
 from adaptim.bench.registry import ladder, ladder_index, register, sweep_grid
 from adaptim.bench.runner import SWEEP_TIE
-from adaptim.bench.tasks import LogRegTask, make_task
+from adaptim.bench.tasks import TASKS, LogRegTask, make_task
 from adaptim.cli import main
 
 # A tiny setting of every task: a run takes milliseconds.
@@ -25,7 +27,7 @@ TINY = {"digits": {"hidden": (32,), "batch_size": 16, "max_train": 200},
         "charlm": {"context": 16, "d_model": 16, "n_head": 2, "n_layer": 1, "batch_size": 4, "n_eval": 4,
                    "max_files": 10},
         "logreg": {}}
-TINY_OPTIMIZERS = ["sgd", "adam", "full_matrix_adagrad"]
+TINY_OPTIMIZERS = ["sgd", "adam", "full_matrix_adagrad", "muon", "shampoo"]
 
 RUN_KEYS = {"task", "optimizer", "lr", "steps", "final_train_loss", "final_val_loss", "val_accuracy",
             "optimality_gap", "wall_time_s", "state_bytes", "curve", "skipped", "diverged"}
@@ -102,6 +104,89 @@ def test_state_bytes_counts_optimizer_state_tensors():
     n = sum(p.numel() for p in model.parameters())
     # exp_avg and exp_avg_sq in float32 per entry, plus one float32 step counter per parameter tensor
     assert state_bytes(opt) == 2 * 4 * n + 4 * 2
+
+
+# ------------------------------------------------------------------------------- registry: matrix methods
+def test_every_registered_optimizer_has_a_rate_per_task_builds_and_steps():
+    for name in TASKS:
+        task = make_task(name, **TINY[name])
+        task.setup()
+        for spec in OPTIMIZERS.values():
+            torch.manual_seed(0)
+            model = task.build_model()
+            try:
+                opt = spec.build(model, spec.lr_for(name))
+            except ValueError:  # refuses the model: reported as skipped, and then it has no tuned rate there
+                assert name not in spec.lrs, (spec.name, name)
+                continue
+            assert name in spec.lrs, f"{spec.name} has no tuned learning rate on {name}"
+            before = [p.detach().clone() for p in model.parameters()]
+            task.batch_loss(model, torch.Generator().manual_seed(0)).backward()
+            opt.step()
+            after = list(model.parameters())
+            assert all(torch.isfinite(p).all() for p in after), (spec.name, name)
+            assert any(not torch.equal(a, b) for a, b in zip(after, before)), (spec.name, name)
+
+
+def _names(model, params):
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    return sorted(by_id[id(p)] for p in params)
+
+
+def test_muon_entry_splits_the_bench_models():
+    build = OPTIMIZERS["muon"].build
+    # transformer: the blocks' matrices to Muon; embeddings, the head, biases and norms to AdamW at the same lr
+    model = CharTransformer(vocab_size=20, context=8, d_model=8, n_head=2, n_layer=2)
+    muon, adamw = build(model, 0.02).param_groups
+    hidden = sorted(n for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2)
+    assert muon["use_muon"] and _names(model, muon["params"]) == hidden and len(hidden) == 8
+    assert not adamw["use_muon"] and _names(model, adamw["params"]) == sorted(
+        n for n, _ in model.named_parameters() if n not in hidden)
+    assert muon["lr"] == adamw["lr"] == 0.02 and muon["adjust_lr"] == "match_rms_adamw"
+    # tied input and output embeddings: the shared matrix is listed once, on the AdamW side
+    model.head.weight = model.tok.weight
+    muon, adamw = build(model, 0.02).param_groups
+    assert _names(model, muon["params"]) == hidden
+    assert sum(p is model.tok.weight for p in adamw["params"]) == 1
+    assert len(adamw["params"]) + len(muon["params"]) == len(list(model.parameters()))
+    # MLP: the last layer is the head; logistic regression is all head, so Muon there is AdamW alone
+    mlp = MLP((8, 16, 16, 4))
+    muon, adamw = build(mlp, 0.02).param_groups
+    assert _names(mlp, muon["params"]) == ["layers.0.weight", "layers.1.weight"]
+    assert _names(mlp, adamw["params"]) == ["layers.0.bias", "layers.1.bias", "layers.2.bias", "layers.2.weight"]
+    (only,) = build(torch.nn.Linear(30, 1), 3.0).param_groups
+    assert only["use_muon"] is False and only["lr"] == 3.0
+
+
+def test_state_bytes_of_the_matrix_methods():
+    """state_bytes counts what each method documents: Adafactor m + n floats per matrix, AdamNMF r (m + n),
+    Shampoo its statistics and cached roots, Muon its momentum and the AdamW side's two moments."""
+    torch.manual_seed(0)
+    mlp = MLP((5, 7, 3))  # weights (7, 5), (3, 7); biases (7,), (3,)
+    params = list(mlp.parameters())
+    mats, vecs = [p for p in params if p.dim() == 2], [p for p in params if p.dim() == 1]
+    step = 4  # every per-parameter step counter is one float32
+
+    def stepped(name):
+        opt = OPTIMIZERS[name].build(mlp, 1e-3)
+        mlp.zero_grad()
+        mlp(torch.randn(4, 5)).square().sum().backward()
+        opt.step()
+        return state_bytes(opt)
+
+    assert stepped("adafactor") == sum(4 * (m + n) + step for m, n in (p.shape for p in mats)) + sum(
+        4 * p.numel() + step for p in vecs)
+    assert stepped("adam_nmf") == sum(4 * (m + n) + step for m, n in (p.shape for p in mats)) + step * len(vecs)
+    # per tensor: one statistic and one cached root per dimension (a vector: one full matrix), Adam grafting's
+    # second moment and the momentum buffer (the parameter's size each)
+    assert stepped("shampoo") == sum(4 * (2 * sum(d * d for d in p.shape) + 2 * p.numel()) + step for p in params)
+    # IdealizedShampoo: the two statistics of the matrix view (a vector is an (n, 1) column), no cached roots
+    assert stepped("idealized_shampoo") == sum(4 * (p.shape[0] ** 2 + (p.numel() // p.shape[0]) ** 2) + step
+                                               for p in params)
+    # Muon: momentum for the hidden matrix (7, 5); AdamW's two moments and step for the head and the biases
+    hidden = mats[0]
+    assert stepped("muon") == 4 * hidden.numel() + sum(2 * 4 * p.numel() + step for p in params if p is not hidden)
+    assert stepped("steepest_spectral") == 4 * sum(p.numel() for p in params)  # the momentum alone
 
 
 # -------------------------------------------------------------------------------------------- determinism

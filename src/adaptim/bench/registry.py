@@ -138,3 +138,46 @@ register(OptimizerSpec(
     "adam_atan2", from_class(adaptim.AdamAtan2, weight_decay=0.01), sweep_center=3e-3,
     lrs={"digits": 0.01, "charlm": 3e-3, "logreg": 3.0},
     description="Adam-atan2 (Section 4.1.2), weight decay 0.01"))
+
+# Matrix-aware methods (Sections 4.7, 5, 6.2, 7, Appendix L.2); docs/bench.md ("Optimizers") explains each choice.
+register(OptimizerSpec(
+    # the 4.7.1 form with an explicit lr, so the bench's schedule scales it (the relative step would ignore it)
+    "adafactor", from_class(adaptim.Adafactor, relative_step=False), sweep_center=0.03,
+    lrs={"digits": 0.1, "charlm": 0.1, "logreg": 1.0},
+    description="Adafactor as in 4.7.1: factored (52), no first moment, update RMS clipped to 1, step x RMS(W), "
+                "beta2_t = 1 - t^-0.8; explicit lr"))
+register(OptimizerSpec(
+    # the box of L.2; with beta1 > 0 the ratio m_t / sqrt(A_t B_t) blows up where the current gradient is small
+    "adam_nmf", from_class(adaptim.AdamNMF, rank=1, beta1=0.0), sweep_center=1e-3,
+    lrs={"digits": 0.01, "charlm": 3e-3, "logreg": 0.03},
+    description="AdamNMF (Appendix L.2), rank 1, beta1 = 0"))
+register(OptimizerSpec(
+    # roots every 10 steps: every step would make a charlm run about 60% (9 s) longer
+    "shampoo", from_class(adaptim.Shampoo, beta2=0.999, momentum=0.9, grafting="adam", precondition_frequency=10,
+                          start_preconditioning_step=10), sweep_center=3e-4,
+    lrs={"digits": 1e-3, "charlm": 3e-4, "logreg": 0.3},
+    description="Shampoo (53) with the EMA of 5.1 (beta2 0.999), Adam grafting, heavy-ball momentum 0.9, "
+                "roots every 10 steps from step 10"))
+register(OptimizerSpec(
+    "idealized_shampoo", from_class(adaptim.IdealizedShampoo, beta2=0.999), sweep_center=0.01,
+    lrs={"digits": 0.01, "charlm": 3e-3, "logreg": 1.0},
+    description="IdealizedShampooIteration (6.2.1), beta2 0.999, roots every step"))
+
+
+def _muon(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    # "match_rms_adamw" scales Muon's update to AdamW's RMS (about 0.2 lr; Liu et al., 2025), so both sides share lr
+    groups = adaptim.muon_param_groups(model, adamw_lr=lr)
+    return adaptim.Muon(groups, lr=lr, adjust_lr="match_rms_adamw")
+
+
+register(OptimizerSpec(
+    "muon", _muon, sweep_center=0.01,
+    lrs={"digits": 0.01, "charlm": 0.03, "logreg": 0.3},
+    description="Muon (Section 7) on the hidden matrices, update RMS matched to AdamW; AdamW (same lr) on "
+                "embeddings, head and vectors"))
+register(OptimizerSpec(
+    # every tensor, vectors as (n, 1) columns (a normalized-gradient step); no AdamW side, unlike Muon
+    "steepest_spectral", from_class(adaptim.Steepest, norm="spectral", rule="trust_region", momentum=0.9),
+    sweep_center=0.03,
+    lrs={"digits": 0.03, "charlm": 0.1, "logreg": 0.1},
+    description="steepest descent under the spectral norm (67), (69): -lr U V^T of the momentum EMA"))

@@ -80,7 +80,8 @@ def plot_task(results: dict[str, Any], task: str, path: str | Path) -> None:
     runs = [r for r in results["runs"] if r["task"] == task and not r["skipped"]]
     palette = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20")
     for i, r in enumerate(runs):
-        color = palette(i % palette.N)
+        # tab20 holds 10 dark/light pairs: the first ten runs take the dark colors, the next ten the light ones
+        color = palette(i) if palette.N == 10 else palette((2 * i) % 20 + (i // 10) % 2)
         pts = [(s, tr) for s, tr, _ in r["curve"] if tr is not None]
         if f_star is not None:
             pts = [(s, max(tr - f_star, 1e-16)) for s, tr in pts]
