@@ -37,6 +37,8 @@ from collections import defaultdict
 
 import torch
 
+from adaptim.linalg.norms import rms
+
 __all__ = ["adafactor_single", "adafactor_batched", "adafactor_beta2", "adafactor_step_size",
            "factored_second_moment", "rms_clip"]
 
@@ -62,13 +64,6 @@ def factored_second_moment(row: torch.Tensor, col: torch.Tensor, correction: flo
     return correction * row.unsqueeze(-1) * col.unsqueeze(-2) / row.sum(dim=-1)[..., None, None]
 
 
-def _rms(x: torch.Tensor, dim: tuple[int, ...] | None = None, keepdim: bool = False) -> torch.Tensor:
-    """RMS(x) = sqrt(mean(x^2)) (Appendix K), over ``dim`` (default: all elements)."""
-    if dim is None:
-        return x.square().mean().sqrt()
-    return x.square().mean(dim=dim, keepdim=keepdim).sqrt()
-
-
 def rms_clip(u: torch.Tensor, threshold: float | None) -> torch.Tensor:
     """Change (3) of 4.7.1 on one layer's update u (any shape): u / max(1, RMS(u) / threshold), a new tensor.
 
@@ -76,7 +71,7 @@ def rms_clip(u: torch.Tensor, threshold: float | None) -> torch.Tensor:
     direction kept (case C10). ``threshold=None`` returns u itself (no clipping)."""
     if threshold is None:
         return u
-    return u / torch.clamp(_rms(u) / threshold, min=1.0)
+    return u / torch.clamp(rms(u) / threshold, min=1.0)
 
 
 def _inv_sqrt_vhat(row: torch.Tensor, col: torch.Tensor, correction) -> torch.Tensor:
@@ -120,7 +115,7 @@ def adafactor_single(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, 
             m.mul_(beta1).add_(g, alpha=1 - beta1)
             num = m / (1 - beta1 ** t)
         u = rms_clip(num * inv, clip_threshold)
-        alpha = rho * torch.clamp(_rms(w), min=eps2) if scale_parameter else rho
+        alpha = rho * torch.clamp(rms(w), min=eps2) if scale_parameter else rho
         if weight_decay != 0:
             w.mul_(1 - rho * weight_decay)
         w.sub_(u * alpha)
@@ -133,7 +128,9 @@ def _column(values: list[float], like: torch.Tensor, ndim: int) -> torch.Tensor:
 
 def _layer_rms(x: torch.Tensor) -> torch.Tensor:
     """RMS of each parameter of a stack (k, ...), kept as (k, 1, ..., 1); a stack of scalars gives |x|."""
-    return _rms(x, tuple(range(1, x.dim())), keepdim=True) if x.dim() > 1 else x.abs()
+    if x.dim() == 1:
+        return x.abs()
+    return rms(x, tuple(range(1, x.dim()))).view(-1, *([1] * (x.dim() - 1)))
 
 
 def adafactor_batched(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps, *,

@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from adaptim.functional.shampoo import matrix_view_shape
 from adaptim.linalg.newton_schulz import newton_schulz, orthogonalize
 from adaptim.linalg.norms import dual_norm, steepest_direction
 
@@ -54,7 +55,7 @@ def adjust_lr_ratio(shape: Sequence[int], adjust_lr: Optional[str]) -> float:
         raise ValueError(f"adjust_lr must be one of {ADJUST_LR}, got {adjust_lr!r}")
     if len(shape) < 2:
         raise ValueError(f"adjust_lr_ratio needs a matrix shape, got {tuple(shape)}")
-    m, n = shape[0], math.prod(shape[1:])
+    m, n = matrix_view_shape(shape)
     if adjust_lr == "original":
         return math.sqrt(max(1.0, m / n))
     if adjust_lr == "match_rms_adamw":
@@ -64,12 +65,8 @@ def adjust_lr_ratio(shape: Sequence[int], adjust_lr: Optional[str]) -> float:
 
 def as_matrix(t: torch.Tensor) -> torch.Tensor:
     """The matrix a tensor is treated as: (m, n) as is, (out, ...) as (out, prod(...)), a vector (n,) as an (n, 1)
-    column and a scalar as (1, 1). A view where possible."""
-    if t.dim() == 2:
-        return t
-    if t.dim() > 2:
-        return t.reshape(t.shape[0], -1)
-    return t.reshape(-1, 1)
+    column and a scalar as (1, 1) (:func:`adaptim.functional.shampoo.matrix_view_shape`). A view where possible."""
+    return t if t.dim() == 2 else t.reshape(matrix_view_shape(t.shape))
 
 
 def _momentum_single(g: torch.Tensor, buf: torch.Tensor, momentum: float, nesterov: bool) -> torch.Tensor:
@@ -127,9 +124,9 @@ def muon_batched(params, grads, momentum_buffers, *, lr: float, momentum: float,
     for (shape, _, _), idx in _by_shape(params).items():
         stacked = torch.stack([as_matrix(updates[i]) for i in idx])
         ortho = _orth(stacked, orthogonalize, ns_coefficients, ns_steps)
-        alpha = -lr * adjust_lr_ratio(shape, adjust_lr)
-        for k, i in enumerate(idx):
-            params[i].add_(ortho[k].view_as(params[i]), alpha=alpha)
+        ws = [params[i] for i in idx]
+        torch._foreach_add_(ws, [o.view_as(w) for o, w in zip(ortho.unbind(0), ws)],
+                            alpha=-lr * adjust_lr_ratio(shape, adjust_lr))
 
 
 def _steepest_delta(M: torch.Tensor, norm: str, rule: str) -> torch.Tensor:
@@ -168,5 +165,5 @@ def steepest_batched(params, grads, momentum_buffers, *, lr: float, norm: str, r
         grads = momentum_buffers
     for _, idx in _by_shape(params).items():
         delta = _steepest_delta(torch.stack([as_matrix(grads[i]) for i in idx]), norm, rule)
-        for k, i in enumerate(idx):
-            params[i].add_(delta[k].view_as(params[i]), alpha=-lr)
+        ws = [params[i] for i in idx]
+        torch._foreach_add_(ws, [d.view_as(w) for d, w in zip(delta.unbind(0), ws)], alpha=-lr)

@@ -202,6 +202,8 @@ def _accumulate(stats: list[torch.Tensor], new: list[torch.Tensor], beta2: float
 def _shampoo(params, grads, states, steps, *, lr, beta2, eps, momentum, weight_decay, precondition_frequency,
              start_preconditioning_step, max_preconditioner_dim, exponent_override, grafting, grafting_beta2,
              grafting_eps, batched) -> None:
+    if not params:
+        return
     grams_fn, powers_fn, precondition_fn = _KERNELS[batched]
     freq, start, max_dim = precondition_frequency, start_preconditioning_step, max_preconditioner_dim
     views = [g.reshape(shampoo_view_shape(g.shape)) for g in grads]
@@ -238,13 +240,18 @@ def _shampoo(params, grads, states, steps, *, lr, beta2, eps, momentum, weight_d
     # (3) the grafted method's direction (its statistics follow every step, also before start)
     graft = [None] * len(grads)
     if grafting is not None:
-        for k, (g, st, t) in enumerate(zip(grads, states, steps)):
-            if grafting == "adagrad":
-                s = st["grafting_sum_sq"].addcmul_(g, g)
-            else:
-                s = st["grafting_exp_avg_sq"].mul_(grafting_beta2).addcmul_(g, g, value=1 - grafting_beta2)
-                s = s / (1 - grafting_beta2 ** t)
-            graft[k] = g / s.sqrt().add_(grafting_eps)
+        if grafting == "adagrad":
+            sums = [st["grafting_sum_sq"] for st in states]
+            torch._foreach_addcmul_(sums, grads, grads)
+            den = torch._foreach_sqrt(sums)
+        else:  # Adam without first moment: bias-corrected EMA of g^2
+            sums = [st["grafting_exp_avg_sq"] for st in states]
+            torch._foreach_mul_(sums, grafting_beta2)
+            torch._foreach_addcmul_(sums, grads, grads, value=1 - grafting_beta2)
+            den = torch._foreach_div(sums, [1 - grafting_beta2 ** t for t in steps])
+            torch._foreach_sqrt_(den)
+        torch._foreach_add_(den, grafting_eps)
+        graft = torch._foreach_div(grads, den)
 
     # (4) directions: Shampoo from step `start` on; before it the grafted direction or the plain gradient
     directions: list[torch.Tensor] = [None] * len(grads)  # type: ignore[list-item]
@@ -270,13 +277,15 @@ def _shampoo(params, grads, states, steps, *, lr, beta2, eps, momentum, weight_d
                 d.mul_(torch.where(dn > 0, gn / dn, torch.zeros_like(dn)))
 
     # (5) decoupled weight decay and heavy-ball momentum on the search direction, then the step
-    for k, (w, st) in enumerate(zip(params, states)):
-        d = directions[k].reshape(w.shape)
-        if weight_decay != 0:
-            d = d.add(w, alpha=weight_decay)
-        if momentum != 0:
-            d = st["momentum_buffer"].mul_(momentum).add_(d)
-        w.add_(d, alpha=-lr)
+    directions = [d.reshape(w.shape) for d, w in zip(directions, params)]
+    if weight_decay != 0:
+        directions = torch._foreach_add(directions, params, alpha=weight_decay)
+    if momentum != 0:
+        bufs = [st["momentum_buffer"] for st in states]
+        torch._foreach_mul_(bufs, momentum)
+        torch._foreach_add_(bufs, directions)
+        directions = bufs
+    torch._foreach_add_(params, directions, alpha=-lr)
 
 
 _SHAMPOO_DOC = """One Shampoo step on each parameter, in place ({path}).
@@ -333,6 +342,8 @@ shampoo_batched.__doc__ = _SHAMPOO_DOC.format(
 # -------------------------------------------------------------------------------------- IdealizedShampoo
 def _idealized(params, grads, states, steps, *, lr, beta2, eps, weight_decay, max_preconditioner_dim,
                batched) -> None:
+    if not params:
+        return
     grams_fn, powers_fn, precondition_fn = _KERNELS[batched]
     views = [g.reshape(matrix_view_shape(g.shape)) for g in grads]
     items = [(k, b, sl, views[k][sl]) for k in range(len(views))
@@ -347,11 +358,10 @@ def _idealized(params, grads, states, steps, *, lr, beta2, eps, weight_decay, ma
     directions = [torch.empty_like(x) for x in views]
     for (k, _, sl, _), (lhat, _), y in zip(items, hats, blocks):
         directions[k][sl] = y.mul_(torch.trace(lhat).sqrt())
-    for w, d in zip(params, directions):
-        d = d.reshape(w.shape)
-        if weight_decay != 0:
-            d = d.add(w, alpha=weight_decay)
-        w.add_(d, alpha=-lr)
+    directions = [d.reshape(w.shape) for d, w in zip(directions, params)]
+    if weight_decay != 0:
+        directions = torch._foreach_add(directions, params, alpha=weight_decay)
+    torch._foreach_add_(params, directions, alpha=-lr)
 
 
 _IDEALIZED_DOC = """The IdealizedShampooIteration of Section 6.2.1 on each parameter, in place ({path}).

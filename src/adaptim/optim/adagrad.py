@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from adaptim.functional import adagrad_foreach, adagrad_norm_step, adagrad_single, full_matrix_adagrad_single
-from adaptim.optim.base import AdaptimOptimizer, check_range
+from adaptim.optim.base import AdaptimOptimizer, check_int, check_range
 
 __all__ = ["AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad"]
 
@@ -110,8 +110,7 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
         super()._validate_group(group)
         # O_t = sum g g^T has rank <= t < d early on: its inverse root needs damping.
         check_range("eps", group["eps"], 0.0, low_open=True)
-        if isinstance(group["max_dim"], bool) or not isinstance(group["max_dim"], int) or group["max_dim"] < 1:
-            raise ValueError(f"max_dim must be an integer >= 1, got {group['max_dim']!r}")
+        check_int("max_dim", group["max_dim"], 1)
         for p in group["params"]:
             d = p.numel() * (2 if p.is_complex() else 1)
             if d > group["max_dim"]:

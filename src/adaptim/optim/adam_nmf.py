@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from adaptim.functional.adam_nmf import adam_nmf_batched, adam_nmf_single
-from adaptim.optim.base import AdaptimOptimizer, check_range
+from adaptim.optim.base import AdaptimOptimizer, check_int, check_range
 
 __all__ = ["AdamNMF"]
 
@@ -73,9 +73,7 @@ class AdamNMF(AdaptimOptimizer):
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
-        rank = group["rank"]
-        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
+        check_int("rank", group["rank"], 1)
         check_range("init_range", group["init_range"], 0.0, low_open=True)
         check_range("eps", group["eps"], 0.0)
         check_range("beta1", group["beta1"], 0.0, 1.0, high_open=True)

@@ -54,6 +54,12 @@ def check_range(name: str, value: Any, low: float | None = None, high: float | N
         raise ValueError(f"{name} must lie in {interval}, got {value!r}")
 
 
+def check_int(name: str, value: Any, low: int) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int (not a bool) >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
 def check_betas(betas: Any, name: str = "betas") -> None:
     """Raise ``ValueError`` unless ``betas`` is a pair of numbers each in [0, 1)."""
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:

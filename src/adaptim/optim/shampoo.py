@@ -7,16 +7,11 @@ from typing import Any
 import torch
 
 from adaptim.functional.shampoo import idealized_shampoo_batched, init_shampoo_state, shampoo_batched
-from adaptim.optim.base import AdaptimOptimizer, check_range
+from adaptim.optim.base import AdaptimOptimizer, check_int, check_range
 
 __all__ = ["Shampoo", "IdealizedShampoo"]
 
 GRAFTING_METHODS = (None, "adagrad", "adam")
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 class Shampoo(AdaptimOptimizer):
@@ -102,9 +97,9 @@ class Shampoo(AdaptimOptimizer):
         check_range("eps", group["eps"], 0.0, low_open=True)
         check_range("momentum", group["momentum"], 0.0, 1.0, high_open=True)
         check_range("weight_decay", group["weight_decay"], 0.0)
-        _check_int("precondition_frequency", group["precondition_frequency"], 1)
-        _check_int("start_preconditioning_step", group["start_preconditioning_step"], 1)
-        _check_int("max_preconditioner_dim", group["max_preconditioner_dim"], 1)
+        check_int("precondition_frequency", group["precondition_frequency"], 1)
+        check_int("start_preconditioning_step", group["start_preconditioning_step"], 1)
+        check_int("max_preconditioner_dim", group["max_preconditioner_dim"], 1)
         if group["start_preconditioning_step"] < group["precondition_frequency"]:
             raise ValueError(
                 f"start_preconditioning_step ({group['start_preconditioning_step']}) must be >= "
@@ -183,7 +178,7 @@ class IdealizedShampoo(AdaptimOptimizer):
         check_range("beta2", group["beta2"], 0.0, 1.0, high_open=True)
         check_range("eps", group["eps"], 0.0, low_open=True)
         check_range("weight_decay", group["weight_decay"], 0.0)
-        _check_int("max_preconditioner_dim", group["max_preconditioner_dim"], 1)
+        check_int("max_preconditioner_dim", group["max_preconditioner_dim"], 1)
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         state: dict[str, Any] = {"step": self.new_step()}
