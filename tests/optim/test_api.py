@@ -15,20 +15,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR, StepLR
 
 import adaptim
-
-
-def assert_same(a: torch.Tensor, b: torch.Tensor) -> None:
-    assert a.dtype == b.dtype and a.shape == b.shape
-    assert torch.equal(a, b), (a, b)
-
-
-def assert_same_state(s1: dict, s2: dict) -> None:
-    assert set(s1) == set(s2)
-    for k in s1:
-        if isinstance(s1[k], torch.Tensor):
-            assert_same(s1[k], s2[k])
-        else:
-            assert s1[k] == s2[k], k
+from _assertions import assert_same, assert_same_state
 
 
 def params_and_grads(steps: int, shapes=((3,), (2, 2)), seed: int = 0, case=None):
