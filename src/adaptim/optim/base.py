@@ -28,44 +28,15 @@ Subclasses implement :meth:`_validate_group`, :meth:`_init_state` and :meth:`_up
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Iterable
 from typing import Any, Callable
 
 import torch
 
-__all__ = ["AdaptimOptimizer", "check_range", "state_dtype"]
+from adaptim.functional.common import apply_update_
+from adaptim.validation import check_betas, check_bool, check_int, check_range
 
-
-def check_range(name: str, value: Any, low: float | None = None, high: float | None = None,
-                low_open: bool = False, high_open: bool = False) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite real number in the given interval.
-
-    ``low``/``high`` of ``None`` mean unbounded; ``*_open`` makes that end exclusive.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
-    interval = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
-    if high is not None and (value > high or (high_open and value == high)):
-        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
-
-
-def check_int(name: str, value: Any, low: int) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int (not a bool) >= ``low``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def check_betas(betas: Any, name: str = "betas") -> None:
-    """Raise ``ValueError`` unless ``betas`` is a pair of numbers each in [0, 1)."""
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"{name} must be a pair (beta1, beta2), got {betas!r}")
-    for i, b in enumerate(betas):
-        check_range(f"{name}[{i}]", b, 0.0, 1.0, high_open=True)
+__all__ = ["AdaptimOptimizer", "check_range", "check_int", "check_betas", "state_dtype"]
 
 
 def state_dtype(p: torch.Tensor) -> torch.dtype:
@@ -100,8 +71,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             for p in group["params"]:
                 self._check_param(p)
             for key in self._flags():  # flags must be real booleans: amsgrad="no" would read as True
-                if key in group and not isinstance(group[key], bool):
-                    raise ValueError(f"{key} must be True or False, got {group[key]!r}")
+                if key in group:
+                    check_bool(key, group[key])
             self._validate_group(group)
         except (TypeError, ValueError):
             self.param_groups.pop()  # a refused group must not stay behind for step() to use
@@ -261,7 +232,38 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     def _check_group_step(self, group: dict[str, Any]) -> None:
         """Raise ``RuntimeError`` if ``group``'s current hyperparameters cannot be stepped (called for every group
-        before any group changes). Default: nothing to check."""
+        before any group changes).
+
+        The base class refuses a weight-decay factor lambda_t = :meth:`_decay_factor` >= 1 for every optimizer that
+        decays: (1 - lambda_t) w would zero or flip every weight. Subclasses extend this with their own checks.
+        """
+        decay = self._decay_factor(group)
+        if decay >= 1:
+            raise RuntimeError(
+                f"{type(self).__name__}: the weight decay factor lambda_t = {decay:.4g} of this step is >= 1 "
+                f"(lr = {group['lr']!r}, weight_decay = {group.get('weight_decay')!r}); the step would zero or flip "
+                "every weight, and Figure 1 needs lambda_t in [0, 1). Lower weight_decay or the lr (or the lr the "
+                "scheduler sets); the step was not taken")
+
+    def _decay_factor(self, group: dict[str, Any]) -> float:
+        """lambda_t: the fraction of w that this group's next step removes by weight decay (an upper bound where
+        it varies per parameter). 0 for optimizers without decay; those with decay override this."""
+        return 0.0
+
+    def _final_step(self, group: dict[str, Any], params: list[torch.Tensor], directions: list[torch.Tensor],
+                    lr: float, decay: float = 0.0) -> None:
+        """The last stage of a step (the seam): w <- (1 - decay) w - lr * d for each parameter, in place.
+
+        Every rule computes its direction d and ends here. An optimizer whose step ends differently -- a
+        retraction onto a manifold, a multiplicative or mirror step -- overrides this method only.
+
+        Args:
+            group: the param group being stepped.
+            params: working parameters (float32/float64 real views), updated in place.
+            directions: d_t, one per parameter, same shapes.
+            lr: eta_t.   decay: lambda_t in [0, 1).
+        """
+        apply_update_(params, directions, lr, decay)
 
     @staticmethod
     def step_counts(states: list[dict[str, Any]]) -> list[int]:
