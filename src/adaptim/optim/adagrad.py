@@ -6,8 +6,10 @@ from typing import Any
 
 import torch
 
-from adaptim.functional import adagrad_foreach, adagrad_norm_step, adagrad_single, full_matrix_adagrad_single
-from adaptim.optim.base import AdaptimOptimizer, check_int, check_range
+from adaptim.functional.adagrad import (adagrad_direction_foreach, adagrad_direction_single, adagrad_norm_step_size,
+                                        full_matrix_adagrad_direction)
+from adaptim.optim.base import AdaptimOptimizer
+from adaptim.validation import check_int, check_range
 
 __all__ = ["AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad"]
 
@@ -48,9 +50,10 @@ class AdaGrad(AdaptimOptimizer):
         return {"sum": torch.full_like(p, group["initial_accumulator_value"])}
 
     def _update_group(self, group, params, grads, states) -> None:
-        fn = adagrad_foreach if self.use_foreach(group) else adagrad_single
-        fn(params, grads, [s["sum"] for s in states], lr=group["lr"], eps=group["eps"],
-           weight_decay=group["weight_decay"])
+        fn = adagrad_direction_foreach if self.use_foreach(group) else adagrad_direction_single
+        directions = fn(params, grads, [s["sum"] for s in states], eps=group["eps"],
+                        weight_decay=group["weight_decay"])
+        self._final_step(group, params, directions, group["lr"], self._decay_factor(group))
 
 
 class AdaGradNorm(AdaptimOptimizer):
@@ -80,8 +83,9 @@ class AdaGradNorm(AdaptimOptimizer):
         group.setdefault("sum_sq", 0.0)
 
     def _update_group(self, group, params, grads, states) -> None:
-        group["sum_sq"] = adagrad_norm_step(params, grads, group["sum_sq"], lr=group["lr"], eps=group["eps"],
-                                            foreach=self.use_foreach(group))
+        eta, group["sum_sq"] = adagrad_norm_step_size(grads, group["sum_sq"], lr=group["lr"], eps=group["eps"])
+        if eta != 0:  # eta_t = 0 while every gradient so far is zero: nothing to move
+            self._final_step(group, params, grads, eta, self._decay_factor(group))
 
 
 class FullMatrixAdaGrad(AdaptimOptimizer):
@@ -125,5 +129,5 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
         return {"outer_sum": torch.zeros((*p.shape, *p.shape), dtype=torch.float64, device=p.device)}
 
     def _update_group(self, group, params, grads, states) -> None:
-        full_matrix_adagrad_single(params, grads, [s["outer_sum"] for s in states], lr=group["lr"],
-                                   eps=group["eps"])
+        directions = full_matrix_adagrad_direction(grads, [s["outer_sum"] for s in states], eps=group["eps"])
+        self._final_step(group, params, directions, group["lr"], self._decay_factor(group))

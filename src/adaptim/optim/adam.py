@@ -6,8 +6,9 @@ from typing import Any
 
 import torch
 
-from adaptim.functional import adam_foreach, adam_single
-from adaptim.optim.base import AdaptimOptimizer, check_betas, check_range
+from adaptim.functional.adam import adam_direction_foreach, adam_direction_single
+from adaptim.optim.base import AdaptimOptimizer
+from adaptim.validation import check_betas, check_range
 
 __all__ = ["Adam", "AdamW", "AdamAtan2"]
 
@@ -30,28 +31,21 @@ class _AdamBase(AdaptimOptimizer):
             state["max_exp_avg_sq"] = torch.zeros_like(p)
         return state
 
-    def _decay(self, group: dict[str, Any]) -> tuple[float, float]:
-        """(l2, lambda_t): the L2 coefficient added to the gradient and the multiplicative decay of Figure 1 (d)."""
-        raise NotImplementedError
-
-    def _check_group_step(self, group: dict[str, Any]) -> None:
-        decay = self._decay(group)[1]
-        if decay >= 1:  # (1 - lambda_t) w would zero or flip the weights
-            raise RuntimeError(
-                f"{type(self).__name__}: the weight decay factor lambda_t = {decay:.4g} of this step is >= 1 "
-                f"(lr = {group['lr']:.4g}, weight_decay = {group['weight_decay']:.4g}); Figure 1 needs "
-                "lambda_t in [0, 1). Lower weight_decay, or the lr the scheduler sets; the step was not taken")
+    def _l2(self, group: dict[str, Any]) -> float:
+        """The L2 coefficient added to the gradient (0 for the decoupled kinds; their lambda_t is
+        :meth:`_decay_factor`, refused by the base class when >= 1)."""
+        return 0.0
 
     def _update_group(self, group, params, grads, states) -> None:
         beta1, beta2 = group["betas"]
-        l2, decay = self._decay(group)
-        fn = adam_foreach if self.use_foreach(group) else adam_single
+        fn = adam_direction_foreach if self.use_foreach(group) else adam_direction_single
         amsgrad = group.get("amsgrad", False)
-        fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-           [s["max_exp_avg_sq"] for s in states] if amsgrad else None, self.step_counts(states),
-           lr=group["lr"], beta1=beta1, beta2=beta2, eps=group.get("eps", 0.0), l2=l2, decay=decay,
-           amsgrad=amsgrad, nesterov=group.get("nesterov", False),
-           eps_inside_sqrt=group.get("eps_inside_sqrt", False), atan2=self._atan2(group))
+        directions = fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                        [s["max_exp_avg_sq"] for s in states] if amsgrad else None, self.step_counts(states),
+                        beta1=beta1, beta2=beta2, eps=group.get("eps", 0.0), l2=self._l2(group), amsgrad=amsgrad,
+                        nesterov=group.get("nesterov", False), eps_inside_sqrt=group.get("eps_inside_sqrt", False),
+                        atan2=self._atan2(group))
+        self._final_step(group, params, directions, group["lr"], self._decay_factor(group))
 
     def _atan2(self, group: dict[str, Any]) -> tuple[float, float] | None:
         return None
@@ -92,8 +86,8 @@ class Adam(_AdamBase):
                                       amsgrad=amsgrad, nesterov=nesterov, eps_inside_sqrt=eps_inside_sqrt,
                                       maximize=maximize, foreach=foreach))
 
-    def _decay(self, group):
-        return group["weight_decay"], 0.0
+    def _l2(self, group):
+        return group["weight_decay"]
 
 
 class AdamW(_AdamBase):
@@ -125,10 +119,10 @@ class AdamW(_AdamBase):
         if group["decoupled_weight_decay"]:
             check_range("weight_decay", group["weight_decay"], 0.0, 1.0, high_open=True)
 
-    def _decay(self, group):
+    def _decay_factor(self, group):
         if group["decoupled_weight_decay"]:
-            return 0.0, self.schedule_multiplier(group) * group["weight_decay"]
-        return 0.0, group["lr"] * group["weight_decay"]
+            return self.schedule_multiplier(group) * group["weight_decay"]
+        return group["lr"] * group["weight_decay"]
 
 
 class AdamAtan2(_AdamBase):
@@ -161,8 +155,8 @@ class AdamAtan2(_AdamBase):
         check_range("a", group["a"], 0.0, low_open=True)
         check_range("b", group["b"], 0.0, low_open=True)
 
-    def _decay(self, group):
-        return 0.0, group["lr"] * group["weight_decay"]
+    def _decay_factor(self, group):
+        return group["lr"] * group["weight_decay"]
 
     def _atan2(self, group):
         return group["a"], group["b"]

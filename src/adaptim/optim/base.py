@@ -201,10 +201,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         Returns:
             The closure's loss, or ``None``.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = self._evaluate_closure(closure)
         self._check_finite_grads()  # every group's gradients, before anything changes
         for group in self.param_groups:
             self._check_group_step(group)
@@ -218,6 +215,18 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     def _update_group(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
                       states: list[dict[str, Any]]) -> None:
         raise NotImplementedError
+
+    def _evaluate_closure(self, closure: Callable[[], Any] | None) -> Any:
+        """Call ``closure`` with gradients enabled and return its loss (``None`` without a closure).
+
+        The hook for an optimizer that evaluates the gradient at another point than the parameters (SGD's
+        look-ahead x_t of (28)): it overrides this method, moves the parameters, calls it, and moves them back.
+        Called by :meth:`step` before any check or change.
+        """
+        if closure is None:
+            return None
+        with torch.enable_grad():
+            return closure()
 
     @staticmethod
     def schedule_multiplier(group: dict[str, Any]) -> float:
@@ -263,7 +272,11 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             directions: d_t, one per parameter, same shapes.
             lr: eta_t.   decay: lambda_t in [0, 1).
         """
-        apply_update_(params, directions, lr, decay)
+        if self.use_foreach(group):
+            apply_update_(params, directions, lr, decay)
+        else:  # the literal per-tensor loop: no foreach kernel (same arithmetic, bitwise equal)
+            for w, d in zip(params, directions):
+                apply_update_(w, d, lr, decay)
 
     @staticmethod
     def step_counts(states: list[dict[str, Any]]) -> list[int]:

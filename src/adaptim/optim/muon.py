@@ -8,7 +8,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from adaptim.functional import adam_foreach, adam_single
+from adaptim.functional.adam import adam_direction_foreach, adam_direction_single
 from adaptim.functional.muon import ADJUST_LR, muon_batched, muon_single
 from adaptim.linalg.newton_schulz import resolve_ns_coefficients
 from adaptim.optim.base import AdaptimOptimizer, check_betas, check_range
@@ -139,10 +139,10 @@ class Muon(AdaptimOptimizer):
         lr = group["lr"]
         if not group["use_muon"]:
             beta1, beta2 = group["betas"]
-            fn = adam_foreach if self.use_foreach(group) else adam_single
-            fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], None,
-               self.step_counts(states), lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
-               decay=lr * group["weight_decay"])
+            fn = adam_direction_foreach if self.use_foreach(group) else adam_direction_single
+            directions = fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], None,
+                            self.step_counts(states), beta1=beta1, beta2=beta2, eps=group["eps"])
+            self._final_step(group, params, directions, lr, lr * group["weight_decay"])  # AdamW's lambda_t
             return
         fn = muon_batched if self.use_foreach(group) else muon_single
         fn(params, grads, [s["momentum_buffer"] for s in states], lr=lr, momentum=group["momentum"],

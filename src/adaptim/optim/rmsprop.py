@@ -6,8 +6,9 @@ from typing import Any
 
 import torch
 
-from adaptim.functional import rmsprop_foreach, rmsprop_single
-from adaptim.optim.base import AdaptimOptimizer, check_betas, check_range
+from adaptim.functional.rmsprop import rmsprop_direction_foreach, rmsprop_direction_single
+from adaptim.optim.base import AdaptimOptimizer
+from adaptim.validation import check_betas, check_range
 
 __all__ = ["RMSProp"]
 
@@ -51,7 +52,8 @@ class RMSProp(AdaptimOptimizer):
 
     def _update_group(self, group, params, grads, states) -> None:
         beta1, beta2 = group["betas"]
-        fn = rmsprop_foreach if self.use_foreach(group) else rmsprop_single
-        fn(params, grads, [s["exp_avg"] for s in states] if beta1 != 0 else None,
-           [s["exp_avg_sq"] for s in states], lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-           weight_decay=group["weight_decay"])
+        fn = rmsprop_direction_foreach if self.use_foreach(group) else rmsprop_direction_single
+        directions = fn(params, grads, [s["exp_avg"] for s in states] if beta1 != 0 else None,
+                        [s["exp_avg_sq"] for s in states], beta1=beta1, beta2=beta2, eps=group["eps"],
+                        weight_decay=group["weight_decay"])
+        self._final_step(group, params, directions, group["lr"], self._decay_factor(group))

@@ -6,24 +6,25 @@ from typing import Any, Callable
 
 import torch
 
-from adaptim.functional import sgd_foreach, sgd_single
-from adaptim.optim.base import AdaptimOptimizer, check_range
+from adaptim.functional.common import add_l2
+from adaptim.functional.sgd import lookahead_point, sgd_direction_foreach, sgd_direction_single
+from adaptim.optim.base import AdaptimOptimizer
+from adaptim.validation import check_range
 
 __all__ = ["SGD"]
 
 
 class SGD(AdaptimOptimizer):
-    """Stochastic gradient descent, optionally with Polyak or Nesterov momentum.
+    """Stochastic gradient descent (21), optionally with Polyak (25)-(26) or Nesterov momentum (Section 2.3.1).
 
-    * ``momentum == 0``: w_{t+1} = w_t - eta_t g_t (21).
-    * ``momentum = mu > 0``: Polyak heavy ball (25)-(26), v_t = g_t + mu v_{t-1} with v_0 = 0,
-      w_{t+1} = w_t - eta_t v_t.
-    * ``nesterov=True``: the double-momentum form of Section 2.3.1, w_{t+1} = w_t - eta_t (g_t + mu v_t): the same
-      trajectory as ``torch.optim.SGD(nesterov=True)`` (exact for constant eta and mu).
-    * ``lookahead=True`` (needs ``nesterov=True`` and a closure): the literal (28)-(31). The closure is evaluated at
-      x_t = w_t - eta_t mu v_{t-1}, then v_t = g'_t + mu v_{t-1} and w_{t+1} = w_t - eta_t v_t. Between steps the
-      parameters hold w_t. Exact under any learning-rate schedule (eta_t is the group's current lr). The loss
-      returned by ``step`` is the one at x_t.
+    The update (and the literal look-ahead (28)-(31)) is written out in :mod:`adaptim.functional.sgd`.
+
+    * ``nesterov=True`` is the double-momentum form of Section 2.3.1, w_{t+1} = w_t - eta_t (g_t + mu v_t): the
+      same trajectory as ``torch.optim.SGD(nesterov=True)`` (exact for constant eta and mu).
+    * ``lookahead=True`` (needs ``nesterov=True`` and a closure; not in ``torch.optim``) is the literal (28)-(31):
+      the closure is evaluated at x_t = w_t - eta_t mu v_{t-1}; between steps the parameters hold w_t. Exact under
+      any learning-rate schedule (eta_t is the group's current lr). The loss returned by ``step`` is the one at
+      x_t; a closure that raises leaves the parameters at w_t.
 
     ``weight_decay`` adds ``weight_decay * w`` to the gradient (L2, as ``torch.optim.SGD``; with lookahead, at x_t).
     ``maximize`` negates the gradient first (decay still pulls toward 0).
@@ -68,48 +69,45 @@ class SGD(AdaptimOptimizer):
         return {"momentum_buffer": torch.zeros_like(p)}
 
     def _update_group(self, group, params, grads, states) -> None:
-        fn = sgd_foreach if self.use_foreach(group) else sgd_single
-        bufs = [s["momentum_buffer"] for s in states] if group["momentum"] != 0 else None
-        fn(params, grads, bufs, lr=group["lr"], momentum=group["momentum"],
-           nesterov=group["nesterov"] and not group["lookahead"], weight_decay=group["weight_decay"])
+        foreach = self.use_foreach(group)
+        momentum, bufs = group["momentum"], None
+        nesterov, weight_decay = group["nesterov"], group["weight_decay"]
+        if momentum != 0:
+            bufs = [s["momentum_buffer"] for s in states]
+        if group["lookahead"]:  # (29)-(31): the closure saw x_t; the L2 term belongs there too, then heavy ball
+            grads = add_l2(grads, lookahead_point(params, bufs, lr=group["lr"], momentum=momentum,
+                                                  foreach=foreach), weight_decay)
+            nesterov, weight_decay = False, 0.0
+        fn = sgd_direction_foreach if foreach else sgd_direction_single
+        directions = fn(params, grads, bufs, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        self._final_step(group, params, directions, group["lr"], self._decay_factor(group))
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One step. With ``lookahead=True`` the closure (required) is evaluated at x_t of (28)."""
-        if not any(g["lookahead"] for g in self.param_groups):
-            return super().step(closure)
+    def _evaluate_closure(self, closure: Callable[[], Any] | None) -> Any:
+        """With ``lookahead=True`` groups, evaluate the closure (required) at x_t of (28), then put w_t back."""
+        groups = [g for g in self.param_groups if g["lookahead"]]
+        if not groups:
+            return super()._evaluate_closure(closure)
         if closure is None:
             raise RuntimeError("SGD(lookahead=True) needs a closure: step(closure) evaluates the gradient at "
                                "the look-ahead point x_t = w_t - lr * momentum * v_{t-1}")
-        # (28): move every look-ahead parameter to x_t, keeping an exact copy of w_t.
-        saved = []
-        for group in self.param_groups:
-            if not group["lookahead"]:
-                continue
+        saved = []  # (real view of p, exact copy of w_t)
+        for group in groups:
+            moved, work, bufs = [], [], []
             for p in group["params"]:
                 buf = self.state[p].get("momentum_buffer") if p in self.state else None
                 if buf is None:  # v_{t-1} = 0 (no step yet): x_t = w_t; the state is made by _gather
                     continue
                 pr = self._real(p)
-                saved.append((p, pr.clone()))
-                pr.sub_((buf * (group["lr"] * group["momentum"])).to(pr.dtype))
-        with torch.enable_grad():
-            loss = closure()  # (29): g'_t at x_t
-        for p, w in saved:  # back to w_t; (30)-(31) are the heavy-ball update with g'_t
-            self._real(p).copy_(w)
-        self._check_finite_grads()  # every group's gradients, before anything changes
-        for group in self.param_groups:
-            params, work, grads, states = self._gather(group)
-            if not params:
-                continue
-            if group["lookahead"] and group["weight_decay"] != 0:
-                # the L2 term belongs to the gradient at x_t = w_t - lr mu v_{t-1}
-                grads = [g.add(w - s["momentum_buffer"] * (group["lr"] * group["momentum"]),
-                               alpha=group["weight_decay"]) for g, w, s in zip(grads, work, states)]
-                fn = sgd_foreach if self.use_foreach(group) else sgd_single
-                fn(work, grads, [s["momentum_buffer"] for s in states], lr=group["lr"],
-                   momentum=group["momentum"], nesterov=False, weight_decay=0.0)
-            else:
-                self._update_group(group, work, grads, states)
-            self._write_back(params, work)
-        return loss
+                moved.append(pr)
+                work.append(pr if pr.dtype == buf.dtype else pr.to(buf.dtype))
+                bufs.append(buf)
+            points = lookahead_point(work, bufs, lr=group["lr"], momentum=group["momentum"],
+                                     foreach=self.use_foreach(group))
+            for pr, x in zip(moved, points):
+                saved.append((pr, pr.clone()))
+                pr.copy_(x)
+        try:
+            return super()._evaluate_closure(closure)  # (29): g'_t at x_t
+        finally:
+            for pr, w in saved:  # back to w_t, also when the closure raises
+                pr.copy_(w)
