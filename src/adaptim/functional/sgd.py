@@ -6,7 +6,7 @@ The update, with L2 coefficient wd (as ``torch.optim.SGD``'s ``weight_decay``) a
     d_t  = g                                     mu = 0     (21)
     v_t  = g + mu v_{t-1},  d_t = v_t            mu > 0     (25)-(26), Polyak heavy ball, v_0 = 0
     d_t  = g + mu v_t                            nesterov   (Section 2.3.1, the double-momentum form)
-    w_{t+1} = w_t - eta_t d_t                               (the last stage, :func:`~adaptim.functional.common.apply_update_`)
+    w_{t+1} = w_t - eta_t d_t                               (21)/(26), the last stage: apply_update_
 
 The literal Nesterov look-ahead (28)-(31) evaluates the gradient elsewhere::
 

@@ -15,7 +15,7 @@ __all__ = ["AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad"]
 
 
 class AdaGrad(AdaptimOptimizer):
-    """Diagonal AdaGrad (44) (Duchi et al., 2011): w_{t+1,i} = w_{t,i} - lr g_{t,i} / (sqrt(sum_l g_{l,i}^2) + eps).
+    """Diagonal AdaGrad (44) (Duchi et al., 2011); the update is written out in :mod:`adaptim.functional.adagrad`.
 
     eps sits outside the root, as in ``torch.optim.Adagrad`` (which this matches with ``lr_decay=0``).
 
@@ -57,7 +57,7 @@ class AdaGrad(AdaptimOptimizer):
 
 
 class AdaGradNorm(AdaptimOptimizer):
-    """AdaGrad-Norm, the scalar adaptive step (33): w <- w - D g_t / sqrt(sum_{l<=t} ||g_l||^2).
+    """AdaGrad-Norm, the scalar adaptive step (33) (written out in :mod:`adaptim.functional.adagrad`).
 
     ``lr`` plays D (a distance in parameter units). The norm is taken over all parameters of a group together,
     so each group keeps one running sum; it lives in the group (key ``"sum_sq"``, a float) and is saved with
@@ -89,7 +89,7 @@ class AdaGradNorm(AdaptimOptimizer):
 
 
 class FullMatrixAdaGrad(AdaptimOptimizer):
-    """Full-matrix AdaGrad (Section 3.2.1): A_t = O_t^{1/2}, O_t = sum_{l<=t} g_l g_l^T, w <- w - lr A_t^{-1} g_t.
+    """Full-matrix AdaGrad (Section 3.2.1), written out in :mod:`adaptim.functional.adagrad`.
 
     Each parameter is flattened (row-major) to a vector of d entries (2d for complex, as its real view) with its
     own d x d statistic (stored with shape (*p.shape, *p.shape)), kept in float64; the inverse root (O_t + eps I)^{-1/2} comes from a symmetric

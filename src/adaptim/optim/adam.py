@@ -68,7 +68,8 @@ _ADAM_ARGS = """
 
 
 class Adam(_AdamBase):
-    __doc__ = """Adam (46) (Kingma and Ba, 2014) with bias correction and the flags of Figure 1.
+    __doc__ = """Adam (46) (Kingma and Ba, 2014) with bias correction and the flags of Figure 1; the update is
+    written out in :mod:`adaptim.functional.adam`.
 
     ``weight_decay`` is the L2 term added to the gradient before the moments (``torch.optim.Adam``'s meaning);
     for decoupled decay use :class:`AdamW`. With default flags this is ``torch.optim.Adam``.
@@ -91,9 +92,10 @@ class Adam(_AdamBase):
 
 
 class AdamW(_AdamBase):
-    __doc__ = """AdamW: the whole of Figure 1 (Loshchilov and Hutter, 2017).
+    __doc__ = """AdamW: the whole of Figure 1 (Loshchilov and Hutter, 2017), written out in
+    :mod:`adaptim.functional.adam`.
 
-    w_{t+1} = (1 - lambda_t) w_t - eta_t mbar_t / den with eta_t = s_t lr and
+    w_{t+1} = (1 - lambda_t) w_t - eta_t d_t with eta_t = s_t lr and
     lambda_t = eta_t weight_decay (default, as ``torch.optim.AdamW``) or, with ``decoupled_weight_decay=True``,
     lambda_t = s_t weight_decay (fully decoupled, Wortsman et al., 2024). s_t = lr / initial_lr is the
     schedule multiplier set by any ``torch.optim.lr_scheduler``. With default flags this is ``torch.optim.AdamW``.
@@ -126,11 +128,11 @@ class AdamW(_AdamBase):
 
 
 class AdamAtan2(_AdamBase):
-    """Adam-atan2 (Section 4.1.2, Everett et al., 2024): the update a * atan2(mbar_t, b * sqrt(vbar_t)), no eps.
+    """Adam-atan2 (Section 4.1.2, Everett et al., 2024): the direction a * atan2(mbar_t, b * sqrt(vbar_t)), no eps
+    (the update is written out in :mod:`adaptim.functional.adam`).
 
-    w_{t+1} = (1 - lambda_t) w_t - eta_t a atan2(mbar_t, b sqrt(vbar_t)), lambda_t = eta_t weight_decay (AdamW's
-    default, coupled). atan2(0, 0) = 0, so a zero gradient moves nothing; each coordinate's step is at most
-    eta_t a pi/2.
+    Weight decay is AdamW's default, coupled: lambda_t = eta_t weight_decay. atan2(0, 0) = 0, so a zero gradient
+    moves nothing; each coordinate's step is at most eta_t a pi/2.
 
     Args:
         params: as :class:`Adam`.

@@ -14,9 +14,9 @@ __all__ = ["RMSProp"]
 
 
 class RMSProp(AdaptimOptimizer):
-    """RMSProp with momentum (45) (Tieleman et al., 2012; Graves, 2013): EMA moments, no bias correction.
+    """RMSProp with momentum (45) (Tieleman et al., 2012; Graves, 2013): EMA moments, no bias correction; the
+    update is written out in :mod:`adaptim.functional.rmsprop`.
 
-    m_t = b1 m_{t-1} + (1-b1) g_t, v_t = b2 v_{t-1} + (1-b2) g_t^2, w <- w - lr m_t / (sqrt(v_t) + eps).
     With ``betas[0] == 0`` no first moment is stored and the update equals
     ``torch.optim.RMSprop(alpha=betas[1], momentum=0)``.
 

@@ -75,8 +75,10 @@ class SGD(AdaptimOptimizer):
         if momentum != 0:
             bufs = [s["momentum_buffer"] for s in states]
         if group["lookahead"]:  # (29)-(31): the closure saw x_t; the L2 term belongs there too, then heavy ball
-            grads = add_l2(grads, lookahead_point(params, bufs, lr=group["lr"], momentum=momentum,
-                                                  foreach=foreach), weight_decay)
+            if weight_decay != 0:
+                points = lookahead_point(params, bufs, lr=group["lr"], momentum=momentum, foreach=foreach)
+                grads = (add_l2(grads, points, weight_decay) if foreach
+                         else [add_l2(g, x, weight_decay) for g, x in zip(grads, points)])
             nesterov, weight_decay = False, 0.0
         fn = sgd_direction_foreach if foreach else sgd_direction_single
         directions = fn(params, grads, bufs, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
