@@ -200,7 +200,10 @@ def test_bucket_indices_groups_by_shape_dtype_device_in_first_seen_order():
 def test_stack_and_unstack_round_trip_through_a_view():
     ts = randoms(22, F64, shapes=[(2, 3, 2), (4,), (2, 3, 2), (2, 6)])
     idx = [0, 2, 3]
-    view = lambda t: t.reshape(2, -1)  # the "matrix view" of each member
+
+    def view(t):  # the "matrix view" of each member
+        return t.reshape(2, -1)
+
     batch = stack(ts, idx, view)
     assert batch.shape == (3, 2, 6)
     for k, i in enumerate(idx):

@@ -112,7 +112,7 @@ def test_foreach_false_uses_no_foreach_kernel(monkeypatch, cls, kw):
                                                                             requires_grad=True)]
             opt = cls(params, **kw, foreach=foreach)
             for t in range(3):
-                def closure():
+                def closure(params=params, t=t):
                     for p in params:
                         p.grad = torch.sin(p.detach() * (t + 1))
                 opt.step(closure)
