@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from adaptim.functional.adafactor import adafactor_batched, adafactor_single
+from adaptim.functional.adafactor import adafactor_directions, adafactor_last_stage, adafactor_step_size
 from adaptim.optim.base import AdaptimOptimizer, check_range
 
 __all__ = ["Adafactor"]
@@ -117,12 +117,25 @@ class Adafactor(AdaptimOptimizer):
             state["exp_avg"] = torch.zeros_like(p)
         return state
 
+    def _decay_factor(self, group: dict[str, Any]) -> float:
+        """max rho_t * weight_decay over the parameters the coming step moves (rho_t depends on each one's t)."""
+        if group["weight_decay"] == 0:
+            return 0.0
+        steps = [int(self.state[p]["step"]) + 1 if "step" in self.state.get(p, {}) else 1
+                 for p in group["params"] if p.grad is not None and p.numel() > 0]
+        rho = max((adafactor_step_size(t, group["lr"], group["relative_step"], group["warmup_init"]) for t in steps),
+                  default=0.0)
+        return rho * group["weight_decay"]
+
     def _update_group(self, group, params, grads, states) -> None:
-        fn = adafactor_batched if self.use_foreach(group) else adafactor_single
         eps1, eps2 = group["eps"]
-        fn(params, grads, [s.get("exp_avg") for s in states], [s.get("exp_avg_sq_row") for s in states],
-           [s.get("exp_avg_sq_col") for s in states], [s.get("exp_avg_sq") for s in states],
-           self.step_counts(states), lr=group["lr"], beta1=group["beta1"], beta2=group["beta2"],
-           decay_rate=group["decay_rate"], eps1=eps1, eps2=eps2, clip_threshold=group["clip_threshold"],
-           relative_step=group["relative_step"], scale_parameter=group["scale_parameter"],
-           warmup_init=group["warmup_init"], weight_decay=group["weight_decay"])
+        steps = self.step_counts(states)
+        directions = adafactor_directions(
+            params, grads, [s.get("exp_avg") for s in states], [s.get("exp_avg_sq_row") for s in states],
+            [s.get("exp_avg_sq_col") for s in states], [s.get("exp_avg_sq") for s in states], steps,
+            beta1=group["beta1"], beta2=group["beta2"], decay_rate=group["decay_rate"], eps1=eps1, eps2=eps2,
+            clip_threshold=group["clip_threshold"], scale_parameter=group["scale_parameter"],
+            batched=self.use_foreach(group))
+        adafactor_last_stage(params, directions, steps, lr=group["lr"], relative_step=group["relative_step"],
+                             warmup_init=group["warmup_init"], weight_decay=group["weight_decay"],
+                             step=lambda ps, ds, rho, decay: self._final_step(group, ps, ds, rho, decay))

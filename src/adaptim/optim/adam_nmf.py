@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from adaptim.functional.adam_nmf import adam_nmf_batched, adam_nmf_single
+from adaptim.functional.adam_nmf import adam_nmf_directions
 from adaptim.optim.base import AdaptimOptimizer, check_int, check_range
 
 __all__ = ["AdamNMF"]
@@ -94,8 +94,11 @@ class AdamNMF(AdaptimOptimizer):
             state["exp_avg"] = torch.zeros_like(p)
         return state
 
+    def _decay_factor(self, group: dict[str, Any]) -> float:
+        return group["lr"] * group["weight_decay"]
+
     def _update_group(self, group, params, grads, states) -> None:
-        fn = adam_nmf_batched if self.use_foreach(group) else adam_nmf_single
-        fn(params, grads, [s.get("nmf_a") for s in states], [s.get("nmf_b") for s in states],
-           [s.get("exp_avg") for s in states], self.step_counts(states), lr=group["lr"], beta1=group["beta1"],
-           eps=group["eps"], weight_decay=group["weight_decay"])
+        directions = adam_nmf_directions(grads, [s.get("nmf_a") for s in states], [s.get("nmf_b") for s in states],
+                                         [s.get("exp_avg") for s in states], self.step_counts(states),
+                                         beta1=group["beta1"], eps=group["eps"], batched=self.use_foreach(group))
+        self._final_step(group, params, directions, group["lr"], self._decay_factor(group))

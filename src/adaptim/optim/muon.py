@@ -9,26 +9,12 @@ import torch
 from torch import nn
 
 from adaptim.functional import adam_foreach, adam_single
-from adaptim.functional.muon import ADJUST_LR, muon_batched, muon_single
-from adaptim.linalg.newton_schulz import resolve_ns_coefficients
-from adaptim.optim.base import AdaptimOptimizer, check_betas, check_range
+from adaptim.functional.muon import ADJUST_LR, muon_directions, muon_momentum_
+from adaptim.linalg.newton_schulz import check_ns_bounded, resolve_ns_coefficients
+from adaptim.optim.base import AdaptimOptimizer
+from adaptim.validation import check_betas, check_bool, check_choice, check_int, check_range
 
 __all__ = ["Muon", "muon_param_groups"]
-
-
-def _check_ns_bounded(coeffs: tuple[float, ...], steps: int) -> None:
-    """Refuse coefficients whose scalar map (147), iterated ``steps`` times, leaves [-2, 2] on [0, 1].
-
-    Newton-Schulz acts on each normalized singular value x in [0, 1] by phi(x) = sum_i c_i x^(2i-1); a map that
-    blows up there would give inf or huge parameters without any error.
-    """
-    x = torch.linspace(0.0, 1.0, 2001, dtype=torch.float64)
-    for _ in range(steps):
-        x = sum(c * x ** (2 * i + 1) for i, c in enumerate(coeffs))
-        if not bool(torch.isfinite(x).all()) or float(x.abs().max()) > 2.0:
-            raise ValueError(f"ns_coefficients {tuple(coeffs)} with ns_steps={steps} do not keep singular values "
-                             "bounded: iterated on [0, 1] the polynomial leaves [-2, 2]; use 'jordan', 'cubic', "
-                             "'quintic' or coefficients from adaptim.linalg.newton_schulz_coefficients")
 
 
 class Muon(AdaptimOptimizer):
@@ -99,8 +85,7 @@ class Muon(AdaptimOptimizer):
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
         check_range("weight_decay", group["weight_decay"], 0.0)
-        if not isinstance(group["use_muon"], bool):
-            raise ValueError(f"use_muon must be True or False, got {group['use_muon']!r}")
+        check_bool("use_muon", group["use_muon"])
         # validated in every group (a Muon group may later be joined by an AdamW one using the defaults)
         check_betas(group["betas"])
         check_range("eps", group["eps"], 0.0)
@@ -111,21 +96,20 @@ class Muon(AdaptimOptimizer):
             coeffs = resolve_ns_coefficients(group["ns_coefficients"])
         except ValueError as err:  # name the argument as the user spelled it
             raise ValueError(f"ns_coefficients: {err}") from None
-        steps = group["ns_steps"]
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"ns_steps must be an int >= 1, got {steps!r}")
+        check_int("ns_steps", group["ns_steps"], 1)
+        check_choice("orthogonalize", group["orthogonalize"], ("newton_schulz", "svd"))
         if group["orthogonalize"] == "newton_schulz":
-            _check_ns_bounded(coeffs, steps)
-        if group["orthogonalize"] not in ("newton_schulz", "svd"):
-            raise ValueError(f"orthogonalize must be 'newton_schulz' or 'svd', got {group['orthogonalize']!r}")
-        if group["adjust_lr"] not in ADJUST_LR:
-            raise ValueError(f"adjust_lr must be one of {ADJUST_LR}, got {group['adjust_lr']!r}")
+            check_ns_bounded(coeffs, group["ns_steps"])
+        check_choice("adjust_lr", group["adjust_lr"], ADJUST_LR)
         for p in group["params"]:
             if p.dim() < 2:
                 raise ValueError(
                     f"Muon orthogonalizes matrices, got a parameter of shape {tuple(p.shape)} in a Muon group; "
                     "put vectors and scalars (biases, norm gains) in a parameter group with use_muon=False, "
                     "which is updated by AdamW (adaptim.muon_param_groups(model) builds the split)")
+
+    def _decay_factor(self, group: dict[str, Any]) -> float:
+        return group["lr"] * group["weight_decay"]  # both sides: (1 - lr wd) W, as torch.optim.Muon and AdamW
 
     def _squares_gradients(self, group: dict[str, Any]) -> bool:
         return not group["use_muon"]  # the AdamW side keeps g^2; Newton-Schulz is scale-free
@@ -144,11 +128,13 @@ class Muon(AdaptimOptimizer):
                self.step_counts(states), lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
                decay=lr * group["weight_decay"])
             return
-        fn = muon_batched if self.use_foreach(group) else muon_single
-        fn(params, grads, [s["momentum_buffer"] for s in states], lr=lr, momentum=group["momentum"],
-           nesterov=group["nesterov"], weight_decay=group["weight_decay"], adjust_lr=group["adjust_lr"],
-           ns_coefficients=group["ns_coefficients"], ns_steps=group["ns_steps"],
-           orthogonalize=group["orthogonalize"])
+        batched = self.use_foreach(group)
+        updates = muon_momentum_(grads, [s["momentum_buffer"] for s in states], momentum=group["momentum"],
+                                 nesterov=group["nesterov"], foreach=batched)
+        directions = muon_directions(updates, adjust_lr=group["adjust_lr"], ns_coefficients=group["ns_coefficients"],
+                                     ns_steps=group["ns_steps"], orthogonalize=group["orthogonalize"],
+                                     batched=batched)
+        self._final_step(group, params, directions, lr, self._decay_factor(group))
 
 
 def _named_modules(model: nn.Module, spec) -> list[nn.Module]:

@@ -6,8 +6,9 @@ from typing import Any
 
 import torch
 
-from adaptim.functional.shampoo import idealized_shampoo_batched, init_shampoo_state, shampoo_batched
-from adaptim.optim.base import AdaptimOptimizer, check_int, check_range
+from adaptim.functional.shampoo import idealized_shampoo_directions, init_shampoo_state, shampoo_directions
+from adaptim.optim.base import AdaptimOptimizer
+from adaptim.validation import check_choice, check_int, check_range
 
 __all__ = ["Shampoo", "IdealizedShampoo"]
 
@@ -109,8 +110,7 @@ class Shampoo(AdaptimOptimizer):
                 "grafted method, or the plain gradient without grafting)")
         if group["exponent_override"] is not None:
             check_range("exponent_override", group["exponent_override"], None, 0.0, high_open=True)
-        if group["grafting"] not in GRAFTING_METHODS:
-            raise ValueError(f"grafting must be one of None, 'adagrad', 'adam', got {group['grafting']!r}")
+        check_choice("grafting", group["grafting"], GRAFTING_METHODS)
         check_range("grafting_beta2", group["grafting_beta2"], 0.0, 1.0, high_open=True)
         check_range("grafting_eps", group["grafting_eps"], 0.0, low_open=True)
 
@@ -125,14 +125,19 @@ class Shampoo(AdaptimOptimizer):
             state["momentum_buffer"] = torch.zeros_like(p)
         return state
 
+    def _decay_factor(self, group: dict[str, Any]) -> float:
+        # wd * w is added to the direction: with momentum 0 the step is w <- (1 - lr wd) w - lr D
+        return group["lr"] * group["weight_decay"]
+
     def _update_group(self, group, params, grads, states) -> None:
-        shampoo_batched(params, grads, states, self.step_counts(states), lr=group["lr"], beta2=group["beta2"],
-                        eps=group["eps"], momentum=group["momentum"], weight_decay=group["weight_decay"],
-                        precondition_frequency=group["precondition_frequency"],
-                        start_preconditioning_step=group["start_preconditioning_step"],
-                        max_preconditioner_dim=group["max_preconditioner_dim"],
-                        exponent_override=group["exponent_override"], grafting=group["grafting"],
-                        grafting_beta2=group["grafting_beta2"], grafting_eps=group["grafting_eps"])
+        directions = shampoo_directions(
+            params, grads, states, self.step_counts(states), beta2=group["beta2"], eps=group["eps"],
+            momentum=group["momentum"], weight_decay=group["weight_decay"],
+            precondition_frequency=group["precondition_frequency"],
+            start_preconditioning_step=group["start_preconditioning_step"],
+            max_preconditioner_dim=group["max_preconditioner_dim"], exponent_override=group["exponent_override"],
+            grafting=group["grafting"], grafting_beta2=group["grafting_beta2"], grafting_eps=group["grafting_eps"])
+        self._final_step(group, params, directions, group["lr"], 0.0)  # the decay is in the direction
 
 
 class IdealizedShampoo(AdaptimOptimizer):
@@ -185,7 +190,11 @@ class IdealizedShampoo(AdaptimOptimizer):
         state.update(init_shampoo_state(p, group["max_preconditioner_dim"], matrix_view=True, cache_roots=False))
         return state
 
+    def _decay_factor(self, group: dict[str, Any]) -> float:
+        return group["lr"] * group["weight_decay"]  # w <- w - lr (D + wd w)
+
     def _update_group(self, group, params, grads, states) -> None:
-        idealized_shampoo_batched(params, grads, states, self.step_counts(states), lr=group["lr"],
-                                  beta2=group["beta2"], eps=group["eps"], weight_decay=group["weight_decay"],
-                                  max_preconditioner_dim=group["max_preconditioner_dim"])
+        directions = idealized_shampoo_directions(
+            params, grads, states, self.step_counts(states), beta2=group["beta2"], eps=group["eps"],
+            weight_decay=group["weight_decay"], max_preconditioner_dim=group["max_preconditioner_dim"])
+        self._final_step(group, params, directions, group["lr"], 0.0)  # the decay is in the direction

@@ -6,8 +6,9 @@ from typing import Any, Optional
 
 import torch
 
-from adaptim.functional.muon import steepest_batched, steepest_single
-from adaptim.optim.base import AdaptimOptimizer, check_range
+from adaptim.functional.steepest import steepest_directions
+from adaptim.optim.base import AdaptimOptimizer
+from adaptim.validation import check_choice, check_range
 
 __all__ = ["Steepest"]
 
@@ -64,10 +65,8 @@ class Steepest(AdaptimOptimizer):
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
-        if group["norm"] not in _NORMS:
-            raise ValueError(f"norm must be one of {_NORMS}, got {group['norm']!r}")
-        if group["rule"] not in _RULES:
-            raise ValueError(f"rule must be one of {_RULES}, got {group['rule']!r}")
+        check_choice("norm", group["norm"], _NORMS)
+        check_choice("rule", group["rule"], _RULES)
         check_range("momentum", group["momentum"], 0.0, 1.0, high_open=True)
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +76,6 @@ class Steepest(AdaptimOptimizer):
 
     def _update_group(self, group, params, grads, states) -> None:
         bufs = [s["momentum_buffer"] for s in states] if group["momentum"] != 0 else None
-        fn = steepest_batched if self.use_foreach(group) else steepest_single
-        fn(params, grads, bufs, lr=group["lr"], norm=group["norm"], rule=group["rule"],
-           momentum=group["momentum"])
+        directions = steepest_directions(grads, bufs, norm=group["norm"], rule=group["rule"],
+                                         momentum=group["momentum"], batched=self.use_foreach(group))
+        self._final_step(group, params, directions, group["lr"])
