@@ -19,8 +19,10 @@ from adaptim.functional.steepest import steepest_batched, steepest_directions, s
 __all__ = ["sgd_single", "sgd_foreach", "adagrad_single", "adagrad_foreach", "adagrad_norm_step",
            "full_matrix_adagrad_single", "rmsprop_single", "rmsprop_foreach", "adam_single", "adam_foreach",
            "bias_corrections", "muon_single", "muon_batched", "muon_momentum_", "muon_directions", "steepest_single",
-           "steepest_batched", "steepest_directions", "adjust_lr_ratio", "shampoo_single", "shampoo_batched", "shampoo_directions", "idealized_shampoo_single",
-           "idealized_shampoo_batched", "idealized_shampoo_directions", "ShampooPreconditioner",
-           "init_shampoo_state", "block_slices", "shampoo_exponent", "mode_gram", "mode_product", "adafactor_single", "adafactor_batched", "adafactor_step_size", "adafactor_beta2",
-           "adafactor_directions", "adafactor_last_stage", "factored_second_moment", "rms_clip", "adam_nmf_single",
-           "adam_nmf_batched", "adam_nmf_directions", "floored_square"]
+           "steepest_batched", "steepest_directions", "adjust_lr_ratio", "shampoo_single", "shampoo_batched",
+           "shampoo_directions", "idealized_shampoo_single", "idealized_shampoo_batched",
+           "idealized_shampoo_directions", "ShampooPreconditioner", "init_shampoo_state", "block_slices",
+           "shampoo_exponent", "mode_gram", "mode_product", "adafactor_single", "adafactor_batched",
+           "adafactor_step_size", "adafactor_beta2", "adafactor_directions", "adafactor_last_stage",
+           "factored_second_moment", "rms_clip", "adam_nmf_single", "adam_nmf_batched", "adam_nmf_directions",
+           "floored_square"]

@@ -3,16 +3,20 @@
 Per matrix W with gradient G_t, in three stages:
 
     momentum        M_t = mu M_{t-1} + (1 - mu) G_t          (EMA momentum, M_0 = 0; torch.optim.Muon's ``lerp``)
-                    N_t = (1 - mu) G_t + mu M_t   if nesterov  else  M_t                     :func:`muon_momentum_`
+                    N_t = (1 - mu) G_t + mu M_t   if nesterov  else  M_t
     orthogonalize   D_t = a(m, n) Orth(N_t),  Orth(N) ~ U V^T of N = U S V^T  (Newton-Schulz (147), or exact SVD;
-                    the spectral-norm steepest direction of (69))                        :func:`muon_directions`
-    step            W <- (1 - eta_t lambda) W - eta_t D_t     (the common last stage, decoupled decay lambda_t =
-                    eta_t lambda with the unadjusted lr, as torch.optim.Muon)   :func:`adaptim.functional.common.apply_update_`
+                    the spectral-norm steepest direction of (69))
+    step            W <- (1 - eta_t lambda) W - eta_t D_t     (decoupled decay lambda_t = eta_t lambda with the
+                    unadjusted lr, as torch.optim.Muon)
+
+The stages are :func:`muon_momentum_`, :func:`muon_directions` and the common last stage
+:func:`adaptim.functional.common.apply_update_`.
 
 a(m, n) is the ``adjust_lr`` ratio of the m x n matrix (:func:`adjust_lr_ratio`). The EMA differs from the sum
-convention M_t = mu M_{t-1} + G_t of Jordan's first code only by the constant factor (1 - mu) (also for the
-Nesterov term), which orthogonalization removes: both give the same O_t. A tensor with more than two dimensions (a
-convolution weight (out, in, kh, kw)) is orthogonalized as its (out, in*kh*kw) flattening
+convention M_t = mu M_{t-1} + G_t of Jordan's first code only by the constant factor (1 - mu) (also for the Nesterov
+term), which orthogonalization removes: both give the same O_t. A zero gradient leaves M at 0 (the EMA of zeros), so
+the step after an all-zero first gradient is a fresh optimizer's first step. A tensor with more than two dimensions
+(a convolution weight (out, in, kh, kw)) is orthogonalized as its (out, in*kh*kw) flattening
 (:func:`adaptim.linalg.as_matrix`) and reshaped back. A method that ends differently (a retraction onto the sphere
 or the Stiefel manifold) replaces only the last stage.
 
@@ -84,7 +88,7 @@ def muon_momentum_(grads: list[torch.Tensor], momentum_buffers: list[torch.Tenso
     if not grads:
         return []
     ema_(momentum_buffers, grads, momentum)
-    return torch._foreach_lerp(grads, momentum_buffers, momentum) if nesterov else list(momentum_buffers)
+    return list(torch._foreach_lerp(grads, momentum_buffers, momentum)) if nesterov else list(momentum_buffers)
 
 
 def _orth(X: torch.Tensor, orth: str, ns_coefficients, ns_steps: int) -> torch.Tensor:

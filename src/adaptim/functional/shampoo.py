@@ -29,7 +29,7 @@ The Shampoo step, per parameter (the order of operations of distributed Shampoo,
     3. the grafted method's direction u: AdaGrad g / (sqrt(sum g^2) + grafting_eps) or Adam without first moment
        g / (sqrt(v / (1 - gb2^t)) + grafting_eps), v the EMA of g^2 with ``grafting_beta2``;
     4. D: for t >= ``start_preconditioning_step`` the Shampoo direction (each block rescaled to ||u_block|| when
-       grafting); before it u, or the plain gradient without grafting;
+       grafting; a zero Shampoo block stays zero); before it u, or the plain gradient without grafting;
     5. P = D + weight_decay * w (decay added to the preconditioned direction: it bypasses the statistics);
        momentum: M = momentum * M + P, P = M (heavy ball, distributed Shampoo's dampening-free form);
     6. the last stage w <- w - lr * P.

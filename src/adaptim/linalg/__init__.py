@@ -17,7 +17,8 @@ from adaptim.linalg.views import as_matrix, matrix_view_shape
 
 __all__ = ["psd_power", "vec", "unvec", "kron", "rearrange", "nearest_kronecker_product", "power_iteration",
            "orthogonal_iteration", "online_orthogonal_iteration_step", "OnlineOrthogonalIteration", "newton_schulz", "newton_schulz_coefficients", "orthogonalize",
-           "NS_COEFFICIENTS", "resolve_ns_coefficients", "check_ns_bounded", "rms", "frobenius_norm", "spectral_norm", "nuclear_norm",
-           "elementwise_inf_norm", "elementwise_l1_norm", "matrix_norm", "dual_norm", "steepest_direction",
+           "NS_COEFFICIENTS", "resolve_ns_coefficients", "check_ns_bounded", "rms", "frobenius_norm", "spectral_norm",
+           "nuclear_norm", "elementwise_inf_norm", "elementwise_l1_norm", "matrix_norm", "dual_norm",
+           "steepest_direction",
            "norm_subgradient", "NORMS", "DUAL_NORM", "idiv", "nmf_step", "nmf", "rank1_nmf",
            "matrix_view_shape", "as_matrix"]

@@ -20,21 +20,18 @@ __all__ = ["Muon", "muon_param_groups"]
 class Muon(AdaptimOptimizer):
     """Muon: momentum, then the update orthogonalized (Section 7's spectral-norm steepest direction U V^T).
 
-    For each matrix W of a Muon group (``use_muon=True``, the default), with gradient G_t::
+    The update of a Muon group (``use_muon=True``, the default) -- EMA momentum, Nesterov, Newton-Schulz (147) or
+    the exact U V^T, the ``adjust_lr`` ratio a(m, n) and decoupled decay -- is documented once, with the notes'
+    equation numbers, in :mod:`adaptim.functional.muon`; its three stages are
+    :func:`~adaptim.functional.muon_momentum_`, :func:`~adaptim.functional.muon_directions` and the last stage
+    :meth:`_final_step` (the seam a sphere or Stiefel variant replaces). Tensors with more than two dimensions
+    (convolution weights (out, in, kh, kw)) are orthogonalized as their (out, in*kh*kw) flattening; a(m, n) uses
+    that flattened shape. Matrices of one (flattened) shape in a group are orthogonalized together by one batched
+    Newton-Schulz call.
 
-        M_t = mu M_{t-1} + (1 - mu) G_t,                      M_0 = 0        (EMA, as torch.optim.Muon)
-        N_t = (1 - mu) G_t + mu M_t  (nesterov)   or   M_t
-        W  <- (1 - eta_t lambda) W - eta_t a(m, n) NS(N_t)
-
-    where NS is Newton-Schulz (147) on N_t / ||N_t||_F (or the exact U V^T with ``orthogonalize="svd"``) and
-    a(m, n) the ``adjust_lr`` ratio. Momentum convention: the EMA differs from Jordan et al.'s sum
-    M_t = mu M_{t-1} + G_t by the constant factor 1 - mu, which the orthogonalization removes, so both give the same
-    steps. A zero gradient leaves M at 0 (the EMA of zeros), so the step after an all-zero first gradient is a fresh
-    optimizer's first step. Weight decay is decoupled and uses the unadjusted lr, exactly as ``torch.optim.Muon``:
-    W <- (1 - eta_t lambda) W. Tensors with more than two dimensions (convolution weights (out, in, kh, kw)) are
-    orthogonalized as their (out, in*kh*kw) flattening and reshaped back; a(m, n) uses that flattened shape.
-
-    Matrices of one (flattened) shape in a group are orthogonalized together by one batched Newton-Schulz call.
+    Relation to ``torch.optim.Muon``: the same EMA momentum, Nesterov form and weight decay (1 - eta_t lambda) W
+    with the unadjusted lr; Newton-Schulz runs in float32/float64 (torch: bfloat16); ``adjust_lr=None`` means no
+    adjustment (torch's ``adjust_lr_fn=None`` means "original").
 
     Parameters that are not hidden matrices (embeddings, the output head, biases, norm gains) belong in a group
     with ``use_muon=False``; such a group is updated by AdamW (Figure 1, ``torch.optim.AdamW``'s rule, decay
@@ -46,14 +43,14 @@ class Muon(AdaptimOptimizer):
             updated through a float32 copy with float32 momentum. Complex parameters are refused.
         lr: eta (Muon groups: size of the orthogonalized step, in parameter units, before ``adjust_lr``), >= 0.
         momentum: mu in [0, 1).
-        nesterov: use the Nesterov form N_t above.
-        ns_coefficients: "jordan" (3.4445, -4.7750, 2.0315), "cubic", "quintic" or a tuple (c_1, ..., c_P).
+        nesterov: use the Nesterov form N_t = (1 - mu) G_t + mu M_t.
+        ns_coefficients: "jordan" (3.4445, -4.7750, 2.0315), "cubic", "quintic" or a tuple (c_1, ..., c_P) whose
+            iterated map stays bounded (:func:`adaptim.linalg.check_ns_bounded`).
         ns_steps: Newton-Schulz iterations, an int >= 1.
         orthogonalize: "newton_schulz" or "svd" (exact U V^T, slower; for reference and small models).
-        weight_decay: lambda >= 0 (decoupled, see above).
+        weight_decay: lambda >= 0 (decoupled: W <- (1 - eta_t lambda) W).
         adjust_lr: "original" (sqrt(max(1, m/n)), Jordan et al.), "match_rms_adamw" (0.2 sqrt(max(m, n)), Liu et
-            al., 2025) or ``None`` (no adjustment). Note: ``torch.optim.Muon``'s ``adjust_lr_fn=None`` means
-            "original"; here ``None`` means no adjustment.
+            al., 2025) or ``None`` (no adjustment).
         betas: (beta1, beta2) of the AdamW rule in ``use_muon=False`` groups, each in [0, 1).
         eps: AdamW's epsilon (added to sqrt(vbar)) in ``use_muon=False`` groups, >= 0.
         maximize: ascend instead of descend.
@@ -64,8 +61,9 @@ class Muon(AdaptimOptimizer):
         ValueError: a hyperparameter out of range; a tensor with fewer than 2 dimensions in a Muon group (the message
             says to put it in a ``use_muon=False`` group).
         TypeError: complex or sparse parameters.
-        RuntimeError: a NaN or infinite gradient (checked before anything changes; with ``check_finite = False``
-            Newton-Schulz still refuses a non-finite momentum).
+        RuntimeError: at ``step``, a NaN or infinite gradient (checked before anything changes; with
+            ``check_finite = False`` Newton-Schulz still refuses a non-finite momentum), or lr * weight_decay >= 1
+            (nothing is changed then).
     """
 
     supports_complex = False

@@ -19,27 +19,14 @@ _RULES = ("trust_region", "majorization")
 class Steepest(AdaptimOptimizer):
     """Steepest descent under the spectral, Frobenius or elementwise-inf norm (Section 7, (67)-(69)).
 
-    With D(G) the unit-norm maximizer of <G, D> (so <G, D(G)> = ||G||_*), each parameter W takes
-
-    * ``rule="trust_region"`` (67): W <- W - eta D(G), the minimizer of <G, Delta> over ||Delta|| <= eta;
-    * ``rule="majorization"`` (68): W <- W - eta ||G||_* D(G), the minimizer of <G, Delta> + ||Delta||^2 / (2 eta).
-
-    (69) in closed form, G = U S V^T the thin SVD:
-
-    ============  =======================  ===================================
-    norm          trust region              majorization
-    ============  =======================  ===================================
-    "frobenius"   -eta G / ||G||_F          -eta G  (plain gradient descent)
-    "inf"         -eta sign(G)              -eta ||G||_{1,elt} sign(G)
-    "spectral"    -eta U V^T (Muon)         -eta ||G||_nuc U V^T
-    ============  =======================  ===================================
-
-    U V^T is computed exactly by SVD, over the singular values above the rank tolerance. With ``momentum = mu > 0``
-    the EMA M_t = mu M_{t-1} + (1 - mu) G_t (M_0 = 0) replaces G. A zero G gives a zero step.
+    The trust-region (67) and majorization (68) steps and their closed forms (69) for each norm are documented
+    once in :mod:`adaptim.functional.steepest`; the direction is :func:`~adaptim.functional.steepest_directions`
+    and the step the common last stage :meth:`_final_step`. U V^T is computed exactly by SVD. With
+    ``momentum = mu > 0`` the EMA M_t = mu M_{t-1} + (1 - mu) G_t (M_0 = 0) replaces G. A zero G gives a zero step.
 
     Shapes: a matrix is used as is; a tensor with more than 2 dimensions as its (shape[0], rest) flattening; a
-    vector as an (n, 1) column (so "spectral" gives g / ||g||_2, as the notes remark for m x 1 matrices); a scalar
-    as 1 x 1. Matrices of one shape in a group are processed by one batched call.
+    vector as an (n, 1) column (so "spectral" gives g / ||g||_2); a scalar as 1 x 1
+    (:func:`adaptim.linalg.as_matrix`). Matrices of one shape in a group are processed by one batched call.
 
     Args:
         params: tensors or param groups; real (complex is refused), float16/bfloat16 through a float32 copy.
