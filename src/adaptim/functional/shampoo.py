@@ -200,7 +200,7 @@ class ShampooPreconditioner:
         x = x.reshape(self.shape)
         return [x] if self.is_diagonal else [x[blk.slices] for blk in self.blocks]
 
-    def block_slices(self) -> list[tuple[slice, ...]]:
+    def slices(self) -> list[tuple[slice, ...]]:
         """The index tuples of the blocks in the view (one covering everything when diagonal)."""
         return [(slice(None),)] if self.is_diagonal else [blk.slices for blk in self.blocks]
 
@@ -424,7 +424,7 @@ def shampoo_directions(params: list[torch.Tensor], grads: list[torch.Tensor], st
     for k, d in zip(pre, precondition([pcs[k] for k in pre], [xs[k] for k in pre], batched=batched)):
         if grafting is not None:  # each block's Shampoo direction rescaled to the grafted direction's norm
             gview = graft[k].reshape(pcs[k].shape)
-            for sl in pcs[k].block_slices():
+            for sl in pcs[k].slices():
                 blk = d[sl]
                 dn, gn = torch.linalg.vector_norm(blk), torch.linalg.vector_norm(gview[sl])
                 blk.mul_(torch.where(dn > 0, gn / dn, torch.zeros_like(dn)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -134,4 +135,4 @@ class Adafactor(AdaptimOptimizer):
             batched=self.use_foreach(group))
         adafactor_last_stage(params, directions, steps, lr=group["lr"], relative_step=group["relative_step"],
                              warmup_init=group["warmup_init"], weight_decay=group["weight_decay"],
-                             step=lambda ps, ds, rho, decay: self._final_step(group, ps, ds, rho, decay))
+                             step=functools.partial(self._final_step, group))
