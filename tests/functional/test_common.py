@@ -221,10 +221,6 @@ def test_stack_and_unstack_round_trip_through_a_view():
 #: would zero or flip every weight. The L2 kind (SGD, AdaGrad, RMSProp, Adam: wd * w added to the gradient, as in
 #: torch.optim) has lambda_t = 0.
 L2_KIND = {adaptim.SGD, adaptim.AdaGrad, adaptim.RMSProp, adaptim.Adam}
-#: classes whose lambda_t the base class does not see yet (the matrix families and Muon join in their own refactor):
-#: their cases are strict xfails, so this set must be emptied once they do
-NOT_YET_ON_THE_BASE_REFUSAL = {adaptim.Adafactor, adaptim.AdamNMF, adaptim.Shampoo, adaptim.IdealizedShampoo,
-                               adaptim.Muon}
 DECAYING = [
     ("adamw_lambda_2", adaptim.AdamW, dict(lr=0.5, weight_decay=4.0), {}),
     ("adamw_amsgrad_lambda_1", adaptim.AdamW, dict(lr=1.0, weight_decay=1.0, amsgrad=True, nesterov=True), {}),
@@ -239,9 +235,6 @@ DECAYING = [
 
 
 def _decaying_params(request, name, cls):
-    if cls in NOT_YET_ON_THE_BASE_REFUSAL:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="matrix family not yet on the shared decay "
-                                                                  "refusal"))
     gen = torch.Generator().manual_seed(0)
     return [torch.randn(3, 2, generator=gen, dtype=F64).requires_grad_(True),
             torch.randn(2, 2, generator=gen, dtype=F64).requires_grad_(True)]
@@ -290,8 +283,8 @@ def test_every_multiplicative_decay_is_in_the_refusal_list():
 def test_decay_factor_at_least_one_refused_before_anything_changes(request, name, cls, kw, extra):
     params = _decaying_params(request, name, cls)
     opt = _make(cls, kw, extra, params)
-    assert opt._decay_factor(opt.param_groups[0]) >= 1
     _set_grads(params, 1)
+    assert opt._decay_factor(opt.param_groups[0]) >= 1
     snap = _snapshot(opt, params)
     try:
         opt.step()
@@ -323,3 +316,18 @@ def test_decay_factor_reaching_one_mid_run_is_refused_with_state_kept(request, n
         g["lr"] = small
     opt.step()
     assert not torch.equal(params[0].detach(), snap[0][0])
+
+
+def test_every_class_with_weight_decay_states_its_kind():
+    """``weight_decay_kind`` is set exactly on the classes that take a ``weight_decay`` argument, and the L2 kind is
+    exactly the classes whose decay enters the gradient (as torch.optim's SGD, Adagrad, RMSprop, Adam)."""
+    from adaptim.functional.common import WeightDecay
+
+    classes = {c for c in (getattr(adaptim, n) for n in adaptim.__all__)
+               if isinstance(c, type) and issubclass(c, adaptim.AdaptimOptimizer) and c is not adaptim.AdaptimOptimizer}
+    for c in classes:
+        has_wd = "weight_decay" in inspect.signature(c.__init__).parameters
+        assert (c.weight_decay_kind is not None) == has_wd, c
+    assert {c for c in classes if c.weight_decay_kind is WeightDecay.L2} == L2_KIND
+    assert {c for c in classes if c.weight_decay_kind is WeightDecay.DIRECTION} == {adaptim.Shampoo,
+                                                                                  adaptim.IdealizedShampoo}

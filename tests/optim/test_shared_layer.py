@@ -2,9 +2,6 @@
 ``AdaptimOptimizer._final_step`` (the seam a retraction or a mirror step replaces), with the weight-decay factor
 the base class checked (``_decay_factor``); ``foreach=False`` is a loop without foreach kernels; and the closure
 hook puts SGD's look-ahead parameters back whatever the closure does.
-
-The matrix families join the seam in their own refactor: their cases are strict xfails here, so the marker must go
-once they do.
 """
 
 from __future__ import annotations
@@ -13,16 +10,8 @@ import pytest
 import torch
 
 import adaptim
-from adaptim.functional.common import apply_update_
+from adaptim.functional.common import WeightDecay, apply_update_
 from _assertions import assert_same, assert_same_state
-
-#: classes whose parameters are still written outside ``_final_step`` (all but Muon's AdamW side)
-_MATRIX = (adaptim.Adafactor, adaptim.AdamNMF, adaptim.Shampoo, adaptim.IdealizedShampoo, adaptim.Steepest)
-
-
-def _not_yet_on_the_seam(case) -> bool:
-    return case.cls in _MATRIX or case.matrix_only
-
 
 def _problem(case, seed=0):
     gen = torch.Generator().manual_seed(seed)
@@ -35,13 +24,11 @@ def _problem(case, seed=0):
 def test_a_step_writes_the_parameters_only_through_final_step(request, optimizer_case):
     """With the last stage replaced by one that moves nothing, no parameter moves, while the state advances as in
     a normal run (the directions are computed)."""
-    if _not_yet_on_the_seam(optimizer_case):
-        request.applymarker(pytest.mark.xfail(strict=True, reason="matrix family not yet on the seam"))
     params, grads = _problem(optimizer_case)
     kept = [p.detach().clone() for p in params]
     opt = optimizer_case.make(params)
     calls = []
-    opt._final_step = lambda group, ps, ds, lr, decay: calls.append(len(ps))
+    opt._final_step = lambda group, ps, ds, lr, decay=0.0: calls.append(len(ps))
     ref_params, _ = _problem(optimizer_case)
     ref = optimizer_case.make(ref_params)
     optimizer_case.step(opt, params, grads[0])
@@ -54,19 +41,18 @@ def test_a_step_writes_the_parameters_only_through_final_step(request, optimizer
 
 
 def test_final_step_gets_the_checked_decay_and_is_apply_update(request, optimizer_case):
-    """The last stage receives lambda_t = ``_decay_factor(group)`` (the number the base class refused when >= 1),
-    and applying ``apply_update_`` to what it receives reproduces the optimizer's own run bitwise."""
-    if _not_yet_on_the_seam(optimizer_case) or optimizer_case.cls is adaptim.Muon:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="matrix family (and Muon's lambda_t) not yet "
-                                                                  "on the seam"))
+    """The last stage receives lambda_t = ``_decay_factor(group)`` (the number the base class refused when >= 1)
+    when the decay is multiplicative (``WeightDecay.DECOUPLED``), and 0 otherwise (L2 decay is in the gradient,
+    direction decay in the direction); applying ``apply_update_`` to what it receives reproduces the optimizer's own run bitwise."""
     params, grads = _problem(optimizer_case)
     opt = optimizer_case.make(params)
     ref_params, _ = _problem(optimizer_case)
     ref = optimizer_case.make(ref_params)
     decays = []
 
-    def final_step(group, ps, ds, lr, decay):
-        decays.append((decay, opt._decay_factor(group)))
+    def final_step(group, ps, ds, lr, decay=0.0):
+        decoupled = opt.group_weight_decay_kind(group) is WeightDecay.DECOUPLED
+        decays.append((decay, opt._decay_factor(group) if decoupled else 0.0))
         for w, d in zip(ps, ds):
             apply_update_(w, d, lr, decay)
 

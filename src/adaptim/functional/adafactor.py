@@ -26,21 +26,26 @@ moment is the *bias-corrected EMA of G* in the numerator (the notes' M_t / sqrt(
 the preconditioned update; Hugging Face and fairseq instead average the clipped update, uncorrected. Weight decay
 is decoupled and multiplied by rho_t but not by RMS(W_t) (they multiply by alpha_t, i.e. also by RMS(W_t)).
 
-``adafactor_single`` is the literal loop, ``adafactor_batched`` stacks parameters of one shape (and the same
-kind of state) and updates each stack at once; they agree to rounding. Moments are updated in place.
+In stages: :func:`adafactor_directions` updates the moments and returns the direction
+D_t = max(eps2, RMS(W_t)) Uhat_t (or Uhat_t), so that alpha_t Uhat_t = rho_t D_t; :func:`adafactor_last_stage`
+then steps W <- (1 - rho_t weight_decay) W - rho_t D_t through the common last stage
+(:func:`adaptim.functional.common.apply_update_`, or a replacement), once per distinct rho_t.
+
+``adafactor_single`` is the literal loop, ``adafactor_batched`` stacks parameters of one shape, step count and kind
+of state and updates each stack at once; they agree to rounding. Moments are updated in place.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 
 import torch
 
+from adaptim.functional.common import StepFn, apply_update_, bias_correction, bucket_indices, ema_, stack, unstack_
 from adaptim.linalg.norms import rms
 
-__all__ = ["adafactor_single", "adafactor_batched", "adafactor_beta2", "adafactor_step_size",
-           "factored_second_moment", "rms_clip"]
+__all__ = ["adafactor_single", "adafactor_batched", "adafactor_directions", "adafactor_last_stage",
+           "adafactor_beta2", "adafactor_step_size", "factored_second_moment", "rms_clip"]
 
 
 def adafactor_step_size(step: int, lr: float | None, relative_step: bool, warmup_init: bool) -> float:
@@ -56,7 +61,7 @@ def adafactor_beta2(step: int, beta2: float | None, decay_rate: float) -> tuple[
     ``None`` gives (1 - t^decay_rate, 1) (change (5) of 4.7.1; beta_1 = 0, so no bias arises)."""
     if beta2 is None:
         return 1.0 - step ** decay_rate, 1.0
-    return beta2, 1.0 / (1.0 - beta2 ** step)
+    return beta2, 1.0 / bias_correction(beta2, step)
 
 
 def factored_second_moment(row: torch.Tensor, col: torch.Tensor, correction: float = 1.0) -> torch.Tensor:
@@ -80,52 +85,6 @@ def _inv_sqrt_vhat(row: torch.Tensor, col: torch.Tensor, correction) -> torch.Te
     return r.unsqueeze(-1) * col.rsqrt().unsqueeze(-2)
 
 
-def adafactor_single(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps, *,
-                     lr: float | None, beta1: float | None, beta2: float | None, decay_rate: float, eps1: float,
-                     eps2: float, clip_threshold: float | None, relative_step: bool, scale_parameter: bool,
-                     warmup_init: bool, weight_decay: float) -> None:
-    """One Adafactor step on each parameter, in place (the literal loop of the module's equations).
-
-    Args:
-        params, grads: W_t and G_t, real float32/float64 tensors of equal shapes (grads are only read).
-        exp_avgs: m_{t-1} per parameter, or ``None`` entries (beta1 = None).
-        exp_avg_sq_rows, exp_avg_sq_cols: a_{t-1} (..., m) and s_{t-1} (..., n) for factored parameters, else
-            ``None`` entries; exp_avg_sqs: v_{t-1} (the parameter's shape) for unfactored ones, else ``None``.
-        steps: t per parameter (Python ints >= 1, already incremented).
-        lr: rho_t when ``relative_step`` is False (the group's current lr, schedule included).
-        Other keywords: see the module doc; eps1 > 0, eps2 >= 0, clip_threshold > 0 or None.
-    """
-    for i, (w, g) in enumerate(zip(params, grads)):
-        t = steps[i]
-        beta_t, corr = adafactor_beta2(t, beta2, decay_rate)
-        rho = adafactor_step_size(t, lr, relative_step, warmup_init)
-        g2 = g * g + eps1
-        if exp_avg_sq_rows[i] is not None:
-            row, col = exp_avg_sq_rows[i], exp_avg_sq_cols[i]
-            row.mul_(beta_t).add_(g2.sum(dim=-1), alpha=1 - beta_t)
-            col.mul_(beta_t).add_(g2.sum(dim=-2), alpha=1 - beta_t)
-            inv = _inv_sqrt_vhat(row, col, corr)
-        else:
-            v = exp_avg_sqs[i]
-            v.mul_(beta_t).add_(g2, alpha=1 - beta_t)
-            inv = (corr * v).rsqrt()
-        num = g
-        if exp_avgs[i] is not None:
-            m = exp_avgs[i]
-            m.mul_(beta1).add_(g, alpha=1 - beta1)
-            num = m / (1 - beta1 ** t)
-        u = rms_clip(num * inv, clip_threshold)
-        alpha = rho * torch.clamp(rms(w), min=eps2) if scale_parameter else rho
-        if weight_decay != 0:
-            w.mul_(1 - rho * weight_decay)
-        w.sub_(u * alpha)
-
-
-def _column(values: list[float], like: torch.Tensor, ndim: int) -> torch.Tensor:
-    """Per-parameter scalars as a (k, 1, ..., 1) tensor broadcasting against a stack of ``ndim`` dimensions."""
-    return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, *([1] * (ndim - 1)))
-
-
 def _layer_rms(x: torch.Tensor) -> torch.Tensor:
     """RMS of each parameter of a stack (k, ...), kept as (k, 1, ..., 1); a stack of scalars gives |x|."""
     if x.dim() == 1:
@@ -133,57 +92,129 @@ def _layer_rms(x: torch.Tensor) -> torch.Tensor:
     return rms(x, tuple(range(1, x.dim()))).view(-1, *([1] * (x.dim() - 1)))
 
 
-def adafactor_batched(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps, *,
-                      lr: float | None, beta1: float | None, beta2: float | None, decay_rate: float, eps1: float,
-                      eps2: float, clip_threshold: float | None, relative_step: bool, scale_parameter: bool,
-                      warmup_init: bool, weight_decay: float) -> None:
-    """The step of :func:`adafactor_single`, with parameters of one shape, dtype, device and kind of state
-    stacked and updated as one batch (per-parameter step counts allowed). Same arguments; equal to rounding."""
-    buckets: dict[tuple, list[int]] = defaultdict(list)
-    for i, w in enumerate(params):
-        buckets[(tuple(w.shape), w.dtype, w.device, exp_avg_sq_rows[i] is not None,
-                 exp_avgs[i] is not None)].append(i)
-    for (shape, _, _, factored, momentum), idx in buckets.items():
-        W = torch.stack([params[i] for i in idx])
-        G = torch.stack([grads[i] for i in idx])
-        nd = W.dim()
-        ts = [steps[i] for i in idx]
-        betas = [adafactor_beta2(t, beta2, decay_rate) for t in ts]
-        beta_t = _column([b for b, _ in betas], W, nd)
-        # 1 - beta_t in double, as the loop does: formed in W's dtype it cancels (1 - fl32(0.999) is off by 1e-5)
-        one_minus = _column([1 - b for b, _ in betas], W, nd)
-        rho = _column([adafactor_step_size(t, lr, relative_step, warmup_init) for t in ts], W, nd)
-        corr = _column([c for _, c in betas], W, nd)
+def _direction_single(w, g, exp_avg, row, col, v, t, *, beta1, beta2, decay_rate, eps1, eps2, clip_threshold,
+                      scale_parameter) -> torch.Tensor:
+    beta_t, corr = adafactor_beta2(t, beta2, decay_rate)
+    g2 = g * g + eps1
+    if row is not None:
+        ema_(row, g2.sum(dim=-1), beta_t)
+        ema_(col, g2.sum(dim=-2), beta_t)
+        inv = _inv_sqrt_vhat(row, col, corr)
+    else:
+        ema_(v, g2, beta_t)
+        inv = (corr * v).rsqrt()
+    num = g
+    if exp_avg is not None:
+        ema_(exp_avg, g, beta1)
+        num = exp_avg / bias_correction(beta1, t)
+    u = rms_clip(num * inv, clip_threshold)
+    return u * torch.clamp(rms(w), min=eps2) if scale_parameter else u
+
+
+def _directions_batched(params, grads, exp_avgs, rows, cols, sqs, steps, *, beta1, beta2, decay_rate, eps1, eps2,
+                        clip_threshold, scale_parameter) -> list[torch.Tensor]:
+    out: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
+    # one bucket per shape, kind of state and step count, so beta_t, c_t and 1 - beta_t stay Python floats
+    # (formed in float32, 1 - fl32(0.999) would be off by 1e-5)
+    buckets = bucket_indices(params, key=lambda i, w: (tuple(w.shape), w.dtype, w.device, rows[i] is not None,
+                                                       exp_avgs[i] is not None, steps[i]))
+    for (*_, factored, momentum, t), idx in buckets.items():
+        beta_t, corr = adafactor_beta2(t, beta2, decay_rate)
+        G = stack(grads, idx)
         G2 = G * G + eps1
         if factored:
-            rows = torch.stack([exp_avg_sq_rows[i] for i in idx])
-            cols = torch.stack([exp_avg_sq_cols[i] for i in idx])
-            b1d = beta_t.view(-1, *([1] * (nd - 2)))
-            o1d = one_minus.view(-1, *([1] * (nd - 2)))
-            rows.mul_(b1d).add_(G2.sum(dim=-1) * o1d)
-            cols.mul_(b1d).add_(G2.sum(dim=-2) * o1d)
-            inv = _inv_sqrt_vhat(rows, cols, corr.view(-1, *([1] * (nd - 2))))
-            torch._foreach_copy_([exp_avg_sq_rows[i] for i in idx], list(rows.unbind(0)))
-            torch._foreach_copy_([exp_avg_sq_cols[i] for i in idx], list(cols.unbind(0)))
+            R, C = stack(rows, idx), stack(cols, idx)
+            ema_(R, G2.sum(dim=-1), beta_t)
+            ema_(C, G2.sum(dim=-2), beta_t)
+            inv = _inv_sqrt_vhat(R, C, corr)
+            unstack_(rows, idx, R)
+            unstack_(cols, idx, C)
         else:
-            V = torch.stack([exp_avg_sqs[i] for i in idx])
-            V.mul_(beta_t).add_(G2 * one_minus)
+            V = stack(sqs, idx)
+            ema_(V, G2, beta_t)
             inv = (corr * V).rsqrt()
-            torch._foreach_copy_([exp_avg_sqs[i] for i in idx], list(V.unbind(0)))
+            unstack_(sqs, idx, V)
         num = G
         if momentum:
-            M = torch.stack([exp_avgs[i] for i in idx])
-            M.mul_(beta1).add_(G, alpha=1 - beta1)
-            num = M / _column([1 - beta1 ** t for t in ts], W, nd)
-            torch._foreach_copy_([exp_avgs[i] for i in idx], list(M.unbind(0)))
+            M = stack(exp_avgs, idx)
+            ema_(M, G, beta1)
+            num = M / bias_correction(beta1, t)
+            unstack_(exp_avgs, idx, M)
         U = num * inv
         if clip_threshold is not None:
             U = U / torch.clamp(_layer_rms(U) / clip_threshold, min=1.0)
         if scale_parameter:
-            alpha = rho * torch.clamp(_layer_rms(W), min=eps2)
-        else:
-            alpha = rho
-        if weight_decay != 0:
-            W.mul_(1 - rho * weight_decay)
-        W.sub_(U * alpha)
-        torch._foreach_copy_([params[i] for i in idx], list(W.unbind(0)))
+            U = U * torch.clamp(_layer_rms(stack(params, idx)), min=eps2)
+        for i, u in zip(idx, U.unbind(0)):
+            out[i] = u
+    return out
+
+
+def adafactor_directions(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps, *,
+                         beta1: float | None, beta2: float | None, decay_rate: float, eps1: float, eps2: float,
+                         clip_threshold: float | None, scale_parameter: bool,
+                         batched: bool = True) -> list[torch.Tensor]:
+    """Update the moments in place and return D_t = max(eps2, RMS(W_t)) Uhat_t (``scale_parameter``) or Uhat_t.
+
+    Args:
+        params, grads: W_t and G_t, real float32/float64 tensors of equal shapes (both only read).
+        exp_avgs: m_{t-1} per parameter, or ``None`` entries (beta1 = None).
+        exp_avg_sq_rows, exp_avg_sq_cols: a_{t-1} (..., m) and s_{t-1} (..., n) for factored parameters, else
+            ``None`` entries; exp_avg_sqs: v_{t-1} (the parameter's shape) for unfactored ones, else ``None``.
+        steps: t per parameter (Python ints >= 1, already incremented).
+        Other keywords: see the module doc; eps1 > 0, eps2 >= 0, clip_threshold > 0 or None.
+        batched: stack parameters of one shape, dtype, device, kind of state and step count.
+
+    Returns:
+        New tensors of the parameters' shapes.
+    """
+    kw = dict(beta1=beta1, beta2=beta2, decay_rate=decay_rate, eps1=eps1, eps2=eps2,
+              clip_threshold=clip_threshold, scale_parameter=scale_parameter)
+    if batched:
+        return _directions_batched(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps,
+                                   **kw)
+    return [_direction_single(*args, **kw) for args in zip(params, grads, exp_avgs, exp_avg_sq_rows,
+                                                           exp_avg_sq_cols, exp_avg_sqs, steps)]
+
+
+def adafactor_last_stage(params, directions, steps, *, lr: float | None, relative_step: bool, warmup_init: bool,
+                         weight_decay: float, step: StepFn = apply_update_) -> None:
+    """W <- (1 - rho_t weight_decay) W - rho_t D_t, rho_t = :func:`adafactor_step_size` of each parameter's t:
+    one call ``step(params, directions, rho_t, rho_t * weight_decay)`` per distinct rho_t (one in the usual case
+    of equal step counts)."""
+    rhos = [adafactor_step_size(t, lr, relative_step, warmup_init) for t in steps]
+    for rho, idx in bucket_indices(rhos, key=lambda i, r: r).items():
+        step([params[i] for i in idx], [directions[i] for i in idx], rho, rho * weight_decay)
+
+
+def _adafactor(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps, *, lr, beta1, beta2,
+               decay_rate, eps1, eps2, clip_threshold, relative_step, scale_parameter, warmup_init, weight_decay,
+               step, batched) -> None:
+    directions = adafactor_directions(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs,
+                                      steps, beta1=beta1, beta2=beta2, decay_rate=decay_rate, eps1=eps1, eps2=eps2,
+                                      clip_threshold=clip_threshold, scale_parameter=scale_parameter,
+                                      batched=batched)
+    adafactor_last_stage(params, directions, steps, lr=lr, relative_step=relative_step, warmup_init=warmup_init,
+                         weight_decay=weight_decay, step=step)
+
+
+def adafactor_single(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps, *,
+                     lr: float | None, beta1: float | None, beta2: float | None, decay_rate: float, eps1: float,
+                     eps2: float, clip_threshold: float | None, relative_step: bool, scale_parameter: bool,
+                     warmup_init: bool, weight_decay: float, step: StepFn = apply_update_) -> None:
+    """One Adafactor step on each parameter, in place (the literal loop of the module's equations).
+
+    :func:`adafactor_directions` then :func:`adafactor_last_stage`; the arguments are theirs. ``lr`` is rho_t when
+    ``relative_step`` is False (the group's current lr, schedule included); ``step`` is the last stage
+    ``step(params, directions, lr, decay)`` (default :func:`adaptim.functional.common.apply_update_`).
+    """
+    _adafactor(**locals(), batched=False)
+
+
+def adafactor_batched(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps, *,
+                      lr: float | None, beta1: float | None, beta2: float | None, decay_rate: float, eps1: float,
+                      eps2: float, clip_threshold: float | None, relative_step: bool, scale_parameter: bool,
+                      warmup_init: bool, weight_decay: float, step: StepFn = apply_update_) -> None:
+    """The step of :func:`adafactor_single`, with parameters of one shape, dtype, device, kind of state and step
+    count stacked and updated as one batch. Same arguments; equal to rounding."""
+    _adafactor(**locals(), batched=True)

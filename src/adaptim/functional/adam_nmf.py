@@ -27,19 +27,23 @@ mean square), i.e. W <- (1 - lr wd) W - lr N_t / (sqrt(g_t^2 + f_t) + eps). This
 a 1 x n matrix at any rank that fits it exactly (one EM round at r = 1 does), and Adam with beta2 = 0 up to the
 floor: sign descent when beta1 = 0.
 
+In stages: :func:`adam_nmf_directions` refits the factors, updates the first moment and returns the direction
+D_t = N_t / (sqrt(A_t B_t) + eps); the step W <- (1 - lr weight_decay) W - lr D_t is the common last stage
+(:func:`adaptim.functional.common.apply_update_`, or a replacement).
+
 ``adam_nmf_single`` is the literal loop; ``adam_nmf_batched`` stacks matrices of one shape and runs one batched
-EM round and update per stack (equal to rounding). Factors and moments are updated in place.
+EM round per stack (equal to rounding). Factors and moments are updated in place.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import torch
 
+from adaptim.functional.common import StepFn, apply_update_, bias_correction, bucket_indices, ema_, stack, unstack_
 from adaptim.linalg.nmf import nmf_step
 
-__all__ = ["adam_nmf_single", "adam_nmf_batched", "floored_square", "REL_FLOOR", "ABS_FLOOR"]
+__all__ = ["adam_nmf_single", "adam_nmf_batched", "adam_nmf_directions", "floored_square", "REL_FLOOR",
+           "ABS_FLOOR"]
 
 #: the floor added to G^2 is max(REL_FLOOR * mean(G^2), ABS_FLOOR), the mean over each matrix (or vector)
 REL_FLOOR = 1e-10
@@ -59,65 +63,96 @@ def floored_square(g: torch.Tensor, batch_dims: int = 0) -> torch.Tensor:
     return g2 + torch.clamp(mean * REL_FLOOR, min=ABS_FLOOR)
 
 
-def adam_nmf_single(params, grads, factors_a, factors_b, exp_avgs, steps, *, lr: float, beta1: float, eps: float,
-                    weight_decay: float) -> None:
-    """One AdamNMF step on each parameter, in place.
-
-    Args:
-        params, grads: W_t, G_t; real float32/float64 tensors of equal shapes (grads only read).
-        factors_a, factors_b: A_{t-1} (..., m, r) and B_{t-1} (..., r, n) of each matrix parameter, replaced
-            in place by A_t, B_t; ``None`` entries for vectors and scalars.
-        exp_avgs: m_{t-1} per parameter when beta1 > 0, else ``None`` entries.
-        steps: t per parameter (Python ints >= 1, already incremented).
-        lr: eta_t (the group's current lr).   beta1: in [0, 1).   eps: >= 0, added to sqrt(A_t B_t).
-        weight_decay: decoupled, W is multiplied by 1 - lr * weight_decay.
-    """
-    for i, (w, g) in enumerate(zip(params, grads)):
-        c = floored_square(g)
-        if factors_a[i] is not None:
-            a, b = nmf_step(c, factors_a[i], factors_b[i])
-            factors_a[i].copy_(a)
-            factors_b[i].copy_(b)
-            den = (a @ b).sqrt_().add_(eps)
-        else:
-            den = c.sqrt().add_(eps)
-        num = g
-        if exp_avgs[i] is not None:
-            m = exp_avgs[i]
-            m.mul_(beta1).add_(g, alpha=1 - beta1)
-            num = m / (1 - beta1 ** steps[i])
-        if weight_decay != 0:
-            w.mul_(1 - lr * weight_decay)
-        w.addcdiv_(num, den, value=-lr)
+def _direction_single(g, a, b, m, t, *, beta1, eps) -> torch.Tensor:
+    c = floored_square(g)
+    if a is not None:
+        a_new, b_new = nmf_step(c, a, b)
+        a.copy_(a_new)
+        b.copy_(b_new)
+        den = (a_new @ b_new).sqrt_().add_(eps)
+    else:
+        den = c.sqrt().add_(eps)
+    num = g
+    if m is not None:
+        ema_(m, g, beta1)
+        num = m / bias_correction(beta1, t)
+    return num / den
 
 
-def adam_nmf_batched(params, grads, factors_a, factors_b, exp_avgs, steps, *, lr: float, beta1: float, eps: float,
-                     weight_decay: float) -> None:
-    """The step of :func:`adam_nmf_single` with parameters of one shape, dtype, device, rank and kind of state
-    stacked: one batched EM round and one update per stack. Same arguments; equal to rounding."""
-    buckets: dict[tuple, list[int]] = defaultdict(list)
-    for i, w in enumerate(params):
-        rank = None if factors_a[i] is None else factors_a[i].shape[-1]
-        buckets[(tuple(w.shape), w.dtype, w.device, rank, exp_avgs[i] is not None)].append(i)
-    for (_, _, _, rank, momentum), idx in buckets.items():
-        W = torch.stack([params[i] for i in idx])
-        G = torch.stack([grads[i] for i in idx])
+def _directions_batched(grads, factors_a, factors_b, exp_avgs, steps, *, beta1, eps) -> list[torch.Tensor]:
+    out: list[torch.Tensor] = [None] * len(grads)  # type: ignore[list-item]
+    buckets = bucket_indices(grads, key=lambda i, g: (tuple(g.shape), g.dtype, g.device,
+                                                      None if factors_a[i] is None else factors_a[i].shape[-1],
+                                                      exp_avgs[i] is not None))
+    for (*_, rank, momentum), idx in buckets.items():
+        G = stack(grads, idx)
         C = floored_square(G, batch_dims=1)
         if rank is not None:
-            A, B = nmf_step(C, torch.stack([factors_a[i] for i in idx]), torch.stack([factors_b[i] for i in idx]))
-            torch._foreach_copy_([factors_a[i] for i in idx], list(A.unbind(0)))
-            torch._foreach_copy_([factors_b[i] for i in idx], list(B.unbind(0)))
+            A, B = nmf_step(C, stack(factors_a, idx), stack(factors_b, idx))
+            unstack_(factors_a, idx, A)
+            unstack_(factors_b, idx, B)
             den = (A @ B).sqrt_().add_(eps)
         else:
             den = C.sqrt().add_(eps)
         num = G
         if momentum:
-            M = torch.stack([exp_avgs[i] for i in idx])
-            M.mul_(beta1).add_(G, alpha=1 - beta1)
-            corr = torch.tensor([1 - beta1 ** steps[i] for i in idx], dtype=W.dtype, device=W.device)
-            num = M / corr.view(-1, *([1] * (W.dim() - 1)))
-            torch._foreach_copy_([exp_avgs[i] for i in idx], list(M.unbind(0)))
-        if weight_decay != 0:
-            W.mul_(1 - lr * weight_decay)
-        W.addcdiv_(num, den, value=-lr)
-        torch._foreach_copy_([params[i] for i in idx], list(W.unbind(0)))
+            M = stack(exp_avgs, idx)
+            ema_(M, G, beta1)
+            corr = torch.tensor([bias_correction(beta1, steps[i]) for i in idx], dtype=G.dtype, device=G.device)
+            num = M / corr.view(-1, *([1] * (G.dim() - 1)))
+            unstack_(exp_avgs, idx, M)
+        for i, d in zip(idx, (num / den).unbind(0)):
+            out[i] = d
+    return out
+
+
+def adam_nmf_directions(grads, factors_a, factors_b, exp_avgs, steps, *, beta1: float, eps: float,
+                        batched: bool = True) -> list[torch.Tensor]:
+    """Refit the factors and the first moment in place; return D_t = N_t / (sqrt(A_t B_t) + eps) per parameter
+    (vectors and scalars: N_t / (sqrt(g_t^2 + f_t) + eps)).
+
+    Args:
+        grads: G_t; real float32/float64 tensors (only read).
+        factors_a, factors_b: A_{t-1} (..., m, r) and B_{t-1} (..., r, n) of each matrix parameter, replaced
+            in place by A_t, B_t; ``None`` entries for vectors and scalars.
+        exp_avgs: m_{t-1} per parameter when beta1 > 0, else ``None`` entries.
+        steps: t per parameter (Python ints >= 1, already incremented).
+        beta1: in [0, 1).   eps: >= 0, added to sqrt(A_t B_t).
+        batched: stack parameters of one shape, dtype, device, rank and kind of state: one EM round per stack.
+
+    Returns:
+        New tensors of the gradients' shapes.
+    """
+    if batched:
+        return _directions_batched(grads, factors_a, factors_b, exp_avgs, steps, beta1=beta1, eps=eps)
+    return [_direction_single(*args, beta1=beta1, eps=eps)
+            for args in zip(grads, factors_a, factors_b, exp_avgs, steps)]
+
+
+def _adam_nmf(params, grads, factors_a, factors_b, exp_avgs, steps, *, lr, beta1, eps, weight_decay, step,
+              batched) -> None:
+    if params:
+        step(params, adam_nmf_directions(grads, factors_a, factors_b, exp_avgs, steps, beta1=beta1, eps=eps,
+                                         batched=batched), lr, lr * weight_decay)
+
+
+def adam_nmf_single(params, grads, factors_a, factors_b, exp_avgs, steps, *, lr: float, beta1: float, eps: float,
+                    weight_decay: float, step: StepFn = apply_update_) -> None:
+    """One AdamNMF step on each parameter, in place (the literal loop).
+
+    :func:`adam_nmf_directions` (whose arguments these are), then the last stage
+    ``step(params, D, lr, lr * weight_decay)``: W <- (1 - lr weight_decay) W - lr D by default
+    (:func:`adaptim.functional.common.apply_update_`).
+
+    Args:
+        params: W_t; real float32/float64 tensors, updated in place.
+        lr: eta_t (the group's current lr).   weight_decay: >= 0, decoupled.
+    """
+    _adam_nmf(**locals(), batched=False)
+
+
+def adam_nmf_batched(params, grads, factors_a, factors_b, exp_avgs, steps, *, lr: float, beta1: float, eps: float,
+                     weight_decay: float, step: StepFn = apply_update_) -> None:
+    """The step of :func:`adam_nmf_single` with parameters of one shape, dtype, device, rank and kind of state
+    stacked: one batched EM round per stack. Same arguments; equal to rounding."""
+    _adam_nmf(**locals(), batched=True)

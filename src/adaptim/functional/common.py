@@ -34,7 +34,7 @@ from typing import Union
 import torch
 
 __all__ = ["WeightDecay", "ema_", "ema_sq_", "bias_correction", "safe_denominator_", "add_l2", "decay_",
-           "apply_update_", "bucket_indices", "stack", "unstack_"]
+           "apply_update_", "StepFn", "bucket_indices", "stack", "unstack_"]
 
 Tensors = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -120,6 +120,10 @@ def decay_(params: Tensors, factor: float) -> None:
 
 
 # --------------------------------------------------------------------------------------------- last stage
+#: the signature of a last stage: ``step(params, directions, lr, decay)`` updates ``params`` in place
+StepFn = Callable[[list[torch.Tensor], list[torch.Tensor], float, float], None]
+
+
 def apply_update_(params: Tensors, directions: Tensors, lr: float, decay: float = 0.0) -> None:
     """The Euclidean last stage of every rule: w <- (1 - decay) w - lr * d, in place.
 

@@ -1,39 +1,43 @@
-"""Section 7: steepest descent under a norm (67)-(69) and Muon, its spectral-norm case with momentum.
+"""Muon (Section 7 with Appendix Q.3.1; Jordan et al., 2024): momentum, then orthogonalize, then step.
 
-Muon (Jordan et al., 2024; Section 7 with Appendix Q.3.1), per matrix W with gradient G_t:
+Per matrix W with gradient G_t, in three stages:
 
-    M_t = mu M_{t-1} + (1 - mu) G_t                     (EMA momentum, M_0 = 0; torch.optim.Muon's ``lerp``)
-    N_t = (1 - mu) G_t + mu M_t   if nesterov  else  M_t
-    O_t = Orth(N_t) ~ U V^T       (Newton-Schulz (147), or exact SVD)
-    W  <- (1 - eta_t lambda) W - eta_t a(m, n) O_t      (a: the ``adjust_lr`` ratio of the m x n matrix)
+    momentum        M_t = mu M_{t-1} + (1 - mu) G_t          (EMA momentum, M_0 = 0; torch.optim.Muon's ``lerp``)
+                    N_t = (1 - mu) G_t + mu M_t   if nesterov  else  M_t
+    orthogonalize   D_t = a(m, n) Orth(N_t),  Orth(N) ~ U V^T of N = U S V^T  (Newton-Schulz (147), or exact SVD;
+                    the spectral-norm steepest direction of (69))
+    step            W <- (1 - eta_t lambda) W - eta_t D_t     (decoupled decay lambda_t = eta_t lambda with the
+                    unadjusted lr, as torch.optim.Muon)
 
-The EMA differs from the sum convention M_t = mu M_{t-1} + G_t of Jordan's first code only by the constant
-factor (1 - mu) (also for the Nesterov term), which orthogonalization removes: both give the same O_t. A tensor
-with more than two dimensions (a convolution weight (out, in, kh, kw)) is orthogonalized as its (out, in*kh*kw)
-flattening and reshaped back.
+The stages are :func:`muon_momentum_`, :func:`muon_directions` and the common last stage
+:func:`adaptim.functional.common.apply_update_`.
 
-Steepest descent (67)-(69) with the EMA above (when ``momentum > 0``) in place of G:
-Delta_TR = -eta D(G) and Delta_MM = -eta ||G||_* D(G), D from :func:`adaptim.linalg.norms.steepest_direction`.
+a(m, n) is the ``adjust_lr`` ratio of the m x n matrix (:func:`adjust_lr_ratio`). The EMA differs from the sum
+convention M_t = mu M_{t-1} + G_t of Jordan's first code only by the constant factor (1 - mu) (also for the Nesterov
+term), which orthogonalization removes: both give the same O_t. A zero gradient leaves M at 0 (the EMA of zeros), so
+the step after an all-zero first gradient is a fresh optimizer's first step. A tensor with more than two dimensions
+(a convolution weight (out, in, kh, kw)) is orthogonalized as its (out, in*kh*kw) flattening
+(:func:`adaptim.linalg.as_matrix`) and reshaped back. A method that ends differently (a retraction onto the sphere
+or the Stiefel manifold) replaces only the last stage.
 
-``*_single`` are literal loops over parameters; ``*_batched`` stack the matrices of one shape (and dtype and
-device) and make one batched Newton-Schulz / SVD call per shape. The two agree to rounding, not bitwise: a batched
-matrix product may round differently from the same products taken one at a time.
+``muon_single`` is the literal loop over parameters; ``muon_batched`` stacks the matrices of one shape (and dtype
+and device) and makes one batched Newton-Schulz / SVD call per shape. The two agree to rounding, not bitwise: a
+batched matrix product may round differently from the same products taken one at a time.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from typing import Optional, Sequence
 
 import torch
 
-from adaptim.functional.shampoo import matrix_view_shape
+from adaptim.functional.common import StepFn, apply_update_, bucket_indices, ema_, stack
 from adaptim.linalg.newton_schulz import newton_schulz, orthogonalize
-from adaptim.linalg.norms import dual_norm, steepest_direction
+from adaptim.linalg.views import as_matrix, matrix_view_shape
+from adaptim.validation import check_choice
 
-__all__ = ["ADJUST_LR", "adjust_lr_ratio", "as_matrix", "muon_single", "muon_batched", "steepest_single",
-           "steepest_batched"]
+__all__ = ["ADJUST_LR", "adjust_lr_ratio", "muon_momentum_", "muon_directions", "muon_single", "muon_batched"]
 
 #: the accepted ``adjust_lr`` settings of Muon
 ADJUST_LR = ("original", "match_rms_adamw", None)
@@ -51,8 +55,7 @@ def adjust_lr_ratio(shape: Sequence[int], adjust_lr: Optional[str]) -> float:
     Raises:
         ValueError: unknown ``adjust_lr`` or a shape with fewer than 2 dimensions.
     """
-    if adjust_lr not in ADJUST_LR:
-        raise ValueError(f"adjust_lr must be one of {ADJUST_LR}, got {adjust_lr!r}")
+    check_choice("adjust_lr", adjust_lr, ADJUST_LR)
     if len(shape) < 2:
         raise ValueError(f"adjust_lr_ratio needs a matrix shape, got {tuple(shape)}")
     m, n = matrix_view_shape(shape)
@@ -63,15 +66,29 @@ def adjust_lr_ratio(shape: Sequence[int], adjust_lr: Optional[str]) -> float:
     return 1.0
 
 
-def as_matrix(t: torch.Tensor) -> torch.Tensor:
-    """The matrix a tensor is treated as: (m, n) as is, (out, ...) as (out, prod(...)), a vector (n,) as an (n, 1)
-    column and a scalar as (1, 1) (:func:`adaptim.functional.shampoo.matrix_view_shape`). A view where possible."""
-    return t if t.dim() == 2 else t.reshape(matrix_view_shape(t.shape))
+def muon_momentum_(grads: list[torch.Tensor], momentum_buffers: list[torch.Tensor], *, momentum: float,
+                   nesterov: bool, foreach: bool = True) -> list[torch.Tensor]:
+    """The momentum stage: M_t = mu M_{t-1} + (1 - mu) G_t in place, and N_t returned.
 
+    Args:
+        grads: G_t (any shapes, float32/float64); read, never written.
+        momentum_buffers: M_{t-1}, same shapes; updated in place to M_t.
+        momentum: mu in [0, 1).   nesterov: N_t = (1 - mu) G_t + mu M_t (new tensors) instead of M_t.
+        foreach: use ``torch._foreach_*`` kernels (same arithmetic as the loop, bitwise).
 
-def _momentum_single(g: torch.Tensor, buf: torch.Tensor, momentum: float, nesterov: bool) -> torch.Tensor:
-    buf.lerp_(g, 1 - momentum)
-    return g.lerp(buf, momentum) if nesterov else buf
+    Returns:
+        N_t per parameter: the buffers themselves without Nesterov.
+    """
+    if not foreach:
+        out = []
+        for g, buf in zip(grads, momentum_buffers):
+            ema_(buf, g, momentum)
+            out.append(g.lerp(buf, momentum) if nesterov else buf)
+        return out
+    if not grads:
+        return []
+    ema_(momentum_buffers, grads, momentum)
+    return list(torch._foreach_lerp(grads, momentum_buffers, momentum)) if nesterov else list(momentum_buffers)
 
 
 def _orth(X: torch.Tensor, orth: str, ns_coefficients, ns_steps: int) -> torch.Tensor:
@@ -80,10 +97,55 @@ def _orth(X: torch.Tensor, orth: str, ns_coefficients, ns_steps: int) -> torch.T
     return orthogonalize(X, method=orth)
 
 
+def muon_directions(updates: list[torch.Tensor], *, adjust_lr: Optional[str] = "original", ns_coefficients="jordan",
+                    ns_steps: int = 5, orthogonalize: str = "newton_schulz",
+                    batched: bool = True) -> list[torch.Tensor]:
+    """The orthogonalization stage: D = a(m, n) Orth(N) for each N of ``updates`` (read only).
+
+    Args:
+        updates: N_t, tensors with at least 2 dimensions (float32/float64), each viewed as a matrix by
+            :func:`adaptim.linalg.as_matrix`.
+        adjust_lr: see :func:`adjust_lr_ratio`; the ratio is folded into the direction.
+        ns_coefficients, ns_steps: see :func:`adaptim.linalg.newton_schulz`.
+        orthogonalize: "newton_schulz" or "svd" (exact U V^T).
+        batched: one Newton-Schulz / SVD call per (matrix shape, dtype, device) instead of one per tensor.
+
+    Returns:
+        New tensors of the updates' shapes and dtypes.
+    """
+    out: list[torch.Tensor] = [None] * len(updates)  # type: ignore[list-item]
+    if not batched:
+        for k, n in enumerate(updates):
+            out[k] = _orth(as_matrix(n), orthogonalize, ns_coefficients, ns_steps).view_as(n)
+            a = adjust_lr_ratio(n.shape, adjust_lr)
+            if a != 1:
+                out[k].mul_(a)
+        return out
+    buckets = bucket_indices(updates, key=lambda k, t: (matrix_view_shape(t.shape), t.dtype, t.device))
+    for (shape, _, _), idx in buckets.items():
+        ortho = _orth(stack(updates, idx, as_matrix), orthogonalize, ns_coefficients, ns_steps)
+        a = adjust_lr_ratio(shape, adjust_lr)
+        if a != 1:
+            ortho.mul_(a)
+        for k, o in zip(idx, ortho.unbind(0)):
+            out[k] = o.view_as(updates[k])
+    return out
+
+
+def _muon(params, grads, momentum_buffers, *, lr, momentum, nesterov, weight_decay, adjust_lr, ns_coefficients,
+          ns_steps, orthogonalize, step, batched) -> None:
+    if not params:
+        return
+    updates = muon_momentum_(grads, momentum_buffers, momentum=momentum, nesterov=nesterov, foreach=batched)
+    directions = muon_directions(updates, adjust_lr=adjust_lr, ns_coefficients=ns_coefficients, ns_steps=ns_steps,
+                                 orthogonalize=orthogonalize, batched=batched)
+    step(params, directions, lr, lr * weight_decay)
+
+
 def muon_single(params, grads, momentum_buffers, *, lr: float, momentum: float, nesterov: bool,
                 weight_decay: float = 0.0, adjust_lr: Optional[str] = "original", ns_coefficients="jordan",
-                ns_steps: int = 5, orthogonalize: str = "newton_schulz") -> None:
-    """One Muon step on each parameter, in place; the literal loop.
+                ns_steps: int = 5, orthogonalize: str = "newton_schulz", step: StepFn = apply_update_) -> None:
+    """One Muon step on each parameter, in place; the literal loop of the module's three stages.
 
     Args:
         params: W_t, real tensors with at least 2 dimensions (float32/float64).
@@ -94,76 +156,14 @@ def muon_single(params, grads, momentum_buffers, *, lr: float, momentum: float, 
         adjust_lr: see :func:`adjust_lr_ratio`.
         ns_coefficients, ns_steps: see :func:`adaptim.linalg.newton_schulz`.
         orthogonalize: "newton_schulz" or "svd" (exact U V^T).
+        step: the last stage ``step(params, directions, lr, decay)``; default
+            :func:`adaptim.functional.common.apply_update_`.
     """
-    for w, g, buf in zip(params, grads, momentum_buffers):
-        n = _momentum_single(g, buf, momentum, nesterov)
-        o = _orth(as_matrix(n), orthogonalize, ns_coefficients, ns_steps).view_as(w)
-        if weight_decay != 0:
-            w.mul_(1 - lr * weight_decay)
-        w.add_(o, alpha=-lr * adjust_lr_ratio(w.shape, adjust_lr))
-
-
-def _by_shape(tensors: Sequence[torch.Tensor]) -> dict[tuple, list[int]]:
-    """Indices of ``tensors`` grouped by (matrix shape, dtype, device), in first-seen order."""
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, t in enumerate(tensors):
-        groups[(tuple(as_matrix(t).shape), t.dtype, t.device)].append(i)
-    return groups
+    _muon(**locals(), batched=False)
 
 
 def muon_batched(params, grads, momentum_buffers, *, lr: float, momentum: float, nesterov: bool,
                  weight_decay: float = 0.0, adjust_lr: Optional[str] = "original", ns_coefficients="jordan",
-                 ns_steps: int = 5, orthogonalize: str = "newton_schulz") -> None:
+                 ns_steps: int = 5, orthogonalize: str = "newton_schulz", step: StepFn = apply_update_) -> None:
     """The step of :func:`muon_single` with foreach momentum and one batched orthogonalization per matrix shape."""
-    if not params:
-        return
-    torch._foreach_lerp_(momentum_buffers, grads, 1 - momentum)
-    updates = torch._foreach_lerp(grads, momentum_buffers, momentum) if nesterov else momentum_buffers
-    if weight_decay != 0:
-        torch._foreach_mul_(params, 1 - lr * weight_decay)
-    for (shape, _, _), idx in _by_shape(params).items():
-        stacked = torch.stack([as_matrix(updates[i]) for i in idx])
-        ortho = _orth(stacked, orthogonalize, ns_coefficients, ns_steps)
-        ws = [params[i] for i in idx]
-        torch._foreach_add_(ws, [o.view_as(w) for o, w in zip(ortho.unbind(0), ws)],
-                            alpha=-lr * adjust_lr_ratio(shape, adjust_lr))
-
-
-def _steepest_delta(M: torch.Tensor, norm: str, rule: str) -> torch.Tensor:
-    """D(M) for "trust_region", ||M||_* D(M) for "majorization" (69), on (..., m, n) matrices; sign not applied."""
-    D = steepest_direction(M, norm)
-    if rule == "trust_region":
-        return D
-    return D * dual_norm(M, norm)[..., None, None].to(D.dtype)
-
-
-def steepest_single(params, grads, momentum_buffers, *, lr: float, norm: str, rule: str,
-                    momentum: float = 0.0) -> None:
-    """One steepest-descent step (69) on each parameter, in place; the literal loop.
-
-    Args:
-        params: W_t of any shape, viewed as matrices by :func:`as_matrix`.
-        grads: G_t; read, never written.
-        momentum_buffers: EMA buffers M_{t-1} (updated to M_t = mu M_{t-1} + (1-mu) G_t and used in place of G), or
-            ``None`` when ``momentum == 0``.
-        lr: eta_t.  norm: "spectral", "frobenius", "inf" (or "nuclear", "l1").
-        rule: "trust_region" (W -= eta D) or "majorization" (W -= eta ||G||_* D).
-    """
-    for i, (w, g) in enumerate(zip(params, grads)):
-        d = g if momentum_buffers is None else momentum_buffers[i].lerp_(g, 1 - momentum)
-        delta = _steepest_delta(as_matrix(d), norm, rule)
-        w.add_(delta.view_as(w), alpha=-lr)
-
-
-def steepest_batched(params, grads, momentum_buffers, *, lr: float, norm: str, rule: str,
-                     momentum: float = 0.0) -> None:
-    """The step of :func:`steepest_single` with one batched direction (SVD) call per matrix shape."""
-    if not params:
-        return
-    if momentum_buffers is not None:
-        torch._foreach_lerp_(momentum_buffers, grads, 1 - momentum)
-        grads = momentum_buffers
-    for _, idx in _by_shape(params).items():
-        delta = _steepest_delta(torch.stack([as_matrix(grads[i]) for i in idx]), norm, rule)
-        ws = [params[i] for i in idx]
-        torch._foreach_add_(ws, [d.view_as(w) for d, w in zip(delta.unbind(0), ws)], alpha=-lr)
+    _muon(**locals(), batched=True)

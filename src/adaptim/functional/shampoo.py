@@ -20,10 +20,33 @@ row-major vec ((99), (105)). A vector (k = 1) gets the full-matrix root (A_0 + e
 ``max_preconditioner_dim`` is cut into consecutive chunks of that length (the last one shorter); every block of
 the resulting grid has its own statistics and roots.
 
-The IdealizedShampooIteration of 6.2.1 views each parameter as a matrix (a vector as one column, a k > 2 tensor
-as (shape[0], rest)) and steps with sqrt(tr Lhat) (Lhat + eps I)^{-1/2} G (Rhat + eps I)^{-1/2}, where Lhat,
-Rhat are bias-corrected EMA estimates of E[G G^T], E[G^T G]: the Newton step with I_emp^{1/2} of (64).
+The Shampoo step, per parameter (the order of operations of distributed Shampoo, Shi et al., 2023):
 
+    1. statistics A_i of every block, sums (53) or the EMA of 5.1;
+    2. at steps t = f, 2f, ... (f = ``precondition_frequency``, t the parameter's own step count) the cached
+       roots Q_i = (A_i / (1 - b2^t) + eps I)^e, e = ``exponent_override`` or -1/(2k), are recomputed (only from
+       the last multiple of f at or before ``start_preconditioning_step`` on); in between the stale roots are used;
+    3. the grafted method's direction u: AdaGrad g / (sqrt(sum g^2) + grafting_eps) or Adam without first moment
+       g / (sqrt(v / (1 - gb2^t)) + grafting_eps), v the EMA of g^2 with ``grafting_beta2``;
+    4. D: for t >= ``start_preconditioning_step`` the Shampoo direction (each block rescaled to ||u_block|| when
+       grafting; a zero Shampoo block stays zero); before it u, or the plain gradient without grafting;
+    5. P = D + weight_decay * w (decay added to the preconditioned direction: it bypasses the statistics);
+       momentum: M = momentum * M + P, P = M (heavy ball, distributed Shampoo's dampening-free form);
+    6. the last stage w <- w - lr * P.
+
+The IdealizedShampooIteration of 6.2.1 views each parameter as a matrix (:func:`adaptim.linalg.matrix_view_shape`:
+a vector as one column, a k > 2 tensor as (shape[0], rest)), cut into blocks of at most ``max_preconditioner_dim``
+rows and columns; per block, with t the parameter's step count,
+
+    L = b2 L + (1 - b2) G G^T,  R = b2 R + (1 - b2) G^T G,  Lhat = L / (1 - b2^t),  Rhat = R / (1 - b2^t)
+    D = sqrt(tr Lhat) (Lhat + eps I)^{-1/2} G (Rhat + eps I)^{-1/2}                                    (63)
+
+and w <- w - lr (D + weight_decay w). With I_emp = Lhat (x) Rhat / tr Lhat (64), D is exactly I_emp^{-1/2} vec(G)
+(for eps -> 0): the Newton step with H ~ I_emp^{1/2}. A vector (one column) gets (Lhat + eps I)^{-1/2} g up to the
+eps in Rhat: full-matrix RMSProp.
+
+The statistics and roots of a parameter are read through :class:`ShampooPreconditioner`, a view over the tensors
+of its state dict (keys ``factor_{b}_{i}``, ``inv_root_{b}_{i}``, ``factor_diag``, ``inv_root_diag``).
 ``shampoo_single``/``idealized_shampoo_single`` are the literal loops (one eigendecomposition per matrix);
 ``shampoo_batched``/``idealized_shampoo_batched`` compute the same numbers with one batched eigendecomposition
 per (size, exponent, dtype, device) bucket and batched products per block shape. They agree to rounding, not
@@ -33,17 +56,21 @@ bitwise: LAPACK/BLAS round a matrix differently inside a batch than alone. ``gra
 from __future__ import annotations
 
 import itertools
-import math
-from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from adaptim.functional.common import (StepFn, add_l2, apply_update_, bias_correction, bucket_indices, ema_, ema_sq_,
+                                      stack)
 from adaptim.linalg import psd_power
+from adaptim.linalg.views import matrix_view_shape
 
-__all__ = ["block_slices", "shampoo_view_shape", "matrix_view_shape", "shampoo_exponent", "mode_gram",
-           "mode_product", "init_shampoo_state", "shampoo_single", "shampoo_batched", "idealized_shampoo_single",
-           "idealized_shampoo_batched"]
+__all__ = ["block_slices", "shampoo_view_shape", "shampoo_exponent", "mode_gram", "mode_product",
+           "init_shampoo_state", "ShampooBlock", "ShampooPreconditioner", "update_statistics", "compute_roots",
+           "precondition", "shampoo_directions", "shampoo_single", "shampoo_batched", "idealized_shampoo_directions",
+           "idealized_shampoo_single", "idealized_shampoo_batched"]
 
 
 # ------------------------------------------------------------------------------------------------ layout
@@ -61,15 +88,6 @@ def block_slices(shape: tuple[int, ...], max_dim: int) -> list[tuple[slice, ...]
 def shampoo_view_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The tensor Shampoo preconditions: the parameter itself, a scalar as a vector of length 1."""
     return tuple(shape) if len(shape) > 0 else (1,)
-
-
-def matrix_view_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """The matrix IdealizedShampoo sees: (d,) -> (d, 1), () -> (1, 1), (m, n, ...) -> (m, n * ...)."""
-    if len(shape) == 0:
-        return (1, 1)
-    if len(shape) == 1:
-        return (shape[0], 1)
-    return (shape[0], math.prod(shape[1:]))
 
 
 def shampoo_exponent(order: int, exponent_override: float | None = None) -> float:
@@ -92,14 +110,19 @@ def mode_product(x: torch.Tensor, q: torch.Tensor, i: int) -> torch.Tensor:
     return torch.tensordot(q, x, dims=([1], [i])).movedim(0, i)
 
 
+def _view_shape(shape: Sequence[int], matrix_view: bool) -> tuple[int, ...]:
+    return matrix_view_shape(shape) if matrix_view else shampoo_view_shape(tuple(shape))
+
+
 def init_shampoo_state(p: torch.Tensor, max_dim: int, *, matrix_view: bool = False,
                        cache_roots: bool = True) -> dict[str, torch.Tensor]:
     """Zero statistics (and identity cached roots) for the working tensor ``p`` (float32 or float64).
 
     Keys: ``factor_{b}_{i}`` (n_i, n_i) statistic A_i of block b, ``inv_root_{b}_{i}`` its cached inverse root;
     or, for a vector longer than ``max_dim`` (Shampoo only), ``factor_diag`` and ``inv_root_diag`` of its length.
+    :meth:`ShampooPreconditioner.from_state` reads them back.
     """
-    view = matrix_view_shape(p.shape) if matrix_view else shampoo_view_shape(p.shape)
+    view = _view_shape(p.shape, matrix_view)
     kw = dict(dtype=p.dtype, device=p.device)
     if not matrix_view and _is_diagonal(view, max_dim):
         state = {"factor_diag": torch.zeros(view[0], **kw)}
@@ -114,6 +137,90 @@ def init_shampoo_state(p: torch.Tensor, max_dim: int, *, matrix_view: bool = Fal
             if cache_roots:
                 state[f"inv_root_{b}_{i}"] = torch.eye(n, **kw)
     return state
+
+
+# ------------------------------------------------------------------------------------ the preconditioner
+@dataclass
+class ShampooBlock:
+    """Block ``index`` of a parameter: the index ``slices`` it covers in the preconditioned view and, per
+    dimension i, the statistic A_i (``factors[i]``, state key ``factor_{index}_{i}``, (n_i, n_i)) and its cached
+    inverse root Q_i (``roots[i]``, ``inv_root_{index}_{i}``; ``roots`` is ``None`` when roots are not cached)."""
+
+    index: int
+    slices: tuple[slice, ...]
+    factors: list[torch.Tensor]
+    roots: list[torch.Tensor] | None
+
+
+@dataclass
+class ShampooPreconditioner:
+    """One parameter's Shampoo preconditioner: a view over the statistics and roots of its state dict.
+
+    Its tensors *are* the state dict's (updates write through), so a checkpoint keeps the keys of
+    :func:`init_shampoo_state`. Either ``blocks`` (a Kronecker-factored preconditioner per block) or ``diag``
+    (a vector longer than the largest preconditioner side: the diagonal statistic a, and its cached root
+    ``diag_root``) is set.
+
+    The methods work on one parameter with the literal per-matrix kernels; :func:`shampoo_directions` and
+    :func:`idealized_shampoo_directions` run the same stages over a list of preconditioners with
+    :func:`update_statistics`, :func:`compute_roots` and :func:`precondition`, which batch across parameters.
+    """
+
+    shape: tuple[int, ...]
+    blocks: list[ShampooBlock]
+    diag: torch.Tensor | None = None
+    diag_root: torch.Tensor | None = None
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], shape: Sequence[int], max_dim: int, *,
+                   matrix_view: bool = False) -> ShampooPreconditioner:
+        """The preconditioner whose tensors are those of ``state`` (made by :func:`init_shampoo_state` for a
+        parameter of ``shape`` with the same ``max_dim`` and ``matrix_view``)."""
+        view = _view_shape(shape, matrix_view)
+        if "factor_diag" in state:
+            return cls(view, [], state["factor_diag"], state.get("inv_root_diag"))
+        blocks = []
+        for b, sl in enumerate(block_slices(view, max_dim)):
+            roots = [state[f"inv_root_{b}_{i}"] for i in range(len(sl))] if f"inv_root_{b}_0" in state else None
+            blocks.append(ShampooBlock(b, sl, [state[f"factor_{b}_{i}"] for i in range(len(sl))], roots))
+        return cls(view, blocks)
+
+    @property
+    def order(self) -> int:
+        """k, the order of the preconditioned tensor."""
+        return len(self.shape)
+
+    @property
+    def is_diagonal(self) -> bool:
+        return self.diag is not None
+
+    def split(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``x`` (the parameter's shape) viewed as :attr:`shape` and cut into its blocks (views, no copy); a
+        diagonal preconditioner has one block, the whole vector."""
+        x = x.reshape(self.shape)
+        return [x] if self.is_diagonal else [x[blk.slices] for blk in self.blocks]
+
+    def slices(self) -> list[tuple[slice, ...]]:
+        """The index tuples of the blocks in the view (one covering everything when diagonal)."""
+        return [(slice(None),)] if self.is_diagonal else [blk.slices for blk in self.blocks]
+
+    def corrected(self, step: int, beta2: float | None) -> list[list[torch.Tensor]]:
+        """Per block, the statistics as used at ``step``: A_i / (1 - b2^t) for an EMA, A_i itself for sums."""
+        bc = 1.0 if beta2 is None else bias_correction(beta2, step)
+        return [[a if bc == 1.0 else a / bc for a in blk.factors] for blk in self.blocks]
+
+    def update(self, grad_blocks: list[torch.Tensor], beta2: float | None) -> None:
+        """Step 1: accumulate the blocks' Gram matrices (sums, or the EMA with ``beta2``), in place."""
+        update_statistics([self], [grad_blocks], beta2, batched=False)
+
+    def compute_roots(self, step: int, beta2: float | None, eps: float,
+                      exponent_override: float | None = None) -> None:
+        """Step 2: recompute and cache the inverse roots from the statistics as used at ``step``."""
+        compute_roots([self], [step], beta2, eps, exponent_override, batched=False)
+
+    def precondition(self, grad_blocks: list[torch.Tensor]) -> torch.Tensor:
+        """Step 4: the preconditioned direction (the view's shape) with the cached roots."""
+        return precondition([self], [grad_blocks], batched=False)[0]
 
 
 # ---------------------------------------------------------------------- the three costly kernels, two ways
@@ -140,17 +247,10 @@ def _precondition_loop(blocks: list[torch.Tensor], roots: list[list[torch.Tensor
     return out
 
 
-def _buckets(tensors: list[torch.Tensor], extra: list[Any] | None = None) -> dict[tuple, list[int]]:
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for j, t in enumerate(tensors):
-        groups[(tuple(t.shape), t.dtype, t.device, None if extra is None else extra[j])].append(j)
-    return groups
-
-
 def _grams_batched(blocks: list[torch.Tensor]) -> list[list[torch.Tensor]]:
     out: list[list[torch.Tensor]] = [[] for _ in blocks]
-    for (shape, *_), js in _buckets(blocks).items():
-        x = torch.stack([blocks[j] for j in js])
+    for (shape, *_), js in bucket_indices(blocks).items():
+        x = stack(blocks, js)
         for i, n in enumerate(shape):
             xi = x.movedim(i + 1, 1).reshape(len(js), n, -1)
             grams = (xi @ xi.transpose(1, 2)).unbind(0)
@@ -161,8 +261,9 @@ def _grams_batched(blocks: list[torch.Tensor]) -> list[list[torch.Tensor]]:
 
 def _powers_batched(mats: list[torch.Tensor], exponents: list[float], eps: float) -> list[torch.Tensor]:
     out: list[torch.Tensor] = [None] * len(mats)  # type: ignore[list-item]
-    for (*_, exponent), js in _buckets(mats, exponents).items():
-        batch = torch.stack([mats[j] for j in js])
+    buckets = bucket_indices(mats, key=lambda j, a: (tuple(a.shape), a.dtype, a.device, exponents[j]))
+    for (*_, exponent), js in buckets.items():
+        batch = stack(mats, js)
         roots = psd_power(batch, exponent, eps, rtol=_rtol(batch)).unbind(0)  # one eigh per bucket
         for j, r in zip(js, roots):
             out[j] = r
@@ -171,8 +272,8 @@ def _powers_batched(mats: list[torch.Tensor], exponents: list[float], eps: float
 
 def _precondition_batched(blocks: list[torch.Tensor], roots: list[list[torch.Tensor]]) -> list[torch.Tensor]:
     out: list[torch.Tensor] = [None] * len(blocks)  # type: ignore[list-item]
-    for (shape, *_), js in _buckets(blocks).items():
-        y = torch.stack([blocks[j] for j in js])
+    for (shape, *_), js in bucket_indices(blocks).items():
+        y = stack(blocks, js)
         for i in range(len(shape)):
             q = torch.stack([roots[j][i] for j in js])
             ym = y.movedim(i + 1, -1)
@@ -183,59 +284,121 @@ def _precondition_batched(blocks: list[torch.Tensor], roots: list[list[torch.Ten
     return out
 
 
-_KERNELS = {False: (_grams_loop, _powers_loop, _precondition_loop),
-            True: (_grams_batched, _powers_batched, _precondition_batched)}
+_GRAMS = {False: _grams_loop, True: _grams_batched}
+_POWERS = {False: _powers_loop, True: _powers_batched}
+_PRECONDITION = {False: _precondition_loop, True: _precondition_batched}
 
 
-def _accumulate(stats: list[torch.Tensor], new: list[torch.Tensor], beta2: float | None) -> None:
-    """Sums (53) when ``beta2`` is None, else the EMA b2 A + (1 - b2) new of Section 5.1 (in place)."""
-    if not stats:
-        return
+# ------------------------------------------------------------------- the stages, over many preconditioners
+def update_statistics(preconditioners: list[ShampooPreconditioner], grad_blocks: list[list[torch.Tensor]],
+                      beta2: float | None, *, batched: bool = True) -> None:
+    """Step 1 for every parameter: A_i <- A_i + X_(i) X_(i)^T per block and dimension ((53), ``beta2=None``) or
+    the EMA b2 A_i + (1 - b2) X_(i) X_(i)^T of 5.1; a diagonal statistic takes x^2 instead. In place.
+
+    ``grad_blocks[k]`` is ``preconditioners[k].split(grad)``.
+    """
+    full = [(pc, xs) for pc, xs in zip(preconditioners, grad_blocks) if not pc.is_diagonal]
+    stats = [a for pc, _ in full for blk in pc.blocks for a in blk.factors]
+    grams = [a for g in _GRAMS[batched]([x for _, xs in full for x in xs]) for a in g]
+    diag = [pc.diag for pc in preconditioners if pc.is_diagonal]
+    dx = [xs[0] for pc, xs in zip(preconditioners, grad_blocks) if pc.is_diagonal]
     if beta2 is None:
-        torch._foreach_add_(stats, new)
+        if stats:
+            torch._foreach_add_(stats, grams)
+        if diag:
+            torch._foreach_addcmul_(diag, dx, dx)
     else:
-        torch._foreach_mul_(stats, beta2)
-        torch._foreach_add_(stats, new, alpha=1 - beta2)
+        ema_(stats, grams, beta2)
+        ema_sq_(diag, dx, beta2)
+
+
+def compute_roots(preconditioners: list[ShampooPreconditioner], steps: list[int], beta2: float | None,
+                  eps: float, exponent_override: float | None = None, *, batched: bool = True) -> None:
+    """Step 2 for every parameter: cache Q_i = (A_i / (1 - b2^t) + eps I)^e, e = ``exponent_override`` or
+    -1/(2k), in the roots (diagonal: (a / (1 - b2^t) + eps)^e); one batched eigendecomposition per bucket of
+    equal size and exponent when ``batched``."""
+    mats, exps, targets = [], [], []
+    for pc, t in zip(preconditioners, steps):
+        e = shampoo_exponent(pc.order, exponent_override)
+        if pc.is_diagonal:
+            bc = 1.0 if beta2 is None else bias_correction(beta2, t)
+            a = pc.diag if bc == 1.0 else pc.diag / bc
+            pc.diag_root.copy_((a + eps).pow_(e))
+            continue
+        for blk, corrected in zip(pc.blocks, pc.corrected(t, beta2)):
+            mats += corrected
+            exps += [e] * len(corrected)
+            targets += blk.roots
+    if targets:
+        torch._foreach_copy_(targets, _POWERS[batched](mats, exps, eps))
+
+
+def precondition(preconditioners: list[ShampooPreconditioner], grad_blocks: list[list[torch.Tensor]], *,
+                 roots: list[list[list[torch.Tensor]]] | None = None, batched: bool = True) -> list[torch.Tensor]:
+    """Step 4 for every parameter: the blocks' mode-wise products X x_0 Q_0 ... x_{k-1} Q_{k-1} (diagonal:
+    q * x), assembled into new tensors of each preconditioner's view shape.
+
+    Args:
+        preconditioners: the parameters' preconditioners.
+        grad_blocks: ``grad_blocks[k]`` is ``preconditioners[k].split(grad)``.
+        roots: ``roots[k][b]``, the roots to use for block b of parameter k instead of the cached ones.
+        batched: one batched product per block shape and dimension instead of one per block.
+    """
+    items = [(k, b) for k, pc in enumerate(preconditioners) if not pc.is_diagonal for b in range(len(pc.blocks))]
+    qs = [preconditioners[k].blocks[b].roots if roots is None else roots[k][b] for k, b in items]
+    ys = _PRECONDITION[batched]([grad_blocks[k][b] for k, b in items], qs)
+    out = []
+    for k, pc in enumerate(preconditioners):
+        out.append(pc.diag_root * grad_blocks[k][0] if pc.is_diagonal
+                   else torch.empty(pc.shape, dtype=grad_blocks[k][0].dtype, device=grad_blocks[k][0].device))
+    for (k, b), y in zip(items, ys):
+        out[k][preconditioners[k].blocks[b].slices] = y
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ Shampoo
-def _shampoo(params, grads, states, steps, *, lr, beta2, eps, momentum, weight_decay, precondition_frequency,
-             start_preconditioning_step, max_preconditioner_dim, exponent_override, grafting, grafting_beta2,
-             grafting_eps, batched) -> None:
-    if not params:
-        return
-    grams_fn, powers_fn, precondition_fn = _KERNELS[batched]
-    freq, start, max_dim = precondition_frequency, start_preconditioning_step, max_preconditioner_dim
-    views = [g.reshape(shampoo_view_shape(g.shape)) for g in grads]
-    slices = [None if "factor_diag" in st else block_slices(x.shape, max_dim) for x, st in zip(views, states)]
+def shampoo_directions(params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict[str, Any]],
+                       steps: list[int], *, beta2: float | None, eps: float, momentum: float = 0.0,
+                       weight_decay: float = 0.0, precondition_frequency: int = 1,
+                       start_preconditioning_step: int = 1, max_preconditioner_dim: int = 1024,
+                       exponent_override: float | None = None, grafting: str | None = None,
+                       grafting_beta2: float = 0.999, grafting_eps: float = 1e-8,
+                       batched: bool = True) -> list[torch.Tensor]:
+    """Steps 1-5 of the module's Shampoo step: update the state in place and return P_t per parameter.
 
-    # (1) statistics: A_i += X_(i) X_(i)^T per block and dimension (or their EMA); diagonal: a += x^2
-    items = [(k, b, views[k][sl]) for k in range(len(views)) if slices[k] is not None
-             for b, sl in enumerate(slices[k])]
-    stats = [states[k][f"factor_{b}_{i}"] for k, b, x in items for i in range(x.dim())]
-    _accumulate(stats, [a for grams in grams_fn([x for *_, x in items]) for a in grams], beta2)
-    diag = [k for k in range(len(views)) if slices[k] is None]
-    _accumulate([states[k]["factor_diag"] for k in diag], [views[k] * views[k] for k in diag], beta2)
+    The last stage is w <- w - lr * P_t (see :func:`shampoo_single`); P_t already holds the weight decay, so the
+    last stage decays nothing itself.
+
+    Args:
+        params: working parameters w_t (float32/float64, any shape); read only here.
+        grads: gradients g_t, same shapes and dtypes; read only.
+        states: one dict per parameter as made by :func:`init_shampoo_state` plus ``grafting_sum_sq`` or
+            ``grafting_exp_avg_sq`` (parameter's shape) when grafting and ``momentum_buffer`` when momentum;
+            updated in place.
+        steps: t per parameter (Python ints, already incremented, >= 1).
+        beta2: None (sums) or in [0, 1). eps: damping > 0 added to every eigenvalue. momentum: in [0, 1).
+        weight_decay: >= 0, added to the direction as weight_decay * w.
+        precondition_frequency, start_preconditioning_step, max_preconditioner_dim: f, the first preconditioned
+            step, the largest preconditioner side.
+        exponent_override: a negative exponent or None. grafting: None, "adagrad" or "adam".
+        grafting_beta2, grafting_eps: the grafted Adam's EMA coefficient and the grafted method's epsilon.
+        batched: one eigendecomposition per bucket of equal size and exponent (else one per matrix).
+
+    Returns:
+        P_t per parameter, of the parameter's shape (the momentum buffers themselves when ``momentum != 0``).
+    """
+    if not params:
+        return []
+    freq, start = precondition_frequency, start_preconditioning_step
+    pcs = [ShampooPreconditioner.from_state(st, g.shape, max_preconditioner_dim) for st, g in zip(states, grads)]
+    xs = [pc.split(g) for pc, g in zip(pcs, grads)]
+
+    # (1) statistics, every step
+    update_statistics(pcs, xs, beta2, batched=batched)
 
     # (2) inverse roots, recomputed at steps t = freq, 2 freq, ... from the one before start on, then cached
-    mats, exps, targets = [], [], []
-    for k, t in enumerate(steps):
-        if t % freq != 0 or t + freq <= start:
-            continue
-        st, e = states[k], shampoo_exponent(views[k].dim(), exponent_override)
-        bc = 1.0 if beta2 is None else 1 - beta2 ** t
-        if slices[k] is None:
-            a = st["factor_diag"] if bc == 1.0 else st["factor_diag"] / bc
-            st["inv_root_diag"].copy_((a + eps).pow_(e))
-            continue
-        for b, sl in enumerate(slices[k]):
-            for i in range(len(sl)):
-                a = st[f"factor_{b}_{i}"]
-                mats.append(a if bc == 1.0 else a / bc)
-                exps.append(e)
-                targets.append(st[f"inv_root_{b}_{i}"])
-    if targets:
-        torch._foreach_copy_(targets, powers_fn(mats, exps, eps))
+    due = [k for k, t in enumerate(steps) if t % freq == 0 and t + freq > start]
+    compute_roots([pcs[k] for k in due], [steps[k] for k in due], beta2, eps, exponent_override, batched=batched)
 
     # (3) the grafted method's direction (its statistics follow every step, also before start)
     graft = [None] * len(grads)
@@ -246,155 +409,129 @@ def _shampoo(params, grads, states, steps, *, lr, beta2, eps, momentum, weight_d
             den = torch._foreach_sqrt(sums)
         else:  # Adam without first moment: bias-corrected EMA of g^2
             sums = [st["grafting_exp_avg_sq"] for st in states]
-            torch._foreach_mul_(sums, grafting_beta2)
-            torch._foreach_addcmul_(sums, grads, grads, value=1 - grafting_beta2)
-            den = torch._foreach_div(sums, [1 - grafting_beta2 ** t for t in steps])
+            ema_sq_(sums, grads, grafting_beta2)
+            den = torch._foreach_div(sums, [bias_correction(grafting_beta2, t) for t in steps])
             torch._foreach_sqrt_(den)
         torch._foreach_add_(den, grafting_eps)
         graft = torch._foreach_div(grads, den)
 
     # (4) directions: Shampoo from step `start` on; before it the grafted direction or the plain gradient
     directions: list[torch.Tensor] = [None] * len(grads)  # type: ignore[list-item]
-    pre = [k for k, t in enumerate(steps) if t >= start]
     for k, t in enumerate(steps):
         if t < start:
             directions[k] = graft[k] if graft[k] is not None else grads[k].clone()
-    for k in pre:
-        if slices[k] is None:
-            directions[k] = states[k]["inv_root_diag"] * views[k]
-        else:
-            directions[k] = torch.empty_like(views[k])
-    items = [(k, sl, views[k][sl], [states[k][f"inv_root_{b}_{i}"] for i in range(len(sl))])
-             for k in pre if slices[k] is not None for b, sl in enumerate(slices[k])]
-    for (k, sl, *_), y in zip(items, precondition_fn([x for *_, x, _ in items], [q for *_, q in items])):
-        directions[k][sl] = y
-    if grafting is not None:  # each block's Shampoo direction rescaled to the grafted direction's norm
-        for k in pre:
-            gview = graft[k].reshape(views[k].shape)
-            for sl in slices[k] if slices[k] is not None else [(slice(None),)]:
-                d = directions[k][sl]
-                dn, gn = torch.linalg.vector_norm(d), torch.linalg.vector_norm(gview[sl])
-                d.mul_(torch.where(dn > 0, gn / dn, torch.zeros_like(dn)))
+    pre = [k for k, t in enumerate(steps) if t >= start]
+    for k, d in zip(pre, precondition([pcs[k] for k in pre], [xs[k] for k in pre], batched=batched)):
+        if grafting is not None:  # each block's Shampoo direction rescaled to the grafted direction's norm
+            gview = graft[k].reshape(pcs[k].shape)
+            for sl in pcs[k].slices():
+                blk = d[sl]
+                dn, gn = torch.linalg.vector_norm(blk), torch.linalg.vector_norm(gview[sl])
+                blk.mul_(torch.where(dn > 0, gn / dn, torch.zeros_like(dn)))
+        directions[k] = d.reshape(params[k].shape)
 
-    # (5) decoupled weight decay and heavy-ball momentum on the search direction, then the step
-    directions = [d.reshape(w.shape) for d, w in zip(directions, params)]
-    if weight_decay != 0:
-        directions = torch._foreach_add(directions, params, alpha=weight_decay)
+    # (5) weight decay added to the search direction, then heavy-ball momentum on it
+    directions = add_l2(directions, params, weight_decay)
     if momentum != 0:
         bufs = [st["momentum_buffer"] for st in states]
         torch._foreach_mul_(bufs, momentum)
         torch._foreach_add_(bufs, directions)
         directions = bufs
-    torch._foreach_add_(params, directions, alpha=-lr)
-
-
-_SHAMPOO_DOC = """One Shampoo step on each parameter, in place ({path}).
-
-    Per parameter (the order of operations of distributed Shampoo, Shi et al., 2023):
-
-    1. statistics: sums (53) (``beta2=None``) or the EMA of 5.1 of the mode-wise Gram matrices of the gradient;
-    2. at steps t = f, 2f, ... (f = ``precondition_frequency``, t the parameter's own step count) the cached
-       inverse roots (A_i / (1 - b2^t) + eps I)^{{e}}, e = ``exponent_override`` or -1/(2k), are recomputed (only
-       from the last multiple of f at or before ``start_preconditioning_step`` on); between those steps the
-       stale roots are used;
-    3. the grafted method's direction u: AdaGrad g / (sqrt(sum g^2) + grafting_eps) or Adam without first moment
-       g / (sqrt(v / (1 - gb2^t)) + grafting_eps), v the EMA of g^2 with ``grafting_beta2``;
-    4. direction D: for t >= ``start_preconditioning_step`` the Shampoo direction (each block rescaled to
-       ||u_block|| when grafting); before it u, or the plain gradient without grafting;
-    5. P = D + weight_decay * w (decoupled: the decay bypasses the statistics and the preconditioner);
-       momentum: M = momentum * M + P, P = M (heavy ball, distributed Shampoo's dampening-free form);
-       w <- w - lr * P.
-
-    Args:
-        params: working parameters w_t (float32/float64, any shape), updated in place.
-        grads: gradients g_t, same shapes and dtypes; read only.
-        states: one dict per parameter as made by :func:`init_shampoo_state` plus ``grafting_sum_sq`` or
-            ``grafting_exp_avg_sq`` (parameter's shape) when grafting and ``momentum_buffer`` when momentum;
-            updated in place.
-        steps: t per parameter (Python ints, already incremented, >= 1).
-        lr: eta (parameter units per unit of preconditioned gradient). beta2: None (sums) or in [0, 1).
-        eps: damping > 0 added to every eigenvalue. exponent_override: a negative exponent or None.
-        grafting: None, "adagrad" or "adam".
-    """
+    return directions
 
 
 def shampoo_single(params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict[str, Any]],
                    steps: list[int], *, lr: float, beta2: float | None, eps: float, momentum: float = 0.0,
                    weight_decay: float = 0.0, precondition_frequency: int = 1, start_preconditioning_step: int = 1,
                    max_preconditioner_dim: int = 1024, exponent_override: float | None = None,
-                   grafting: str | None = None, grafting_beta2: float = 0.999, grafting_eps: float = 1e-8) -> None:
-    _shampoo(**{k: v for k, v in locals().items()}, batched=False)
+                   grafting: str | None = None, grafting_beta2: float = 0.999, grafting_eps: float = 1e-8,
+                   step: StepFn = apply_update_) -> None:
+    """One Shampoo step on each parameter, in place (the literal loop: one eigendecomposition per matrix).
+
+    :func:`shampoo_directions` (steps 1-5 of the module doc), then the last stage ``step(params, P, lr, 0.0)``
+    (default :func:`adaptim.functional.common.apply_update_`: w <- w - lr * P). Arguments as there; ``lr`` is
+    eta, in parameter units per unit of preconditioned gradient.
+    """
+    directions = shampoo_directions(
+        params, grads, states, steps, beta2=beta2, eps=eps, momentum=momentum, weight_decay=weight_decay,
+        precondition_frequency=precondition_frequency, start_preconditioning_step=start_preconditioning_step,
+        max_preconditioner_dim=max_preconditioner_dim, exponent_override=exponent_override, grafting=grafting,
+        grafting_beta2=grafting_beta2, grafting_eps=grafting_eps, batched=False)
+    if params:
+        step(params, directions, lr, 0.0)
 
 
 def shampoo_batched(params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict[str, Any]],
                     steps: list[int], *, lr: float, beta2: float | None, eps: float, momentum: float = 0.0,
                     weight_decay: float = 0.0, precondition_frequency: int = 1, start_preconditioning_step: int = 1,
                     max_preconditioner_dim: int = 1024, exponent_override: float | None = None,
-                    grafting: str | None = None, grafting_beta2: float = 0.999, grafting_eps: float = 1e-8) -> None:
-    _shampoo(**{k: v for k, v in locals().items()}, batched=True)
-
-
-shampoo_single.__doc__ = _SHAMPOO_DOC.format(path="literal loop: one eigendecomposition per matrix")
-shampoo_batched.__doc__ = _SHAMPOO_DOC.format(
-    path="batched: one eigendecomposition per bucket of equal size and exponent; equal to the loop to rounding")
+                    grafting: str | None = None, grafting_beta2: float = 0.999, grafting_eps: float = 1e-8,
+                    step: StepFn = apply_update_) -> None:
+    """The step of :func:`shampoo_single` with one eigendecomposition per bucket of equal size and exponent and
+    batched products per block shape; equal to the loop to rounding."""
+    directions = shampoo_directions(
+        params, grads, states, steps, beta2=beta2, eps=eps, momentum=momentum, weight_decay=weight_decay,
+        precondition_frequency=precondition_frequency, start_preconditioning_step=start_preconditioning_step,
+        max_preconditioner_dim=max_preconditioner_dim, exponent_override=exponent_override, grafting=grafting,
+        grafting_beta2=grafting_beta2, grafting_eps=grafting_eps, batched=True)
+    if params:
+        step(params, directions, lr, 0.0)
 
 
 # -------------------------------------------------------------------------------------- IdealizedShampoo
-def _idealized(params, grads, states, steps, *, lr, beta2, eps, weight_decay, max_preconditioner_dim,
-               batched) -> None:
-    if not params:
-        return
-    grams_fn, powers_fn, precondition_fn = _KERNELS[batched]
-    views = [g.reshape(matrix_view_shape(g.shape)) for g in grads]
-    items = [(k, b, sl, views[k][sl]) for k in range(len(views))
-             for b, sl in enumerate(block_slices(views[k].shape, max_preconditioner_dim))]
-    stats = [(states[k][f"factor_{b}_0"], states[k][f"factor_{b}_1"]) for k, b, *_ in items]
-    _accumulate([a for pair in stats for a in pair],
-                [a for grams in grams_fn([x for *_, x in items]) for a in grams], beta2)
-    # step 2: bias-corrected estimates of E[G G^T], E[G^T G]; step 3 with their -1/2 roots
-    hats = [[a / (1 - beta2 ** steps[k]) for a in pair] for (k, *_), pair in zip(items, stats)]
-    roots = powers_fn([a for pair in hats for a in pair], [-0.5] * (2 * len(hats)), eps)
-    blocks = precondition_fn([x for *_, x in items], [roots[2 * j: 2 * j + 2] for j in range(len(items))])
-    directions = [torch.empty_like(x) for x in views]
-    for (k, _, sl, _), (lhat, _), y in zip(items, hats, blocks):
-        directions[k][sl] = y.mul_(torch.trace(lhat).sqrt())
-    directions = [d.reshape(w.shape) for d, w in zip(directions, params)]
-    if weight_decay != 0:
-        directions = torch._foreach_add(directions, params, alpha=weight_decay)
-    torch._foreach_add_(params, directions, alpha=-lr)
-
-
-_IDEALIZED_DOC = """The IdealizedShampooIteration of Section 6.2.1 on each parameter, in place ({path}).
-
-    Each parameter is viewed as a matrix G (:func:`matrix_view_shape`), cut into blocks of at most
-    ``max_preconditioner_dim`` rows and columns; per block, with t the parameter's step count,
-
-        L = b2 L + (1 - b2) G G^T,  R = b2 R + (1 - b2) G^T G,  Lhat = L / (1 - b2^t),  Rhat = R / (1 - b2^t)
-        D = sqrt(tr Lhat) (Lhat + eps I)^{{-1/2}} G (Rhat + eps I)^{{-1/2}}
-
-    and w <- w - lr (D + weight_decay w). With I_emp = Lhat (x) Rhat / tr Lhat (64), D is exactly
-    I_emp^{{-1/2}} vec(G) (for eps -> 0): the Newton step with H ~ I_emp^{{1/2}}. A vector (one column) gets
-    (Lhat + eps I)^{{-1/2}} g up to the eps in Rhat: full-matrix RMSProp.
+def idealized_shampoo_directions(params: list[torch.Tensor], grads: list[torch.Tensor],
+                                 states: list[dict[str, Any]], steps: list[int], *, beta2: float, eps: float,
+                                 weight_decay: float = 0.0, max_preconditioner_dim: int = 1024,
+                                 batched: bool = True) -> list[torch.Tensor]:
+    """The IdealizedShampooIteration's direction D + weight_decay * w per parameter (module doc, (63)-(64)).
 
     Args:
-        params, grads: working parameters (updated in place) and gradients (read only), float32/float64.
+        params, grads: working parameters and gradients (float32/float64), both read only here.
         states: one dict per parameter from ``init_shampoo_state(p, max_dim, matrix_view=True,
             cache_roots=False)``; the statistics are updated in place.
-        steps: t per parameter (>= 1). lr: eta. beta2: in [0, 1). eps: damping > 0.
+        steps: t per parameter (>= 1). beta2: in [0, 1). eps: damping > 0. weight_decay: >= 0.
+        max_preconditioner_dim: the largest block side. batched: one eigendecomposition per size bucket.
+
+    Returns:
+        New tensors of the parameters' shapes.
     """
+    if not params:
+        return []
+    pcs = [ShampooPreconditioner.from_state(st, g.shape, max_preconditioner_dim, matrix_view=True)
+           for st, g in zip(states, grads)]
+    xs = [pc.split(g) for pc, g in zip(pcs, grads)]
+    update_statistics(pcs, xs, beta2, batched=batched)
+    # step 2: bias-corrected estimates of E[G G^T], E[G^T G]; step 3 with their -1/2 roots, computed afresh
+    hats = [pc.corrected(t, beta2) for pc, t in zip(pcs, steps)]
+    flat = [a for per_param in hats for pair in per_param for a in pair]
+    roots = iter(_POWERS[batched](flat, [-0.5] * len(flat), eps))
+    nested = [[[next(roots) for _ in pair] for pair in per_param] for per_param in hats]
+    directions = precondition(pcs, xs, roots=nested, batched=batched)
+    for d, pc, per_param in zip(directions, pcs, hats):
+        for blk, (lhat, _) in zip(pc.blocks, per_param):
+            d[blk.slices].mul_(torch.trace(lhat).sqrt())
+    return add_l2([d.reshape(w.shape) for d, w in zip(directions, params)], params, weight_decay)
 
 
 def idealized_shampoo_single(params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict[str, Any]],
                              steps: list[int], *, lr: float, beta2: float, eps: float, weight_decay: float = 0.0,
-                             max_preconditioner_dim: int = 1024) -> None:
-    _idealized(**{k: v for k, v in locals().items()}, batched=False)
+                             max_preconditioner_dim: int = 1024, step: StepFn = apply_update_) -> None:
+    """The IdealizedShampooIteration of Section 6.2.1 on each parameter, in place (the literal loop):
+    :func:`idealized_shampoo_directions`, then ``step(params, D, lr, 0.0)`` (default w <- w - lr D)."""
+    directions = idealized_shampoo_directions(params, grads, states, steps, beta2=beta2, eps=eps,
+                                              weight_decay=weight_decay,
+                                              max_preconditioner_dim=max_preconditioner_dim, batched=False)
+    if params:
+        step(params, directions, lr, 0.0)
 
 
 def idealized_shampoo_batched(params: list[torch.Tensor], grads: list[torch.Tensor],
                               states: list[dict[str, Any]], steps: list[int], *, lr: float, beta2: float,
-                              eps: float, weight_decay: float = 0.0, max_preconditioner_dim: int = 1024) -> None:
-    _idealized(**{k: v for k, v in locals().items()}, batched=True)
-
-
-idealized_shampoo_single.__doc__ = _IDEALIZED_DOC.format(path="literal loop")
-idealized_shampoo_batched.__doc__ = _IDEALIZED_DOC.format(path="batched eigendecompositions")
+                              eps: float, weight_decay: float = 0.0, max_preconditioner_dim: int = 1024,
+                              step: StepFn = apply_update_) -> None:
+    """The step of :func:`idealized_shampoo_single` with batched eigendecompositions; equal to it to rounding."""
+    directions = idealized_shampoo_directions(params, grads, states, steps, beta2=beta2, eps=eps,
+                                              weight_decay=weight_decay,
+                                              max_preconditioner_dim=max_preconditioner_dim, batched=True)
+    if params:
+        step(params, directions, lr, 0.0)

@@ -18,7 +18,7 @@ from typing import Sequence, Union
 import torch
 
 __all__ = ["NS_COEFFICIENTS", "newton_schulz", "newton_schulz_coefficients", "orthogonalize",
-           "resolve_ns_coefficients"]
+           "resolve_ns_coefficients", "check_ns_bounded"]
 
 #: named coefficient sets (c_1, ..., c_P) of Appendix Q.3.1
 NS_COEFFICIENTS: dict[str, tuple[float, ...]] = {
@@ -91,6 +91,31 @@ def resolve_ns_coefficients(coefficients: Coefficients) -> tuple[float, ...]:
     if not coeffs or any(isinstance(c, bool) for c in items) or not all(math.isfinite(c) for c in coeffs):
         raise ValueError(f"coefficients must be a non-empty sequence of finite real numbers, got {coefficients!r}")
     return coeffs
+
+
+def check_ns_bounded(coefficients: Coefficients, steps: int) -> None:
+    """Refuse coefficients whose scalar map (147), iterated ``steps`` times, leaves [-2, 2] on [0, 1].
+
+    Newton-Schulz acts on each normalized singular value x in [0, 1] by phi(x) = sum_i c_i x^(2i-1); a map that
+    blows up there would give inf or huge outputs without any error. The map is evaluated on a grid of 2001
+    points of [0, 1] in float64.
+
+    Args:
+        coefficients: a name of :data:`NS_COEFFICIENTS` or a sequence (c_1, ..., c_P).
+        steps: the number of iterations, an int >= 0.
+
+    Raises:
+        ValueError: bad ``coefficients`` (as :func:`resolve_ns_coefficients`), or iterates leaving [-2, 2]; the
+            message names ``ns_coefficients`` and ``ns_steps``, as Muon spells them.
+    """
+    coeffs = resolve_ns_coefficients(coefficients)
+    x = torch.linspace(0.0, 1.0, 2001, dtype=torch.float64)
+    for _ in range(steps):
+        x = sum(c * x ** (2 * i + 1) for i, c in enumerate(coeffs))
+        if not bool(torch.isfinite(x).all()) or float(x.abs().max()) > 2.0:
+            raise ValueError(f"ns_coefficients {tuple(coeffs)} with ns_steps={steps} do not keep singular values "
+                             "bounded: iterated on [0, 1] the polynomial leaves [-2, 2]; use 'jordan', 'cubic', "
+                             "'quintic' or coefficients from adaptim.linalg.newton_schulz_coefficients")
 
 
 def _check_matrix(X: torch.Tensor, name: str) -> None:

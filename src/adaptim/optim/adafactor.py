@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 
-from adaptim.functional.adafactor import adafactor_batched, adafactor_single
-from adaptim.optim.base import AdaptimOptimizer, check_range
+from adaptim.functional.adafactor import adafactor_directions, adafactor_last_stage, adafactor_step_size
+from adaptim.functional.common import WeightDecay
+from adaptim.optim.base import AdaptimOptimizer
+from adaptim.validation import check_range
 
 __all__ = ["Adafactor"]
 
@@ -15,23 +18,16 @@ __all__ = ["Adafactor"]
 class Adafactor(AdaptimOptimizer):
     """Adafactor: Adam with the rank-1 second moment (52) and the changes of Section 4.7.1, each switchable.
 
-    Per parameter W_t with gradient G_t at step t (equations in :mod:`adaptim.functional.adafactor`):
+    The update, with the notes' equation numbers, is documented once in :mod:`adaptim.functional.adafactor`.
+    Each change of 4.7.1 is one argument: (1) ``factored`` (row and column sums (52); a tensor of more than two
+    dimensions is factored over its last two, vectors and scalars always keep the full v_t); (2) ``beta1=None``
+    (no first moment); (3) ``clip_threshold`` (RMS clipping, case C10); (4) ``scale_parameter`` (the step
+    multiplied by max(eps[1], RMS(W_t))); (5) ``beta2=None`` (beta_t = 1 - t^decay_rate instead of bias
+    correction).
 
-        W_{t+1} = (1 - rho_t weight_decay) W_t - rho_t [max(eps[1], RMS(W_t))] RMSClip_d(N_t / sqrt(Vhat_t))
-
-    The five changes of 4.7.1, each controlled by one argument:
-
-    1. ``factored=True``: Vhat_t = c_t a_t s_t^T / (1^T a_t) from row and column sums (52); a tensor of more
-       than two dimensions is factored over its last two (one a, s pair per leading index); vectors and
-       scalars always keep the full elementwise v_t. ``factored=False``: the full v_t for every parameter.
-    2. ``beta1=None``: N_t = G_t, no first moment is stored. A float beta1 uses Adam's bias-corrected EMA
-       N_t = m_t / (1 - beta1^t) in the numerator (the notes' M_t / sqrt(A_t B_t)); note that Hugging Face and
-       fairseq instead average the *clipped update* without correction.
-    3. ``clip_threshold=d``: RMSClip_d(U) = U / max(1, RMS(U) / d), so the update's RMS is at most d and an
-       update already inside is untouched (case C10). ``None`` switches clipping off.
-    4. ``scale_parameter=True``: the step is multiplied by max(eps[1], RMS(W_t)) (the paper's floor eps2).
-    5. ``beta2=None``: beta_t = 1 - t^decay_rate replaces bias correction (c_t = 1). A float ``beta2`` keeps
-       (52)'s EMA with bias correction c_t = 1 / (1 - beta2^t).
+    Differences from other implementations: a float beta1 puts Adam's bias-corrected EMA of G in the numerator
+    (the notes' M_t / sqrt(A_t B_t)), clipped together with the update; Hugging Face and fairseq average the
+    clipped update, uncorrected. Weight decay is multiplied by rho_t but not by RMS(W_t).
 
     Step size rho_t: with ``relative_step=True`` (and ``lr=None``) the paper's relative step
     min(1e-2, 1/sqrt(t)), or with ``warmup_init`` min(1e-6 t, 1/sqrt(t)); with ``relative_step=False`` the
@@ -42,8 +38,8 @@ class Adafactor(AdaptimOptimizer):
     State per parameter, besides the float32 ``step``: factored m x n: ``exp_avg_sq_row`` (m) and
     ``exp_avg_sq_col`` (n), i.e. exactly m + n floats; unfactored: ``exp_avg_sq`` (the parameter's shape);
     with a float beta1 also ``exp_avg``. Statistics are float32 (float64 for float64 parameters); bfloat16 and
-    float16 parameters are updated through a float32 copy. Within a group, parameters of one shape are
-    updated as one stacked batch.
+    float16 parameters are updated through a float32 copy. Within a group, parameters of one shape (and step
+    count) are updated as one stacked batch.
 
     Args:
         params: tensors or param groups (real; complex parameters are refused).
@@ -66,7 +62,11 @@ class Adafactor(AdaptimOptimizer):
         ValueError: a hyperparameter outside its range, ``lr`` given with ``relative_step=True``, ``lr``
             missing with ``relative_step=False``, or ``warmup_init`` without ``relative_step``.
         TypeError: complex or sparse parameters.
+        RuntimeError: at ``step``, a NaN or infinite gradient, or a decay factor rho_t * weight_decay >= 1 (the
+            largest over the group's parameters); nothing is changed then.
     """
+
+    weight_decay_kind = WeightDecay.DECOUPLED
 
     supports_complex = False
     squares_gradients = True
@@ -117,12 +117,25 @@ class Adafactor(AdaptimOptimizer):
             state["exp_avg"] = torch.zeros_like(p)
         return state
 
+    def _decay_factor(self, group: dict[str, Any]) -> float:
+        """max rho_t * weight_decay over the parameters the coming step moves (rho_t depends on each one's t)."""
+        if group["weight_decay"] == 0:
+            return 0.0
+        steps = [int(self.state[p]["step"]) + 1 if "step" in self.state.get(p, {}) else 1
+                 for p in group["params"] if p.grad is not None and p.numel() > 0]
+        rho = max((adafactor_step_size(t, group["lr"], group["relative_step"], group["warmup_init"]) for t in steps),
+                  default=0.0)
+        return rho * group["weight_decay"]
+
     def _update_group(self, group, params, grads, states) -> None:
-        fn = adafactor_batched if self.use_foreach(group) else adafactor_single
         eps1, eps2 = group["eps"]
-        fn(params, grads, [s.get("exp_avg") for s in states], [s.get("exp_avg_sq_row") for s in states],
-           [s.get("exp_avg_sq_col") for s in states], [s.get("exp_avg_sq") for s in states],
-           self.step_counts(states), lr=group["lr"], beta1=group["beta1"], beta2=group["beta2"],
-           decay_rate=group["decay_rate"], eps1=eps1, eps2=eps2, clip_threshold=group["clip_threshold"],
-           relative_step=group["relative_step"], scale_parameter=group["scale_parameter"],
-           warmup_init=group["warmup_init"], weight_decay=group["weight_decay"])
+        steps = self.step_counts(states)
+        directions = adafactor_directions(
+            params, grads, [s.get("exp_avg") for s in states], [s.get("exp_avg_sq_row") for s in states],
+            [s.get("exp_avg_sq_col") for s in states], [s.get("exp_avg_sq") for s in states], steps,
+            beta1=group["beta1"], beta2=group["beta2"], decay_rate=group["decay_rate"], eps1=eps1, eps2=eps2,
+            clip_threshold=group["clip_threshold"], scale_parameter=group["scale_parameter"],
+            batched=self.use_foreach(group))
+        adafactor_last_stage(params, directions, steps, lr=group["lr"], relative_step=group["relative_step"],
+                             warmup_init=group["warmup_init"], weight_decay=group["weight_decay"],
+                             step=functools.partial(self._final_step, group))

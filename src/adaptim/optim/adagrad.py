@@ -8,6 +8,7 @@ import torch
 
 from adaptim.functional.adagrad import (adagrad_direction_foreach, adagrad_direction_single, adagrad_norm_step_size,
                                         full_matrix_adagrad_direction)
+from adaptim.functional.common import WeightDecay
 from adaptim.optim.base import AdaptimOptimizer
 from adaptim.validation import check_int, check_range
 
@@ -31,6 +32,8 @@ class AdaGrad(AdaptimOptimizer):
     Raises:
         ValueError: a hyperparameter outside its range.
     """
+
+    weight_decay_kind = WeightDecay.L2
 
     squares_gradients = True
 

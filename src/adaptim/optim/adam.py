@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from adaptim.functional.adam import adam_direction_foreach, adam_direction_single
+from adaptim.functional.common import WeightDecay
 from adaptim.optim.base import AdaptimOptimizer
 from adaptim.validation import check_betas, check_range
 
@@ -79,6 +80,8 @@ class Adam(_AdamBase):
         ValueError: a hyperparameter outside its range.
 """
 
+    weight_decay_kind = WeightDecay.L2
+
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, nesterov: bool = False,
                  eps_inside_sqrt: bool = False, maximize: bool = False, foreach: bool | None = None) -> None:
@@ -105,6 +108,8 @@ class AdamW(_AdamBase):
     Raises:
         ValueError: a hyperparameter outside its range.
 """
+
+    weight_decay_kind = WeightDecay.DECOUPLED
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, nesterov: bool = False,
@@ -144,6 +149,8 @@ class AdamAtan2(_AdamBase):
     Raises:
         ValueError: a hyperparameter outside its range.
     """
+
+    weight_decay_kind = WeightDecay.DECOUPLED
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  weight_decay: float = 0.0, a: float = 1.0, b: float = 1.0, maximize: bool = False,

@@ -6,8 +6,10 @@ from typing import Any
 
 import torch
 
-from adaptim.functional.adam_nmf import adam_nmf_batched, adam_nmf_single
-from adaptim.optim.base import AdaptimOptimizer, check_int, check_range
+from adaptim.functional.adam_nmf import adam_nmf_directions
+from adaptim.functional.common import WeightDecay
+from adaptim.optim.base import AdaptimOptimizer
+from adaptim.validation import check_int, check_range
 
 __all__ = ["AdamNMF"]
 
@@ -15,16 +17,11 @@ __all__ = ["AdamNMF"]
 class AdamNMF(AdaptimOptimizer):
     """AdamNMF of Appendix L.2: per matrix, G_t^2 ~ A_t B_t by one warm-started EM round (124) per step.
 
-    For each matrix parameter W (m x n; a tensor of more than two dimensions is factored over its last two,
-    one factor pair per leading index), at step t (equations in :mod:`adaptim.functional.adam_nmf`):
+    The update, with the notes' equation numbers and the floor f_t added to G_t^2 (not in the box), is
+    documented once in :mod:`adaptim.functional.adam_nmf`. A tensor of more than two dimensions is factored over
+    its last two (one factor pair per leading index); vectors and scalars use the elementwise rule and keep no
+    factors. ``beta1 = 0`` is the box (N_t = G_t); ``beta1 > 0`` uses Adam's bias-corrected EMA.
 
-        A_t, B_t = one EM round on C_t = G_t^2 + f_t from (A_{t-1}, B_{t-1})         (124), L.2 (b)
-        W_{t+1}  = (1 - lr weight_decay) W_t - lr N_t / (sqrt(A_t B_t) + eps)          L.2 (c)
-
-    with N_t = G_t when ``beta1 = 0`` (the box), or Adam's bias-corrected EMA m_t / (1 - beta1^t) otherwise,
-    and the floor f_t = max(1e-10 mean(G_t^2), 1e-30) (per matrix; not in the box: it keeps the factors positive
-    and float32 products from underflowing where a gradient row and column vanish, see
-    :mod:`adaptim.functional.adam_nmf`).
     A_0, B_0 ~ Unif(0, init_range] (L.2 step 1), drawn from a ``torch.Generator`` seeded with
     :attr:`init_seed` (default 0) separately for each parameter, so they depend only on the parameter's
     shape: runs are reproducible, and parameters of one shape start from the same factors (their first EM round
@@ -35,10 +32,6 @@ class AdamNMF(AdaptimOptimizer):
     after every step; at larger r the warm start carries the EM iterate over from step to step). With
     beta1 > 0 the ratio N_t / sqrt(A_t B_t) is therefore large where the current gradient is small; eps bounds
     it by |N_t| / eps.
-
-    Vectors and scalars use the elementwise rule W <- (1 - lr wd) W - lr N_t / (sqrt(g_t^2 + f_t) + eps):
-    what the matrix rule gives when the factorization is exact (Adam with beta2 = 0 up to the floor; sign
-    descent when beta1 = 0). They keep no factors.
 
     State per parameter besides the float32 ``step``: ``nmf_a`` (..., m, r) and ``nmf_b`` (..., r, n) for
     matrices, r (m + n) floats; with beta1 > 0 also ``exp_avg`` (the parameter's shape). Statistics are float32
@@ -58,7 +51,10 @@ class AdamNMF(AdaptimOptimizer):
 
     Raises:
         ValueError: a hyperparameter outside its range.   TypeError: complex or sparse parameters.
+        RuntimeError: at ``step``, a NaN or infinite gradient, or lr * weight_decay >= 1; nothing is changed then.
     """
+
+    weight_decay_kind = WeightDecay.DECOUPLED
 
     supports_complex = False
     squares_gradients = True
@@ -94,8 +90,11 @@ class AdamNMF(AdaptimOptimizer):
             state["exp_avg"] = torch.zeros_like(p)
         return state
 
+    def _decay_factor(self, group: dict[str, Any]) -> float:
+        return group["lr"] * group["weight_decay"]
+
     def _update_group(self, group, params, grads, states) -> None:
-        fn = adam_nmf_batched if self.use_foreach(group) else adam_nmf_single
-        fn(params, grads, [s.get("nmf_a") for s in states], [s.get("nmf_b") for s in states],
-           [s.get("exp_avg") for s in states], self.step_counts(states), lr=group["lr"], beta1=group["beta1"],
-           eps=group["eps"], weight_decay=group["weight_decay"])
+        directions = adam_nmf_directions(grads, [s.get("nmf_a") for s in states], [s.get("nmf_b") for s in states],
+                                         [s.get("exp_avg") for s in states], self.step_counts(states),
+                                         beta1=group["beta1"], eps=group["eps"], batched=self.use_foreach(group))
+        self._final_step(group, params, directions, group["lr"], self._decay_factor(group))

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import torch
 
-from adaptim.functional.common import apply_update_
+from adaptim.functional.common import WeightDecay, apply_update_
 from adaptim.validation import check_betas, check_bool, check_int, check_range
 
 __all__ = ["AdaptimOptimizer", "check_range", "check_int", "check_betas", "state_dtype"]
@@ -54,6 +54,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     #: the statistics square the gradient (g^2, G G^T): then a finite gradient whose squared norm overflows the
     #: statistics' dtype (|g| ~ 1e19 in float32) is refused as well, instead of giving inf statistics or NaN
     squares_gradients: bool = False
+    #: how ``weight_decay`` enters the update (:class:`adaptim.functional.common.WeightDecay`): ``L2`` into the
+    #: gradient, ``DECOUPLED`` as the factor (1 - lambda_t) of the last stage, ``DIRECTION`` added to the
+    #: preconditioned direction; ``None`` for optimizers without weight decay. See :meth:`weight_decay_kind`.
+    weight_decay_kind: WeightDecay | None = None
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
         super().__init__(params, defaults)
@@ -253,6 +257,11 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 f"(lr = {group['lr']!r}, weight_decay = {group.get('weight_decay')!r}); the step would zero or flip "
                 "every weight, and Figure 1 needs lambda_t in [0, 1). Lower weight_decay or the lr (or the lr the "
                 "scheduler sets); the step was not taken")
+
+    def group_weight_decay_kind(self, group: dict[str, Any]) -> WeightDecay | None:
+        """How ``group``'s weight decay enters its update (the class's :attr:`weight_decay_kind`, unless a flag of
+        the group changes it)."""
+        return self.weight_decay_kind
 
     def _decay_factor(self, group: dict[str, Any]) -> float:
         """lambda_t: the fraction of w that this group's next step removes by weight decay (an upper bound where

@@ -9,46 +9,30 @@ import torch
 from torch import nn
 
 from adaptim.functional.adam import adam_direction_foreach, adam_direction_single
-from adaptim.functional.muon import ADJUST_LR, muon_batched, muon_single
-from adaptim.linalg.newton_schulz import resolve_ns_coefficients
-from adaptim.optim.base import AdaptimOptimizer, check_betas, check_range
+from adaptim.functional.muon import ADJUST_LR, muon_directions, muon_momentum_
+from adaptim.linalg.newton_schulz import check_ns_bounded, resolve_ns_coefficients
+from adaptim.functional.common import WeightDecay
+from adaptim.optim.base import AdaptimOptimizer
+from adaptim.validation import check_betas, check_bool, check_choice, check_int, check_range
 
 __all__ = ["Muon", "muon_param_groups"]
-
-
-def _check_ns_bounded(coeffs: tuple[float, ...], steps: int) -> None:
-    """Refuse coefficients whose scalar map (147), iterated ``steps`` times, leaves [-2, 2] on [0, 1].
-
-    Newton-Schulz acts on each normalized singular value x in [0, 1] by phi(x) = sum_i c_i x^(2i-1); a map that
-    blows up there would give inf or huge parameters without any error.
-    """
-    x = torch.linspace(0.0, 1.0, 2001, dtype=torch.float64)
-    for _ in range(steps):
-        x = sum(c * x ** (2 * i + 1) for i, c in enumerate(coeffs))
-        if not bool(torch.isfinite(x).all()) or float(x.abs().max()) > 2.0:
-            raise ValueError(f"ns_coefficients {tuple(coeffs)} with ns_steps={steps} do not keep singular values "
-                             "bounded: iterated on [0, 1] the polynomial leaves [-2, 2]; use 'jordan', 'cubic', "
-                             "'quintic' or coefficients from adaptim.linalg.newton_schulz_coefficients")
 
 
 class Muon(AdaptimOptimizer):
     """Muon: momentum, then the update orthogonalized (Section 7's spectral-norm steepest direction U V^T).
 
-    For each matrix W of a Muon group (``use_muon=True``, the default), with gradient G_t::
+    The update of a Muon group (``use_muon=True``, the default) -- EMA momentum, Nesterov, Newton-Schulz (147) or
+    the exact U V^T, the ``adjust_lr`` ratio a(m, n) and decoupled decay -- is documented once, with the notes'
+    equation numbers, in :mod:`adaptim.functional.muon`; its three stages are
+    :func:`~adaptim.functional.muon_momentum_`, :func:`~adaptim.functional.muon_directions` and the last stage
+    :meth:`_final_step` (the seam a sphere or Stiefel variant replaces). Tensors with more than two dimensions
+    (convolution weights (out, in, kh, kw)) are orthogonalized as their (out, in*kh*kw) flattening; a(m, n) uses
+    that flattened shape. Matrices of one (flattened) shape in a group are orthogonalized together by one batched
+    Newton-Schulz call.
 
-        M_t = mu M_{t-1} + (1 - mu) G_t,                      M_0 = 0        (EMA, as torch.optim.Muon)
-        N_t = (1 - mu) G_t + mu M_t  (nesterov)   or   M_t
-        W  <- (1 - eta_t lambda) W - eta_t a(m, n) NS(N_t)
-
-    where NS is Newton-Schulz (147) on N_t / ||N_t||_F (or the exact U V^T with ``orthogonalize="svd"``) and
-    a(m, n) the ``adjust_lr`` ratio. Momentum convention: the EMA differs from Jordan et al.'s sum
-    M_t = mu M_{t-1} + G_t by the constant factor 1 - mu, which the orthogonalization removes, so both give the same
-    steps. A zero gradient leaves M at 0 (the EMA of zeros), so the step after an all-zero first gradient is a fresh
-    optimizer's first step. Weight decay is decoupled and uses the unadjusted lr, exactly as ``torch.optim.Muon``:
-    W <- (1 - eta_t lambda) W. Tensors with more than two dimensions (convolution weights (out, in, kh, kw)) are
-    orthogonalized as their (out, in*kh*kw) flattening and reshaped back; a(m, n) uses that flattened shape.
-
-    Matrices of one (flattened) shape in a group are orthogonalized together by one batched Newton-Schulz call.
+    Relation to ``torch.optim.Muon``: the same EMA momentum, Nesterov form and weight decay (1 - eta_t lambda) W
+    with the unadjusted lr; Newton-Schulz runs in float32/float64 (torch: bfloat16); ``adjust_lr=None`` means no
+    adjustment (torch's ``adjust_lr_fn=None`` means "original").
 
     Parameters that are not hidden matrices (embeddings, the output head, biases, norm gains) belong in a group
     with ``use_muon=False``; such a group is updated by AdamW (Figure 1, ``torch.optim.AdamW``'s rule, decay
@@ -60,14 +44,14 @@ class Muon(AdaptimOptimizer):
             updated through a float32 copy with float32 momentum. Complex parameters are refused.
         lr: eta (Muon groups: size of the orthogonalized step, in parameter units, before ``adjust_lr``), >= 0.
         momentum: mu in [0, 1).
-        nesterov: use the Nesterov form N_t above.
-        ns_coefficients: "jordan" (3.4445, -4.7750, 2.0315), "cubic", "quintic" or a tuple (c_1, ..., c_P).
+        nesterov: use the Nesterov form N_t = (1 - mu) G_t + mu M_t.
+        ns_coefficients: "jordan" (3.4445, -4.7750, 2.0315), "cubic", "quintic" or a tuple (c_1, ..., c_P) whose
+            iterated map stays bounded (:func:`adaptim.linalg.check_ns_bounded`).
         ns_steps: Newton-Schulz iterations, an int >= 1.
         orthogonalize: "newton_schulz" or "svd" (exact U V^T, slower; for reference and small models).
-        weight_decay: lambda >= 0 (decoupled, see above).
+        weight_decay: lambda >= 0 (decoupled: W <- (1 - eta_t lambda) W).
         adjust_lr: "original" (sqrt(max(1, m/n)), Jordan et al.), "match_rms_adamw" (0.2 sqrt(max(m, n)), Liu et
-            al., 2025) or ``None`` (no adjustment). Note: ``torch.optim.Muon``'s ``adjust_lr_fn=None`` means
-            "original"; here ``None`` means no adjustment.
+            al., 2025) or ``None`` (no adjustment).
         betas: (beta1, beta2) of the AdamW rule in ``use_muon=False`` groups, each in [0, 1).
         eps: AdamW's epsilon (added to sqrt(vbar)) in ``use_muon=False`` groups, >= 0.
         maximize: ascend instead of descend.
@@ -78,9 +62,12 @@ class Muon(AdaptimOptimizer):
         ValueError: a hyperparameter out of range; a tensor with fewer than 2 dimensions in a Muon group (the message
             says to put it in a ``use_muon=False`` group).
         TypeError: complex or sparse parameters.
-        RuntimeError: a NaN or infinite gradient (checked before anything changes; with ``check_finite = False``
-            Newton-Schulz still refuses a non-finite momentum).
+        RuntimeError: at ``step``, a NaN or infinite gradient (checked before anything changes; with
+            ``check_finite = False`` Newton-Schulz still refuses a non-finite momentum), or lr * weight_decay >= 1
+            (nothing is changed then).
     """
+
+    weight_decay_kind = WeightDecay.DECOUPLED
 
     supports_complex = False
 
@@ -99,8 +86,7 @@ class Muon(AdaptimOptimizer):
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
         check_range("weight_decay", group["weight_decay"], 0.0)
-        if not isinstance(group["use_muon"], bool):
-            raise ValueError(f"use_muon must be True or False, got {group['use_muon']!r}")
+        check_bool("use_muon", group["use_muon"])
         # validated in every group (a Muon group may later be joined by an AdamW one using the defaults)
         check_betas(group["betas"])
         check_range("eps", group["eps"], 0.0)
@@ -111,21 +97,20 @@ class Muon(AdaptimOptimizer):
             coeffs = resolve_ns_coefficients(group["ns_coefficients"])
         except ValueError as err:  # name the argument as the user spelled it
             raise ValueError(f"ns_coefficients: {err}") from None
-        steps = group["ns_steps"]
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"ns_steps must be an int >= 1, got {steps!r}")
+        check_int("ns_steps", group["ns_steps"], 1)
+        check_choice("orthogonalize", group["orthogonalize"], ("newton_schulz", "svd"))
         if group["orthogonalize"] == "newton_schulz":
-            _check_ns_bounded(coeffs, steps)
-        if group["orthogonalize"] not in ("newton_schulz", "svd"):
-            raise ValueError(f"orthogonalize must be 'newton_schulz' or 'svd', got {group['orthogonalize']!r}")
-        if group["adjust_lr"] not in ADJUST_LR:
-            raise ValueError(f"adjust_lr must be one of {ADJUST_LR}, got {group['adjust_lr']!r}")
+            check_ns_bounded(coeffs, group["ns_steps"])
+        check_choice("adjust_lr", group["adjust_lr"], ADJUST_LR)
         for p in group["params"]:
             if p.dim() < 2:
                 raise ValueError(
                     f"Muon orthogonalizes matrices, got a parameter of shape {tuple(p.shape)} in a Muon group; "
                     "put vectors and scalars (biases, norm gains) in a parameter group with use_muon=False, "
                     "which is updated by AdamW (adaptim.muon_param_groups(model) builds the split)")
+
+    def _decay_factor(self, group: dict[str, Any]) -> float:
+        return group["lr"] * group["weight_decay"]  # both sides: (1 - lr wd) W, as torch.optim.Muon and AdamW
 
     def _squares_gradients(self, group: dict[str, Any]) -> bool:
         return not group["use_muon"]  # the AdamW side keeps g^2; Newton-Schulz is scale-free
@@ -142,13 +127,15 @@ class Muon(AdaptimOptimizer):
             fn = adam_direction_foreach if self.use_foreach(group) else adam_direction_single
             directions = fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], None,
                             self.step_counts(states), beta1=beta1, beta2=beta2, eps=group["eps"])
-            self._final_step(group, params, directions, lr, lr * group["weight_decay"])  # AdamW's lambda_t
+            self._final_step(group, params, directions, lr, self._decay_factor(group))  # AdamW's lambda_t
             return
-        fn = muon_batched if self.use_foreach(group) else muon_single
-        fn(params, grads, [s["momentum_buffer"] for s in states], lr=lr, momentum=group["momentum"],
-           nesterov=group["nesterov"], weight_decay=group["weight_decay"], adjust_lr=group["adjust_lr"],
-           ns_coefficients=group["ns_coefficients"], ns_steps=group["ns_steps"],
-           orthogonalize=group["orthogonalize"])
+        batched = self.use_foreach(group)
+        updates = muon_momentum_(grads, [s["momentum_buffer"] for s in states], momentum=group["momentum"],
+                                 nesterov=group["nesterov"], foreach=batched)
+        directions = muon_directions(updates, adjust_lr=group["adjust_lr"], ns_coefficients=group["ns_coefficients"],
+                                     ns_steps=group["ns_steps"], orthogonalize=group["orthogonalize"],
+                                     batched=batched)
+        self._final_step(group, params, directions, lr, self._decay_factor(group))
 
 
 def _named_modules(model: nn.Module, spec) -> list[nn.Module]:

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from adaptim.functional.rmsprop import rmsprop_direction_foreach, rmsprop_direction_single
+from adaptim.functional.common import WeightDecay
 from adaptim.optim.base import AdaptimOptimizer
 from adaptim.validation import check_betas, check_range
 
@@ -30,6 +31,8 @@ class RMSProp(AdaptimOptimizer):
     Raises:
         ValueError: a hyperparameter outside its range.
     """
+
+    weight_decay_kind = WeightDecay.L2
 
     squares_gradients = True
 

@@ -8,6 +8,7 @@ import torch
 
 from adaptim.functional.common import add_l2
 from adaptim.functional.sgd import lookahead_point, sgd_direction_foreach, sgd_direction_single
+from adaptim.functional.common import WeightDecay
 from adaptim.optim.base import AdaptimOptimizer
 from adaptim.validation import check_range
 
@@ -45,6 +46,8 @@ class SGD(AdaptimOptimizer):
             ``nesterov``.
         RuntimeError: ``step()`` without a closure when ``lookahead=True``.
     """
+
+    weight_decay_kind = WeightDecay.L2
 
     def __init__(self, params, lr: float, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0, maximize: bool = False, lookahead: bool = False,

@@ -6,8 +6,10 @@ from typing import Any
 
 import torch
 
-from adaptim.functional.shampoo import idealized_shampoo_batched, init_shampoo_state, shampoo_batched
-from adaptim.optim.base import AdaptimOptimizer, check_int, check_range
+from adaptim.functional.shampoo import idealized_shampoo_directions, init_shampoo_state, shampoo_directions
+from adaptim.functional.common import WeightDecay
+from adaptim.optim.base import AdaptimOptimizer
+from adaptim.validation import check_choice, check_int, check_range
 
 __all__ = ["Shampoo", "IdealizedShampoo"]
 
@@ -17,38 +19,29 @@ GRAFTING_METHODS = (None, "adagrad", "adam")
 class Shampoo(AdaptimOptimizer):
     """Shampoo (Gupta et al., 2018), notes (53)-(54), with the practical options of distributed Shampoo.
 
-    For a matrix parameter W (m, n) with gradients G_1 .. G_t:
+    The step -- statistics by sums (53) or the bias-corrected EMA of 5.1, cached inverse roots with exponent
+    -1/(2k) for an order-k tensor, the mode-wise product (54), blocking, grafting, decay and momentum on the
+    direction -- is documented once, with the notes' equation numbers, in :mod:`adaptim.functional.shampoo`.
+    Each parameter's statistics and roots are read through a
+    :class:`~adaptim.functional.shampoo.ShampooPreconditioner`, a view over its state dict.
 
-        L_t = sum_l G_l G_l^T,  R_t = sum_l G_l^T G_l                           (53), ``beta2=None``
-        L_t = b2 L_{t-1} + (1 - b2) G_t G_t^T (same for R), used as L_t / (1 - b2^t)   (5.1), ``beta2`` a float
-        W <- W - lr (L_t + eps I)^{-1/4} G_t (R_t + eps I)^{-1/4}
-
-    i.e. (54): w <- w - lr (L^{1/4} (x) R^{1/4})^{-1} g with row-major vec. The first step from zero statistics
-    is -lr U V^T for G = U S V^T (eps -> 0). A tensor of order k has one statistic per dimension (the Gram
-    matrix of its mode-i unfolding) and the exponent -1/(2k) on each, so the first step is invariant to the
-    gradient's scale for every k; a vector gets the full-matrix root -1/2 (full-matrix AdaGrad), or the diagonal
-    one when it is longer than ``max_preconditioner_dim``; a scalar is a vector of length 1. A dimension longer
-    than ``max_preconditioner_dim`` is cut into chunks of that length and every block of the grid is
-    preconditioned on its own. Matrix roots come from :func:`adaptim.linalg.psd_power`, one batched
-    eigendecomposition per (size, exponent) bucket of the group (eigenvalues below the statistics' machine
-    epsilon times the largest one are rounding noise and are raised to that floor before eps is added, so that
-    eps^{-1/(2k)} does not amplify them); they are cached in the state and recomputed
-    only at the parameter's steps t = f, 2f, 3f, ... (f = ``precondition_frequency``); in between the stale
-    roots precondition the current gradient (statistics still accumulate every step).
+    In short: the first step from zero statistics is -lr U V^T for G = U S V^T (eps -> 0), for every order k
+    invariant to the gradient's scale; a vector gets the full-matrix root -1/2 (full-matrix AdaGrad), or the
+    diagonal one when it is longer than ``max_preconditioner_dim``; a scalar is a vector of length 1. A dimension
+    longer than ``max_preconditioner_dim`` is cut into chunks of that length, every block preconditioned on its
+    own. Roots come from :func:`adaptim.linalg.psd_power`, one batched eigendecomposition per (size, exponent)
+    bucket of the group, and are recomputed only at the parameter's steps t = f, 2f, 3f, ...
+    (f = ``precondition_frequency``); in between the stale roots precondition the current gradient.
 
     Before step ``start_preconditioning_step`` the update is the grafted method's (or, without grafting, the
     plain gradient: SGD); statistics accumulate from step 1. Since the first root exists at step f, a
     ``start_preconditioning_step`` below ``precondition_frequency`` is refused at construction.
 
-    Grafting (Agarwal et al., 2020, as distributed Shampoo): ``"adagrad"`` or ``"adam"`` keeps that method's
-    diagonal second moment (AdaGrad: sum of g^2; Adam: bias-corrected EMA of g^2 with ``grafting_beta2``, no
-    first moment) and rescales each block's Shampoo direction to the norm of that method's direction
-    g / (sqrt(v) + grafting_eps) on the same block (a zero Shampoo direction stays zero).
-
-    ``momentum`` is heavy ball on the search direction as distributed Shampoo does (M = momentum M + P, step
-    along M; like :class:`adaptim.SGD`'s Polyak form). ``weight_decay`` is decoupled: wd * W is added to the
-    search direction after preconditioning and grafting, so with ``momentum=0`` the step is
-    W <- (1 - lr wd) W - lr D (AdamW's default lambda_t = lr wd); it never enters the statistics.
+    Grafting (Agarwal et al., 2020, as distributed Shampoo): ``"adagrad"`` or ``"adam"`` rescales each block's
+    Shampoo direction to the norm of that method's direction on the same block. ``momentum`` is heavy ball on the
+    search direction as distributed Shampoo does (like :class:`adaptim.SGD`'s Polyak form). ``weight_decay`` is
+    added to the search direction after preconditioning and grafting (distributed Shampoo's decoupled decay), so
+    with ``momentum=0`` the step is W <- (1 - lr wd) W - lr D; it never enters the statistics.
 
     Args:
         params: tensors or param groups; real floating point of any shape (complex is refused: optimize
@@ -72,7 +65,11 @@ class Shampoo(AdaptimOptimizer):
         ValueError: a hyperparameter outside its range, an unknown ``grafting``, or
             ``start_preconditioning_step < precondition_frequency``.
         TypeError: complex or sparse parameters.
+        RuntimeError: at ``step``, a NaN or infinite gradient (or one whose square overflows), or
+            lr * weight_decay >= 1; nothing is changed then.
     """
+
+    weight_decay_kind = WeightDecay.DIRECTION
 
     supports_complex = False
     squares_gradients = True
@@ -109,8 +106,7 @@ class Shampoo(AdaptimOptimizer):
                 "grafted method, or the plain gradient without grafting)")
         if group["exponent_override"] is not None:
             check_range("exponent_override", group["exponent_override"], None, 0.0, high_open=True)
-        if group["grafting"] not in GRAFTING_METHODS:
-            raise ValueError(f"grafting must be one of None, 'adagrad', 'adam', got {group['grafting']!r}")
+        check_choice("grafting", group["grafting"], GRAFTING_METHODS)
         check_range("grafting_beta2", group["grafting_beta2"], 0.0, 1.0, high_open=True)
         check_range("grafting_eps", group["grafting_eps"], 0.0, low_open=True)
 
@@ -125,31 +121,33 @@ class Shampoo(AdaptimOptimizer):
             state["momentum_buffer"] = torch.zeros_like(p)
         return state
 
+    def _decay_factor(self, group: dict[str, Any]) -> float:
+        # wd * w is added to the direction: with momentum 0 the step is w <- (1 - lr wd) w - lr D
+        return group["lr"] * group["weight_decay"]
+
     def _update_group(self, group, params, grads, states) -> None:
-        shampoo_batched(params, grads, states, self.step_counts(states), lr=group["lr"], beta2=group["beta2"],
-                        eps=group["eps"], momentum=group["momentum"], weight_decay=group["weight_decay"],
-                        precondition_frequency=group["precondition_frequency"],
-                        start_preconditioning_step=group["start_preconditioning_step"],
-                        max_preconditioner_dim=group["max_preconditioner_dim"],
-                        exponent_override=group["exponent_override"], grafting=group["grafting"],
-                        grafting_beta2=group["grafting_beta2"], grafting_eps=group["grafting_eps"])
+        directions = shampoo_directions(
+            params, grads, states, self.step_counts(states), beta2=group["beta2"], eps=group["eps"],
+            momentum=group["momentum"], weight_decay=group["weight_decay"],
+            precondition_frequency=group["precondition_frequency"],
+            start_preconditioning_step=group["start_preconditioning_step"],
+            max_preconditioner_dim=group["max_preconditioner_dim"], exponent_override=group["exponent_override"],
+            grafting=group["grafting"], grafting_beta2=group["grafting_beta2"], grafting_eps=group["grafting_eps"])
+        self._final_step(group, params, directions, group["lr"], 0.0)  # the decay is in the direction
 
 
 class IdealizedShampoo(AdaptimOptimizer):
     """The IdealizedShampooIteration of Section 6.2.1 (Morwani et al., 2024).
 
-    With bias-corrected EMA estimates Lhat_t ~ E[G G^T] and Rhat_t ~ E[G^T G] (step 2 of the iteration),
-
-        W <- W - lr sqrt(tr Lhat_t) (Lhat_t + eps I)^{-1/2} G_t (Rhat_t + eps I)^{-1/2}       (step 3)
-
-    the Newton step w <- w - lr H^{-1} g with H ~ I_emp^{1/2} and I_emp = Lhat (x) Rhat / tr Lhat, exact when
-    E[G (x) G] has rank 1 (Lemma 6.1, (64)). Note the square of Shampoo's preconditioner (exponent -1/2, (63))
-    and the trace factor, which makes the step invariant to the gradient's scale. Each parameter is viewed as a
-    matrix: a vector as one column (then the step is full-matrix RMSProp (Lhat + eps I)^{-1/2} g, up to eps), a
-    scalar as 1 x 1, a k > 2 tensor as (shape[0], product of the rest); sides longer than
-    ``max_preconditioner_dim`` are cut into blocks preconditioned on their own. Roots are recomputed every step
-    (one batched eigendecomposition per size bucket of the group) and not stored: the state holds the two
-    statistics per block and the step count. ``weight_decay`` is decoupled: W <- W - lr (D + wd W).
+    The step sqrt(tr Lhat) (Lhat + eps I)^{-1/2} G (Rhat + eps I)^{-1/2} with bias-corrected EMA statistics
+    ((63)-(64): the Newton step with H ~ I_emp^{1/2}) is documented once in :mod:`adaptim.functional.shampoo`.
+    Note the square of Shampoo's preconditioner (exponent -1/2) and the trace factor, which makes the step
+    invariant to the gradient's scale. Each parameter is viewed as a matrix (:func:`adaptim.linalg.as_matrix`: a
+    vector as one column, then the step is full-matrix RMSProp up to eps; a scalar as 1 x 1; a k > 2 tensor as
+    (shape[0], product of the rest)); sides longer than ``max_preconditioner_dim`` are cut into blocks
+    preconditioned on their own. Roots are recomputed every step (one batched eigendecomposition per size bucket
+    of the group) and not stored: the state holds the two statistics per block and the step count.
+    ``weight_decay`` is added to the direction: W <- W - lr (D + wd W).
 
     Args:
         params: tensors or param groups, real floating point (complex refused); float32 statistics (float64 for
@@ -163,7 +161,11 @@ class IdealizedShampoo(AdaptimOptimizer):
 
     Raises:
         ValueError: a hyperparameter outside its range.  TypeError: complex or sparse parameters.
+        RuntimeError: at ``step``, a NaN or infinite gradient (or one whose square overflows), or
+            lr * weight_decay >= 1; nothing is changed then.
     """
+
+    weight_decay_kind = WeightDecay.DIRECTION
 
     supports_complex = False
     squares_gradients = True
@@ -185,7 +187,11 @@ class IdealizedShampoo(AdaptimOptimizer):
         state.update(init_shampoo_state(p, group["max_preconditioner_dim"], matrix_view=True, cache_roots=False))
         return state
 
+    def _decay_factor(self, group: dict[str, Any]) -> float:
+        return group["lr"] * group["weight_decay"]  # w <- w - lr (D + wd w)
+
     def _update_group(self, group, params, grads, states) -> None:
-        idealized_shampoo_batched(params, grads, states, self.step_counts(states), lr=group["lr"],
-                                  beta2=group["beta2"], eps=group["eps"], weight_decay=group["weight_decay"],
-                                  max_preconditioner_dim=group["max_preconditioner_dim"])
+        directions = idealized_shampoo_directions(
+            params, grads, states, self.step_counts(states), beta2=group["beta2"], eps=group["eps"],
+            weight_decay=group["weight_decay"], max_preconditioner_dim=group["max_preconditioner_dim"])
+        self._final_step(group, params, directions, group["lr"], 0.0)  # the decay is in the direction

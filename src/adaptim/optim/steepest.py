@@ -6,8 +6,9 @@ from typing import Any, Optional
 
 import torch
 
-from adaptim.functional.muon import steepest_batched, steepest_single
-from adaptim.optim.base import AdaptimOptimizer, check_range
+from adaptim.functional.steepest import steepest_directions
+from adaptim.optim.base import AdaptimOptimizer
+from adaptim.validation import check_choice, check_range
 
 __all__ = ["Steepest"]
 
@@ -18,27 +19,14 @@ _RULES = ("trust_region", "majorization")
 class Steepest(AdaptimOptimizer):
     """Steepest descent under the spectral, Frobenius or elementwise-inf norm (Section 7, (67)-(69)).
 
-    With D(G) the unit-norm maximizer of <G, D> (so <G, D(G)> = ||G||_*), each parameter W takes
-
-    * ``rule="trust_region"`` (67): W <- W - eta D(G), the minimizer of <G, Delta> over ||Delta|| <= eta;
-    * ``rule="majorization"`` (68): W <- W - eta ||G||_* D(G), the minimizer of <G, Delta> + ||Delta||^2 / (2 eta).
-
-    (69) in closed form, G = U S V^T the thin SVD:
-
-    ============  =======================  ===================================
-    norm          trust region              majorization
-    ============  =======================  ===================================
-    "frobenius"   -eta G / ||G||_F          -eta G  (plain gradient descent)
-    "inf"         -eta sign(G)              -eta ||G||_{1,elt} sign(G)
-    "spectral"    -eta U V^T (Muon)         -eta ||G||_nuc U V^T
-    ============  =======================  ===================================
-
-    U V^T is computed exactly by SVD, over the singular values above the rank tolerance. With ``momentum = mu > 0``
-    the EMA M_t = mu M_{t-1} + (1 - mu) G_t (M_0 = 0) replaces G. A zero G gives a zero step.
+    The trust-region (67) and majorization (68) steps and their closed forms (69) for each norm are documented
+    once in :mod:`adaptim.functional.steepest`; the direction is :func:`~adaptim.functional.steepest_directions`
+    and the step the common last stage :meth:`_final_step`. U V^T is computed exactly by SVD. With
+    ``momentum = mu > 0`` the EMA M_t = mu M_{t-1} + (1 - mu) G_t (M_0 = 0) replaces G. A zero G gives a zero step.
 
     Shapes: a matrix is used as is; a tensor with more than 2 dimensions as its (shape[0], rest) flattening; a
-    vector as an (n, 1) column (so "spectral" gives g / ||g||_2, as the notes remark for m x 1 matrices); a scalar
-    as 1 x 1. Matrices of one shape in a group are processed by one batched call.
+    vector as an (n, 1) column (so "spectral" gives g / ||g||_2); a scalar as 1 x 1
+    (:func:`adaptim.linalg.as_matrix`). Matrices of one shape in a group are processed by one batched call.
 
     Args:
         params: tensors or param groups; real (complex is refused), float16/bfloat16 through a float32 copy.
@@ -64,10 +52,8 @@ class Steepest(AdaptimOptimizer):
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
-        if group["norm"] not in _NORMS:
-            raise ValueError(f"norm must be one of {_NORMS}, got {group['norm']!r}")
-        if group["rule"] not in _RULES:
-            raise ValueError(f"rule must be one of {_RULES}, got {group['rule']!r}")
+        check_choice("norm", group["norm"], _NORMS)
+        check_choice("rule", group["rule"], _RULES)
         check_range("momentum", group["momentum"], 0.0, 1.0, high_open=True)
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +63,6 @@ class Steepest(AdaptimOptimizer):
 
     def _update_group(self, group, params, grads, states) -> None:
         bufs = [s["momentum_buffer"] for s in states] if group["momentum"] != 0 else None
-        fn = steepest_batched if self.use_foreach(group) else steepest_single
-        fn(params, grads, bufs, lr=group["lr"], norm=group["norm"], rule=group["rule"],
-           momentum=group["momentum"])
+        directions = steepest_directions(grads, bufs, norm=group["norm"], rule=group["rule"],
+                                         momentum=group["momentum"], batched=self.use_foreach(group))
+        self._final_step(group, params, directions, group["lr"])
