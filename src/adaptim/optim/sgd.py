@@ -81,6 +81,11 @@ class SGD(AdaptimOptimizer):
         if closure is None:
             raise RuntimeError("SGD(lookahead=True) needs a closure: step(closure) evaluates the gradient at "
                                "the look-ahead point x_t = w_t - lr * momentum * v_{t-1}")
+        self._revalidate_groups()  # as the base step: before anything moves
+        with self._float_lrs(self.param_groups):
+            return self._lookahead_step(closure)
+
+    def _lookahead_step(self, closure: Callable[[], Any]) -> Any:
         # (28): move every look-ahead parameter to x_t, keeping an exact copy of w_t.
         saved = []
         for group in self.param_groups:
