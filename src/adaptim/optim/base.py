@@ -35,6 +35,7 @@ Subclasses implement :meth:`_validate_group`, :meth:`_init_state` and :meth:`_up
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import math
 from collections import OrderedDict
@@ -119,6 +120,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     # ----------------------------------------------------------------------------------------------- groups
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         params = param_group["params"]
+        if isinstance(params, set):  # torch's own refusal, which the list() below would bypass
+            raise TypeError("optimizer parameters need to be organized in ordered collections, but the ordering "
+                            "of tensors in sets will change between runs. Please use a list instead.")
         params = [params] if isinstance(params, torch.Tensor) else list(params)
         # named parameters come as (name, tensor) pairs (model.named_parameters()); torch splits them
         tensors = [p[1] if isinstance(p, tuple) and len(p) == 2 else p for p in params]
@@ -188,6 +192,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 g["lr"] = t
 
     @classmethod
+    @functools.cache
     def _flags(cls) -> list[str]:
         """The constructor's arguments whose default is a bool (the optimizer's on/off flags)."""
         sig = inspect.signature(cls.__init__)
@@ -356,7 +361,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         if lr > peak * (1 + 1e-6):  # a chained scheduler may land on the peak up to rounding
             raise RuntimeError(
                 f"the group's lr {lr:.6g} exceeds its peak lr {peak:.6g} (group['{key}']): the schedule multiplier "
-                f"s_t = lr / peak = {lr / peak:.4g} of Figure 1 must lie in [0, 1]. State the largest lr of the "
+                f"s_t = lr / peak = {lr / peak if peak else math.inf:.4g} of Figure 1 must lie in [0, 1]. State the "
+                "largest lr of the "
                 "schedule: group['peak_lr'] = <largest lr of the schedule> (for CyclicLR its max_lr), for "
                 "every such param group; the step was not taken")
         return min(lr / peak, 1.0) if peak != 0 else 1.0
@@ -478,8 +484,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         """A saved state entry as this optimizer keeps it: a copy on the parameter's device in the saved dtype,
         except the step counter (the float32 CPU tensor of :meth:`new_step`) and plain numbers saved for
         0-dimensional tensors (the dtype and device this optimizer gives them)."""
-        if isinstance(expected, torch.Tensor) and (key == "step" or not isinstance(value, torch.Tensor)):
-            return torch.as_tensor(value).to(dtype=expected.dtype, device=expected.device, copy=True)
+        if isinstance(expected, torch.Tensor) and not isinstance(value, torch.Tensor):
+            return torch.tensor(value, dtype=expected.dtype, device=expected.device)  # not via the default dtype
+        if isinstance(expected, torch.Tensor) and key == "step":
+            return value.to(dtype=expected.dtype, device=expected.device, copy=True)
         if isinstance(value, torch.Tensor):
             return value.to(device=p.device if key != "step" else value.device, copy=True)
         return value

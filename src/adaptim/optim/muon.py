@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any, Optional, Union
 
@@ -16,6 +17,7 @@ from adaptim.optim.base import AdaptimOptimizer, check_betas, check_range
 __all__ = ["Muon", "muon_param_groups"]
 
 
+@functools.lru_cache(maxsize=64)  # a step re-validates a changed group (lr under a scheduler): keep that cheap
 def _check_ns_bounded(coeffs: tuple[float, ...], steps: int) -> None:
     """Refuse coefficients whose scalar map (147), iterated ``steps`` times, leaves [-2, 2] on [0, 1].
 
@@ -115,7 +117,7 @@ class Muon(AdaptimOptimizer):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"ns_steps must be an int >= 1, got {steps!r}")
         if group["orthogonalize"] == "newton_schulz":
-            _check_ns_bounded(coeffs, steps)
+            _check_ns_bounded(tuple(coeffs), steps)
         if group["orthogonalize"] not in ("newton_schulz", "svd"):
             raise ValueError(f"orthogonalize must be 'newton_schulz' or 'svd', got {group['orthogonalize']!r}")
         if group["adjust_lr"] not in ADJUST_LR:
