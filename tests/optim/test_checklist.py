@@ -1,6 +1,6 @@
 """PyTorch's optimizer checklist (``TestOptimRenewed`` in pytorch's test/test_optim.py), for every adaptim optimizer.
 
-One test per property, each parametrized over every configuration of ``conftest.py`` (``optimizer_case``, 33
+One test per property, each parametrized over every configuration of ``conftest.py`` (``optimizer_case``, 32
 configurations of the 14 classes) or over the classes (``optimizer_class``); the inputs each class must refuse
 and the schedulers live in ``_checklist.py`` (PyTorch's ``OptimizerInfo`` database). Where adaptim deliberately
 differs from ``torch.optim`` the test says so and checks adaptim's behaviour instead of skipping: duplicate
@@ -835,8 +835,8 @@ def test_load_state_dict_hooks_wrap_the_checks(stateful_optimizer_case):
 
 
 def test_deepcopy(optimizer_case):
-    """deepcopy keeps every public attribute and the state, and the copy runs on its own, bitwise as the
-    original."""
+    """deepcopy keeps every public attribute (also one set on the instance) and the state, and the copy runs on
+    its own, bitwise as the original."""
     case = optimizer_case
     gen = torch.Generator().manual_seed(0)
     params = [Parameter(torch.randn(case.shape(s), generator=gen)) for s in ((2, 3), (2, 3))]
@@ -844,6 +844,7 @@ def test_deepcopy(optimizer_case):
     grads = [[torch.rand(p.shape, generator=gen) for p in params] for _ in range(5)]
     for gs in grads[:3]:
         case.step(opt, params, gs)
+    opt.check_finite = True  # a public attribute set on the instance (torch's deepcopy dropped it)
     dup = copy.deepcopy(opt)
 
     def public(o):

@@ -117,6 +117,11 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
         super().__init__(params, defaults)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # torch keeps defaults, state and groups only: keep the public attributes set on the instance too
+        # (check_finite = False, init_seed), so that deepcopy and pickling give the same optimizer
+        return {**super().__getstate__(), **{k: v for k, v in self.__dict__.items() if not k.startswith("_")}}
+
     # ----------------------------------------------------------------------------------------------- groups
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         params = param_group["params"]
