@@ -11,8 +11,8 @@ snapshots, bitwise comparison of whole state dicts).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,7 +31,7 @@ class ErrorInput:
     after ``mutate(opt)`` (``on="step"``), with ``error`` whose message matches ``regex``.
 
     ``params(case)`` gives the constructor's first argument (default: one parameter of shape (2, 3) with a
-    gradient); ``kwargs`` are laid over the case's own (``None`` values remove the case's entry).
+    gradient); ``kwargs`` are laid over the case's own.
     """
 
     desc: str
@@ -95,7 +95,7 @@ def generic_error_inputs(case) -> list[ErrorInput]:
         ErrorInput("a group whose parameters are a set (unordered)", TypeError, "ordered collections",
                    params=lambda c: [{"params": {one()}}]),
         ErrorInput("a parameter listed twice in one group: adaptim refuses (torch only warns)", ValueError,
-                   "appears twice", params=lambda c: twice(one(), lambda p: p)),
+                   "appears twice", params=lambda c: twice(one(), None)),
         ErrorInput("a named parameter listed twice in one group", ValueError, "appears twice",
                    params=lambda c: [("a", p) if i == 0 else ("b", p) for i, p in enumerate(twice(one(), None))]),
         ErrorInput("a parameter in two groups", ValueError, "some parameters appear in more than one parameter group",

@@ -110,19 +110,26 @@ def test_errors(optimizer_class):
     (parameters, state and group entries bitwise)."""
     case = optimizer_class
     for err in error_inputs(case):
-        params, kwargs = build(case, err)
-        if err.on == "construction":
-            with pytest.raises(err.error, match=err.regex):
-                case.make(params, **kwargs)
-            continue
-        opt = case.make(params, **kwargs)
-        if err.mutate is not None:
-            err.mutate(opt)
-        plist = [p for g in opt.param_groups for p in g["params"]]
-        before = snapshot(opt, plist)
+        try:
+            check_error_input(case, err)
+        except (AssertionError, pytest.fail.Exception) as failure:
+            raise AssertionError(f"{case.cls.__name__}, {err.desc}: {failure}") from None
+
+
+def check_error_input(case, err) -> None:
+    params, kwargs = build(case, err)
+    if err.on == "construction":
         with pytest.raises(err.error, match=err.regex):
-            opt.step(lambda: None) if err.step_closure else opt.step()
-        assert_unchanged(before, opt, plist)
+            case.make(params, **kwargs)
+        return
+    opt = case.make(params, **kwargs)
+    if err.mutate is not None:
+        err.mutate(opt)
+    plist = [p for g in opt.param_groups for p in g["params"]]
+    before = snapshot(opt, plist)
+    with pytest.raises(err.error, match=err.regex):
+        opt.step(lambda: None) if err.step_closure else opt.step()
+    assert_unchanged(before, opt, plist)
 
 
 def test_shampoo_frequency_set_after_construction_is_validated_at_step():

@@ -366,10 +366,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         if lr > peak * (1 + 1e-6):  # a chained scheduler may land on the peak up to rounding
             raise RuntimeError(
                 f"the group's lr {lr:.6g} exceeds its peak lr {peak:.6g} (group['{key}']): the schedule multiplier "
-                f"s_t = lr / peak = {lr / peak if peak else math.inf:.4g} of Figure 1 must lie in [0, 1]. State the "
-                "largest lr of the "
-                "schedule: group['peak_lr'] = <largest lr of the schedule> (for CyclicLR its max_lr), for "
-                "every such param group; the step was not taken")
+                f"s_t = lr / peak = {lr / peak if peak else math.inf:.4g} of Figure 1 must lie in [0, 1]. State "
+                "the largest lr of the schedule: group['peak_lr'] = <largest lr of the schedule> (for CyclicLR its "
+                "max_lr), for every such param group; the step was not taken")
         return min(lr / peak, 1.0) if peak != 0 else 1.0
 
     def _check_group_step(self, group: dict[str, Any]) -> None:
@@ -461,7 +460,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                     kept[id(p)] = (p, got, expected)
                 position += 1
         # torch's loading without the hooks, which ran above and run again below
-        pre_hooks, post_hooks = self._optimizer_load_state_dict_pre_hooks, self._optimizer_load_state_dict_post_hooks
+        pre_hooks = self._optimizer_load_state_dict_pre_hooks
+        post_hooks = self._optimizer_load_state_dict_post_hooks
         self._optimizer_load_state_dict_pre_hooks = OrderedDict()
         self._optimizer_load_state_dict_post_hooks = OrderedDict()
         try:
