@@ -11,6 +11,7 @@ applies the odd polynomial phi(x) = sum_i c_i x^{2i-1} to every singular value, 
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 from typing import Sequence, Union
@@ -109,6 +110,11 @@ def check_ns_bounded(coefficients: Coefficients, steps: int) -> None:
             message names ``ns_coefficients`` and ``ns_steps``, as Muon spells them.
     """
     coeffs = resolve_ns_coefficients(coefficients)
+    _check_ns_bounded_cached(tuple(coeffs), steps)
+
+
+@functools.lru_cache(maxsize=64)  # optimizers re-validate a changed group (lr under a scheduler): keep that cheap
+def _check_ns_bounded_cached(coeffs: tuple[float, ...], steps: int) -> None:
     x = torch.linspace(0.0, 1.0, 2001, dtype=torch.float64)
     for _ in range(steps):
         x = sum(c * x ** (2 * i + 1) for i, c in enumerate(coeffs))

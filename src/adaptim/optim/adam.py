@@ -57,7 +57,8 @@ _ADAM_ARGS = """
         params: tensors or param groups; any shape, real or complex (optimized as ``view_as_real``);
             float16/bfloat16 parameters keep float32 moments and are updated through a float32 copy.
         lr: eta_max >= 0 (parameter units). Under a ``torch.optim.lr_scheduler`` the group's current lr is
-            eta_t = s_t eta_max; s_t = lr / initial_lr.
+            eta_t = s_t eta_max; s_t = lr / peak lr (:meth:`adaptim.AdaptimOptimizer.schedule_multiplier`).
+            A one-element CPU tensor is read as its float.
         betas: (b1, b2), each in [0, 1).
         eps: smoothing >= 0, added to sqrt(vbar) (Section 4.1.1) or, with ``eps_inside_sqrt``, to vbar.
         amsgrad: keep the running max of the *bias-corrected* vbar and divide by it (Figure 1 (b)-(c)). This
@@ -100,13 +101,16 @@ class AdamW(_AdamBase):
 
     w_{t+1} = (1 - lambda_t) w_t - eta_t d_t with eta_t = s_t lr and
     lambda_t = eta_t weight_decay (default, as ``torch.optim.AdamW``) or, with ``decoupled_weight_decay=True``,
-    lambda_t = s_t weight_decay (fully decoupled, Wortsman et al., 2024). s_t = lr / initial_lr is the
-    schedule multiplier set by any ``torch.optim.lr_scheduler``. With default flags this is ``torch.optim.AdamW``.
+    lambda_t = s_t weight_decay (fully decoupled, Wortsman et al., 2024). s_t = lr / peak lr in [0, 1] is the
+    schedule multiplier set by any ``torch.optim.lr_scheduler``, the peak being the scheduler's ``initial_lr``,
+    ``OneCycleLR``'s ``max_lr`` or a stated ``group["peak_lr"]`` (:meth:`adaptim.AdaptimOptimizer.schedule_multiplier`;
+    a step with lr above the peak raises ``RuntimeError``). With default flags this is ``torch.optim.AdamW``.
 """ + _ADAM_ARGS + """        weight_decay: lambda_max >= 0; with ``decoupled_weight_decay`` it must be < 1 (Figure 1).
         decoupled_weight_decay: lambda_t = s_t weight_decay instead of lr_t weight_decay.
 
     Raises:
         ValueError: a hyperparameter outside its range.
+        RuntimeError: a step whose lambda_t is >= 1, or (``decoupled_weight_decay``) whose lr exceeds the peak.
 """
 
     weight_decay_kind = WeightDecay.DECOUPLED

@@ -3,9 +3,13 @@
 :class:`AdaptimOptimizer` is a :class:`torch.optim.Optimizer` that adds what every method of the notes needs and
 that ``torch.optim`` gets wrong or leaves to each class:
 
-* ``initial_lr`` is recorded in every param group at construction, so the schedule multiplier
-  ``s_t = lr / initial_lr`` of the notes (Figure 1 (d)) is defined under any ``torch.optim.lr_scheduler`` and
-  without one (``s_t = 1``).
+* The schedule multiplier s_t of the notes (Figure 1 (d)) is ``lr`` over the group's peak lr (see
+  :meth:`AdaptimOptimizer.schedule_multiplier`); nothing is written into a group at construction, so an lr set
+  on a group before a scheduler is built is the one the scheduler starts from, as in ``torch.optim``.
+* ``lr`` may be a one-element CPU tensor (as ``torch.optim`` allows): every step reads it as a Python float, so
+  a tensor lr gives bitwise the run of the float ``float(lr)``.
+* Every group's hyperparameters are validated at construction and again at ``step()`` whenever a group entry
+  changed since the last check (``ValueError`` naming the argument, before anything changes).
 * ``maximize`` negates a *copy* of the gradient before anything else (weight decay still pulls toward 0), and
   ``p.grad`` is never written by a step.
 * Complex parameters are optimized as :func:`torch.view_as_real` of themselves (so a complex optimizer gives
@@ -17,18 +21,25 @@ that ``torch.optim`` gets wrong or leaves to each class:
   skip the check, e.g. under a loss scaler that skips such steps). Optimizers whose statistics square the
   gradient (``squares_gradients``) also refuse a finite gradient whose squared norm overflows the statistics'
   dtype (about 1e19 in float32), which would otherwise give infinite statistics or NaN parameters.
-* A parameter with no entries (``numel() == 0``) is skipped: it has nothing to update and gets no state.
+* A parameter with no entries (``numel() == 0``) is skipped: it has nothing to update and gets no state; a
+  rule that keeps no state for a parameter (plain SGD, AdaGradNorm) stores no empty entry for it.
 * ``load_state_dict`` checks every saved state tensor against the shape the optimizer would give the parameter it
   is loaded onto (a clear ``ValueError`` instead of another parameter's moments), and keeps the saved dtypes
-  (``torch.optim`` would cast float32 moments of a bfloat16 parameter to bfloat16).
+  (``torch.optim`` would cast float32 moments of a bfloat16 parameter to bfloat16); a ``step`` saved as a plain
+  number or a tensor of another dtype becomes the optimizer's float32 step tensor. ``load_state_dict`` pre-hooks
+  run before these checks and post-hooks after them.
 
 Subclasses implement :meth:`_validate_group`, :meth:`_init_state` and :meth:`_update_group`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
-from collections.abc import Iterable
+import math
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
 import torch
@@ -42,6 +53,26 @@ __all__ = ["AdaptimOptimizer", "check_range", "check_int", "check_betas", "state
 def state_dtype(p: torch.Tensor) -> torch.dtype:
     """The dtype statistics are kept in for parameter ``p``: float64 for float64, float32 otherwise."""
     return torch.float64 if p.dtype == torch.float64 else torch.float32
+
+
+def _as_float(x: Any) -> Any:
+    return float(x) if isinstance(x, torch.Tensor) else x
+
+
+def _freeze(v: Any) -> Any:
+    """A comparable snapshot of a group entry: tensors by identity and version (in-place writes bump it)."""
+    if isinstance(v, torch.Tensor):
+        return ("tensor", id(v), v._version)
+    if isinstance(v, (list, tuple)):
+        return (type(v).__name__, *map(_freeze, v))
+    if isinstance(v, dict):
+        return ("dict", *((k, _freeze(x)) for k, x in v.items()))
+    return v
+
+
+def _signature(group: dict[str, Any]) -> tuple:
+    """The group's hyperparameters: every entry but the parameters and their names."""
+    return tuple((k, _freeze(v)) for k, v in group.items() if k not in ("params", "param_names"))
 
 
 class AdaptimOptimizer(torch.optim.Optimizer):
@@ -62,11 +93,21 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
         super().__init__(params, defaults)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # torch keeps defaults, state and groups only: keep the public attributes set on the instance too
+        # (check_finite = False, init_seed), so that deepcopy and pickling give the same optimizer
+        return {**super().__getstate__(), **{k: v for k, v in self.__dict__.items() if not k.startswith("_")}}
+
     # ----------------------------------------------------------------------------------------------- groups
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         params = param_group["params"]
+        if isinstance(params, set):  # torch's own refusal, which the list() below would bypass
+            raise TypeError("optimizer parameters need to be organized in ordered collections, but the ordering "
+                            "of tensors in sets will change between runs. Please use a list instead.")
         params = [params] if isinstance(params, torch.Tensor) else list(params)
-        if len({id(p) for p in params}) != len(params):
+        # named parameters come as (name, tensor) pairs (model.named_parameters()); torch splits them
+        tensors = [p[1] if isinstance(p, tuple) and len(p) == 2 else p for p in params]
+        if len({id(p) for p in tensors}) != len(tensors):
             raise ValueError("a parameter appears twice in one parameter group; it would be updated twice per "
                              "step: list each parameter once")
         super().add_param_group({**param_group, "params": params})
@@ -74,17 +115,65 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         try:
             for p in group["params"]:
                 self._check_param(p)
-            for key in self._flags():  # flags must be real booleans: amsgrad="no" would read as True
-                if key in group:
-                    check_bool(key, group[key])
-            self._validate_group(group)
+            self._validate_all(group)
         except (TypeError, ValueError):
             self.param_groups.pop()  # a refused group must not stay behind for step() to use
             raise
-        # s_t = lr / initial_lr (Figure 1 (d)); LRScheduler uses setdefault, so it keeps this value.
-        group.setdefault("initial_lr", group["lr"])
+        self._validated_signatures()[id(group)] = _signature(group)
+
+    def _validate_all(self, group: dict[str, Any]) -> None:
+        """Every check of a group's hyperparameters (construction, ``step()`` after a change, loading)."""
+        for key in self._flags():  # flags must be real booleans: amsgrad="no" would read as True
+            if key in group:
+                check_bool(key, group[key])
+        lr = group.get("lr")
+        if isinstance(lr, torch.Tensor):
+            if lr.numel() != 1:
+                raise ValueError(f"Tensor lr must be 1-element, got shape {tuple(lr.shape)}")
+            if lr.device.type != "cpu" or not lr.is_floating_point():
+                raise ValueError(f"a tensor lr must be a floating-point CPU tensor (each step reads it as a "
+                                 f"Python float), got dtype {lr.dtype} on {lr.device}; pass a float instead")
+        if "peak_lr" in group:  # stated by the user for s_t, see schedule_multiplier
+            check_range("peak_lr", _as_float(group["peak_lr"]), 0.0)
+        with self._float_lrs([group]):
+            self._validate_group(group)
+
+    def _validated_signatures(self) -> dict[int, tuple]:
+        # kept outside the groups (state_dict saves groups); pickling and deepcopy drop it, so it is made lazily
+        return self.__dict__.setdefault("_group_signatures", {})
+
+    def _revalidate_groups(self) -> None:
+        """Validate again every group whose entries changed since it was last validated (``ValueError`` naming
+        the group and the argument); called first by :meth:`step`, so a refused step changes nothing.
+
+        A group is compared by a signature of its non-parameter entries (tensors by identity and version), so
+        an unchanged group costs no validation."""
+        seen = self._validated_signatures()
+        for gi, group in enumerate(self.param_groups):
+            if seen.get(id(group)) == _signature(group):
+                continue
+            try:
+                self._validate_all(group)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"param group {gi} (changed after construction): {err}") from None
+            seen[id(group)] = _signature(group)  # after validation, which may add entries
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _float_lrs(groups: list[dict[str, Any]]) -> Iterator[None]:
+        """Within the block, a tensor ``lr`` of each group reads as its Python float (restored afterwards), so a
+        tensor lr gives bitwise what the float gives."""
+        tensors = [(g, g["lr"]) for g in groups if isinstance(g.get("lr"), torch.Tensor)]
+        for g, t in tensors:
+            g["lr"] = float(t)
+        try:
+            yield
+        finally:
+            for g, t in tensors:
+                g["lr"] = t
 
     @classmethod
+    @functools.cache
     def _flags(cls) -> list[str]:
         """The constructor's arguments whose default is a bool (the optimizer's on/off flags)."""
         sig = inspect.signature(cls.__init__)
@@ -137,9 +226,11 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 g = g.to(wdtype)
             if maximize:
                 g = torch.neg(g)
-            state = self.state[p]
-            if len(state) == 0:
-                state.update(self._init_state(w, group))
+            state = self.state.get(p)  # .get: the defaultdict must not gain an empty entry
+            if not state:
+                state = self._init_state(w, group)
+                if state:  # a rule with no state for p stores nothing (torch keeps no empty entries)
+                    self.state[p] = state
             params.append(pr)
             work.append(w)
             grads.append(g)
@@ -205,15 +296,17 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         Returns:
             The closure's loss, or ``None``.
         """
-        loss = self._evaluate_closure(closure)
-        self._check_finite_grads()  # every group's gradients, before anything changes
-        for group in self.param_groups:
-            self._check_group_step(group)
-        for group in self.param_groups:
-            params, work, grads, states = self._gather(group)
-            if params:
-                self._update_group(group, work, grads, states)
-                self._write_back(params, work)
+        self._revalidate_groups()  # hyperparameters set on a group since the last step, before anything runs
+        with self._float_lrs(self.param_groups):
+            loss = self._evaluate_closure(closure)
+            self._check_finite_grads()  # every group's gradients, before anything changes
+            for group in self.param_groups:
+                self._check_group_step(group)
+            for group in self.param_groups:
+                params, work, grads, states = self._gather(group)
+                if params:
+                    self._update_group(group, work, grads, states)
+                    self._write_back(params, work)
         return loss
 
     def _update_group(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -234,14 +327,34 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     @staticmethod
     def schedule_multiplier(group: dict[str, Any]) -> float:
-        """``s_t`` of Figure 1: the group's current lr over its peak lr (1.0 when that is 0).
+        """``s_t`` of Figure 1 (d): the group's current lr over its peak lr, in [0, 1] (1.0 when the peak is 0).
 
-        The peak is the group's ``initial_lr`` (recorded at construction, kept by every ``LRScheduler``), or
-        ``max_lr`` where a scheduler records one above it (``OneCycleLR`` sets ``initial_lr`` to
-        ``max_lr / div_factor`` and warms up to ``max_lr``): s_t stays in [0, 1] as Figure 1 requires.
+        The peak is, in this order: ``group["peak_lr"]`` if the user stated one; ``group["max_lr"]``
+        (``OneCycleLR`` writes it: it starts at ``initial_lr = max_lr / div_factor`` and warms up to it);
+        ``group["initial_lr"]`` (every ``torch.optim.lr_scheduler.LRScheduler`` writes it, with the group's lr
+        when the scheduler is built); else the current lr itself (no scheduler: s_t = 1). ``ReduceLROnPlateau``
+        and manual lr changes record no peak: state ``peak_lr`` for s_t to follow them.
+
+        Call it from :meth:`_check_group_step` (before any group changes) in an optimizer whose update uses it.
+
+        Raises:
+            RuntimeError: the lr is above the peak (beyond rounding), e.g. under ``CyclicLR``, whose
+                ``initial_lr`` is its ``base_lr``, or after raising a scheduled lr by hand: s_t would exceed 1.
         """
-        peak = group.get("max_lr", group.get("initial_lr", group["lr"]))
-        return group["lr"] / peak if peak != 0 else 1.0
+        lr = _as_float(group["lr"])
+        for key in ("peak_lr", "max_lr", "initial_lr"):
+            if key in group:
+                peak = _as_float(group[key])
+                break
+        else:
+            return 1.0
+        if lr > peak * (1 + 1e-6):  # a chained scheduler may land on the peak up to rounding
+            raise RuntimeError(
+                f"the group's lr {lr:.6g} exceeds its peak lr {peak:.6g} (group['{key}']): the schedule multiplier "
+                f"s_t = lr / peak = {lr / peak if peak else math.inf:.4g} of Figure 1 must lie in [0, 1]. State "
+                "the largest lr of the schedule: group['peak_lr'] = <largest lr of the schedule> (for CyclicLR its "
+                "max_lr), for every such param group; the step was not taken")
+        return min(lr / peak, 1.0) if peak != 0 else 1.0
 
     def _check_group_step(self, group: dict[str, Any]) -> None:
         """Raise ``RuntimeError`` if ``group``'s current hyperparameters cannot be stepped (called for every group
@@ -309,19 +422,30 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state saved by :meth:`state_dict`, checking it fits the parameters it is loaded onto.
 
+        Hooks registered with ``register_load_state_dict_pre_hook`` run first (so a hook may convert a foreign
+        dict before the checks), those of ``register_load_state_dict_post_hook`` last (they see the loaded
+        state). A saved ``step`` that is a plain number (older checkpoints) or a tensor of another dtype becomes
+        the optimizer's float32 step tensor; any other 0-dimensional state entry saved as a plain number becomes
+        a tensor of the dtype this optimizer gives it. Saved empty per-parameter entries are dropped.
+
         Raises:
             ValueError: if the number of groups or parameters differs, a saved hyperparameter is outside its
                 range (the same check as at construction), or a saved state tensor has a shape
                 other than the one this optimizer gives the parameter at the same position (for example the
                 state of a 2×3 parameter loaded onto a 3×4 one), or it lacks or adds state entries.
         """
+        state_dict = state_dict.copy()  # shallow, as torch does; a pre-hook may replace or edit it
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, "
                              f"this optimizer has {len(self.param_groups)}")
         saved_state = state_dict["state"]
         position = 0
-        kept: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
+        kept: dict[int, tuple[torch.Tensor, dict[str, Any], dict[str, Any]]] = {}
         merged_groups: list[dict[str, Any]] = []
         for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
             if len(group["params"]) != len(saved["params"]):
@@ -329,12 +453,12 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                                  f"this optimizer has {len(group['params'])}")
             merged = {**group, **{k: v for k, v in saved.items() if k != "params"}}
             try:
-                self._validate_group(merged)
+                self._validate_all(merged)
             except (TypeError, ValueError) as err:
                 raise type(err)(f"group {gi} of the loaded state dict: {err}") from None
             merged_groups.append(merged)
             for p, pid in zip(group["params"], saved["params"]):
-                if pid in saved_state:
+                if saved_state.get(pid):  # an empty entry (a stateless rule, older versions) is no state
                     pr = self._real(p)
                     w = pr if pr.dtype == state_dtype(pr) else pr.to(state_dtype(pr))
                     expected = self._init_state(w, merged)
@@ -344,21 +468,56 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                             f"parameter {position} (group {gi}, shape {tuple(p.shape)}): saved state has "
                             f"entries {sorted(got)}, {type(self).__name__} expects {sorted(expected)}")
                     for k, v in expected.items():
-                        if isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(got[k].shape):
+                        if not isinstance(v, torch.Tensor):
+                            continue
+                        g = got[k]
+                        if not isinstance(g, torch.Tensor):
+                            if v.dim() == 0 and isinstance(g, (int, float)) and not isinstance(g, bool):
+                                continue  # a plain number (a step saved by older code): converted below
+                            raise ValueError(
+                                f"parameter {position} (group {gi}, shape {tuple(p.shape)}): saved state '{k}' "
+                                f"is {type(g).__name__} {g!r}, expected a tensor of shape {tuple(v.shape)}")
+                        if tuple(v.shape) != tuple(g.shape):
                             raise ValueError(
                                 f"parameter {position} (group {gi}, shape {tuple(p.shape)}): saved state "
-                                f"'{k}' has shape {tuple(got[k].shape)}, expected {tuple(v.shape)}; the "
+                                f"'{k}' has shape {tuple(g.shape)}, expected {tuple(v.shape)}; the "
                                 "state dict was saved for other parameters or another parameter order")
-                    kept[id(p)] = (p, got)
+                    kept[id(p)] = (p, got, expected)
                 position += 1
-        super().load_state_dict(state_dict)
+        # torch's loading without the hooks, which ran above and run again below
+        pre_hooks = self._optimizer_load_state_dict_pre_hooks
+        post_hooks = self._optimizer_load_state_dict_post_hooks
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_load_state_dict_post_hooks = OrderedDict()
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            self._optimizer_load_state_dict_pre_hooks = pre_hooks
+            self._optimizer_load_state_dict_post_hooks = post_hooks
         # torch replaces each group by the saved one; keep entries it lacks (saved by an older version or a
         # sibling class, e.g. Adam's state loaded into AdamW) at this optimizer's values instead of dropping them
         for group, merged in zip(self.param_groups, merged_groups):
             for k, v in merged.items():
                 group.setdefault(k, v)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in self.state and not self.state[p]:
+                    del self.state[p]
         # torch casts floating state to the parameter's dtype; restore the saved tensors' dtypes exactly.
-        for p, got in kept.values():
-            self.state[p] = {k: (v.to(device=p.device if k != "step" else v.device, copy=True)
-                                 if isinstance(v, torch.Tensor) else v)
-                             for k, v in got.items()}
+        for p, got, expected in kept.values():
+            self.state[p] = {k: self._loaded_entry(k, v, expected[k], p) for k, v in got.items()}
+        for post_hook in post_hooks.values():
+            post_hook(self)
+
+    @staticmethod
+    def _loaded_entry(key: str, value: Any, expected: Any, p: torch.Tensor) -> Any:
+        """A saved state entry as this optimizer keeps it: a copy on the parameter's device in the saved dtype,
+        except the step counter (the float32 CPU tensor of :meth:`new_step`) and plain numbers saved for
+        0-dimensional tensors (the dtype and device this optimizer gives them)."""
+        if isinstance(expected, torch.Tensor) and not isinstance(value, torch.Tensor):
+            return torch.tensor(value, dtype=expected.dtype, device=expected.device)  # not via the default dtype
+        if isinstance(expected, torch.Tensor) and key == "step":
+            return value.to(dtype=expected.dtype, device=expected.device, copy=True)
+        if isinstance(value, torch.Tensor):
+            return value.to(device=p.device if key != "step" else value.device, copy=True)
+        return value

@@ -100,7 +100,7 @@ class Muon(AdaptimOptimizer):
         check_int("ns_steps", group["ns_steps"], 1)
         check_choice("orthogonalize", group["orthogonalize"], ("newton_schulz", "svd"))
         if group["orthogonalize"] == "newton_schulz":
-            check_ns_bounded(coeffs, group["ns_steps"])
+            check_ns_bounded(tuple(coeffs), group["ns_steps"])
         check_choice("adjust_lr", group["adjust_lr"], ADJUST_LR)
         for p in group["params"]:
             if p.dim() < 2:
