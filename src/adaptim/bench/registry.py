@@ -1,11 +1,11 @@
 """Named optimizer configurations of the bench, and the learning rate each uses on each task.
 
 An entry is an :class:`OptimizerSpec`: a name, a ``build(model, lr)`` factory and the tuned learning rate per
-task. The built-in entries are the names of :data:`adaptim.optim.factory.NAMED_OPTIMIZERS` (the one table of names, classes and
-configurations), built by :func:`adaptim.create_optimizer` (:func:`from_name`), so that each takes the model's
-parameter groups from it (Muon's split; no weight decay on biases and norms where an entry decays); this module
-adds the tuned learning rates. Another entry may wrap a class with fixed keyword arguments (:func:`from_class`)
-or pass any callable taking ``(model, lr)``. Add an entry with :func:`register`.
+task. The built-in entries are the names of :data:`adaptim.optim.factory.NAMED_OPTIMIZERS` (the one table of
+names, classes and configurations), built by :func:`adaptim.create_optimizer` (:func:`from_name`), so that each
+takes the model's parameter groups from it (Muon's split; no weight decay on biases and norms where an entry
+decays); this module adds the tuned learning rates. Another entry may wrap a class with fixed keyword arguments
+(:func:`from_class`) or pass any callable taking ``(model, lr)``. Add an entry with :func:`register`.
 
 The learning rates below were chosen by ``adaptim bench --sweep`` (a log-spaced grid around ``sweep_center``
 at the default steps, best final validation loss; training objective for logreg). The grid and the sweep's

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
@@ -127,7 +127,7 @@ def _accepts(cls: type, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def _resolve(name_or_class: Union[str, type]) -> tuple[type, dict[str, Any]]:
+def _resolve(name_or_class: str | type) -> tuple[type, dict[str, Any]]:
     if isinstance(name_or_class, str):
         entry = NAMED_OPTIMIZERS.get(name_or_class.strip().lower())
         if entry is None:
@@ -140,8 +140,8 @@ def _resolve(name_or_class: Union[str, type]) -> tuple[type, dict[str, Any]]:
                     f"torch.optim.Optimizer subclass such as adaptim.AdamW, got {name_or_class!r}")
 
 
-def create_optimizer(name_or_class: Union[str, type[torch.optim.Optimizer]],
-                     model_or_params: Union[nn.Module, Iterable], lr: float | None = None,
+def create_optimizer(name_or_class: str | type[torch.optim.Optimizer],
+                     model_or_params: nn.Module | Iterable, lr: float | None = None,
                      weight_decay: float | None = None, filter_bias_and_bn: bool = True,
                      **kwargs: Any) -> torch.optim.Optimizer:
     """Build an optimizer by name or class, for a model (with the usual parameter groups) or for given params.
