@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-progress", action="store_true", help="no progress bars")
     bench.set_defaults(func=_cmd_bench, parser=bench)
 
-    lst = sub.add_parser("list", help="list the bench's tasks and optimizers")
+    lst = sub.add_parser("list", help="list the bench's tasks and the optimizer names (of adaptim.create_optimizer "
+                                      "and the bench)")
     lst.set_defaults(func=_cmd_list, parser=lst)
     return parser
 
@@ -111,10 +112,15 @@ def _cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print("tasks:")
     for name, cls in TASKS.items():
         print(f"  {name:<22} {cls.description} ({cls.steps} steps)")
-    print("optimizers:")
-    for name, spec in OPTIMIZERS.items():
-        lrs = ", ".join(f"{t} {lr:.3g}" for t, lr in spec.lrs.items())
-        print(f"  {name:<22} {spec.description}; lr: {lrs}")
+    from adaptim.optim.factory import NAMED_OPTIMIZERS
+
+    # the names adaptim.create_optimizer takes, then any entry registered with the bench alone
+    print("optimizers (bench learning rate per task):")
+    for name in [*NAMED_OPTIMIZERS, *(n for n in OPTIMIZERS if n not in NAMED_OPTIMIZERS)]:
+        spec = OPTIMIZERS.get(name)
+        description = spec.description if spec is not None else NAMED_OPTIMIZERS[name].description
+        lrs = ", ".join(f"{t} {lr:.3g}" for t, lr in spec.lrs.items()) if spec is not None else "not in the bench"
+        print(f"  {name:<22} {description}; lr: {lrs}")
     return 0
 
 

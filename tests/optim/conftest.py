@@ -134,14 +134,16 @@ ALL_OPTIMIZERS += [
                                                                    clip_threshold=None, scale_parameter=False)),
     OptimizerCase("adam_nmf", adaptim.AdamNMF, dict(lr=0.01)),
     OptimizerCase("adam_nmf_rank2_beta1_wd", adaptim.AdamNMF, dict(lr=0.01, rank=2, beta1=0.9, weight_decay=0.1)),
-    OptimizerCase("shampoo", adaptim.Shampoo, dict(lr=0.1)),
+    # roots every step, no grafting: the plain (53) (the defaults compute roots only from step 10)
+    OptimizerCase("shampoo", adaptim.Shampoo, dict(lr=0.1, grafting=None, precondition_frequency=1)),
     # EMA statistics, blocks of side 2 (vectors longer than 2 get the diagonal root), stale roots every second
     # step, Adam grafting, heavy-ball momentum and decoupled decay all at once
     OptimizerCase("shampoo_ema_blocks_graft_adam", adaptim.Shampoo,
                   dict(lr=0.1, beta2=0.9, eps=1e-6, momentum=0.5, weight_decay=0.01, grafting="adam",
                        precondition_frequency=2, start_preconditioning_step=2, max_preconditioner_dim=2)),
     OptimizerCase("shampoo_graft_adagrad_wd", adaptim.Shampoo, dict(lr=0.1, grafting="adagrad",
-                                                                    exponent_override=-0.5, weight_decay=0.1)),
+                                                                    exponent_override=-0.5, weight_decay=0.1,
+                                                                    precondition_frequency=1)),
     OptimizerCase("idealized_shampoo", adaptim.IdealizedShampoo, dict(lr=0.1)),
     OptimizerCase("idealized_shampoo_wd_blocks", adaptim.IdealizedShampoo, dict(lr=0.1, beta2=0.9,
                                                                                 weight_decay=0.1,

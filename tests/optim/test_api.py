@@ -437,7 +437,7 @@ def test_construction_validates_hyperparameters(cls, kwargs, name):
     (lambda ps: adaptim.FullMatrixAdaGrad(ps, max_dim=4), dict(params=[torch.zeros(5, requires_grad=True)]),
      "max_dim"),
     (lambda ps: adaptim.Adafactor(ps), dict(lr=0.1), "lr"),
-    (lambda ps: adaptim.Shampoo(ps), dict(precondition_frequency=4), "start_preconditioning_step"),
+    (lambda ps: adaptim.Shampoo(ps), dict(precondition_frequency=20), "start_preconditioning_step"),
     (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(use_muon=False, betas=(1.0, 0.9)),
      "betas"),
     (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(use_muon=False, eps=-1.0), "eps"),

@@ -137,7 +137,7 @@ def test_shampoo_frequency_set_after_construction_is_validated_at_step():
     at 1, so steps 1..9 used roots never computed (the identity: plain SGD). The step now refuses it, and the
     consistent change (both set to 10) runs exactly as an optimizer built with them."""
     w = leaf(torch.randn(4, 3))
-    opt = adaptim.Shampoo([w], lr=0.1)
+    opt = adaptim.Shampoo([w], lr=0.1, precondition_frequency=1, start_preconditioning_step=1)  # roots every step
     opt.param_groups[0]["precondition_frequency"] = 10
     w.grad = torch.randn(4, 3)
     with pytest.raises(ValueError, match="param group 0.*precondition_frequency"):

@@ -16,9 +16,17 @@ import adaptim.functional.shampoo as fshampoo
 from adaptim.functional.shampoo import (idealized_shampoo_batched, idealized_shampoo_single, init_shampoo_state,
                                         shampoo_batched, shampoo_single)
 from adaptim.optim.adagrad import FullMatrixAdaGrad
-from adaptim.optim.shampoo import IdealizedShampoo, Shampoo
+from adaptim.optim.shampoo import IdealizedShampoo
+from adaptim.optim.shampoo import Shampoo as ShampooClass
 
 F64 = torch.float64
+
+
+def Shampoo(params, **kwargs):
+    """The plain Shampoo of (53) that the literal references below describe: roots every step from step 1, no
+    grafting, unless a test sets these itself. (The class's defaults add Adam grafting and roots every 10 steps,
+    see tests/optim/test_defaults_train.py.)"""
+    return ShampooClass(params, **{"grafting": None, "precondition_frequency": 1, **kwargs})
 
 
 # -------------------------------------------------------------------------------------- literal helpers
@@ -347,7 +355,7 @@ def test_momentum_and_decoupled_weight_decay_against_literal_loop():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(precondition_frequency=10), "start_preconditioning_step"),
+    (dict(precondition_frequency=10, start_preconditioning_step=5), "start_preconditioning_step"),
     (dict(precondition_frequency=3, start_preconditioning_step=2), "start_preconditioning_step"),
     (dict(start_preconditioning_step=0), "start_preconditioning_step"),
     (dict(precondition_frequency=0), "precondition_frequency"),

@@ -1,9 +1,11 @@
 """Named optimizer configurations of the bench, and the learning rate each uses on each task.
 
 An entry is an :class:`OptimizerSpec`: a name, a ``build(model, lr)`` factory and the tuned learning rate per
-task. Most entries wrap an adaptim class with fixed keyword arguments (:func:`from_class`); an entry that needs
-the model itself (for example parameter groups split by shape, as Muon does) passes any callable taking
-``(model, lr)``. Add an entry with :func:`register`.
+task. The built-in entries are the names of :data:`adaptim.optim.factory.NAMED_OPTIMIZERS` (the one table of
+names, classes and configurations), built by :func:`adaptim.create_optimizer` (:func:`from_name`), so that each
+takes the model's parameter groups from it (Muon's split; no weight decay on biases and norms where an entry
+decays); this module adds the tuned learning rates. Another entry may wrap a class with fixed keyword arguments
+(:func:`from_class`) or pass any callable taking ``(model, lr)``. Add an entry with :func:`register`.
 
 The learning rates below were chosen by ``adaptim bench --sweep`` (a log-spaced grid around ``sweep_center``
 at the default steps, best final validation loss; training objective for logreg). The grid and the sweep's
@@ -20,8 +22,10 @@ import torch
 from torch import nn
 
 import adaptim
+from adaptim.optim.factory import NAMED_OPTIMIZERS
 
-__all__ = ["OptimizerSpec", "OPTIMIZERS", "register", "from_class", "sweep_grid", "ladder", "ladder_index"]
+__all__ = ["OptimizerSpec", "OPTIMIZERS", "register", "from_class", "from_name", "sweep_grid", "ladder",
+           "ladder_index"]
 
 Factory = Callable[[nn.Module, float], torch.optim.Optimizer]
 
@@ -58,6 +62,17 @@ def from_class(cls: type[torch.optim.Optimizer], **kwargs) -> Factory:
         return cls(model.parameters(), lr=lr, **kwargs)
 
     build.__qualname__ = f"from_class({cls.__name__})"
+    return build
+
+
+def from_name(name: str, **kwargs) -> Factory:
+    """A factory building ``adaptim.create_optimizer(name, model, lr=lr, **kwargs)`` (``name`` as ``adaptim list``
+    prints it: its class and configuration come from :data:`adaptim.optim.factory.NAMED_OPTIMIZERS`)."""
+
+    def build(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+        return adaptim.create_optimizer(name, model, lr=lr, **kwargs)
+
+    build.__qualname__ = f"from_name({name!r})"
     return build
 
 
@@ -101,83 +116,27 @@ def register(spec: OptimizerSpec) -> OptimizerSpec:
     return spec
 
 
-# Learning rates: chosen by `adaptim bench --sweep`, see docs/bench.md ("Learning-rate sweep").
-register(OptimizerSpec(
-    "sgd", from_class(adaptim.SGD), sweep_center=0.1,
-    lrs={"digits": 1.0, "charlm": 0.3, "logreg": 30.0},
-    description="SGD (21), no momentum"))
-register(OptimizerSpec(
-    "sgd_nesterov", from_class(adaptim.SGD, momentum=0.9, nesterov=True), sweep_center=0.03,
-    lrs={"digits": 0.3, "charlm": 0.1, "logreg": 10.0},
-    description="SGD with Nesterov momentum 0.9 (Section 2.3.1)"))
-register(OptimizerSpec(
-    "adagrad", from_class(adaptim.AdaGrad), sweep_center=0.03,
-    lrs={"digits": 0.1, "charlm": 0.01, "logreg": 10.0},
-    description="diagonal AdaGrad (44)"))
-register(OptimizerSpec(
-    "adagrad_norm", from_class(adaptim.AdaGradNorm), sweep_center=1.0,
-    lrs={"digits": 10.0, "charlm": 3.0, "logreg": 30.0},
-    description="AdaGrad-Norm, one scalar step per group (33)"))
-register(OptimizerSpec(
-    "full_matrix_adagrad", from_class(adaptim.FullMatrixAdaGrad), sweep_center=1.0,
-    lrs={"logreg": 10.0},  # refuses the digits and charlm models (layers of more than 1024 entries)
-    description="full-matrix AdaGrad (Section 3.2.1), parameters of at most 1024 entries"))
-register(OptimizerSpec(
-    "rmsprop", from_class(adaptim.RMSProp), sweep_center=1e-3,
-    lrs={"digits": 3e-3, "charlm": 3e-4, "logreg": 1.0},
-    description="RMSProp with momentum (45), betas (0.9, 0.999)"))
-register(OptimizerSpec(
-    "adam", from_class(adaptim.Adam), sweep_center=3e-3,
-    lrs={"digits": 0.01, "charlm": 1e-3, "logreg": 3.0},
-    description="Adam (46)"))
-register(OptimizerSpec(
-    "adamw", from_class(adaptim.AdamW, weight_decay=0.01), sweep_center=3e-3,
-    lrs={"digits": 0.1, "charlm": 1e-3, "logreg": 3.0},
-    description="AdamW (Figure 1), weight decay 0.01"))
-register(OptimizerSpec(
-    "adam_atan2", from_class(adaptim.AdamAtan2, weight_decay=0.01), sweep_center=3e-3,
-    lrs={"digits": 0.01, "charlm": 3e-3, "logreg": 3.0},
-    description="Adam-atan2 (Section 4.1.2), weight decay 0.01"))
-
-# Matrix-aware methods (Sections 4.7, 5, 6.2, 7, Appendix L.2); docs/bench.md ("Optimizers") explains each choice.
-register(OptimizerSpec(
-    # the 4.7.1 form with an explicit lr, so the bench's schedule scales it (the relative step would ignore it)
-    "adafactor", from_class(adaptim.Adafactor, relative_step=False), sweep_center=0.03,
-    lrs={"digits": 0.1, "charlm": 0.1, "logreg": 1.0},
-    description="Adafactor as in 4.7.1: factored (52), no first moment, update RMS clipped to 1, step x RMS(W), "
-                "beta2_t = 1 - t^-0.8; explicit lr"))
-register(OptimizerSpec(
-    # the box of L.2; with beta1 > 0 the ratio m_t / sqrt(A_t B_t) blows up where the current gradient is small
-    "adam_nmf", from_class(adaptim.AdamNMF, rank=1, beta1=0.0), sweep_center=1e-3,
-    lrs={"digits": 0.01, "charlm": 3e-3, "logreg": 0.03},
-    description="AdamNMF (Appendix L.2), rank 1, beta1 = 0"))
-register(OptimizerSpec(
-    # roots every 10 steps: every step would make a charlm run about 60% (9 s) longer
-    "shampoo", from_class(adaptim.Shampoo, beta2=0.999, momentum=0.9, grafting="adam", precondition_frequency=10,
-                          start_preconditioning_step=10), sweep_center=3e-4,
-    lrs={"digits": 1e-3, "charlm": 3e-4, "logreg": 0.3},
-    description="Shampoo (53) with the EMA of 5.1 (beta2 0.999), Adam grafting, heavy-ball momentum 0.9, "
-                "roots every 10 steps from step 10"))
-register(OptimizerSpec(
-    "idealized_shampoo", from_class(adaptim.IdealizedShampoo, beta2=0.999), sweep_center=0.01,
-    lrs={"digits": 0.01, "charlm": 3e-3, "logreg": 1.0},
-    description="IdealizedShampooIteration (6.2.1), beta2 0.999, roots every step"))
-
-
-def _muon(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    # "match_rms_adamw" scales Muon's update to AdamW's RMS (about 0.2 lr; Liu et al., 2025), so both sides share lr
-    groups = adaptim.muon_param_groups(model, adamw_lr=lr)
-    return adaptim.Muon(groups, lr=lr, adjust_lr="match_rms_adamw")
-
-
-register(OptimizerSpec(
-    "muon", _muon, sweep_center=0.01,
-    lrs={"digits": 0.01, "charlm": 0.03, "logreg": 0.3},
-    description="Muon (Section 7) on the hidden matrices, update RMS matched to AdamW; AdamW (same lr) on "
-                "embeddings, head and vectors"))
-register(OptimizerSpec(
-    # every tensor, vectors as (n, 1) columns (a normalized-gradient step); no AdamW side, unlike Muon
-    "steepest_spectral", from_class(adaptim.Steepest, norm="spectral", rule="trust_region", momentum=0.9),
-    sweep_center=0.03,
-    lrs={"digits": 0.03, "charlm": 0.1, "logreg": 0.1},
-    description="steepest descent under the spectral norm (67), (69): -lr U V^T of the momentum EMA"))
+# Learning rates: chosen by `adaptim bench --sweep`, see docs/bench.md ("Learning-rate sweep"). One entry per name
+# of NAMED_OPTIMIZERS, whose table holds each name's class and configuration: (sweep center, rate per task).
+_TUNED: dict[str, tuple[float, dict[str, float]]] = {
+    "sgd": (0.1, {"digits": 1.0, "charlm": 0.3, "logreg": 30.0}),
+    "sgd_nesterov": (0.03, {"digits": 0.3, "charlm": 0.1, "logreg": 10.0}),
+    "adagrad": (0.03, {"digits": 0.1, "charlm": 0.01, "logreg": 10.0}),
+    "adagrad_norm": (1.0, {"digits": 10.0, "charlm": 3.0, "logreg": 30.0}),
+    # refuses the digits and charlm models (layers of more than 1024 entries)
+    "full_matrix_adagrad": (1.0, {"logreg": 10.0}),
+    "rmsprop": (1e-3, {"digits": 3e-3, "charlm": 3e-4, "logreg": 1.0}),
+    "adam": (3e-3, {"digits": 0.01, "charlm": 1e-3, "logreg": 3.0}),
+    "adamw": (3e-3, {"digits": 0.1, "charlm": 1e-3, "logreg": 3.0}),
+    "adam_atan2": (3e-3, {"digits": 0.01, "charlm": 3e-3, "logreg": 3.0}),
+    # Matrix-aware methods (Sections 4.7, 5, 6.2, 7, Appendix L.2); docs/bench.md ("Optimizers") explains each.
+    "adafactor": (0.03, {"digits": 0.1, "charlm": 0.1, "logreg": 1.0}),
+    "adam_nmf": (1e-3, {"digits": 0.01, "charlm": 3e-3, "logreg": 0.03}),
+    "shampoo": (3e-4, {"digits": 1e-3, "charlm": 3e-4, "logreg": 0.3}),
+    "idealized_shampoo": (0.01, {"digits": 0.01, "charlm": 3e-3, "logreg": 1.0}),
+    "muon": (0.01, {"digits": 0.01, "charlm": 0.03, "logreg": 0.3}),
+    "steepest_spectral": (0.03, {"digits": 0.03, "charlm": 0.1, "logreg": 0.1}),
+}
+for _name, _entry in NAMED_OPTIMIZERS.items():  # the table's order
+    _center, _lrs = _TUNED[_name]
+    register(OptimizerSpec(_name, from_name(_name), lrs=_lrs, sweep_center=_center, description=_entry.description))

@@ -5,6 +5,7 @@ from adaptim.optim.adagrad import AdaGrad, AdaGradNorm, FullMatrixAdaGrad
 from adaptim.optim.adam import Adam, AdamAtan2, AdamW
 from adaptim.optim.adam_nmf import AdamNMF
 from adaptim.optim.base import AdaptimOptimizer
+from adaptim.optim.factory import NAMED_OPTIMIZERS, create_optimizer, list_optimizers
 from adaptim.optim.muon import Muon, muon_param_groups
 from adaptim.optim.rmsprop import RMSProp
 from adaptim.optim.schedules import inverse_sqrt, warmup_cosine, warmup_linear
@@ -14,3 +15,4 @@ from adaptim.optim.steepest import Steepest
 
 __all__ = ["AdaptimOptimizer", "SGD", "AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad", "RMSProp", "Adam", "AdamW",
            "AdamAtan2", "Muon", "muon_param_groups", "Steepest", "Shampoo", "IdealizedShampoo", "Adafactor", "AdamNMF", "warmup_cosine", "warmup_linear", "inverse_sqrt"]
+__all__ += ["create_optimizer", "list_optimizers", "NAMED_OPTIMIZERS"]

@@ -33,7 +33,8 @@ class SGD(AdaptimOptimizer):
     Args:
         params: iterable of tensors or param-group dicts. Any shape; float16/bfloat16/float32/float64 or complex
             (optimized as ``torch.view_as_real``); float16/bfloat16 parameters keep float32 velocities.
-        lr: learning rate eta (> = 0), in parameter units per gradient unit.
+        lr: learning rate eta (> = 0), in parameter units per gradient unit; default 1e-3, ``torch.optim.SGD``'s
+            (which trains slowly: tune it, e.g. 0.1 for a small network).
         momentum: mu in [0, 1).
         nesterov: Nesterov momentum; requires ``momentum > 0``.
         weight_decay: L2 coefficient, >= 0.
@@ -49,7 +50,7 @@ class SGD(AdaptimOptimizer):
 
     weight_decay_kind = WeightDecay.L2
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, nesterov: bool = False,
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0, maximize: bool = False, lookahead: bool = False,
                  foreach: bool | None = None) -> None:
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,

@@ -30,7 +30,8 @@ class Steepest(AdaptimOptimizer):
 
     Args:
         params: tensors or param groups; real (complex is refused), float16/bfloat16 through a float32 copy.
-        lr: eta >= 0, the trust-region radius (parameter units) or the majorization step size.
+        lr: eta >= 0, the trust-region radius (parameter units) or the majorization step size; default 0.02,
+            Muon's (the spectral trust-region step is Muon's orthogonalized step).
         norm: "spectral", "frobenius" or "inf".
         rule: "trust_region" or "majorization".
         momentum: mu in [0, 1).
@@ -45,7 +46,7 @@ class Steepest(AdaptimOptimizer):
 
     supports_complex = False
 
-    def __init__(self, params, lr: float, norm: str = "spectral", rule: str = "trust_region",
+    def __init__(self, params, lr: float = 0.02, norm: str = "spectral", rule: str = "trust_region",
                  momentum: float = 0.0, maximize: bool = False, foreach: Optional[bool] = None) -> None:
         super().__init__(params, dict(lr=lr, norm=norm, rule=rule, momentum=momentum, maximize=maximize,
                                       foreach=foreach))
