@@ -70,6 +70,29 @@ def _freeze(v: Any) -> Any:
     return v
 
 
+def _state_mismatch(expected: dict[str, Any], got: dict[str, Any]) -> str | None:
+    """How the state ``got`` differs in layout from ``expected`` (entries, tensor shapes), or ``None``.
+
+    A plain number stands for a 0-dim tensor (a ``step`` saved by older code); values are not compared."""
+    if set(expected) != set(got):
+        return f"has entries {sorted(got)}, expected {sorted(expected)}"
+    for k, v in expected.items():
+        if not isinstance(v, torch.Tensor):
+            continue
+        g = got[k]
+        if not isinstance(g, torch.Tensor):
+            if v.dim() == 0 and isinstance(g, (int, float)) and not isinstance(g, bool):
+                continue
+            return f"'{k}' is {type(g).__name__} {g!r}, expected a tensor of shape {tuple(v.shape)}"
+        if tuple(v.shape) != tuple(g.shape):
+            return f"'{k}' has shape {tuple(g.shape)}, expected {tuple(v.shape)}"
+    return None
+
+
+#: group entries a scheduler changes every step: a change of these alone cannot change the state's layout
+_SCHEDULED = ("lr", "initial_lr", "max_lr", "min_lr", "peak_lr", "momentum", "betas")
+
+
 def _signature(group: dict[str, Any]) -> tuple:
     """The group's hyperparameters: every entry but the parameters and their names."""
     return tuple((k, _freeze(v)) for k, v in group.items() if k not in ("params", "param_names"))
@@ -156,7 +179,45 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 self._validate_all(group)
             except (TypeError, ValueError) as err:
                 raise type(err)(f"param group {gi} (changed after construction): {err}") from None
+            before = seen.get(id(group))
+            if before is not None and self._layout_may_change(dict(before), group):
+                self._check_state_layout(gi, group)
             seen[id(group)] = _signature(group)  # after validation, which may add entries
+
+    @staticmethod
+    def _layout_may_change(before: dict[str, Any], group: dict[str, Any]) -> bool:
+        now = dict(_signature(group))
+        changed = {k for k in set(before) | set(now) if before.get(k) != now.get(k)}
+        if not changed <= set(_SCHEDULED):
+            return True
+        # momentum or beta1 moving to or from 0 adds or removes a buffer (SGD, Steepest, RMSProp)
+        def first_is_zero(v: Any) -> bool:
+            if isinstance(v, tuple) and v and v[0] in ("tuple", "list"):  # a frozen pair: (kind, beta1, beta2)
+                v = v[1] if len(v) > 1 else None
+            return v == 0
+
+        return any(first_is_zero(before.get(k)) != first_is_zero(now.get(k)) for k in ("momentum", "betas"))
+
+    def _check_state_layout(self, gi: int, group: dict[str, Any]) -> None:
+        """Raise ``ValueError`` if ``group``'s hyperparameters, changed after its parameters got state, would give
+        them state of another layout (``amsgrad`` switched on, momentum from 0, Shampoo's grafting or block size,
+        Adafactor's ``factored``, AdamNMF's rank, ...): a step would fail half-way or read the wrong buffers.
+
+        The expected layout is that of :meth:`_init_state` on a shape-only (meta) tensor: nothing is allocated."""
+        for pi, p in enumerate(group["params"]):
+            got = self.state.get(p)
+            if not got:
+                continue
+            pr = self._real(p)
+            with torch.random.fork_rng(devices=[]):  # an _init_state that draws must not move the global seed
+                expected = self._init_state(torch.empty(pr.shape, dtype=state_dtype(pr), device="meta"), group)
+            problem = _state_mismatch(expected, got)
+            if problem is not None:
+                raise ValueError(
+                    f"param group {gi} (changed after construction): with its new hyperparameters, the state of "
+                    f"parameter {pi} (shape {tuple(p.shape)}) would need another layout, but its state {problem}. "
+                    "A setting that decides the state's layout cannot change after the first step: set it back, "
+                    f"or build a new {type(self).__name__} for the new setting; the step was not taken")
 
     @staticmethod
     @contextlib.contextmanager
@@ -463,25 +524,12 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                     w = pr if pr.dtype == state_dtype(pr) else pr.to(state_dtype(pr))
                     expected = self._init_state(w, merged)
                     got = saved_state[pid]
-                    if set(expected) != set(got):
+                    problem = _state_mismatch(expected, got)
+                    if problem is not None:
                         raise ValueError(
-                            f"parameter {position} (group {gi}, shape {tuple(p.shape)}): saved state has "
-                            f"entries {sorted(got)}, {type(self).__name__} expects {sorted(expected)}")
-                    for k, v in expected.items():
-                        if not isinstance(v, torch.Tensor):
-                            continue
-                        g = got[k]
-                        if not isinstance(g, torch.Tensor):
-                            if v.dim() == 0 and isinstance(g, (int, float)) and not isinstance(g, bool):
-                                continue  # a plain number (a step saved by older code): converted below
-                            raise ValueError(
-                                f"parameter {position} (group {gi}, shape {tuple(p.shape)}): saved state '{k}' "
-                                f"is {type(g).__name__} {g!r}, expected a tensor of shape {tuple(v.shape)}")
-                        if tuple(v.shape) != tuple(g.shape):
-                            raise ValueError(
-                                f"parameter {position} (group {gi}, shape {tuple(p.shape)}): saved state "
-                                f"'{k}' has shape {tuple(g.shape)}, expected {tuple(v.shape)}; the "
-                                "state dict was saved for other parameters or another parameter order")
+                            f"parameter {position} (group {gi}, shape {tuple(p.shape)}): saved state {problem}; "
+                            f"the state dict was saved for other parameters, another parameter order or other "
+                            f"settings of {type(self).__name__}")
                     kept[id(p)] = (p, got, expected)
                 position += 1
         # torch's loading without the hooks, which ran above and run again below
