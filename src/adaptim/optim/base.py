@@ -463,7 +463,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     @staticmethod
     def step_counts(states: list[dict[str, Any]]) -> list[int]:
-        """Increment every state's float32 ``step`` tensor and return the new counts as Python ints."""
+        """Increment every state's ``step`` tensor and return the new counts as Python ints."""
         out = []
         for s in states:
             s["step"] += 1
@@ -472,8 +472,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     @staticmethod
     def new_step() -> torch.Tensor:
-        """A fresh step counter: a float32 CPU scalar, exact up to 2**24 steps (bfloat16 would round 257)."""
-        return torch.tensor(0.0, dtype=torch.float32)
+        """A fresh step counter: a CPU scalar in float32 (exact up to 2**24 steps; bfloat16 would round 257), or
+        float64 when that is the default dtype (``torch.set_default_dtype``), as ``torch.optim`` does."""
+        return torch.tensor(0.0, dtype=torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32)
 
     def use_foreach(self, group: dict[str, Any]) -> bool:
         f = group.get("foreach")
@@ -560,7 +561,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     @staticmethod
     def _loaded_entry(key: str, value: Any, expected: Any, p: torch.Tensor) -> Any:
         """A saved state entry as this optimizer keeps it: a copy on the parameter's device in the saved dtype,
-        except the step counter (the float32 CPU tensor of :meth:`new_step`) and plain numbers saved for
+        except the step counter (the CPU tensor of :meth:`new_step`) and plain numbers saved for
         0-dimensional tensors (the dtype and device this optimizer gives them)."""
         if isinstance(expected, torch.Tensor) and not isinstance(value, torch.Tensor):
             return torch.tensor(value, dtype=expected.dtype, device=expected.device)  # not via the default dtype
