@@ -9,7 +9,9 @@ For a parameter W (m x n, or (..., m, n) factored over its last two dimensions) 
 
 A_0, B_0 ~ Unif(0, init_range] (L.2 step 1) are drawn by the optimizer class. The one EM round is
 :func:`adaptim.linalg.nmf.nmf_step`, whose B-normalization uses the updated A_t (see its module doc: the box's
-A_{t-1}^T 1 would make the step non-monotone and let the scale of A_t B_t oscillate).
+A_{t-1}^T 1 would make the step non-monotone and let the scale of A_t B_t oscillate). It is called with
+``balance=True``: each component's scale is shared equally by A_t and B_t (A_t B_t unchanged), so factors fit to
+gradients of 1e-20 and then refit to gradients of 1e18 stay within float32 (A alone would carry 1e39).
 
 The floor f_t (not in the box) keeps every entry of C_t positive, so no factor row or column is driven to exactly
 0 (from which a multiplicative update never returns) by a gradient row that happens to vanish. It is relative to
@@ -75,7 +77,7 @@ def adam_nmf_single(params, grads, factors_a, factors_b, exp_avgs, steps, *, lr:
     for i, (w, g) in enumerate(zip(params, grads)):
         c = floored_square(g)
         if factors_a[i] is not None:
-            a, b = nmf_step(c, factors_a[i], factors_b[i])
+            a, b = nmf_step(c, factors_a[i], factors_b[i], balance=True)
             factors_a[i].copy_(a)
             factors_b[i].copy_(b)
             den = (a @ b).sqrt_().add_(eps)
@@ -104,7 +106,8 @@ def adam_nmf_batched(params, grads, factors_a, factors_b, exp_avgs, steps, *, lr
         G = torch.stack([grads[i] for i in idx])
         C = floored_square(G, batch_dims=1)
         if rank is not None:
-            A, B = nmf_step(C, torch.stack([factors_a[i] for i in idx]), torch.stack([factors_b[i] for i in idx]))
+            A, B = nmf_step(C, torch.stack([factors_a[i] for i in idx]), torch.stack([factors_b[i] for i in idx]),
+                            balance=True)
             torch._foreach_copy_([factors_a[i] for i in idx], list(A.unbind(0)))
             torch._foreach_copy_([factors_b[i] for i in idx], list(B.unbind(0)))
             den = (A @ B).sqrt_().add_(eps)

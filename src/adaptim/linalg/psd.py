@@ -42,7 +42,7 @@ def psd_power(A: torch.Tensor, exponent: float, eps: float = 0.0, *, rtol: float
         raise ValueError(f"rtol must lie in [0, 1), got {rtol}")
     if not torch.isfinite(A).all():
         raise RuntimeError("psd_power: input matrix has non-finite entries")
-    sym = (A + A.transpose(-1, -2)) / 2
+    sym = A / 2 + A.transpose(-1, -2) / 2  # equal to (A + A^T) / 2, which overflows for entries beyond max / 2
     evals, evecs = torch.linalg.eigh(sym)
     evals = evals.clamp_min(0)
     if rtol > 0:  # eigh returns ascending eigenvalues: the last one is lambda_max

@@ -47,6 +47,12 @@ class AdaGrad(AdaptimOptimizer):
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         return {"sum": torch.full_like(p, group["initial_accumulator_value"])}
 
+    def _l2_coefficient(self, group: dict[str, Any]) -> float:
+        return group["weight_decay"]
+
+    def _accumulated(self, group: dict[str, Any], state: dict[str, Any]) -> list[torch.Tensor]:
+        return [state["sum"]]
+
     def _update_group(self, group, params, grads, states) -> None:
         fn = adagrad_foreach if self.use_foreach(group) else adagrad_single
         fn(params, grads, [s["sum"] for s in states], lr=group["lr"], eps=group["eps"],
@@ -70,9 +76,19 @@ class AdaGradNorm(AdaptimOptimizer):
         ValueError: a hyperparameter outside its range.
     """
 
+    squares_gradients = True
+
     def __init__(self, params, lr: float = 1.0, eps: float = 1e-10, maximize: bool = False,
                  foreach: bool | None = None) -> None:
         super().__init__(params, dict(lr=lr, eps=eps, maximize=maximize, foreach=foreach))
+
+    def _statistics_dtype(self, g: torch.Tensor) -> torch.dtype:
+        return torch.float64  # the running sum is a Python float
+
+    def _square_bounds(self, group: dict[str, Any], params: list[torch.Tensor]) -> list[torch.Tensor]:
+        # one sum for the whole group: the running total sum_sq + ||g_1||^2 + ... + ||g_k||^2
+        sq = torch.stack([self._squared_norm(self._real(p.grad), torch.float64).cpu() for p in params])
+        return list((torch.cumsum(sq, 0) + group["sum_sq"]).unbind(0))
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -102,9 +118,17 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
             (use the diagonal :class:`adaptim.AdaGrad` instead, or Shampoo's Kronecker-factored preconditioner).
     """
 
+    squares_gradients = True
+
     def __init__(self, params, lr: float = 1.0, eps: float = 1e-10, max_dim: int = 1024,
                  maximize: bool = False) -> None:
         super().__init__(params, dict(lr=lr, eps=eps, max_dim=max_dim, maximize=maximize))
+
+    def _statistics_dtype(self, g: torch.Tensor) -> torch.dtype:
+        return torch.float64
+
+    def _accumulated(self, group: dict[str, Any], state: dict[str, Any]) -> list[torch.Tensor]:
+        return [state["outer_sum"]]
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)

@@ -34,6 +34,9 @@ class _AdamBase(AdaptimOptimizer):
         """(l2, lambda_t): the L2 coefficient added to the gradient and the multiplicative decay of Figure 1 (d)."""
         raise NotImplementedError
 
+    def _l2_coefficient(self, group: dict[str, Any]) -> float:
+        return self._decay(group)[0]
+
     def _check_group_step(self, group: dict[str, Any]) -> None:
         decay = self._decay(group)[1]
         if decay >= 1:  # (1 - lambda_t) w would zero or flip the weights

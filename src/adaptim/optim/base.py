@@ -16,7 +16,8 @@ that ``torch.optim`` gets wrong or leaves to each class:
   parameter, state or group entry of any group; set the attribute ``check_finite = False`` on an optimizer to
   skip the check, e.g. under a loss scaler that skips such steps). Optimizers whose statistics square the
   gradient (``squares_gradients``) also refuse a finite gradient whose squared norm overflows the statistics'
-  dtype (about 1e19 in float32), which would otherwise give infinite statistics or NaN parameters.
+  dtype (about 1e19 in float32), of any shape (one entry included), or whose square added to the sums kept so far
+  (AdaGrad's, Shampoo's) would overflow, which would otherwise give infinite statistics or NaN parameters.
 * A parameter with no entries (``numel() == 0``) is skipped: it has nothing to update and gets no state.
 * ``load_state_dict`` checks every saved state tensor against the shape the optimizer would give the parameter it
   is loaded onto (a clear ``ValueError`` instead of another parameter's moments), and keeps the saved dtypes
@@ -81,7 +82,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     #: raise RuntimeError before a step whose gradients hold NaN or infinity (nothing is changed then)
     check_finite: bool = True
     #: the statistics square the gradient (g^2, G G^T): then a finite gradient whose squared norm overflows the
-    #: statistics' dtype (|g| ~ 1e19 in float32) is refused as well, instead of giving inf statistics or NaN
+    #: statistics' dtype (|g| ~ 1e19 in float32), or would once added to the accumulated sums, is refused as well,
+    #: instead of giving inf statistics or NaN (see :meth:`_square_bounds`)
     squares_gradients: bool = False
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
@@ -173,12 +175,13 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     def _check_finite_grads(self) -> None:
         """Raise ``RuntimeError`` if any gradient of any group is sparse, has NaN or infinite entries, or (in a
-        group whose statistics square it, see :attr:`squares_gradients`) has a squared norm that overflows.
+        group whose statistics square it, see :attr:`squares_gradients`) would make those statistics overflow.
 
         Called before any group is updated and before any state is created, so a refused step changes nothing.
         """
         where, flags = [], []
         for gi, group in enumerate(self.param_groups):
+            with_grad = []
             for pi, p in enumerate(group["params"]):
                 if p.grad is None or p.numel() == 0:
                     continue
@@ -186,23 +189,29 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients (parameter {pi} "
                                        f"of group {gi}); the step was not taken")
                 if self.check_finite:
-                    g = self._real(p.grad)
                     where.append((gi, pi, p))
-                    if self._squares_gradients(group):  # ||g||^2 bounds every entry of g^2 and of G G^T
-                        flags.append(torch.linalg.vector_norm(g, dtype=state_dtype(g)).isfinite())
-                    else:
-                        flags.append(g.isfinite().all())
+                    with_grad.append(p)
+            if not with_grad:
+                continue
+            if self._squares_gradients(group):  # a bound on every statistic is finite: so is every statistic
+                flags.extend(b.isfinite() for b in self._square_bounds(group, with_grad))
+            else:
+                flags.extend(self._real(p.grad).isfinite().all() for p in with_grad)
         if not flags:
             return
         finite = torch.stack([f.to(flags[0].device) for f in flags])
         if not bool(finite.all()):
             gi, pi, p = where[int((~finite).nonzero()[0, 0])]
             g = self._real(p.grad)
-            if bool(g.isfinite().all()):
-                what = (f"has entries up to {float(g.abs().max()):.3g}, whose squares overflow "
-                        f"{state_dtype(g)} in this optimizer's statistics")
-            else:
+            dtype = self._statistics_dtype(g)
+            if not bool(g.isfinite().all()):
                 what = "has NaN or infinite entries"
+            elif not bool(self._squared_norm(g, dtype).isfinite()):
+                what = (f"has entries up to {float(g.abs().max()):.3g}, whose squares overflow "
+                        f"{dtype} in this optimizer's statistics")
+            else:
+                what = (f"has entries up to {float(g.abs().max()):.3g}: with the statistics accumulated so far "
+                        f"(and any L2 term weight_decay * w) their squares overflow {dtype}")
             raise RuntimeError(
                 f"{type(self).__name__}: the gradient of parameter {pi} of group {gi} (shape {tuple(p.shape)}) "
                 f"{what}; the step was not taken and nothing was changed. Fix the loss, clip or unscale the "
@@ -211,6 +220,44 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     def _squares_gradients(self, group: dict[str, Any]) -> bool:
         """Whether ``group``'s statistics square the gradient (see :attr:`squares_gradients`)."""
         return self.squares_gradients
+
+    @staticmethod
+    def _squared_norm(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """||x||^2 in ``dtype``, squared explicitly: ``vector_norm`` of a single entry is |x|, never squared."""
+        n = torch.linalg.vector_norm(x, dtype=dtype)
+        return n * n
+
+    def _statistics_dtype(self, g: torch.Tensor) -> torch.dtype:
+        """The dtype the statistics of a parameter with gradient ``g`` are kept in."""
+        return state_dtype(g)
+
+    def _l2_coefficient(self, group: dict[str, Any]) -> float:
+        """The L2 coefficient added to the gradient before it is squared (``g + l2 w``); 0 by default."""
+        return 0.0
+
+    def _accumulated(self, group: dict[str, Any], state: dict[str, Any]) -> list[torch.Tensor]:
+        """The state tensors that sum squared gradients without bound (AdaGrad's sums): the check adds their
+        largest entry to the new square. EMA statistics stay below their largest input and need none."""
+        return []
+
+    def _square_bounds(self, group: dict[str, Any], params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """For each of ``params`` (with gradients) a 0-dim bound on every entry its statistics can reach this
+        step: (||g|| + l2 ||w||)^2 (it bounds g'^2 and every Gram entry of g' = g + l2 w) plus the largest
+        accumulated entry, in the statistics' dtype; inf or NaN when they could overflow."""
+        l2 = self._l2_coefficient(group)
+        out = []
+        for p in params:
+            g = self._real(p.grad)
+            dtype = self._statistics_dtype(g)
+            n = torch.linalg.vector_norm(g, dtype=dtype)
+            if l2 != 0:
+                n = n + l2 * torch.linalg.vector_norm(self._real(p), dtype=dtype).to(n.device)
+            bound = n * n
+            state = self.state.get(p)
+            for acc in self._accumulated(group, state) if state else []:
+                bound = bound + acc.abs().amax().to(device=bound.device, dtype=dtype)
+            out.append(bound)
+        return out
 
     @staticmethod
     def _write_back(params: list[torch.Tensor], work: list[torch.Tensor]) -> None:

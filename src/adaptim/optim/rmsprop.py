@@ -43,6 +43,9 @@ class RMSProp(AdaptimOptimizer):
         check_range("eps", group["eps"], 0.0)
         check_range("weight_decay", group["weight_decay"], 0.0)
 
+    def _l2_coefficient(self, group: dict[str, Any]) -> float:
+        return group["weight_decay"]
+
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         state = {"exp_avg_sq": torch.zeros_like(p)}
         if group["betas"][0] != 0:

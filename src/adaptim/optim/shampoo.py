@@ -125,6 +125,11 @@ class Shampoo(AdaptimOptimizer):
             state["momentum_buffer"] = torch.zeros_like(p)
         return state
 
+    def _accumulated(self, group: dict[str, Any], state: dict[str, Any]) -> list[torch.Tensor]:
+        # sums (53) and AdaGrad grafting grow without bound; EMA statistics stay below their inputs
+        return [v for k, v in state.items()
+                if (group["beta2"] is None and k.startswith("factor_")) or k == "grafting_sum_sq"]
+
     def _update_group(self, group, params, grads, states) -> None:
         shampoo_batched(params, grads, states, self.step_counts(states), lr=group["lr"], beta2=group["beta2"],
                         eps=group["eps"], momentum=group["momentum"], weight_decay=group["weight_decay"],
