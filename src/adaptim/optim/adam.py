@@ -80,8 +80,11 @@ class Adam(_AdamBase):
     __doc__ = """Adam (46) (Kingma and Ba, 2014) with bias correction and the flags of Figure 1.
 
     ``weight_decay`` is the L2 term added to the gradient before the moments (``torch.optim.Adam``'s meaning);
-    for decoupled decay use :class:`AdamW`. With default flags this is ``torch.optim.Adam``.
-""" + _ADAM_ARGS + """        weight_decay: L2 coefficient >= 0.
+    with ``decoupled_weight_decay=True`` it is AdamW's decay instead, lambda_t = lr_t weight_decay (exactly
+    ``torch.optim.Adam(decoupled_weight_decay=True)``, i.e. :class:`AdamW`'s default). With default flags this is
+    ``torch.optim.Adam``.
+""" + _ADAM_ARGS + """        weight_decay: L2 coefficient >= 0 (decoupled: lambda_max >= 0).
+        decoupled_weight_decay: w <- (1 - lr_t weight_decay) w instead of the L2 term (torch's name and meaning).
 
     Raises:
         ValueError: a hyperparameter outside its range.
@@ -89,13 +92,17 @@ class Adam(_AdamBase):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, nesterov: bool = False,
-                 eps_inside_sqrt: bool = False, maximize: bool = False, foreach: bool | None = None) -> None:
+                 eps_inside_sqrt: bool = False, maximize: bool = False, foreach: bool | None = None, *,
+                 decoupled_weight_decay: bool = False) -> None:
         betas = tuple(betas) if isinstance(betas, list) else betas  # anything else: check_betas says why
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, nesterov=nesterov, eps_inside_sqrt=eps_inside_sqrt,
-                                      maximize=maximize, foreach=foreach))
+                                      maximize=maximize, foreach=foreach,
+                                      decoupled_weight_decay=decoupled_weight_decay))
 
     def _decay(self, group):
+        if group.get("decoupled_weight_decay", False):
+            return 0.0, group["lr"] * group["weight_decay"]
         return group["weight_decay"], 0.0
 
 
@@ -103,33 +110,46 @@ class AdamW(_AdamBase):
     __doc__ = """AdamW: the whole of Figure 1 (Loshchilov and Hutter, 2017).
 
     w_{t+1} = (1 - lambda_t) w_t - eta_t mbar_t / den with eta_t = s_t lr and
-    lambda_t = eta_t weight_decay (default, as ``torch.optim.AdamW``) or, with ``decoupled_weight_decay=True``,
-    lambda_t = s_t weight_decay (fully decoupled, Wortsman et al., 2024). s_t = lr / initial_lr is the
-    schedule multiplier set by any ``torch.optim.lr_scheduler``. With default flags this is ``torch.optim.AdamW``.
-""" + _ADAM_ARGS + """        weight_decay: lambda_max >= 0; with ``decoupled_weight_decay`` it must be < 1 (Figure 1).
-        decoupled_weight_decay: lambda_t = s_t weight_decay instead of lr_t weight_decay.
+    lambda_t = eta_t weight_decay (default, as ``torch.optim.AdamW``) or, with ``independent_weight_decay=True``,
+    lambda_t = s_t weight_decay (Figure 1 (d) as printed: the decay is independent of lr; Wortsman et al., 2024).
+    s_t = lr / initial_lr is the schedule multiplier set by any ``torch.optim.lr_scheduler``. With default flags
+    this is ``torch.optim.AdamW``. ``decoupled_weight_decay`` has torch's meaning: True (the default, and what
+    ``torch.optim.AdamW`` always uses) is the lr-coupled decay above; False turns AdamW into :class:`Adam` with
+    the L2 term ``weight_decay * w`` added to the gradient.
+""" + _ADAM_ARGS + """        weight_decay: lambda_max >= 0; with ``independent_weight_decay`` it must be < 1 (Figure 1).
+        decoupled_weight_decay: multiplicative decay (True, default) or L2 added to the gradient (False).
+        independent_weight_decay: lambda_t = s_t weight_decay instead of lr_t weight_decay (needs
+            ``decoupled_weight_decay=True``). weight_decay = 0.1 then removes 10 % of every weight per step at
+            s_t = 1, so it is typically 1e-4 .. 1e-5 (Wortsman et al., 2024).
 
     Raises:
-        ValueError: a hyperparameter outside its range.
+        ValueError: a hyperparameter outside its range; ``independent_weight_decay`` without
+            ``decoupled_weight_decay``.
 """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, nesterov: bool = False,
-                 eps_inside_sqrt: bool = False, decoupled_weight_decay: bool = False, maximize: bool = False,
-                 foreach: bool | None = None) -> None:
+                 eps_inside_sqrt: bool = False, decoupled_weight_decay: bool = True, maximize: bool = False,
+                 foreach: bool | None = None, *, independent_weight_decay: bool = False) -> None:
         betas = tuple(betas) if isinstance(betas, list) else betas  # anything else: check_betas says why
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, nesterov=nesterov, eps_inside_sqrt=eps_inside_sqrt,
                                       decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                                      foreach=foreach))
+                                      foreach=foreach, independent_weight_decay=independent_weight_decay))
 
     def _validate_group(self, group):
         super()._validate_group(group)
-        if group["decoupled_weight_decay"]:
+        if group.get("independent_weight_decay", False):
+            if not group["decoupled_weight_decay"]:
+                raise ValueError("independent_weight_decay=True is a multiplicative decay (lambda_t = s_t "
+                                 "weight_decay); it needs decoupled_weight_decay=True, not the L2 term of "
+                                 "decoupled_weight_decay=False")
             check_range("weight_decay", group["weight_decay"], 0.0, 1.0, high_open=True)
 
     def _decay(self, group):
-        if group["decoupled_weight_decay"]:
+        if not group["decoupled_weight_decay"]:  # torch's name: False is Adam's L2 term
+            return group["weight_decay"], 0.0
+        if group.get("independent_weight_decay", False):
             return 0.0, self.schedule_multiplier(group) * group["weight_decay"]
         return 0.0, group["lr"] * group["weight_decay"]
 
