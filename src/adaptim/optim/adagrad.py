@@ -25,18 +25,33 @@ class AdaGrad(AdaptimOptimizer):
         initial_accumulator_value: starting value of every sum, >= 0.
         weight_decay: L2 coefficient added to the gradient, >= 0.
         maximize, foreach: as in :class:`adaptim.SGD`.
+        lr_decay, differentiable, fused: ``torch.optim.Adagrad``'s, accepted at its defaults (0, False, None);
+            anything else is refused with what to write instead (``lr_decay``: the schedule
+            ``LambdaLR(opt, lambda k: 1 / (1 + k * lr_decay))``, which gives torch's steps).
 
     Raises:
-        ValueError: a hyperparameter outside its range.
+        ValueError: a hyperparameter outside its range, a torch.optim argument with no counterpart here.
     """
 
     squares_gradients = True
+    torch_names = ("lr_decay", "differentiable", "fused")
 
     def __init__(self, params, lr: float = 1e-2, eps: float = 1e-10, initial_accumulator_value: float = 0.0,
-                 weight_decay: float = 0.0, maximize: bool = False, foreach: bool | None = None) -> None:
+                 weight_decay: float = 0.0, maximize: bool = False, foreach: bool | None = None, *,
+                 lr_decay: float = 0.0, differentiable: bool = False, fused: bool | None = None) -> None:
         defaults = dict(lr=lr, eps=eps, initial_accumulator_value=initial_accumulator_value,
                         weight_decay=weight_decay, maximize=maximize, foreach=foreach)
-        super().__init__(params, defaults)
+        super().__init__(params, self._with_torch_names(
+            defaults, dict(lr_decay=lr_decay, differentiable=differentiable, fused=fused)))
+
+    def _from_torch(self, entries, given, explicit, fallback) -> None:
+        lr_decay = given.pop("lr_decay", 0)
+        if lr_decay:
+            raise ValueError(f"lr_decay={lr_decay!r}: adaptim.AdaGrad keeps no step count for torch's "
+                             "lr / (1 + (t - 1) lr_decay); drop lr_decay and schedule it instead: "
+                             f"torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 / (1 + k * {lr_decay!r})) gives "
+                             "the same steps")
+        super()._from_torch(entries, given, explicit, fallback)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)

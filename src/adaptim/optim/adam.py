@@ -73,6 +73,8 @@ _ADAM_ARGS = """
         nesterov: Dozat's first moment (Section 4.3): b1/(1-b1^(t+1)) m_t + (1-b1)/(1-b1^t) g_t.
         eps_inside_sqrt: divide by sqrt(vbar + eps) (Figure 1 (e)) instead of sqrt(vbar) + eps.
         maximize, foreach: as in :class:`adaptim.SGD`; both foreach paths are bitwise equal.
+        capturable, differentiable, fused: torch.optim's, accepted off (their defaults); on they are refused with
+            what to write instead (no CUDA-graph capture, no autograd through the step, no fused kernel).
 """
 
 
@@ -90,15 +92,19 @@ class Adam(_AdamBase):
         ValueError: a hyperparameter outside its range.
 """
 
+    torch_names = ("capturable", "differentiable", "fused")
+
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, nesterov: bool = False,
                  eps_inside_sqrt: bool = False, maximize: bool = False, foreach: bool | None = None, *,
-                 decoupled_weight_decay: bool = False) -> None:
+                 decoupled_weight_decay: bool = False, capturable: bool = False, differentiable: bool = False,
+                 fused: bool | None = None) -> None:
         betas = tuple(betas) if isinstance(betas, list) else betas  # anything else: check_betas says why
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad, nesterov=nesterov, eps_inside_sqrt=eps_inside_sqrt,
-                                      maximize=maximize, foreach=foreach,
-                                      decoupled_weight_decay=decoupled_weight_decay))
+        super().__init__(params, self._with_torch_names(
+            dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, nesterov=nesterov,
+                 eps_inside_sqrt=eps_inside_sqrt, maximize=maximize, foreach=foreach,
+                 decoupled_weight_decay=decoupled_weight_decay),
+            dict(capturable=capturable, differentiable=differentiable, fused=fused)))
 
     def _decay(self, group):
         if group.get("decoupled_weight_decay", False):
@@ -127,15 +133,19 @@ class AdamW(_AdamBase):
             ``decoupled_weight_decay``.
 """
 
+    torch_names = ("capturable", "differentiable", "fused")
+
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, nesterov: bool = False,
                  eps_inside_sqrt: bool = False, decoupled_weight_decay: bool = True, maximize: bool = False,
-                 foreach: bool | None = None, *, independent_weight_decay: bool = False) -> None:
+                 foreach: bool | None = None, *, independent_weight_decay: bool = False, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None) -> None:
         betas = tuple(betas) if isinstance(betas, list) else betas  # anything else: check_betas says why
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad, nesterov=nesterov, eps_inside_sqrt=eps_inside_sqrt,
-                                      decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                                      foreach=foreach, independent_weight_decay=independent_weight_decay))
+        super().__init__(params, self._with_torch_names(
+            dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, nesterov=nesterov,
+                 eps_inside_sqrt=eps_inside_sqrt, decoupled_weight_decay=decoupled_weight_decay,
+                 maximize=maximize, foreach=foreach, independent_weight_decay=independent_weight_decay),
+            dict(capturable=capturable, differentiable=differentiable, fused=fused)))
 
     def _validate_group(self, group):
         super()._validate_group(group)
