@@ -223,3 +223,30 @@ def test_l2_term_whose_square_overflows_is_refused(make):
     with pytest.raises(RuntimeError, match="L2 term"):
         opt.step()
     _assert_unchanged(opt, [p], snap)
+
+
+# ------------------------------------------------------------------------------------- matrix roots in float32
+def test_psd_power_of_a_float32_matrix_spanning_sixty_decades_is_finite():
+    """LAPACK's eigh rescaled this Shampoo statistic (one direction 3e31, the others about 1e-28) itself and
+    returned NaN eigenvalues without an error: IdealizedShampoo's parameter became NaN."""
+    from adaptim.linalg import psd_power
+    A = torch.tensor([[3.3367e+31, -9.7182e-28, -2.0191e-27],
+                      [-9.7182e-28, 2.8027e-28, 5.8230e-28],
+                      [-2.0191e-27, 5.8230e-28, 1.2098e-27]])
+    for rtol in (0.0, torch.finfo(F32).eps):
+        got = psd_power(A, -0.5, 1e-12, rtol=rtol)
+        want = psd_power(A.double(), -0.5, 1e-12, rtol=rtol)
+        assert bool(got.isfinite().all())
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("cls", [adaptim.IdealizedShampoo, adaptim.Shampoo])
+def test_shampoo_after_tiny_then_huge_gradients_in_float32_stays_finite(cls):
+    p = torch.zeros(3, 1, requires_grad=True)
+    opt = cls([p], lr=0.1)
+    tiny = torch.tensor([[1.0e-13], [-2.9e-14], [-6.0e-14]])
+    huge = torch.tensor([[1e16], [0.0], [0.0]])
+    for g in (tiny, torch.zeros(3, 1), huge, tiny):
+        p.grad = g.clone()
+        opt.step()
+        assert bool(p.isfinite().all()), p

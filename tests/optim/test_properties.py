@@ -184,6 +184,9 @@ def test_random_runs_stay_finite_or_refuse_cleanly_and_resume_bitwise(optimizer_
     @example(Scenario(torch.float32, [(), (1,), (1, 1)], [0, 0, 0], [[("dense", 20, 0)] * 3] * 2, 0, 0))
     @example(Scenario(torch.float32, [(4, 3), (2, 2)], [0, 0], [[("one_row", 8, 0), ("spike", 15, -30)]] * 3, 1, 0))
     @example(Scenario(torch.float32, [(4, 3)], [None], [[("dense", -20, 0)]] * 2 + [[("dense", 18, 0)]] * 2, 3, 0))
+    # found by this test: a float32 statistic from 1e31 down to 1e-28 made LAPACK's eigh return NaN silently
+    @example(Scenario(torch.float32, [(), (), (3, 1)], [None] * 3, [[("dense", 0, 0)] * 2 + [("rank1", -13, 0)],
+                      [("dense", 0, 0)] * 2 + [("zero", 0, 0)], [("dense", 0, 0)] * 2 + [("one_row", 16, 0)]], 0, 0))
     def check(sc: Scenario) -> None:
         _run(optimizer_case, sc)
 

@@ -122,7 +122,7 @@ class AdamW(_AdamBase):
     this is ``torch.optim.AdamW``. ``decoupled_weight_decay`` has torch's meaning: True (the default, and what
     ``torch.optim.AdamW`` always uses) is the lr-coupled decay above; False turns AdamW into :class:`Adam` with
     the L2 term ``weight_decay * w`` added to the gradient.
-""" + _ADAM_ARGS + """        weight_decay: lambda_max >= 0; with ``independent_weight_decay`` it must be < 1 (Figure 1).
+""" + _ADAM_ARGS + """        weight_decay: lambda_max >= 0; with ``independent_weight_decay`` below 1 (Figure 1).
         decoupled_weight_decay: multiplicative decay (True, default) or L2 added to the gradient (False).
         independent_weight_decay: lambda_t = s_t weight_decay instead of lr_t weight_decay (needs
             ``decoupled_weight_decay=True``). weight_decay = 0.1 then removes 10 % of every weight per step at
