@@ -240,6 +240,35 @@ def test_psd_power_of_a_float32_matrix_spanning_sixty_decades_is_finite():
         torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
 
 
+def test_psd_power_of_a_float32_matrix_with_entries_45_decades_below_its_largest():
+    """Scaled to its largest entry, this statistic (one gradient entry of 1e19 after gradients of 1e-3) holds
+    subnormal entries, on which eigh failed to converge: IdealizedShampoo raised after changing its state."""
+    from adaptim.linalg import psd_power
+    u = torch.tensor([[-4.4662e-08], [4.6581e-07], [-5.4960e-08], [-5.9021e-07], [-3.8e-08]], dtype=F64)
+    A = u @ u.T / 4.6581e-07
+    A[0, 0] = 5.0025e+37
+    A = A.to(F32)
+    for rtol in (0.0, torch.finfo(F32).eps):
+        got = psd_power(A, -0.5, 1e-12, rtol=rtol)
+        want = psd_power(A.double(), -0.5, 1e-12, rtol=rtol)
+        assert bool(got.isfinite().all())
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("cls", [adaptim.IdealizedShampoo, adaptim.Shampoo])
+@pytest.mark.parametrize("shape", [(3, 1), (5,)])
+def test_shampoo_after_small_then_huge_gradients_in_float32_stays_finite(cls, shape):
+    p = torch.zeros(shape, requires_grad=True)
+    opt = cls([p], lr=0.1)
+    gen = torch.Generator().manual_seed(0)
+    huge = torch.zeros(shape)
+    huge.view(-1)[0] = 1e19
+    for g in (torch.randn(shape, generator=gen) * 1e-3, huge, torch.randn(shape, generator=gen)):
+        p.grad = g.clone()
+        opt.step()
+        assert bool(p.isfinite().all()), p
+
+
 @pytest.mark.parametrize("cls", [adaptim.IdealizedShampoo, adaptim.Shampoo])
 def test_shampoo_after_tiny_then_huge_gradients_in_float32_stays_finite(cls):
     p = torch.zeros(3, 1, requires_grad=True)

@@ -187,6 +187,9 @@ def test_random_runs_stay_finite_or_refuse_cleanly_and_resume_bitwise(optimizer_
     # found by this test: a float32 statistic from 1e31 down to 1e-28 made LAPACK's eigh return NaN silently
     @example(Scenario(torch.float32, [(), (), (3, 1)], [None] * 3, [[("dense", 0, 0)] * 2 + [("rank1", -13, 0)],
                       [("dense", 0, 0)] * 2 + [("zero", 0, 0)], [("dense", 0, 0)] * 2 + [("one_row", 16, 0)]], 0, 0))
+    # and one whose scaled entries were subnormal made it fail to converge, after IdealizedShampoo changed its state
+    @example(Scenario(torch.float32, [(5,), ()], [None, None], [[("dense", -3, 0), ("dense", 0, 0)],
+                      [("one_entry", 19, 0), ("dense", 0, 0)]], 0, 256))
     def check(sc: Scenario) -> None:
         _run(optimizer_case, sc)
 
