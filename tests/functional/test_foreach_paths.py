@@ -143,7 +143,7 @@ OPTIMIZERS = [
     *[(f"adam-{a:d}{n:d}{e:d}", adaptim.Adam, dict(lr=0.01, weight_decay=0.1, amsgrad=a, nesterov=n,
                                                    eps_inside_sqrt=e, eps=1e-3)) for a, n, e in ADAM_FLAGS],
     *[(f"adamw-{a:d}{n:d}{d:d}{e:d}", adaptim.AdamW,
-       dict(lr=0.01, weight_decay=0.1, amsgrad=a, nesterov=n, decoupled_weight_decay=d, eps_inside_sqrt=e,
+       dict(lr=0.01, weight_decay=0.1, amsgrad=a, nesterov=n, independent_weight_decay=d, eps_inside_sqrt=e,
             eps=1e-3)) for a, n, d, e in itertools.product([False, True], repeat=4)],
     ("adam-atan2", adaptim.AdamAtan2, dict(lr=0.01, weight_decay=0.1, a=2.0, b=0.5)),
 ]
@@ -184,7 +184,7 @@ def test_decoupled_decay_applied_once_per_parameter_in_both_modes():
     """Case C03: float32 and float64 parameters in one group, zero gradients, decoupled decay 0.1, lr 1."""
     for foreach in (False, True):
         params = [torch.ones((), dtype=dt, requires_grad=True) for dt in (torch.float32, torch.float64)]
-        opt = adaptim.AdamW(params, lr=1.0, weight_decay=0.1, decoupled_weight_decay=True, foreach=foreach)
+        opt = adaptim.AdamW(params, lr=1.0, weight_decay=0.1, independent_weight_decay=True, foreach=foreach)
         for p in params:
             p.grad = torch.zeros_like(p)
         opt.step()

@@ -178,12 +178,12 @@ _CLASS_ERRORS: dict[type, list[ErrorInput]] = {
                    mutate=_set("amsgrad", 1)),
     ],
     adaptim.AdamW: [
-        ErrorInput("decoupled weight_decay 1", ValueError, "weight_decay",
-                   kwargs=dict(weight_decay=1.0, decoupled_weight_decay=True)),
+        ErrorInput("independent weight_decay 1", ValueError, "weight_decay",
+                   kwargs=dict(weight_decay=1.0, independent_weight_decay=True)),
         ErrorInput("lr * weight_decay >= 1", RuntimeError, "lambda_t", on="step",
-                   kwargs=dict(lr=2.0, weight_decay=0.5, decoupled_weight_decay=False)),
-        ErrorInput("decoupled decay with lr above the scheduler's peak", RuntimeError, "peak_lr", on="step",
-                   kwargs=dict(weight_decay=0.1, decoupled_weight_decay=True),
+                   kwargs=dict(lr=2.0, weight_decay=0.5)),
+        ErrorInput("independent decay with lr above the scheduler's peak", RuntimeError, "peak_lr", on="step",
+                   kwargs=dict(weight_decay=0.1, independent_weight_decay=True),
                    mutate=lambda opt: opt.param_groups[0].update(initial_lr=opt.param_groups[0]["lr"] / 2)),
     ],
     adaptim.AdamAtan2: [
@@ -354,8 +354,8 @@ def assert_close_tree(a: Any, b: Any, path: str = "") -> None:
 
 def lr_free_decay(case) -> float:
     """The weight decay per step that does not scale with lr (Figure 1's lambda_t = s_t weight_decay of
-    ``AdamW(decoupled_weight_decay=True)``), 0 for every other configuration."""
-    if case.cls is adaptim.AdamW and case.kwargs.get("decoupled_weight_decay", False):
+    ``AdamW(independent_weight_decay=True)``), 0 for every other configuration."""
+    if case.cls is adaptim.AdamW and case.kwargs.get("independent_weight_decay", False):
         return case.kwargs.get("weight_decay", 1e-2)
     return 0.0
 

@@ -119,8 +119,8 @@ ALL_OPTIMIZERS: list[OptimizerCase] = [
     OptimizerCase("adam_all_flags", adaptim.Adam, dict(lr=0.01, weight_decay=0.01, amsgrad=True, nesterov=True,
                                                        eps_inside_sqrt=True)),
     OptimizerCase("adamw", adaptim.AdamW, dict(lr=0.01)),
-    OptimizerCase("adamw_decoupled_amsgrad", adaptim.AdamW, dict(lr=0.01, weight_decay=0.1, amsgrad=True,
-                                                                 decoupled_weight_decay=True)),
+    OptimizerCase("adamw_independent_amsgrad", adaptim.AdamW, dict(lr=0.01, weight_decay=0.1, amsgrad=True,
+                                                                   independent_weight_decay=True)),
     OptimizerCase("adam_atan2", adaptim.AdamAtan2, dict(lr=0.01, weight_decay=0.1, a=1.2, b=0.8)),
 ]
 

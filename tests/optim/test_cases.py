@@ -80,7 +80,7 @@ def decay_per_step(case) -> float:
     wd = case.kwargs.get("weight_decay", 1e-2 if case.cls is adaptim.AdamW else 0.0)
     if case.cls not in DECOUPLED_DECAY:
         return 0.0
-    if case.kwargs.get("decoupled_weight_decay", False):
+    if case.kwargs.get("independent_weight_decay", False):
         return wd
     if case.cls is adaptim.Adafactor and case.kwargs.get("relative_step", True):
         return 1e-2 * wd
@@ -210,7 +210,7 @@ def test_c03_decay_applied_once_per_parameter(decoupled):
     for foreach in (False, True):
         p32 = torch.tensor([1.0], dtype=torch.float32, requires_grad=True)
         p64 = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
-        opt = adaptim.AdamW([p32, p64], lr=1.0, weight_decay=0.1, decoupled_weight_decay=decoupled,
+        opt = adaptim.AdamW([p32, p64], lr=1.0, weight_decay=0.1, independent_weight_decay=decoupled,
                             foreach=foreach)
         p32.grad, p64.grad = torch.zeros_like(p32), torch.zeros_like(p64)
         opt.step()

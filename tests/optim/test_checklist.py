@@ -937,7 +937,7 @@ def test_schedule_multiplier_under_cyclic_lr_decoupled_decay():
     the step raises before anything changes; with the peak stated, s_t = lr / 0.1 and each step decays the weights
     by exactly (1 - s_t weight_decay) (zero gradients)."""
     p = torch.ones(3, dtype=torch.float64, requires_grad=True)
-    opt = adaptim.AdamW([p], lr=1e-3, weight_decay=0.1, decoupled_weight_decay=True)
+    opt = adaptim.AdamW([p], lr=1e-3, weight_decay=0.1, independent_weight_decay=True)
     sched = CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=4, cycle_momentum=False)
     p.grad = torch.zeros_like(p)
     opt.step()
@@ -963,7 +963,7 @@ def test_schedule_multiplier_manual_lr_changes_and_reduce_on_plateau():
     """Without a scheduler s_t = 1 whatever lr is set by hand; after a scheduler, a manual lr above its initial_lr
     raises; ReduceLROnPlateau records no peak (s_t = 1) unless group["peak_lr"] states it."""
     p = leaf(torch.ones(2))
-    opt = adaptim.AdamW([p], lr=1e-3, weight_decay=0.1, decoupled_weight_decay=True)
+    opt = adaptim.AdamW([p], lr=1e-3, weight_decay=0.1, independent_weight_decay=True)
     opt.param_groups[0]["lr"] = 5e-3
     assert adaptim.AdaptimOptimizer.schedule_multiplier(opt.param_groups[0]) == 1.0
     sched = ReduceLROnPlateau(opt, patience=0, factor=0.5)
@@ -1011,9 +1011,10 @@ def test_deliberate_differences_from_torch():
     with pytest.raises(RuntimeError, match="sparse"):
         adaptim.SGD([s], lr=0.1).step()
     # torch's implementation flags (fused, capturable, differentiable) do not exist here
-    for flag in ("fused", "capturable", "differentiable"):
-        with pytest.raises(TypeError, match=flag):
-            adaptim.Adam([p], **{flag: False})
+    for flag in ("fused", "capturable", "differentiable"):  # torch's switches: accepted off, refused on
+        adaptim.Adam([p], **{flag: False})
+        with pytest.raises(ValueError, match=flag):
+            adaptim.Adam([p], **{flag: True})
     # not a difference: the step counter is float64 under a float64 default dtype, as torch's
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)

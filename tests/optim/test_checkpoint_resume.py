@@ -32,7 +32,7 @@ OPTIMIZERS = [
                                                         eps_inside_sqrt=True)),
     ("adamw", adaptim.AdamW, dict(lr=0.01, weight_decay=0.1)),
     ("adamw-all-flags", adaptim.AdamW, dict(lr=0.01, weight_decay=0.1, amsgrad=True, nesterov=True,
-                                            eps_inside_sqrt=True, decoupled_weight_decay=True)),
+                                            eps_inside_sqrt=True, independent_weight_decay=True)),
     ("adam-atan2", adaptim.AdamAtan2, dict(lr=0.01, weight_decay=0.1, a=2.0, b=0.5)),
 ]
 
@@ -130,7 +130,7 @@ def test_resume_under_steplr_saved_mid_decay():
     runs = []
     for resume in (False, True):
         params = start_params()
-        opt = adaptim.AdamW(params, lr=0.05, decoupled_weight_decay=True, weight_decay=0.2)
+        opt = adaptim.AdamW(params, lr=0.05, independent_weight_decay=True, weight_decay=0.2)
         sched = make_sched(opt)
         lrs = []
         for t in itertools.chain(range(BEFORE), range(BEFORE, BEFORE + AFTER)):
@@ -140,7 +140,7 @@ def test_resume_under_steplr_saved_mid_decay():
                 buf.seek(0)
                 saved = torch.load(buf)
                 params = [p.detach().clone().requires_grad_(True) for p in params]
-                opt = adaptim.AdamW(params, lr=0.05, decoupled_weight_decay=True, weight_decay=0.2)
+                opt = adaptim.AdamW(params, lr=0.05, independent_weight_decay=True, weight_decay=0.2)
                 sched = make_sched(opt)
                 opt.load_state_dict(saved["opt"])
                 sched.load_state_dict(saved["sched"])
@@ -168,7 +168,7 @@ def test_loaded_hyperparameters_are_validated_and_nothing_changes():
 @pytest.mark.parametrize("cls", [adaptim.AdamW, adaptim.AdamAtan2])
 def test_group_entries_missing_from_the_saved_dict_keep_this_optimizers_values(cls):
     """Adam's state loaded into AdamW/AdamAtan2 (same state entries) keeps their own group entries
-    (decoupled_weight_decay; a, b) instead of dropping them and failing at the next step; an entry removed
+    (independent_weight_decay; a, b) instead of dropping them and failing at the next step; an entry removed
     from the saved dict (as from an older version) comes back at the optimizer's value."""
     params = start_params()
     opt = adaptim.Adam(params, lr=0.01)

@@ -172,7 +172,7 @@ ADAMW = dict(lr=0.05, betas=(0.9, 0.99), eps=1e-3, weight_decay=0.2)
 def test_adamw_figure1_every_flag_under_warmup_cosine(amsgrad, nesterov, decoupled, inside):
     w1, grads = random_problem(seed=1)
     flags = dict(amsgrad=amsgrad, nesterov=nesterov, eps_inside_sqrt=inside)
-    lrs, got = run(lambda p: adaptim.AdamW(p, **ADAMW, decoupled_weight_decay=decoupled, **flags), w1, grads,
+    lrs, got = run(lambda p: adaptim.AdamW(p, **ADAMW, independent_weight_decay=decoupled, **flags), w1, grads,
                    cosine)
     check_schedule_moves(lrs, ADAMW["lr"])
     s = [lr / ADAMW["lr"] for lr in lrs]  # s_t = lr_t / initial lr
@@ -200,7 +200,7 @@ def test_figure1_inputs_exercise_every_flag():
 @pytest.mark.parametrize("amsgrad,nesterov", list(itertools.product([False, True], repeat=2)))
 def test_adamw_figure1_on_a_real_loss_with_closure(amsgrad, nesterov):
     kw = dict(lr=0.1, betas=(0.8, 0.9), eps=1e-4, weight_decay=0.1, amsgrad=amsgrad, nesterov=nesterov,
-              decoupled_weight_decay=True, eps_inside_sqrt=True)
+              independent_weight_decay=True, eps_inside_sqrt=True)
     lrs, got, _, _ = run_closure(lambda p: adaptim.AdamW(p, **kw), W1_LOGREG, T, cosine)
     s = [lr / 0.1 for lr in lrs]
     want = figure1(flat(W1_LOGREG), lambda t, w: logreg_grad(w), s, eta_max=0.1, lam_max=0.1, betas=(0.8, 0.9),

@@ -17,9 +17,11 @@ For a parameter W (m x n, or (..., m, n) factored over its last two dimensions) 
     alpha_t = rho_t max(eps2, RMS(W_t))              (scale_parameter, change (4)) or rho_t
     W_{t+1} = (1 - rho_t weight_decay) W_t - alpha_t Uhat_t
 
-eps1 is added to G^2 as in the paper's Algorithm 4. 1/sqrt(Vhat) is computed as
-rsqrt(c_t a_t / 1^T a_t)_i rsqrt(s_t)_j: the same number, but it cannot underflow to 0 (and give 0/0) where a
-whole row and column of G vanish, as a_t s_t^T can in float32 (eps1^2 = 1e-60).
+eps1 is added to G^2 as in the paper's Algorithm 4. U_t = N_t / sqrt(Vhat_t) is formed in float64 as
+N_ij sqrt(1^T a_t / c_t) rsqrt(a_t)_i rsqrt(s_t)_j and rounded once: in float32 the ratio a_i / 1^T a underflows
+(a row of eps1 = 1e-30 next to one of 1e16 gives 1e-46) and 1/sqrt(Vhat) overflows (up to about 1e45 where a row
+and a column of G vanish next to large entries) although U itself is moderate; both gave NaN parameters. The
+RMS of U and of W (changes 3 and 4) are accumulated in float64 too (U can reach 1e33, whose square overflows).
 
 Choices the notes leave open (documented on :class:`adaptim.optim.adafactor.Adafactor` as well): the first
 moment is the *bias-corrected EMA of G* in the numerator (the notes' M_t / sqrt(A_t B_t)), clipped together with
@@ -79,10 +81,20 @@ def rms_clip(u: torch.Tensor, threshold: float | None) -> torch.Tensor:
     return u / torch.clamp(rms(u) / threshold, min=1.0)
 
 
-def _inv_sqrt_vhat(row: torch.Tensor, col: torch.Tensor, correction) -> torch.Tensor:
-    """1 / sqrt(Vhat) of (52) as rsqrt(c a / 1^T a) rsqrt(s) (see the module doc); ``correction`` broadcasts."""
-    r = (correction * row / row.sum(dim=-1, keepdim=True)).rsqrt()
-    return r.unsqueeze(-1) * col.rsqrt().unsqueeze(-2)
+def _inv_sqrt_vhat(row: torch.Tensor, col: torch.Tensor, correction) -> tuple[torch.Tensor, torch.Tensor]:
+    """1 / sqrt(Vhat) of (52) as float64 factors sqrt(1^T a / c) rsqrt(a) (..., m, 1) and rsqrt(s) (..., 1, n),
+    whose product is never formed (see the module doc); ``correction`` broadcasts against ``row``."""
+    r = row.double()
+    r = (r.sum(dim=-1, keepdim=True) / correction).sqrt() * r.rsqrt()
+    return r.unsqueeze(-1), col.double().rsqrt().unsqueeze(-2)
+
+
+def _precondition(num: torch.Tensor, inv: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """U = N / sqrt(Vhat): N times each float64 factor of ``inv`` in turn, rounded once to N's dtype."""
+    u = num.double()
+    for f in inv:
+        u = u * f
+    return u.to(num.dtype)
 
 
 def _layer_rms(x: torch.Tensor) -> torch.Tensor:
@@ -102,12 +114,12 @@ def _direction_single(w, g, exp_avg, row, col, v, t, *, beta1, beta2, decay_rate
         inv = _inv_sqrt_vhat(row, col, corr)
     else:
         ema_(v, g2, beta_t)
-        inv = (corr * v).rsqrt()
+        inv = ((corr * v.double()).rsqrt(),)  # c v overflows float32 where v is near its largest value
     num = g
     if exp_avg is not None:
         ema_(exp_avg, g, beta1)
         num = exp_avg / bias_correction(beta1, t)
-    u = rms_clip(num * inv, clip_threshold)
+    u = rms_clip(_precondition(num, inv), clip_threshold)
     return u * torch.clamp(rms(w), min=eps2) if scale_parameter else u
 
 
@@ -132,7 +144,7 @@ def _directions_batched(params, grads, exp_avgs, rows, cols, sqs, steps, *, beta
         else:
             V = stack(sqs, idx)
             ema_(V, G2, beta_t)
-            inv = (corr * V).rsqrt()
+            inv = ((corr * V.double()).rsqrt(),)
             unstack_(sqs, idx, V)
         num = G
         if momentum:
@@ -140,7 +152,7 @@ def _directions_batched(params, grads, exp_avgs, rows, cols, sqs, steps, *, beta
             ema_(M, G, beta1)
             num = M / bias_correction(beta1, t)
             unstack_(exp_avgs, idx, M)
-        U = num * inv
+        U = _precondition(num, inv)
         if clip_threshold is not None:
             U = U / torch.clamp(_layer_rms(U) / clip_threshold, min=1.0)
         if scale_parameter:

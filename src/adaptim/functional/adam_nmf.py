@@ -9,7 +9,9 @@ For a parameter W (m x n, or (..., m, n) factored over its last two dimensions) 
 
 A_0, B_0 ~ Unif(0, init_range] (L.2 step 1) are drawn by the optimizer class. The one EM round is
 :func:`adaptim.linalg.nmf.nmf_step`, whose B-normalization uses the updated A_t (see its module doc: the box's
-A_{t-1}^T 1 would make the step non-monotone and let the scale of A_t B_t oscillate).
+A_{t-1}^T 1 would make the step non-monotone and let the scale of A_t B_t oscillate). It is called with
+``balance=True``: each component's scale is shared equally by A_t and B_t (A_t B_t unchanged), so factors fit to
+gradients of 1e-20 and then refit to gradients of 1e18 stay within float32 (A alone would carry 1e39).
 
 The floor f_t (not in the box) keeps every entry of C_t positive, so no factor row or column is driven to exactly
 0 (from which a multiplicative update never returns) by a gradient row that happens to vanish. It is relative to
@@ -66,7 +68,7 @@ def floored_square(g: torch.Tensor, batch_dims: int = 0) -> torch.Tensor:
 def _direction_single(g, a, b, m, t, *, beta1, eps) -> torch.Tensor:
     c = floored_square(g)
     if a is not None:
-        a_new, b_new = nmf_step(c, a, b)
+        a_new, b_new = nmf_step(c, a, b, balance=True)
         a.copy_(a_new)
         b.copy_(b_new)
         den = (a_new @ b_new).sqrt_().add_(eps)
@@ -88,7 +90,7 @@ def _directions_batched(grads, factors_a, factors_b, exp_avgs, steps, *, beta1, 
         G = stack(grads, idx)
         C = floored_square(G, batch_dims=1)
         if rank is not None:
-            A, B = nmf_step(C, stack(factors_a, idx), stack(factors_b, idx))
+            A, B = nmf_step(C, stack(factors_a, idx), stack(factors_b, idx), balance=True)
             unstack_(factors_a, idx, A)
             unstack_(factors_b, idx, B)
             den = (A @ B).sqrt_().add_(eps)

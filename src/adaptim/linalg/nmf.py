@@ -64,7 +64,8 @@ def idiv(X: torch.Tensor, Y: torch.Tensor, dim: int | tuple[int, ...] | None = N
     return terms.sum() if dim is None else terms.sum(dim=dim)
 
 
-def nmf_step(C: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def nmf_step(C: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *,
+             balance: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One EM round (123)-(124) for C ~ AB under the I-divergence; returns new (A', B'), inputs untouched.
 
         R  = C / AB                                   (E-step: the posterior weights of (121), in ratio form)
@@ -77,6 +78,11 @@ def nmf_step(C: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> tuple[torch.T
     Args:
         C: (..., m, n) nonnegative target.   A: (..., m, r), B: (..., r, n) nonnegative factors; leading
             dimensions broadcast as in ``torch.matmul``. All of one floating dtype.
+        balance: return A' D, D^{-1} B' instead (the same product and, the round being equivariant under this
+            rescaling, the same later iterates), with D the positive diagonal that gives each component k
+            equal sums A'^T 1_m = B' 1_n. B's row sums are then no longer kept: without it they are, so A' alone
+            carries C's scale, and a warm-started factorization whose target grows from about 1e-30 to 1e36
+            would overflow float32 in A' (AdamNMF balances for that reason).
 
     Returns:
         (A', B') of the shapes of A and B.
@@ -108,7 +114,16 @@ def nmf_step(C: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> tuple[torch.T
     A_new = torch.where(b_rows > 0, A_s * (R @ B.mT) / b_rows.clamp_min(tiny), A_s)
     a_cols = A_new.sum(dim=-2).unsqueeze(-1)                   # A'^T 1_m, shape (..., r, 1)
     B_new = torch.where(a_cols > 0, B * (A_s.mT @ R) / a_cols.clamp_min(tiny), B)
-    return torch.where(b_rows > 0, A_new * mean_c, A), B_new
+    if not balance:
+        return torch.where(b_rows > 0, A_new * mean_c, A), B_new
+    # d_k^2 = (B' 1_n)_k / (A'^T 1_m)_k with A' = A_new mean(C); each side gets sqrt(mean(C)) of the scale,
+    # formed from square roots so that no ratio or product leaves the dtype's range
+    b_sums = B_new.sum(dim=-1).unsqueeze(-2)                   # (..., 1, r)
+    ok = (b_rows > 0) & (a_cols.mT > 0) & (b_sums > 0)
+    root = mean_c.sqrt()
+    a_scale = torch.where(ok, root * b_sums.sqrt() / a_cols.mT.sqrt().clamp_min(tiny), mean_c)
+    b_scale = torch.where(ok, root * a_cols.mT.sqrt() / b_sums.sqrt().clamp_min(tiny), torch.ones_like(b_sums))
+    return torch.where(b_rows > 0, A_new * a_scale, A), B_new * b_scale.mT
 
 
 def nmf(C: torch.Tensor, rank: int, steps: int = 200, A: torch.Tensor | None = None, B: torch.Tensor | None = None,

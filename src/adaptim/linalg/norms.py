@@ -59,7 +59,8 @@ def rms(x: torch.Tensor, dim=None) -> torch.Tensor:
         dim: dimensions to reduce (``None``: all entries, a 0-dim result).
 
     Returns:
-        Tensor of x's floating dtype; RMS of a scalar is its absolute value.
+        Tensor of x's floating dtype; RMS of a scalar is its absolute value. Lower precisions are accumulated in
+        float64: the squares of float32 entries beyond about 1e19 overflow (and below 1e-23 underflow).
 
     Raises:
         TypeError: non-floating ``x``.  ValueError: an empty reduction.
@@ -72,7 +73,9 @@ def rms(x: torch.Tensor, dim=None) -> torch.Tensor:
         raise ValueError("rms of an empty tensor is undefined")
     if x.dim() == 0:
         return x.abs()
-    return torch.linalg.vector_norm(x, dim=dims) / math.sqrt(d)
+    if x.dtype == torch.float64:
+        return torch.linalg.vector_norm(x, dim=dims) / math.sqrt(d)
+    return (torch.linalg.vector_norm(x, dim=dims, dtype=torch.float64) / math.sqrt(d)).to(x.dtype)
 
 
 def frobenius_norm(X: torch.Tensor) -> torch.Tensor:

@@ -42,9 +42,17 @@ def psd_power(A: torch.Tensor, exponent: float, eps: float = 0.0, *, rtol: float
         raise ValueError(f"rtol must lie in [0, 1), got {rtol}")
     if not torch.isfinite(A).all():
         raise RuntimeError("psd_power: input matrix has non-finite entries")
-    sym = (A + A.transpose(-1, -2)) / 2
+    sym = A / 2 + A.transpose(-1, -2) / 2  # equal to (A + A^T) / 2, which overflows for entries beyond max / 2
+    # eigh rescales a matrix whose norm lies outside about [1e-15, 1e15] (float32) itself, and then returned NaN
+    # for entries from 1e31 down to 1e-28; a power-of-two scale to max |A_ij| in [1, 2) is exact and avoids that.
+    # Entries below eps^2 of it then move no eigenvalue beyond eigh's own error (eps ||A||): flushing them keeps
+    # subnormals, on which LAPACK fails to converge or returns NaN, out of eigh.
+    amax = sym.abs().amax(dim=(-2, -1), keepdim=True)
+    scale = torch.where(amax > 0, torch.exp2(torch.floor(torch.log2(amax))), torch.ones_like(amax))
+    sym = sym / scale
+    sym = torch.where(sym.abs() < torch.finfo(sym.dtype).eps ** 2, torch.zeros_like(sym), sym)
     evals, evecs = torch.linalg.eigh(sym)
-    evals = evals.clamp_min(0)
+    evals = (evals * scale.squeeze(-1)).clamp_min(0)
     if rtol > 0:  # eigh returns ascending eigenvalues: the last one is lambda_max
         evals = torch.maximum(evals, rtol * evals[..., -1:])
     evals = evals + eps

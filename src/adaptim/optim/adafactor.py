@@ -57,6 +57,9 @@ class Adafactor(AdaptimOptimizer):
         weight_decay: >= 0, decoupled: W is multiplied by (1 - rho_t weight_decay) (not by RMS(W_t)).
         maximize: ascend instead of descend (weight decay still pulls toward 0).
         foreach: batched path (``None``: yes) or the literal per-parameter loop; they agree to rounding.
+        beta2_decay, d: ``torch.optim.Adafactor``'s names for ``decay_rate`` and ``clip_threshold`` (same
+            meaning). Its ``eps=(None, ...)`` (machine epsilon, clamping the second moment) is refused with what
+            to write instead: eps1 is added to G^2 here, as in the paper.
 
     Raises:
         ValueError: a hyperparameter outside its range, ``lr`` given with ``relative_step=True``, ``lr``
@@ -70,23 +73,34 @@ class Adafactor(AdaptimOptimizer):
 
     supports_complex = False
     squares_gradients = True
+    torch_names = ("beta2_decay", "d")
 
     def __init__(self, params, lr: float | None = None, beta1: float | None = None, beta2: float | None = None,
                  decay_rate: float = -0.8, eps: tuple[float, float] = (1e-30, 1e-3), clip_threshold: float | None = 1.0,
                  relative_step: bool = True, scale_parameter: bool = True, warmup_init: bool = False,
                  factored: bool = True, weight_decay: float = 0.0, maximize: bool = False,
-                 foreach: bool | None = None) -> None:
-        super().__init__(params, dict(lr=lr, beta1=beta1, beta2=beta2, decay_rate=decay_rate,
-                                      eps=tuple(eps) if isinstance(eps, (tuple, list)) else eps,
-                                      clip_threshold=clip_threshold, relative_step=relative_step,
-                                      scale_parameter=scale_parameter, warmup_init=warmup_init, factored=factored,
-                                      weight_decay=weight_decay, maximize=maximize, foreach=foreach))
+                 foreach: bool | None = None, *, beta2_decay: float | None = None, d: float | None = None) -> None:
+        super().__init__(params, self._with_torch_names(
+            dict(lr=lr, beta1=beta1, beta2=beta2, decay_rate=decay_rate,
+                 eps=tuple(eps) if isinstance(eps, (tuple, list)) else eps,
+                 clip_threshold=clip_threshold, relative_step=relative_step,
+                 scale_parameter=scale_parameter, warmup_init=warmup_init, factored=factored,
+                 weight_decay=weight_decay, maximize=maximize, foreach=foreach),
+            dict(beta2_decay=beta2_decay, d=d)))
+
+    def _from_torch(self, entries, given, explicit, fallback) -> None:
+        for torch_name, name in (("beta2_decay", "decay_rate"), ("d", "clip_threshold")):
+            value = given.pop(torch_name, None)
+            if value is not None:
+                self._set_alias(entries, explicit, f"{torch_name}={value!r}", name, value)
+        super()._from_torch(entries, given, explicit, fallback)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         if group["relative_step"]:
             if group["lr"] is not None:
                 raise ValueError(f"lr={group['lr']!r} cannot be combined with relative_step=True (which uses the "
-                                 "paper's step min(1e-2, 1/sqrt(t))); pass lr=None, or relative_step=False")
+                                 "paper's step min(1e-2, 1/sqrt(t)), what torch.optim.Adafactor's lr=1e-2 means); "
+                                 "pass lr=None, or relative_step=False")
         else:
             if group["lr"] is None:
                 raise ValueError("lr must be given (a float >= 0) when relative_step=False")
@@ -100,6 +114,9 @@ class Adafactor(AdaptimOptimizer):
         eps = group["eps"]
         if not isinstance(eps, tuple) or len(eps) != 2:
             raise ValueError(f"eps must be a pair (eps1, eps2), got {eps!r}")
+        if eps[0] is None:
+            raise ValueError("eps[0]=None is torch.optim.Adafactor's machine epsilon, which clamps the second moment; "
+                             "here eps[0] is added to G^2 as in the paper: pass a number, e.g. eps=(1e-30, 1e-3)")
         check_range("eps[0]", eps[0], 0.0, low_open=True)
         check_range("eps[1]", eps[1], 0.0)
         if group["clip_threshold"] is not None:

@@ -28,20 +28,35 @@ class AdaGrad(AdaptimOptimizer):
         initial_accumulator_value: starting value of every sum, >= 0.
         weight_decay: L2 coefficient added to the gradient, >= 0.
         maximize, foreach: as in :class:`adaptim.SGD`.
+        lr_decay, differentiable, fused: ``torch.optim.Adagrad``'s, accepted at its defaults (0, False, None);
+            anything else is refused with what to write instead (``lr_decay``: the schedule
+            ``LambdaLR(opt, lambda k: 1 / (1 + k * lr_decay))``, which gives torch's steps).
 
     Raises:
-        ValueError: a hyperparameter outside its range.
+        ValueError: a hyperparameter outside its range, a torch.optim argument with no counterpart here.
     """
 
     weight_decay_kind = WeightDecay.L2
 
     squares_gradients = True
+    torch_names = ("lr_decay", "differentiable", "fused")
 
     def __init__(self, params, lr: float = 1e-2, eps: float = 1e-10, initial_accumulator_value: float = 0.0,
-                 weight_decay: float = 0.0, maximize: bool = False, foreach: bool | None = None) -> None:
+                 weight_decay: float = 0.0, maximize: bool = False, foreach: bool | None = None, *,
+                 lr_decay: float = 0.0, differentiable: bool = False, fused: bool | None = None) -> None:
         defaults = dict(lr=lr, eps=eps, initial_accumulator_value=initial_accumulator_value,
                         weight_decay=weight_decay, maximize=maximize, foreach=foreach)
-        super().__init__(params, defaults)
+        super().__init__(params, self._with_torch_names(
+            defaults, dict(lr_decay=lr_decay, differentiable=differentiable, fused=fused)))
+
+    def _from_torch(self, entries, given, explicit, fallback) -> None:
+        lr_decay = given.pop("lr_decay", 0)
+        if lr_decay:
+            raise ValueError(f"lr_decay={lr_decay!r}: adaptim.AdaGrad keeps no step count for torch's "
+                             "lr / (1 + (t - 1) lr_decay); drop lr_decay and schedule it instead: "
+                             f"torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 / (1 + k * {lr_decay!r})) gives "
+                             "the same steps")
+        super()._from_torch(entries, given, explicit, fallback)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -51,6 +66,12 @@ class AdaGrad(AdaptimOptimizer):
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         return {"sum": torch.full_like(p, group["initial_accumulator_value"])}
+
+    def _l2_coefficient(self, group: dict[str, Any]) -> float:
+        return group["weight_decay"]
+
+    def _accumulated(self, group: dict[str, Any], state: dict[str, Any]) -> list[torch.Tensor]:
+        return [state["sum"]]
 
     def _update_group(self, group, params, grads, states) -> None:
         fn = adagrad_direction_foreach if self.use_foreach(group) else adagrad_direction_single
@@ -76,9 +97,19 @@ class AdaGradNorm(AdaptimOptimizer):
         ValueError: a hyperparameter outside its range.
     """
 
+    squares_gradients = True
+
     def __init__(self, params, lr: float = 1.0, eps: float = 1e-10, maximize: bool = False,
                  foreach: bool | None = None) -> None:
         super().__init__(params, dict(lr=lr, eps=eps, maximize=maximize, foreach=foreach))
+
+    def _statistics_dtype(self, g: torch.Tensor) -> torch.dtype:
+        return torch.float64  # the running sum is a Python float
+
+    def _square_bounds(self, group: dict[str, Any], params: list[torch.Tensor]) -> list[torch.Tensor]:
+        # one sum for the whole group: the running total sum_sq + ||g_1||^2 + ... + ||g_k||^2
+        sq = torch.stack([self._squared_norm(self._real(p.grad), torch.float64).cpu() for p in params])
+        return list((torch.cumsum(sq, 0) + group["sum_sq"]).unbind(0))
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -109,9 +140,17 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
             (use the diagonal :class:`adaptim.AdaGrad` instead, or Shampoo's Kronecker-factored preconditioner).
     """
 
+    squares_gradients = True
+
     def __init__(self, params, lr: float = 1.0, eps: float = 1e-10, max_dim: int = 1024,
                  maximize: bool = False) -> None:
         super().__init__(params, dict(lr=lr, eps=eps, max_dim=max_dim, maximize=maximize))
+
+    def _statistics_dtype(self, g: torch.Tensor) -> torch.dtype:
+        return torch.float64
+
+    def _accumulated(self, group: dict[str, Any], state: dict[str, Any]) -> list[torch.Tensor]:
+        return [state["outer_sum"]]
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)

@@ -32,10 +32,16 @@ class _AdamBase(AdaptimOptimizer):
             state["max_exp_avg_sq"] = torch.zeros_like(p)
         return state
 
-    def _l2(self, group: dict[str, Any]) -> float:
+    def _l2_coefficient(self, group: dict[str, Any]) -> float:
         """The L2 coefficient added to the gradient (0 for the decoupled kinds; their lambda_t is
         :meth:`_decay_factor`, refused by the base class when >= 1)."""
         return 0.0
+
+    def group_weight_decay_kind(self, group: dict[str, Any]) -> WeightDecay:
+        flag = group.get("decoupled_weight_decay")  # torch's flag: True multiplies, False adds the L2 term
+        if flag is None:
+            return self.weight_decay_kind
+        return WeightDecay.DECOUPLED if flag else WeightDecay.L2
 
     def _update_group(self, group, params, grads, states) -> None:
         beta1, beta2 = group["betas"]
@@ -43,7 +49,7 @@ class _AdamBase(AdaptimOptimizer):
         amsgrad = group.get("amsgrad", False)
         directions = fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
                         [s["max_exp_avg_sq"] for s in states] if amsgrad else None, self.step_counts(states),
-                        beta1=beta1, beta2=beta2, eps=group.get("eps", 0.0), l2=self._l2(group), amsgrad=amsgrad,
+                        beta1=beta1, beta2=beta2, eps=group.get("eps", 0.0), l2=self._l2_coefficient(group), amsgrad=amsgrad,
                         nesterov=group.get("nesterov", False), eps_inside_sqrt=group.get("eps_inside_sqrt", False),
                         atan2=self._atan2(group))
         self._final_step(group, params, directions, group["lr"], self._decay_factor(group))
@@ -66,6 +72,8 @@ _ADAM_ARGS = """
         nesterov: Dozat's first moment (Section 4.3): b1/(1-b1^(t+1)) m_t + (1-b1)/(1-b1^t) g_t.
         eps_inside_sqrt: divide by sqrt(vbar + eps) (Figure 1 (e)) instead of sqrt(vbar) + eps.
         maximize, foreach: as in :class:`adaptim.SGD`; both foreach paths are bitwise equal.
+        capturable, differentiable, fused: torch.optim's, accepted off (their defaults); on they are refused with
+            what to write instead (no CUDA-graph capture, no autograd through the step, no fused kernel).
 """
 
 
@@ -74,25 +82,36 @@ class Adam(_AdamBase):
     written out in :mod:`adaptim.functional.adam`.
 
     ``weight_decay`` is the L2 term added to the gradient before the moments (``torch.optim.Adam``'s meaning);
-    for decoupled decay use :class:`AdamW`. With default flags this is ``torch.optim.Adam``.
-""" + _ADAM_ARGS + """        weight_decay: L2 coefficient >= 0.
+    with ``decoupled_weight_decay=True`` it is AdamW's decay instead, lambda_t = lr_t weight_decay (exactly
+    ``torch.optim.Adam(decoupled_weight_decay=True)``, i.e. :class:`AdamW`'s default). With default flags this is
+    ``torch.optim.Adam``.
+""" + _ADAM_ARGS + """        weight_decay: L2 coefficient >= 0 (decoupled: lambda_max >= 0).
+        decoupled_weight_decay: w <- (1 - lr_t weight_decay) w instead of the L2 term (torch's name and meaning).
 
     Raises:
         ValueError: a hyperparameter outside its range.
 """
 
     weight_decay_kind = WeightDecay.L2
+    torch_names = ("capturable", "differentiable", "fused")
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, nesterov: bool = False,
-                 eps_inside_sqrt: bool = False, maximize: bool = False, foreach: bool | None = None) -> None:
+                 eps_inside_sqrt: bool = False, maximize: bool = False, foreach: bool | None = None, *,
+                 decoupled_weight_decay: bool = False, capturable: bool = False, differentiable: bool = False,
+                 fused: bool | None = None) -> None:
         betas = tuple(betas) if isinstance(betas, list) else betas  # anything else: check_betas says why
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad, nesterov=nesterov, eps_inside_sqrt=eps_inside_sqrt,
-                                      maximize=maximize, foreach=foreach))
+        super().__init__(params, self._with_torch_names(
+            dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, nesterov=nesterov,
+                 eps_inside_sqrt=eps_inside_sqrt, maximize=maximize, foreach=foreach,
+                 decoupled_weight_decay=decoupled_weight_decay),
+            dict(capturable=capturable, differentiable=differentiable, fused=fused)))
 
-    def _l2(self, group):
-        return group["weight_decay"]
+    def _l2_coefficient(self, group):
+        return 0.0 if group.get("decoupled_weight_decay", False) else group["weight_decay"]
+
+    def _decay_factor(self, group):  # torch's decoupled_weight_decay=True: AdamW's lambda_t = lr * weight_decay
+        return group["lr"] * group["weight_decay"] if group.get("decoupled_weight_decay", False) else 0.0
 
 
 class AdamW(_AdamBase):
@@ -100,38 +119,58 @@ class AdamW(_AdamBase):
     :mod:`adaptim.functional.adam`.
 
     w_{t+1} = (1 - lambda_t) w_t - eta_t d_t with eta_t = s_t lr and
-    lambda_t = eta_t weight_decay (default, as ``torch.optim.AdamW``) or, with ``decoupled_weight_decay=True``,
-    lambda_t = s_t weight_decay (fully decoupled, Wortsman et al., 2024). s_t = lr / peak lr in [0, 1] is the
-    schedule multiplier set by any ``torch.optim.lr_scheduler``, the peak being the scheduler's ``initial_lr``,
-    ``OneCycleLR``'s ``max_lr`` or a stated ``group["peak_lr"]`` (:meth:`adaptim.AdaptimOptimizer.schedule_multiplier`;
-    a step with lr above the peak raises ``RuntimeError``). With default flags this is ``torch.optim.AdamW``.
-""" + _ADAM_ARGS + """        weight_decay: lambda_max >= 0; with ``decoupled_weight_decay`` it must be < 1 (Figure 1).
-        decoupled_weight_decay: lambda_t = s_t weight_decay instead of lr_t weight_decay.
+    lambda_t = eta_t weight_decay (default, as ``torch.optim.AdamW``) or, with ``independent_weight_decay=True``,
+    lambda_t = s_t weight_decay (Figure 1 (d) as printed: the decay is independent of lr; Wortsman et al., 2024).
+    s_t = lr / peak lr in [0, 1] is the schedule multiplier set by any ``torch.optim.lr_scheduler``, the peak
+    being the scheduler's ``initial_lr``, ``OneCycleLR``'s ``max_lr`` or a stated ``group["peak_lr"]``
+    (:meth:`adaptim.AdaptimOptimizer.schedule_multiplier`; with ``independent_weight_decay`` a step with lr above
+    the peak raises ``RuntimeError``). With default flags this is ``torch.optim.AdamW``.
+    ``decoupled_weight_decay`` has torch's meaning: True (the default, and what ``torch.optim.AdamW`` always uses)
+    is the lr-coupled decay above; False turns AdamW into :class:`Adam` with the L2 term ``weight_decay * w``
+    added to the gradient.
+""" + _ADAM_ARGS + """        weight_decay: lambda_max >= 0; with ``independent_weight_decay`` below 1 (Figure 1).
+        decoupled_weight_decay: multiplicative decay (True, default) or L2 added to the gradient (False).
+        independent_weight_decay: lambda_t = s_t weight_decay instead of lr_t weight_decay (needs
+            ``decoupled_weight_decay=True``). weight_decay = 0.1 then removes 10 % of every weight per step at
+            s_t = 1, so it is typically 1e-4 .. 1e-5 (Wortsman et al., 2024).
 
     Raises:
-        ValueError: a hyperparameter outside its range.
-        RuntimeError: a step whose lambda_t is >= 1, or (``decoupled_weight_decay``) whose lr exceeds the peak.
+        ValueError: a hyperparameter outside its range; ``independent_weight_decay`` without
+            ``decoupled_weight_decay``.
+        RuntimeError: a step whose lambda_t is >= 1, or (``independent_weight_decay``) whose lr exceeds the peak.
 """
 
     weight_decay_kind = WeightDecay.DECOUPLED
+    torch_names = ("capturable", "differentiable", "fused")
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, nesterov: bool = False,
-                 eps_inside_sqrt: bool = False, decoupled_weight_decay: bool = False, maximize: bool = False,
-                 foreach: bool | None = None) -> None:
+                 eps_inside_sqrt: bool = False, decoupled_weight_decay: bool = True, maximize: bool = False,
+                 foreach: bool | None = None, *, independent_weight_decay: bool = False, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None) -> None:
         betas = tuple(betas) if isinstance(betas, list) else betas  # anything else: check_betas says why
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad, nesterov=nesterov, eps_inside_sqrt=eps_inside_sqrt,
-                                      decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                                      foreach=foreach))
+        super().__init__(params, self._with_torch_names(
+            dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, nesterov=nesterov,
+                 eps_inside_sqrt=eps_inside_sqrt, decoupled_weight_decay=decoupled_weight_decay,
+                 maximize=maximize, foreach=foreach, independent_weight_decay=independent_weight_decay),
+            dict(capturable=capturable, differentiable=differentiable, fused=fused)))
 
     def _validate_group(self, group):
         super()._validate_group(group)
-        if group["decoupled_weight_decay"]:
+        if group.get("independent_weight_decay", False):
+            if not group["decoupled_weight_decay"]:
+                raise ValueError("independent_weight_decay=True is a multiplicative decay (lambda_t = s_t "
+                                 "weight_decay); it needs decoupled_weight_decay=True, not the L2 term of "
+                                 "decoupled_weight_decay=False")
             check_range("weight_decay", group["weight_decay"], 0.0, 1.0, high_open=True)
 
+    def _l2_coefficient(self, group):
+        return 0.0 if group["decoupled_weight_decay"] else group["weight_decay"]  # torch's name: False is L2
+
     def _decay_factor(self, group):
-        if group["decoupled_weight_decay"]:
+        if not group["decoupled_weight_decay"]:
+            return 0.0
+        if group.get("independent_weight_decay", False):
             return self.schedule_multiplier(group) * group["weight_decay"]
         return group["lr"] * group["weight_decay"]
 

@@ -20,7 +20,8 @@ that ``torch.optim`` gets wrong or leaves to each class:
   parameter, state or group entry of any group; set the attribute ``check_finite = False`` on an optimizer to
   skip the check, e.g. under a loss scaler that skips such steps). Optimizers whose statistics square the
   gradient (``squares_gradients``) also refuse a finite gradient whose squared norm overflows the statistics'
-  dtype (about 1e19 in float32), which would otherwise give infinite statistics or NaN parameters.
+  dtype (about 1e19 in float32), of any shape (one entry included), or whose square added to the sums kept so far
+  (AdaGrad's, Shampoo's) would overflow, which would otherwise give infinite statistics or NaN parameters.
 * A parameter with no entries (``numel() == 0``) is skipped: it has nothing to update and gets no state; a
   rule that keeps no state for a parameter (plain SGD, AdaGradNorm) stores no empty entry for it.
 * ``load_state_dict`` checks every saved state tensor against the shape the optimizer would give the parameter it
@@ -48,6 +49,32 @@ from adaptim.functional.common import WeightDecay, apply_update_
 from adaptim.validation import check_betas, check_bool, check_int, check_range
 
 __all__ = ["AdaptimOptimizer", "check_range", "check_int", "check_betas", "state_dtype"]
+
+
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+#: default of a torch.optim argument whose ``None`` means something (so ``None`` cannot mean "not given")
+NOT_GIVEN: Any = _NotGiven()
+
+#: torch.optim switches adaptim has no counterpart for: accepted off (torch's default, which computes what adaptim
+#: computes), refused on, with what to write instead
+TORCH_SWITCHES = {
+    "differentiable": "adaptim's steps run under torch.no_grad() and cannot be differentiated through; drop "
+                      "differentiable=True",
+    "fused": "adaptim.{cls} has no fused kernel; drop fused=True (foreach=True, the default, is its fast path)",
+    "capturable": "adaptim.{cls} keeps its step counts on the CPU and cannot be captured in a CUDA graph; drop "
+                  "capturable=True",
+}
+
+
+def _differs(a: Any, b: Any) -> bool:
+    try:
+        return bool(a != b)
+    except (RuntimeError, TypeError, ValueError):  # tensors of several entries: count as set by the caller
+        return True
 
 
 def state_dtype(p: torch.Tensor) -> torch.dtype:
@@ -106,12 +133,16 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     #: raise RuntimeError before a step whose gradients hold NaN or infinity (nothing is changed then)
     check_finite: bool = True
     #: the statistics square the gradient (g^2, G G^T): then a finite gradient whose squared norm overflows the
-    #: statistics' dtype (|g| ~ 1e19 in float32) is refused as well, instead of giving inf statistics or NaN
+    #: statistics' dtype (|g| ~ 1e19 in float32), or would once added to the accumulated sums, is refused as well,
+    #: instead of giving inf statistics or NaN (see :meth:`_square_bounds`)
     squares_gradients: bool = False
     #: how ``weight_decay`` enters the update (:class:`adaptim.functional.common.WeightDecay`): ``L2`` into the
     #: gradient, ``DECOUPLED`` as the factor (1 - lambda_t) of the last stage, ``DIRECTION`` added to the
     #: preconditioned direction; ``None`` for optimizers without weight decay. See :meth:`weight_decay_kind`.
     weight_decay_kind: WeightDecay | None = None
+    #: torch.optim's names for hyperparameters of this class, accepted as constructor keywords and param-group keys
+    #: and translated by :meth:`_from_torch` (or refused with what to write instead)
+    torch_names: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
         super().__init__(params, defaults)
@@ -123,6 +154,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     # ----------------------------------------------------------------------------------------------- groups
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        given = {k: param_group[k] for k in self.torch_names if k in param_group}
+        if given:  # torch.optim's spelling of a group entry: this optimizer's entry, or a clear refusal
+            param_group = {k: v for k, v in param_group.items() if k not in given}
+            self._from_torch(param_group, given, set(param_group), self.defaults)
         params = param_group["params"]
         if isinstance(params, set):  # torch's own refusal, which the list() below would bypass
             raise TypeError("optimizer parameters need to be organized in ordered collections, but the ordering "
@@ -233,6 +268,39 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             for g, t in tensors:
                 g["lr"] = t
 
+    def _with_torch_names(self, defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+        """The constructor's ``defaults`` with the torch.optim keywords ``given`` translated (see
+        :meth:`_from_torch`); an argument counts as set by the caller when it differs from its default."""
+        given = {k: v for k, v in given.items() if v is not NOT_GIVEN}
+        sig = inspect.signature(type(self).__init__).parameters
+        explicit = {k for k, v in defaults.items() if k in sig and sig[k].default is not inspect.Parameter.empty
+                    and _differs(v, sig[k].default)}
+        out = dict(defaults)
+        self._from_torch(out, given, explicit, defaults)
+        return out
+
+    def _from_torch(self, entries: dict[str, Any], given: dict[str, Any], explicit: set[str],
+                    fallback: dict[str, Any]) -> None:
+        """Write torch.optim's hyperparameters ``given`` (name -> value) into ``entries`` (the constructor's
+        defaults or a param group) under this optimizer's names where they compute the same thing, or raise
+        ``ValueError`` saying what to write instead. ``explicit``: the entries the caller set (the same
+        hyperparameter set twice, differently, is refused); ``fallback``: the values of entries not in
+        ``entries``. Subclasses translate their own names and pass the rest here: the switches of
+        :data:`TORCH_SWITCHES`, accepted when off."""
+        for name, value in given.items():
+            if value:
+                raise ValueError(f"{name}={value!r}: " + TORCH_SWITCHES[name].format(cls=type(self).__name__))
+
+    @staticmethod
+    def _set_alias(entries: dict[str, Any], explicit: set[str], spelled: str, name: str, translated: Any) -> None:
+        """entries[name] = translated for torch.optim's arguments ``spelled`` (e.g. "alpha=0.9"), unless ``name``
+        was set to something else too."""
+        if name in explicit and _differs(entries[name], translated):
+            raise ValueError(f"{spelled} (torch.optim's spelling) and {name}={entries[name]!r} set the same "
+                             f"hyperparameter differently; pass one of them ({name}={translated!r} is what "
+                             f"{spelled} means here)")
+        entries[name] = translated
+
     @classmethod
     @functools.cache
     def _flags(cls) -> list[str]:
@@ -300,12 +368,13 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     def _check_finite_grads(self) -> None:
         """Raise ``RuntimeError`` if any gradient of any group is sparse, has NaN or infinite entries, or (in a
-        group whose statistics square it, see :attr:`squares_gradients`) has a squared norm that overflows.
+        group whose statistics square it, see :attr:`squares_gradients`) would make those statistics overflow.
 
         Called before any group is updated and before any state is created, so a refused step changes nothing.
         """
         where, flags = [], []
         for gi, group in enumerate(self.param_groups):
+            with_grad = []
             for pi, p in enumerate(group["params"]):
                 if p.grad is None or p.numel() == 0:
                     continue
@@ -313,23 +382,29 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients (parameter {pi} "
                                        f"of group {gi}); the step was not taken")
                 if self.check_finite:
-                    g = self._real(p.grad)
                     where.append((gi, pi, p))
-                    if self._squares_gradients(group):  # ||g||^2 bounds every entry of g^2 and of G G^T
-                        flags.append(torch.linalg.vector_norm(g, dtype=state_dtype(g)).isfinite())
-                    else:
-                        flags.append(g.isfinite().all())
+                    with_grad.append(p)
+            if not with_grad:
+                continue
+            if self._squares_gradients(group):  # a bound on every statistic is finite: so is every statistic
+                flags.extend(b.isfinite() for b in self._square_bounds(group, with_grad))
+            else:
+                flags.extend(self._real(p.grad).isfinite().all() for p in with_grad)
         if not flags:
             return
         finite = torch.stack([f.to(flags[0].device) for f in flags])
         if not bool(finite.all()):
             gi, pi, p = where[int((~finite).nonzero()[0, 0])]
             g = self._real(p.grad)
-            if bool(g.isfinite().all()):
-                what = (f"has entries up to {float(g.abs().max()):.3g}, whose squares overflow "
-                        f"{state_dtype(g)} in this optimizer's statistics")
-            else:
+            dtype = self._statistics_dtype(g)
+            if not bool(g.isfinite().all()):
                 what = "has NaN or infinite entries"
+            elif not bool(self._squared_norm(g, dtype).isfinite()):
+                what = (f"has entries up to {float(g.abs().max()):.3g}, whose squares overflow "
+                        f"{dtype} in this optimizer's statistics")
+            else:
+                what = (f"has entries up to {float(g.abs().max()):.3g}: with the statistics accumulated so far "
+                        f"(and any L2 term weight_decay * w) their squares overflow {dtype}")
             raise RuntimeError(
                 f"{type(self).__name__}: the gradient of parameter {pi} of group {gi} (shape {tuple(p.shape)}) "
                 f"{what}; the step was not taken and nothing was changed. Fix the loss, clip or unscale the "
@@ -338,6 +413,44 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     def _squares_gradients(self, group: dict[str, Any]) -> bool:
         """Whether ``group``'s statistics square the gradient (see :attr:`squares_gradients`)."""
         return self.squares_gradients
+
+    @staticmethod
+    def _squared_norm(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """||x||^2 in ``dtype``, squared explicitly: ``vector_norm`` of a single entry is |x|, never squared."""
+        n = torch.linalg.vector_norm(x, dtype=dtype)
+        return n * n
+
+    def _statistics_dtype(self, g: torch.Tensor) -> torch.dtype:
+        """The dtype the statistics of a parameter with gradient ``g`` are kept in."""
+        return state_dtype(g)
+
+    def _l2_coefficient(self, group: dict[str, Any]) -> float:
+        """The L2 coefficient added to the gradient before it is squared (``g + l2 w``); 0 by default."""
+        return 0.0
+
+    def _accumulated(self, group: dict[str, Any], state: dict[str, Any]) -> list[torch.Tensor]:
+        """The state tensors that sum squared gradients without bound (AdaGrad's sums): the check adds their
+        largest entry to the new square. EMA statistics stay below their largest input and need none."""
+        return []
+
+    def _square_bounds(self, group: dict[str, Any], params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """For each of ``params`` (with gradients) a 0-dim bound on every entry its statistics can reach this
+        step: (||g|| + l2 ||w||)^2 (it bounds g'^2 and every Gram entry of g' = g + l2 w) plus the largest
+        accumulated entry, in the statistics' dtype; inf or NaN when they could overflow."""
+        l2 = self._l2_coefficient(group)
+        out = []
+        for p in params:
+            g = self._real(p.grad)
+            dtype = self._statistics_dtype(g)
+            n = torch.linalg.vector_norm(g, dtype=dtype)
+            if l2 != 0:
+                n = n + l2 * torch.linalg.vector_norm(self._real(p), dtype=dtype).to(n.device)
+            bound = n * n
+            state = self.state.get(p)
+            for acc in self._accumulated(group, state) if state else []:
+                bound = bound + acc.abs().amax().to(device=bound.device, dtype=dtype)
+            out.append(bound)
+        return out
 
     @staticmethod
     def _write_back(params: list[torch.Tensor], work: list[torch.Tensor]) -> None:

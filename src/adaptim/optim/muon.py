@@ -12,7 +12,7 @@ from adaptim.functional.adam import adam_direction_foreach, adam_direction_singl
 from adaptim.functional.muon import ADJUST_LR, muon_directions, muon_momentum_
 from adaptim.linalg.newton_schulz import check_ns_bounded, resolve_ns_coefficients
 from adaptim.functional.common import WeightDecay
-from adaptim.optim.base import AdaptimOptimizer
+from adaptim.optim.base import NOT_GIVEN, AdaptimOptimizer
 from adaptim.validation import check_betas, check_bool, check_choice, check_int, check_range
 
 __all__ = ["Muon", "muon_param_groups"]
@@ -53,7 +53,10 @@ class Muon(AdaptimOptimizer):
         adjust_lr: "original" (sqrt(max(1, m/n)), Jordan et al.), "match_rms_adamw" (0.2 sqrt(max(m, n)), Liu et
             al., 2025) or ``None`` (no adjustment).
         betas: (beta1, beta2) of the AdamW rule in ``use_muon=False`` groups, each in [0, 1).
-        eps: AdamW's epsilon (added to sqrt(vbar)) in ``use_muon=False`` groups, >= 0.
+        eps: AdamW's epsilon (added to sqrt(vbar)) in ``use_muon=False`` groups, >= 0. Not ``torch.optim.Muon``'s
+            ``eps``, which guards its Newton-Schulz normalization: adaptim's normalization needs no epsilon.
+        adjust_lr_fn: ``torch.optim.Muon``'s name for ``adjust_lr``, with its meaning: ``None`` or "original" is
+            "original", "match_rms_adamw" is "match_rms_adamw" (sets ``adjust_lr``).
         maximize: ascend instead of descend.
         foreach: batched path (``None``: yes) or the literal per-parameter loop; they agree to rounding (batched
             and single matrix products may round differently).
@@ -70,18 +73,30 @@ class Muon(AdaptimOptimizer):
     weight_decay_kind = WeightDecay.DECOUPLED
 
     supports_complex = False
+    torch_names = ("adjust_lr_fn",)
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  ns_coefficients: Union[str, tuple] = "jordan", ns_steps: int = 5,
                  orthogonalize: str = "newton_schulz", weight_decay: float = 0.0,
                  adjust_lr: Optional[str] = "original", betas: tuple[float, float] = (0.9, 0.95),
-                 eps: float = 1e-8, maximize: bool = False, foreach: Optional[bool] = None) -> None:
+                 eps: float = 1e-8, maximize: bool = False, foreach: Optional[bool] = None, *,
+                 adjust_lr_fn: Optional[str] = NOT_GIVEN) -> None:
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_coefficients=ns_coefficients,
                         ns_steps=ns_steps, orthogonalize=orthogonalize, weight_decay=weight_decay,
                         adjust_lr=adjust_lr, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
                         use_muon=True, maximize=maximize,
                         foreach=foreach)
-        super().__init__(params, defaults)
+        super().__init__(params, self._with_torch_names(defaults, dict(adjust_lr_fn=adjust_lr_fn)))
+
+    def _from_torch(self, entries, given, explicit, fallback) -> None:
+        if "adjust_lr_fn" in given:
+            fn = given.pop("adjust_lr_fn")
+            if fn not in (None, "original", "match_rms_adamw"):
+                raise ValueError(f"adjust_lr_fn must be None, 'original' or 'match_rms_adamw' (torch.optim.Muon's "
+                                 f"values), got {fn!r}")
+            # torch's None is "original"; adaptim's adjust_lr=None (no adjustment) has no adjust_lr_fn spelling
+            self._set_alias(entries, explicit, f"adjust_lr_fn={fn!r}", "adjust_lr", fn or "original")
+        super()._from_torch(entries, given, explicit, fallback)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)

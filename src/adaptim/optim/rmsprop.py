@@ -27,25 +27,59 @@ class RMSProp(AdaptimOptimizer):
         lr: eta >= 0.   betas: (b1, b2), each in [0, 1).   eps: >= 0, outside the root.
         weight_decay: L2 coefficient added to the gradient, >= 0.
         maximize, foreach: as in :class:`adaptim.SGD`.
+        alpha: ``torch.optim.RMSprop``'s name for b2 (sets ``betas[1]``; b1 keeps its value, 0.9 by default).
+        momentum: ``torch.optim.RMSprop``'s; 0 means no first moment (``betas[0] = 0``, torch's rule exactly).
+            Nonzero is refused: torch's momentum is heavy ball on the normalized step, not (45)'s EMA of g.
+        centered, capturable, differentiable: ``torch.optim.RMSprop``'s, accepted off (its default); on they are
+            refused with what to write instead.
 
     Raises:
-        ValueError: a hyperparameter outside its range.
+        ValueError: a hyperparameter outside its range, b2 given both as ``alpha`` and in ``betas`` (or b1 as
+            ``momentum`` and in ``betas``) with different values, a torch.optim argument with no counterpart here.
     """
 
     weight_decay_kind = WeightDecay.L2
 
     squares_gradients = True
+    torch_names = ("alpha", "momentum", "centered", "capturable", "differentiable")
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, maximize: bool = False, foreach: bool | None = None) -> None:
-        super().__init__(params, dict(lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
-                                      weight_decay=weight_decay, maximize=maximize, foreach=foreach))
+                 weight_decay: float = 0.0, maximize: bool = False, foreach: bool | None = None, *,
+                 alpha: float | None = None, momentum: float | None = None, centered: bool = False,
+                 capturable: bool = False, differentiable: bool = False) -> None:
+        defaults = dict(lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
+                        weight_decay=weight_decay, maximize=maximize, foreach=foreach)
+        super().__init__(params, self._with_torch_names(defaults, dict(
+            alpha=alpha, momentum=momentum, centered=centered, capturable=capturable, differentiable=differentiable)))
+
+    def _from_torch(self, entries, given, explicit, fallback) -> None:
+        alpha, momentum = given.pop("alpha", None), given.pop("momentum", None)
+        centered = given.pop("centered", False)
+        if centered:
+            raise ValueError(f"centered={centered!r}: adaptim.RMSProp has no centered variant ((45) divides by "
+                             "sqrt(v_t), not by sqrt(v_t - m_t^2)); drop centered=True, or use "
+                             "torch.optim.RMSprop(centered=True)")
+        if momentum is not None and momentum != 0:
+            raise ValueError(f"momentum={momentum!r}: torch.optim.RMSprop's momentum is heavy ball on the normalized "
+                             "step (buf = momentum buf + g / (sqrt(v) + eps)); adaptim.RMSProp's first moment is "
+                             "(45)'s EMA of g in the numerator, betas[0]: write betas=(b1, alpha) for (45), or use "
+                             "torch.optim.RMSprop for torch's rule")
+        if alpha is not None or momentum is not None:
+            betas = entries.get("betas", fallback["betas"])
+            b1, b2 = (betas[0], betas[1]) if isinstance(betas, (tuple, list)) and len(betas) == 2 else (None, None)
+            new = (0.0 if momentum is not None else b1, alpha if alpha is not None else b2)
+            spelled = ", ".join(f"{k}={v!r}" for k, v in (("alpha", alpha), ("momentum", momentum)) if v is not None)
+            self._set_alias(entries, explicit, spelled, "betas", new)
+        super()._from_torch(entries, given, explicit, fallback)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
         check_betas(group["betas"])
         check_range("eps", group["eps"], 0.0)
         check_range("weight_decay", group["weight_decay"], 0.0)
+
+    def _l2_coefficient(self, group: dict[str, Any]) -> float:
+        return group["weight_decay"]
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         state = {"exp_avg_sq": torch.zeros_like(p)}

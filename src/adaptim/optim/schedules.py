@@ -23,6 +23,20 @@ def _check(warmup_steps: int, total_steps: int, final_scale: float) -> None:
         raise ValueError(f"final_scale must lie in [0, 1], got {final_scale!r}")
 
 
+def _check_lr(factory: str, optimizer: torch.optim.Optimizer) -> None:
+    """Refuse an optimizer with a group whose lr is not a number: ``LambdaLR`` would fail with a bare
+    ``TypeError: NoneType * float`` (Adafactor's default ``lr=None``)."""
+    for gi, group in enumerate(getattr(optimizer, "param_groups", [])):
+        lr = group.get("lr")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float, torch.Tensor)):
+            fix = ("Adafactor's relative step (relative_step=True, lr=None) is its own schedule, "
+                   "min(1e-2, 1/sqrt(t)); to use this schedule instead, pass lr=... with relative_step=False, "
+                   "e.g. Adafactor(params, lr=1e-2, relative_step=False)"
+                   if group.get("relative_step") else "give every param group a numeric lr")
+            raise ValueError(f"{factory}: param group {gi} has lr={lr!r}, and a LambdaLR schedule multiplies a "
+                             f"numeric lr; {fix}")
+
+
 def _warmup(k: int, warmup_steps: int) -> float:
     return (k + 1) / warmup_steps  # step k (0-based) of the warm-up: 1/W, 2/W, ..., 1
 
@@ -34,9 +48,12 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
     Steps are counted from 0 (the first ``optimizer.step()`` uses s_1 = 1/warmup_steps, or 1 without warm-up).
 
     Raises:
-        ValueError: ``warmup_steps < 0``, ``total_steps <= warmup_steps`` or ``final_scale`` outside [0, 1].
+        ValueError: ``warmup_steps < 0``, ``total_steps <= warmup_steps`` or ``final_scale`` outside [0, 1]; a
+            param group without a numeric lr (Adafactor's relative step: pass ``lr=...`` with
+            ``relative_step=False``).
     """
     _check(warmup_steps, total_steps, final_scale)
+    _check_lr("warmup_cosine", optimizer)
 
     def s(k: int) -> float:
         if k < warmup_steps:
@@ -55,6 +72,7 @@ def warmup_linear(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
         ValueError: as :func:`warmup_cosine`.
     """
     _check(warmup_steps, total_steps, final_scale)
+    _check_lr("warmup_linear", optimizer)
 
     def s(k: int) -> float:
         if k < warmup_steps:
@@ -66,5 +84,10 @@ def warmup_linear(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
 
 
 def inverse_sqrt(optimizer: torch.optim.Optimizer) -> LambdaLR:
-    """eta_t = eta / sqrt(t) (Section 2.1, the step behind the regret bound (24)); t = 1, 2, ... ."""
+    """eta_t = eta / sqrt(t) (Section 2.1, the step behind the regret bound (24)); t = 1, 2, ... .
+
+    Raises:
+        ValueError: a param group without a numeric lr (as :func:`warmup_cosine`).
+    """
+    _check_lr("inverse_sqrt", optimizer)
     return LambdaLR(optimizer, lambda k: 1.0 / math.sqrt(k + 1))

@@ -41,21 +41,35 @@ class SGD(AdaptimOptimizer):
         maximize: ascend instead of descend.
         lookahead: evaluate the gradient at the look-ahead point (28); requires ``nesterov=True``.
         foreach: use the ``torch._foreach_*`` path (``None``: yes). Both paths give bitwise equal results.
+        dampening, differentiable, fused: ``torch.optim.SGD``'s, accepted at its defaults (0, False, None), where
+            it computes what this class does; anything else is refused (there is no dampening, no autograd through
+            the step, no fused kernel), with what to write instead.
 
     Raises:
         ValueError: a hyperparameter outside its range, ``nesterov`` without momentum, ``lookahead`` without
-            ``nesterov``.
+            ``nesterov``, a torch.optim argument with no counterpart here.
         RuntimeError: ``step()`` without a closure when ``lookahead=True``.
     """
 
     weight_decay_kind = WeightDecay.L2
+    torch_names = ("dampening", "differentiable", "fused")
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0, maximize: bool = False, lookahead: bool = False,
-                 foreach: bool | None = None) -> None:
+                 foreach: bool | None = None, *,
+                 dampening: float = 0.0, differentiable: bool = False, fused: bool | None = None) -> None:
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                         maximize=maximize, lookahead=lookahead, foreach=foreach)
-        super().__init__(params, defaults)
+        super().__init__(params, self._with_torch_names(
+            defaults, dict(dampening=dampening, differentiable=differentiable, fused=fused)))
+
+    def _from_torch(self, entries, given, explicit, fallback) -> None:
+        dampening = given.pop("dampening", 0)
+        if dampening:
+            raise ValueError(f"dampening={dampening!r}: adaptim.SGD has no dampening (the heavy ball (25)-(26) adds "
+                             "g_t undamped); drop dampening, and scale lr by (1 - dampening) for nearly the same "
+                             "steps (torch does not damp the first gradient)")
+        super()._from_torch(entries, given, explicit, fallback)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)

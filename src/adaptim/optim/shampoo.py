@@ -134,6 +134,10 @@ class Shampoo(AdaptimOptimizer):
     def _decay_factor(self, group: dict[str, Any]) -> float:
         # wd * w is added to the direction: with momentum 0 the step is w <- (1 - lr wd) w - lr D
         return group["lr"] * group["weight_decay"]
+    def _accumulated(self, group: dict[str, Any], state: dict[str, Any]) -> list[torch.Tensor]:
+        # sums (53) and AdaGrad grafting grow without bound; EMA statistics stay below their inputs
+        return [v for k, v in state.items()
+                if (group["beta2"] is None and k.startswith("factor_")) or k == "grafting_sum_sq"]
 
     def _update_group(self, group, params, grads, states) -> None:
         directions = shampoo_directions(
