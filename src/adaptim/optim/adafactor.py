@@ -30,15 +30,17 @@ class Adafactor(AdaptimOptimizer):
 
     Differences from other implementations: a float beta1 puts Adam's bias-corrected EMA of G in the numerator
     (the notes' M_t / sqrt(A_t B_t)), clipped together with the update; Hugging Face and fairseq average the
-    clipped update, uncorrected. Weight decay is multiplied by rho_t but not by RMS(W_t).
+    clipped update, uncorrected. Weight decay is multiplied by rho_t but not by RMS(W_t) (torch.optim.Adafactor
+    multiplies it by lr, the cap of rho_t).
 
-    Step size rho_t: with ``relative_step=True`` the relative step min(lr, 1/sqrt(t)), or with ``warmup_init``
-    min(lr, 1e-6 t, 1/sqrt(t)): the group's current ``lr`` is the *largest* relative step, as in
-    ``torch.optim.Adafactor``; at the default ``lr=1e-2`` this is exactly the paper's step min(1e-2, 1/sqrt(t))
-    (min(1e-6 t, 1/sqrt(t)) with warm-up) of change (4)/(5) of 4.7.1. With ``relative_step=False`` rho_t is the
-    group's current ``lr`` itself. Either way any ``torch.optim.lr_scheduler`` works on the lr: it scales rho_t
-    (rho_t = s_t lr) or caps it (min(s_t lr, 1/sqrt(t))). ``lr=None`` (older code and checkpoints) means 1e-2, and
-    the group then stores 1e-2. No step ever writes the group's ``lr`` or any other group entry: everything per
+    Step size rho_t (torch.optim.Adafactor's reading of ``lr``): with ``relative_step=True`` the relative step
+    min(lr, 1/sqrt(t)), with ``warmup_init`` min(lr, 1e-6 t, 1/sqrt(t)), so the group's current ``lr`` is the
+    largest relative step; at the default ``lr=1e-2`` this is exactly the paper's relative step min(1e-2, 1/sqrt(t))
+    (min(1e-6 t, 1/sqrt(t)) with warm-up; Shazeer and Stern, 2018), the eta of 4.7.1's update. With
+    ``relative_step=False`` rho_t is the group's current ``lr`` itself. Either way every
+    ``torch.optim.lr_scheduler`` works on the lr: rho_t = min(s_t lr, 1/sqrt(t)), or s_t lr. ``lr=None`` (older
+    code and checkpoints) means 1e-2, and the group then stores 1e-2 (from construction, loading, or the next step
+    when set on a group). No step otherwise writes the group's ``lr`` or any other group entry: everything per
     parameter (rho_t, RMS(W_t), t) is computed locally (case C09).
 
     State per parameter, besides the float32 ``step``: factored m x n: ``exp_avg_sq_row`` (m) and
@@ -81,7 +83,7 @@ class Adafactor(AdaptimOptimizer):
     squares_gradients = True
     torch_names = ("beta2_decay", "d")
 
-    def __init__(self, params, lr: float | torch.Tensor | None = 1e-2, beta1: float | None = None, beta2: float | None = None,
+    def __init__(self, params, lr: float | None = 1e-2, beta1: float | None = None, beta2: float | None = None,
                  decay_rate: float = -0.8, eps: tuple[float, float] = (1e-30, 1e-3), clip_threshold: float | None = 1.0,
                  relative_step: bool = True, scale_parameter: bool = True, warmup_init: bool = False,
                  factored: bool = True, weight_decay: float = 0.0, maximize: bool = False,
