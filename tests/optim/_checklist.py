@@ -112,10 +112,8 @@ def generic_error_inputs(case) -> list[ErrorInput]:
         ErrorInput("a non-leaf tensor", ValueError, "can't optimize a non-leaf Tensor",
                    params=lambda c: [one() * 2]),
         ErrorInput("a sparse parameter", TypeError, "sparse", params=lambda c: [leaf(torch.eye(2).to_sparse())]),
-        ErrorInput("a negative lr", ValueError, "lr", kwargs=dict(lr=-1e-3, relative_step=False)
-                   if case.cls is adaptim.Adafactor else dict(lr=-1e-3)),
-        ErrorInput("a non-finite lr", ValueError, "lr", kwargs=dict(lr=float("nan"), relative_step=False)
-                   if case.cls is adaptim.Adafactor else dict(lr=float("nan"))),
+        ErrorInput("a negative lr", ValueError, "lr", kwargs=dict(lr=-1e-3)),
+        ErrorInput("a non-finite lr", ValueError, "lr", kwargs=dict(lr=float("nan"))),
         ErrorInput("a tensor lr of two elements", ValueError, "Tensor lr must be 1-element",
                    kwargs=dict(lr=torch.tensor([1e-3, 1e-3]))),
         ErrorInput("a tensor lr off the CPU", ValueError, "CPU tensor",
@@ -191,9 +189,6 @@ _CLASS_ERRORS: dict[type, list[ErrorInput]] = {
         ErrorInput("b set to 0", ValueError, "b must", on="step", mutate=_set("b", 0.0)),
     ],
     adaptim.Adafactor: [
-        ErrorInput("lr with relative_step", ValueError, "relative_step", kwargs=dict(lr=0.1, relative_step=True)),
-        ErrorInput("no lr without relative_step", ValueError, "lr must be given",
-                   kwargs=dict(lr=None, relative_step=False)),
         ErrorInput("warmup_init without relative_step", ValueError, "warmup_init",
                    kwargs=dict(lr=0.1, relative_step=False, warmup_init=True)),
         ErrorInput("eps1 0", ValueError, r"eps\[0\]", kwargs=dict(eps=(0.0, 1e-3))),
@@ -278,10 +273,9 @@ def scheduler_step(sched, loss) -> None:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def numeric_lr(case) -> float | None:
-    """The case's lr, or None where the configuration computes its own step size (Adafactor's relative step)."""
-    return case.kwargs.get("lr") if case.cls is not adaptim.Adafactor or not case.kwargs.get(
-        "relative_step", True) else None
+def numeric_lr(case) -> float:
+    """The case's lr (for Adafactor's relative step, the cap of min(lr, 1/sqrt(t)))."""
+    return case.kwargs["lr"]
 
 
 def split_for(case, params: list) -> list:

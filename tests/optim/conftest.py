@@ -127,7 +127,8 @@ ALL_OPTIMIZERS: list[OptimizerCase] = [
 #: the matrix-aware optimizers of issue 3 (all refuse complex parameters: ``supports_complex = False``)
 ALL_OPTIMIZERS += [
     OptimizerCase("adafactor", adaptim.Adafactor, dict(lr=0.01, relative_step=False)),
-    OptimizerCase("adafactor_relative_step", adaptim.Adafactor, dict()),  # lr=None: the paper's relative step
+    # the relative step min(lr, 1/sqrt(t)); at lr = 1e-2, the default, the paper's min(1e-2, 1/sqrt(t))
+    OptimizerCase("adafactor_relative_step", adaptim.Adafactor, dict(lr=1e-2)),
     OptimizerCase("adafactor_beta1_beta2_wd", adaptim.Adafactor, dict(lr=0.01, relative_step=False, beta1=0.9,
                                                                        beta2=0.999, weight_decay=0.1)),
     OptimizerCase("adafactor_unfactored", adaptim.Adafactor, dict(lr=0.01, relative_step=False, factored=False,

@@ -35,7 +35,7 @@ def vhat_literal(G2sum_rows, G2sum_cols, corr):
 class AdafactorReference:
     """One parameter's Adafactor, literally: the five changes of 4.7.1 as plain if-branches."""
 
-    def __init__(self, w, *, lr=None, beta1=None, beta2=None, decay_rate=-0.8, eps=(1e-30, 1e-3),
+    def __init__(self, w, *, lr=1e-2, beta1=None, beta2=None, decay_rate=-0.8, eps=(1e-30, 1e-3),
                  clip_threshold=1.0, relative_step=True, scale_parameter=True, warmup_init=False, factored=True,
                  weight_decay=0.0):
         self.w = w.clone().to(F64)
@@ -79,10 +79,11 @@ class AdafactorReference:
         U = num / vhat.sqrt()
         if h["clip"] is not None:                                                         # change (3)
             U = U / max(1.0, rms_literal(U) / h["clip"])
-        if h["relative_step"]:
-            rho = min(1e-6 * t if h["warmup"] else 1e-2, 1 / math.sqrt(t))
+        lr = lr if lr is not None else h["lr"]                                          # the scheduled lr
+        if h["relative_step"]:                                     # lr caps the relative step (torch's reading)
+            rho = min(lr, 1e-6 * t, 1 / math.sqrt(t)) if h["warmup"] else min(lr, 1 / math.sqrt(t))
         else:
-            rho = lr if lr is not None else h["lr"]
+            rho = lr
         alpha = rho * max(h["eps"][1], rms_literal(self.w)) if h["scale"] else rho        # change (4)
         self.w = self.w - rho * h["wd"] * self.w - alpha * U
         return self.w
@@ -118,6 +119,8 @@ CONFIGS = {
     "beta2_0.5": dict(beta2=0.5),
     "lr": dict(lr=0.05, relative_step=False),
     "warmup": dict(warmup_init=True),
+    "relative_lr_0.5": dict(lr=0.5),                    # rho_t = 0.5 for t <= 4, then 1/sqrt(t)
+    "warmup_lr": dict(lr=3e-6, warmup_init=True),       # rho_t = 1e-6 t for t <= 3, then 3e-6
     "decay_rate": dict(decay_rate=-0.5),
     "weight_decay": dict(weight_decay=0.1),
     "all": dict(lr=0.03, relative_step=False, beta1=0.8, beta2=0.99, factored=False, clip_threshold=2.0,
@@ -247,7 +250,7 @@ def test_c09_group_lr_untouched_and_step_follows_rms_of_each_weight(order, forea
         torch.testing.assert_close(b - p.detach(), 1e-3 * r * torch.sign(g), rtol=1e-9, atol=0)
 
 
-def test_relative_step_keeps_group_lr_none_and_warmup_runs():
+def test_relative_step_keeps_group_lr_and_warmup_runs():
     torch.manual_seed(0)
     for kwargs in (dict(), dict(warmup_init=True)):
         model = torch.nn.Linear(6, 3)
@@ -260,7 +263,7 @@ def test_relative_step_keeps_group_lr_none_and_warmup_runs():
             first = first if first is not None else loss.item()
             loss.backward()
             opt.step()
-        assert opt.param_groups[0]["lr"] is None
+        assert opt.param_groups[0]["lr"] == 1e-2
         assert all(torch.isfinite(p).all() for p in model.parameters())
         if not kwargs:
             assert loss.item() < first                   # warm-up's 1e-6 t steps are too small to show in 30
@@ -295,16 +298,19 @@ def test_state_sizes_of_other_shapes_and_switches():
 
 
 # ------------------------------------------------------------------------------------------- torch / others
-def test_matches_torch_adafactor_where_the_math_coincides():
-    """torch.optim.Adafactor(lr=1e-2) is the default configuration: relative step min(1e-2, 1/sqrt(t)),
-    RMS(W) scaling with floor 1e-3, clip at 1, beta_t = 1 - t^-0.8, no first moment, decay (1 - 1e-2 wd)."""
+@pytest.mark.parametrize("lr,wd", [(1e-2, 0.1), (0.5, 0.0)])
+def test_matches_torch_adafactor_where_the_math_coincides(lr, wd):
+    """torch.optim.Adafactor(lr) is the configuration with that lr: relative step min(lr, 1/sqrt(t)) (the
+    default lr = 1e-2 gives the paper's), RMS(W) scaling with floor 1e-3, clip at 1, beta_t = 1 - t^-0.8, no
+    first moment. Decay: theirs is (1 - lr wd), ours (1 - rho_t wd), equal while rho_t = lr (lr = 1e-2, t <= 1e4);
+    at lr = 0.5 the cap 1/sqrt(t) takes over from t = 5 on, so that run has no decay."""
     gen = torch.Generator().manual_seed(6)
     shapes = [(5, 7), (7,), (3, 2, 4)]
     w1 = [torch.randn(s, generator=gen) for s in shapes]
     ours = [w.clone().requires_grad_(True) for w in w1]
     theirs = [w.clone().requires_grad_(True) for w in w1]
-    o1 = Adafactor(ours, weight_decay=0.1)
-    o2 = torch.optim.Adafactor(theirs, lr=1e-2, weight_decay=0.1)
+    o1 = Adafactor(ours, **({} if lr == 1e-2 else {"lr": lr}), weight_decay=wd)
+    o2 = torch.optim.Adafactor(theirs, lr=lr, weight_decay=wd)
     for _ in range(15):
         gs = [torch.randn(s, generator=gen) for s in shapes]
         for a, b, g in zip(ours, theirs, gs):
@@ -405,8 +411,6 @@ def test_state_dict_round_trip_is_bitwise():
 
 # ------------------------------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(lr=1e-3), "relative_step"),
-    (dict(relative_step=False), "lr must be given"),
     (dict(lr=1e-3, relative_step=False, warmup_init=True), "warmup_init"),
     (dict(beta1=1.0), "beta1"),
     (dict(beta2=-0.1), "beta2"),
@@ -417,6 +421,8 @@ def test_state_dict_round_trip_is_bitwise():
     (dict(clip_threshold=0.0), "clip_threshold"),
     (dict(weight_decay=-1.0), "weight_decay"),
     (dict(lr=-1.0, relative_step=False), "lr"),
+    (dict(lr=-1.0), "lr"),
+    (dict(lr=math.nan), "lr"),
 ])
 def test_bad_hyperparameters_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -51,13 +51,7 @@ def test_exported_at_top_level():
         assert hasattr(adaptim, name), name
 
 
-def _needs_lr(case) -> None:
-    if case.kwargs.get("lr") is None:
-        pytest.skip("Adafactor's relative step has no lr to set per group or to schedule (see test_adafactor.py)")
-
-
 def test_param_groups_with_different_lr(optimizer_case):
-    _needs_lr(optimizer_case)
     lr = optimizer_case.kwargs["lr"]
     (p1, p2), grads = params_and_grads(4, case=optimizer_case)
     grouped = optimizer_case.make([{"params": [p1]}, {"params": [p2], "lr": lr / 4}])
@@ -249,7 +243,6 @@ def _manual_lr_run(case, params, grads, lr_at):
 
 @pytest.mark.parametrize("kind", ["lambda", "step"])
 def test_torch_lr_schedulers(optimizer_case, kind):
-    _needs_lr(optimizer_case)
     lr = optimizer_case.kwargs["lr"]
     params, grads = params_and_grads(6, case=optimizer_case)
     manual, constant = clones(params), clones(params)
@@ -377,8 +370,6 @@ BAD_CONFIGS = (
         (dict(b=0.0), "b"), (dict(b=-1.0), "b")])
     # issue 3
     + _bad(adaptim.Adafactor, {"lr": 1e-2, "relative_step": False}, LR + [
-        (dict(lr=None), "lr"),  # relative_step=False needs an lr
-        (dict(relative_step=True), "lr"),  # and relative_step=True refuses one
         (dict(warmup_init=True), "warmup_init"),  # needs relative_step
         (dict(beta1=1.0), "beta1"), (dict(beta1=-0.1), "beta1"), (dict(beta1=math.nan), "beta1"),
         (dict(beta2=1.0), "beta2"), (dict(beta2=-0.1), "beta2"), (dict(beta2="0.9"), "beta2"),
@@ -436,7 +427,7 @@ def test_construction_validates_hyperparameters(cls, kwargs, name):
     (lambda ps: adaptim.AdamAtan2(ps), dict(a=0.0), "a"),
     (lambda ps: adaptim.FullMatrixAdaGrad(ps, max_dim=4), dict(params=[torch.zeros(5, requires_grad=True)]),
      "max_dim"),
-    (lambda ps: adaptim.Adafactor(ps), dict(lr=0.1), "lr"),
+    (lambda ps: adaptim.Adafactor(ps), dict(lr=-0.1), "lr"),
     (lambda ps: adaptim.Shampoo(ps), dict(precondition_frequency=20), "start_preconditioning_step"),
     (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(use_muon=False, betas=(1.0, 0.9)),
      "betas"),
@@ -467,7 +458,9 @@ def test_add_param_group_validates_and_leaves_optimizer_unchanged(make, bad, nam
     (adaptim.AdamAtan2, dict(lr=0.0, betas=(0.0, 0.0), weight_decay=0.0, a=1e-3, b=1e-3)),
     (adaptim.Adafactor, dict(lr=0.0, relative_step=False, beta1=0.0, beta2=0.0, decay_rate=0.0, eps=[1e-45, 0.0],
                              clip_threshold=1e-30, weight_decay=0.0)),
-    (adaptim.Adafactor, dict(lr=None, relative_step=True, warmup_init=True, clip_threshold=None)),
+    (adaptim.Adafactor, dict(lr=None, relative_step=True, warmup_init=True, clip_threshold=None)),  # None: 1e-2
+    (adaptim.Adafactor, dict(lr=None, relative_step=False)),  # rho_t = 1e-2
+    (adaptim.Adafactor, dict(lr=0.0, relative_step=True)),
     (adaptim.AdamNMF, dict(lr=0.0, rank=1, init_range=1e-30, eps=0.0, beta1=0.0, weight_decay=0.0)),
     (adaptim.AdamNMF, dict(rank=1000)),  # more than min(m, n) is allowed (documented)
     (adaptim.Shampoo, dict(lr=0.0, beta2=0.0, eps=1e-300, momentum=0.0, weight_decay=0.0, precondition_frequency=1,

@@ -75,15 +75,15 @@ DECOUPLED_DECAY = (adaptim.AdamW, adaptim.AdamAtan2, adaptim.Adafactor, adaptim.
 
 def decay_per_step(case) -> float:
     """lambda_t of Figure 1 (d) at s_t = 1 (w <- (1 - lambda_t) w on a zero gradient) for the decoupled classes,
-    0 for the others. Adafactor multiplies by rho_t (lr, or the relative step min(1e-2, 1/sqrt(t)) = 1e-2 for
-    t <= 10^4); the rest of issue 3 and AdamW's default by lr."""
+    0 for the others. Adafactor multiplies by rho_t (lr, or the relative step min(lr, 1/sqrt(t)) = lr for
+    t <= 1/lr^2; lr defaults to 1e-2); the rest of issue 3 and AdamW's default by lr."""
     wd = case.kwargs.get("weight_decay", 1e-2 if case.cls is adaptim.AdamW else 0.0)
     if case.cls not in DECOUPLED_DECAY:
         return 0.0
     if case.kwargs.get("independent_weight_decay", False):
         return wd
-    if case.cls is adaptim.Adafactor and case.kwargs.get("relative_step", True):
-        return 1e-2 * wd
+    if case.cls is adaptim.Adafactor:
+        return case.kwargs.get("lr", 1e-2) * wd
     return case.kwargs["lr"] * wd
 
 
@@ -648,9 +648,9 @@ C13_CASES = [
 
 
 def _c13_decay(cls, kwargs) -> float:
-    """lambda of the first (zero-gradient) step: decoupled decay times rho_1 = lr (or Adafactor's 1e-2)."""
+    """lambda of the first (zero-gradient) step: decoupled decay times rho_1 = lr (Adafactor's default 1e-2)."""
     wd = kwargs.get("weight_decay", 0.0)
-    return wd * (1e-2 if cls is adaptim.Adafactor and kwargs.get("relative_step", True) else kwargs.get("lr", 0.0))
+    return wd * kwargs.get("lr", 1e-2 if cls is adaptim.Adafactor else 0.0)
 
 
 @pytest.mark.parametrize("scale", [1.0, 1e4])  # 1e4: G^2 / (factors fit to a zero gradient) overflowed float32

@@ -211,8 +211,6 @@ def test_goes_right_direction(optimizer_case, contiguous, maximize):
 @pytest.mark.parametrize("scheduler,contiguous", [(name, True) for name in SCHEDULERS]
                          + [("StepLR", False), ("ReduceLROnPlateau", False)])  # torch's two, non-contiguous
 def test_goes_right_direction_under_scheduler(optimizer_case, scheduler, contiguous):
-    if numeric_lr(optimizer_case) is None:
-        pytest.skip("Adafactor's relative step computes its own step size (lr=None): no lr to schedule")
     w, b, x = regression(optimizer_case, contiguous)
     opt = optimizer_case.make([w, b], **training_overrides(optimizer_case))
     sched = SCHEDULERS[scheduler](opt)
@@ -222,8 +220,6 @@ def test_goes_right_direction_under_scheduler(optimizer_case, scheduler, contigu
 def test_param_group_with_scheduler_goes_right_direction(optimizer_case):
     """Two groups (the second with its own lr) under torch's default schedulers (StepLR, ReduceLROnPlateau)."""
     lr = numeric_lr(optimizer_case)
-    if lr is None:
-        pytest.skip("Adafactor's relative step computes its own step size (lr=None): no lr to schedule")
     for name in ("StepLR", "ReduceLROnPlateau"):
         make_sched = SCHEDULERS[name]
         w, b, x = regression(optimizer_case)
@@ -238,8 +234,6 @@ def test_cyclic_lr(optimizer_case):
     s_t run as usual. Figure 1's decoupled decay uses s_t = lr / peak, which would reach 10 here: the step raises
     (nothing changed) and says to state the peak; with group["peak_lr"] stated it runs, s_t in [0, 1]."""
     lr = numeric_lr(optimizer_case)
-    if lr is None:
-        pytest.skip("Adafactor's relative step computes its own step size (lr=None): no lr to schedule")
     w, b, x = regression(optimizer_case)
     opt = optimizer_case.make([w, b], **training_overrides(optimizer_case))
     sched = CyclicLR(opt, base_lr=lr / 10, max_lr=lr, step_size_up=4, cycle_momentum=False)
@@ -271,10 +265,6 @@ def test_tensor_lr_is_the_float_lr_bitwise(optimizer_case):
     the group keeps the tensor, unchanged."""
     case = optimizer_case
     lr = numeric_lr(case)
-    if lr is None:  # the relative step takes no lr: a tensor lr is refused like a float one
-        with pytest.raises(ValueError, match="relative_step"):
-            case.make([leaf(torch.randn(2, 3))], lr=torch.tensor(0.01))
-        return
     for t in (torch.tensor(lr, dtype=torch.float64), torch.tensor(lr)):
         w, b, x = regression(case)
         w2, b2 = Parameter(w.detach().clone()), Parameter(b.detach().clone())
@@ -479,13 +469,8 @@ def test_param_groups_lr(optimizer_case):
     decoupled decay lambda_t = s_t weight_decay does not scale with lr, so that group still decays, by exactly
     (1 - weight_decay) per step up to the lr-sized update."""
     case = optimizer_case
-    inner = {}
+    inner = {"lr": numeric_lr(case)}
     outer = {**case.kwargs, "lr": 1e-28}  # the other group: the same configuration at lr = 1e-28
-    if numeric_lr(case) is None:  # the trained group keeps the relative step, the other takes lr = 1e-28
-        inner.update(lr=None, relative_step=True)
-        outer["relative_step"] = False
-    else:
-        inner["lr"] = case.kwargs["lr"]
     w, b, x = regression(case)
     irrelevant = Parameter(torch.randn(case.shape((2,)), generator=torch.Generator().manual_seed(5)))
     start = irrelevant.detach().clone()
@@ -648,7 +633,7 @@ def test_save_load_weights_only(optimizer_case, named):
     w, b = Parameter(torch.randn(2, 3, generator=gen)), Parameter(torch.randn(case.shape((2,)), generator=gen))
     x = torch.randn(3, generator=gen)
     lr = numeric_lr(case)
-    opt = case.make([("w", w), ("b", b)] if named else [w, b], **({} if lr is None else {"lr": torch.tensor(lr)}))
+    opt = case.make([("w", w), ("b", b)] if named else [w, b], lr=torch.tensor(lr))
     for _ in range(3):
         opt.step(make_closure(opt, w, b, x))
     sd = opt.state_dict()

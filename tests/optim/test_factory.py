@@ -269,12 +269,14 @@ def test_bench_muon_entry_is_the_factory_and_the_old_recipe():
 
 # ----------------------------------------------------------------------------------------------- Adafactor
 def test_adafactor_explicit_lr_replaces_the_relative_step():
+    """As timm: no lr keeps the relative step at the class's default cap 1e-2; an lr becomes rho_t itself
+    (relative_step=False), unless relative_step=True is passed too: then it caps min(lr, 1/sqrt(t))."""
     (group,) = adaptim.create_optimizer("adafactor", net()).param_groups
-    assert group["relative_step"] is True and group["lr"] is None
+    assert group["relative_step"] is True and group["lr"] == 1e-2
     (group,) = adaptim.create_optimizer("adafactor", net(), lr=0.1).param_groups
     assert group["relative_step"] is False and group["lr"] == 0.1
-    with pytest.raises(ValueError, match="relative_step"):  # the class's own refusal of the combination
-        adaptim.create_optimizer("adafactor", net(), lr=0.1, relative_step=True)
+    (group,) = adaptim.create_optimizer("adafactor", net(), lr=0.1, relative_step=True).param_groups
+    assert group["relative_step"] is True and group["lr"] == 0.1
 
 
 # ------------------------------------------------------------------------------------------------- errors

@@ -1,4 +1,5 @@
-"""The schedule factories on an optimizer without a numeric lr (Adafactor's default relative step)."""
+"""The schedule factories on Adafactor: its default lr is a number (1e-2, the cap of the relative step), so they
+run on a default Adafactor; a group whose lr was set to None afterwards gets an error that names the fix."""
 
 from __future__ import annotations
 
@@ -15,20 +16,23 @@ FACTORIES = {
 
 
 @pytest.mark.parametrize("name", list(FACTORIES))
-def test_relative_step_adafactor_gets_an_error_that_names_the_fix(name):
+def test_a_group_lr_set_to_none_gets_an_error_that_names_the_fix(name):
     """It failed inside LambdaLR with torch's bare ``TypeError: NoneType * float``."""
     opt = adaptim.Adafactor([torch.zeros(3, 2, requires_grad=True)])
-    with pytest.raises(ValueError, match=rf"{name}: param group 0 has lr=None.*relative step.*"
-                                         r"lr=\.\.\. with relative_step=False"):
+    opt.param_groups[0]["lr"] = None
+    with pytest.raises(ValueError, match=rf"{name}: param group 0 has lr=None.*lr=None means lr=1e-2.*"
+                                         r"set the group's lr to a number"):
         FACTORIES[name](opt)
 
 
+@pytest.mark.parametrize("relative_step", [True, False])
 @pytest.mark.parametrize("name", list(FACTORIES))
-def test_the_named_fix_works(name):
+def test_the_factories_run_on_adafactor(name, relative_step):
     p = torch.ones(3, 2, requires_grad=True)
-    opt = adaptim.Adafactor([p], lr=1e-2, relative_step=False)
+    opt = adaptim.Adafactor([p], relative_step=relative_step)
     sched = FACTORIES[name](opt)
     p.grad = torch.ones(3, 2)
     opt.step()
     sched.step()
-    assert opt.param_groups[0]["lr"] > 0 and bool((p < 1).all())
+    assert 0 < opt.param_groups[0]["lr"] <= 1e-2 and opt.param_groups[0]["initial_lr"] == 1e-2
+    assert bool((p < 1).all())

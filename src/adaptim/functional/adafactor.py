@@ -12,8 +12,8 @@ For a parameter W (m x n, or (..., m, n) factored over its last two dimensions) 
         = m_t / (1 - beta1^t),  m_t = beta1 m_{t-1} + (1 - beta1) G_t     (beta1 a float: Adam's first moment)
     U_t = N_t / sqrt(Vhat_t);   Uhat_t = U_t / max(1, RMS(U_t) / d)        change (3), d = clip_threshold
     rho_t = lr                                       (relative_step = False; lr already carries s_t)
-          = min(1e-2, 1/sqrt(t))                     (relative_step = True; paper's relative step size)
-          = min(1e-6 t, 1/sqrt(t))                   (relative_step and warmup_init)
+          = min(lr, 1/sqrt(t))                       (relative_step = True; lr = 1e-2: the paper's relative step)
+          = min(lr, 1e-6 t, 1/sqrt(t))               (relative_step and warmup_init; lr = 1e-2: the paper's)
     alpha_t = rho_t max(eps2, RMS(W_t))              (scale_parameter, change (4)) or rho_t
     W_{t+1} = (1 - rho_t weight_decay) W_t - alpha_t Uhat_t
 
@@ -51,11 +51,17 @@ __all__ = ["adafactor_single", "adafactor_batched", "adafactor_directions", "ada
 
 
 def adafactor_step_size(step: int, lr: float | None, relative_step: bool, warmup_init: bool) -> float:
-    """rho_t: ``lr`` itself, or the paper's relative step min(1e-2, 1/sqrt(t)) (warm-up: min(1e-6 t, 1/sqrt(t)))."""
+    """rho_t at step t = ``step`` (an int >= 1) for the group's current ``lr`` (a float >= 0, schedule included).
+
+    ``relative_step=False``: ``lr`` itself. ``relative_step=True``: the relative step min(lr, 1/sqrt(t)), with
+    ``warmup_init`` min(lr, 1e-6 t, 1/sqrt(t)); the lr is the largest relative step, as in torch.optim.Adafactor,
+    and at lr = 1e-2 this is exactly the paper's min(1e-2, 1/sqrt(t)) (min(1e-6 t, 1/sqrt(t))) of 4.7.1.
+    ``lr=None`` (older callers) means 1e-2 there.
+    """
     if not relative_step:
         return float(lr)
-    cap = 1e-6 * step if warmup_init else 1e-2
-    return min(cap, 1.0 / math.sqrt(step))
+    rho = min(1e-2 if lr is None else float(lr), 1.0 / math.sqrt(step))
+    return min(rho, 1e-6 * step) if warmup_init else rho
 
 
 def adafactor_beta2(step: int, beta2: float | None, decay_rate: float) -> tuple[float, float]:
@@ -216,8 +222,9 @@ def adafactor_single(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, 
                      warmup_init: bool, weight_decay: float, step: StepFn = apply_update_) -> None:
     """One Adafactor step on each parameter, in place (the literal loop of the module's equations).
 
-    :func:`adafactor_directions` then :func:`adafactor_last_stage`; the arguments are theirs. ``lr`` is rho_t when
-    ``relative_step`` is False (the group's current lr, schedule included); ``step`` is the last stage
+    :func:`adafactor_directions` then :func:`adafactor_last_stage`; the arguments are theirs. ``lr`` is the
+    group's current lr, schedule included: rho_t when ``relative_step`` is False, else its cap (see
+    :func:`adafactor_step_size`); ``step`` is the last stage
     ``step(params, directions, lr, decay)`` (default :func:`adaptim.functional.common.apply_update_`).
     """
     _adafactor(**locals(), batched=False)

@@ -14,6 +14,9 @@ from adaptim.validation import check_range
 
 __all__ = ["Adafactor"]
 
+#: the default lr: the paper's cap of the relative step, min(1e-2, 1/sqrt(t)); what lr=None means
+_DEFAULT_LR = 1e-2
+
 
 class Adafactor(AdaptimOptimizer):
     """Adafactor: Adam with the rank-1 second moment (52) and the changes of Section 4.7.1, each switchable.
@@ -27,13 +30,18 @@ class Adafactor(AdaptimOptimizer):
 
     Differences from other implementations: a float beta1 puts Adam's bias-corrected EMA of G in the numerator
     (the notes' M_t / sqrt(A_t B_t)), clipped together with the update; Hugging Face and fairseq average the
-    clipped update, uncorrected. Weight decay is multiplied by rho_t but not by RMS(W_t).
+    clipped update, uncorrected. Weight decay is multiplied by rho_t but not by RMS(W_t) (torch.optim.Adafactor
+    multiplies it by lr, the cap of rho_t).
 
-    Step size rho_t: with ``relative_step=True`` (and ``lr=None``) the paper's relative step
-    min(1e-2, 1/sqrt(t)), or with ``warmup_init`` min(1e-6 t, 1/sqrt(t)); with ``relative_step=False`` the
-    group's current ``lr`` (so any ``torch.optim.lr_scheduler`` scales it: rho_t = s_t lr). No step ever writes
-    the group's ``lr`` or any other group entry: everything per parameter (rho_t, RMS(W_t), t) is computed
-    locally (case C09). A torch lr scheduler needs a numeric lr, so it requires ``relative_step=False``.
+    Step size rho_t (torch.optim.Adafactor's reading of ``lr``): with ``relative_step=True`` the relative step
+    min(lr, 1/sqrt(t)), with ``warmup_init`` min(lr, 1e-6 t, 1/sqrt(t)), so the group's current ``lr`` is the
+    largest relative step; at the default ``lr=1e-2`` this is exactly the paper's relative step min(1e-2, 1/sqrt(t))
+    (min(1e-6 t, 1/sqrt(t)) with warm-up; Shazeer and Stern, 2018), the eta of 4.7.1's update. With
+    ``relative_step=False`` rho_t is the group's current ``lr`` itself. Either way every
+    ``torch.optim.lr_scheduler`` works on the lr: rho_t = min(s_t lr, 1/sqrt(t)), or s_t lr. ``lr=None`` (older
+    code and checkpoints) means 1e-2, and the group then stores 1e-2 (from construction, loading, or the next step
+    when set on a group). No step otherwise writes the group's ``lr`` or any other group entry: everything per
+    parameter (rho_t, RMS(W_t), t) is computed locally (case C09).
 
     State per parameter, besides the float32 ``step``: factored m x n: ``exp_avg_sq_row`` (m) and
     ``exp_avg_sq_col`` (n), i.e. exactly m + n floats; unfactored: ``exp_avg_sq`` (the parameter's shape);
@@ -43,16 +51,17 @@ class Adafactor(AdaptimOptimizer):
 
     Args:
         params: tensors or param groups (real; complex parameters are refused).
-        lr: None with ``relative_step=True``; a float >= 0 with ``relative_step=False``.
+        lr: a float >= 0 (or a one-element tensor): the cap of the relative step (``relative_step=True``;
+            torch.optim.Adafactor's reading), or rho_t itself (``relative_step=False``). ``None`` means 1e-2.
         beta1: None, or the first-moment coefficient in [0, 1).
         beta2: None (schedule of change 5), or the EMA coefficient in [0, 1) with bias correction.
         decay_rate: the exponent of beta_t = 1 - t^decay_rate, in (-inf, 0] (the paper's -c = -0.8).
         eps: (eps1, eps2): eps1 > 0 is added to G^2 (the paper's 1e-30; it keeps 1/sqrt(Vhat) finite),
             eps2 >= 0 floors RMS(W_t) in change 4 (the paper's 1e-3).
         clip_threshold: d > 0, or None for no clipping.
-        relative_step: use the paper's relative step size instead of ``lr``.
+        relative_step: use the relative step size min(lr, 1/sqrt(t)) instead of ``lr`` itself.
         scale_parameter: change 4.
-        warmup_init: relative step min(1e-6 t, 1/sqrt(t)); requires ``relative_step=True``.
+        warmup_init: relative step min(lr, 1e-6 t, 1/sqrt(t)); requires ``relative_step=True``.
         factored: change 1.
         weight_decay: >= 0, decoupled: W is multiplied by (1 - rho_t weight_decay) (not by RMS(W_t)).
         maximize: ascend instead of descend (weight decay still pulls toward 0).
@@ -62,8 +71,7 @@ class Adafactor(AdaptimOptimizer):
             to write instead: eps1 is added to G^2 here, as in the paper.
 
     Raises:
-        ValueError: a hyperparameter outside its range, ``lr`` given with ``relative_step=True``, ``lr``
-            missing with ``relative_step=False``, or ``warmup_init`` without ``relative_step``.
+        ValueError: a hyperparameter outside its range, or ``warmup_init`` without ``relative_step``.
         TypeError: complex or sparse parameters.
         RuntimeError: at ``step``, a NaN or infinite gradient, or a decay factor rho_t * weight_decay >= 1 (the
             largest over the group's parameters); nothing is changed then.
@@ -75,13 +83,13 @@ class Adafactor(AdaptimOptimizer):
     squares_gradients = True
     torch_names = ("beta2_decay", "d")
 
-    def __init__(self, params, lr: float | None = None, beta1: float | None = None, beta2: float | None = None,
+    def __init__(self, params, lr: float | None = 1e-2, beta1: float | None = None, beta2: float | None = None,
                  decay_rate: float = -0.8, eps: tuple[float, float] = (1e-30, 1e-3), clip_threshold: float | None = 1.0,
                  relative_step: bool = True, scale_parameter: bool = True, warmup_init: bool = False,
                  factored: bool = True, weight_decay: float = 0.0, maximize: bool = False,
                  foreach: bool | None = None, *, beta2_decay: float | None = None, d: float | None = None) -> None:
         super().__init__(params, self._with_torch_names(
-            dict(lr=lr, beta1=beta1, beta2=beta2, decay_rate=decay_rate,
+            dict(lr=_DEFAULT_LR if lr is None else lr, beta1=beta1, beta2=beta2, decay_rate=decay_rate,
                  eps=tuple(eps) if isinstance(eps, (tuple, list)) else eps,
                  clip_threshold=clip_threshold, relative_step=relative_step,
                  scale_parameter=scale_parameter, warmup_init=warmup_init, factored=factored,
@@ -96,17 +104,11 @@ class Adafactor(AdaptimOptimizer):
         super()._from_torch(entries, given, explicit, fallback)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
-        if group["relative_step"]:
-            if group["lr"] is not None:
-                raise ValueError(f"lr={group['lr']!r} cannot be combined with relative_step=True (which uses the "
-                                 "paper's step min(1e-2, 1/sqrt(t)), what torch.optim.Adafactor's lr=1e-2 means); "
-                                 "pass lr=None, or relative_step=False")
-        else:
-            if group["lr"] is None:
-                raise ValueError("lr must be given (a float >= 0) when relative_step=False")
-            check_range("lr", group["lr"], 0.0)
-            if group["warmup_init"]:
-                raise ValueError("warmup_init=True requires relative_step=True")
+        if group["lr"] is None:  # older code and checkpoints: lr=None was the relative step capped at 1e-2
+            group["lr"] = _DEFAULT_LR
+        check_range("lr", group["lr"], 0.0)
+        if group["warmup_init"] and not group["relative_step"]:
+            raise ValueError("warmup_init=True requires relative_step=True")
         for name in ("beta1", "beta2"):
             if group[name] is not None:
                 check_range(name, group[name], 0.0, 1.0, high_open=True)
@@ -122,6 +124,14 @@ class Adafactor(AdaptimOptimizer):
         if group["clip_threshold"] is not None:
             check_range("clip_threshold", group["clip_threshold"], 0.0, low_open=True)
         check_range("weight_decay", group["weight_decay"], 0.0)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """:meth:`adaptim.AdaptimOptimizer.load_state_dict`; a group saved with ``lr=None`` (older versions: the
+        relative step capped at 1e-2) loads as ``lr=1e-2``, which steps identically."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            if group.get("lr", _DEFAULT_LR) is None:
+                group["lr"] = _DEFAULT_LR
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         state: dict[str, Any] = {"step": self.new_step()}

@@ -71,7 +71,7 @@ NAMED_OPTIMIZERS: dict[str, NamedOptimizer] = _table(
     # an explicit lr selects the 4.7.1 form with that lr (relative_step=False), see create_optimizer
     NamedOptimizer("adafactor", Adafactor, {},
                    "Adafactor as in 4.7.1: factored (52), no first moment, update RMS clipped to 1, step x RMS(W), "
-                   "beta2_t = 1 - t^-0.8; the relative step, or the lr when one is given"),
+                   "beta2_t = 1 - t^-0.8; the relative step min(1e-2, 1/sqrt(t)), or the lr when one is given"),
     # the box of L.2; with beta1 > 0 the ratio m_t / sqrt(A_t B_t) blows up where the current gradient is small
     NamedOptimizer("adam_nmf", AdamNMF, dict(rank=1, beta1=0.0), "AdamNMF (Appendix L.2), rank 1, beta1 = 0"),
     # roots every 10 steps: every step would make a charlm run of the bench about 60% (9 s) longer
@@ -176,8 +176,8 @@ def create_optimizer(name_or_class: str | type[torch.optim.Optimizer],
             (used with its own defaults).
         model_or_params: an ``nn.Module``, or an iterable of tensors or param-group dicts.
         lr: the learning rate; ``None`` keeps the class's default. For :class:`adaptim.Adafactor` a given lr
-            also sets ``relative_step=False`` (unless ``relative_step`` is passed), as the lr replaces the
-            relative step.
+            also sets ``relative_step=False`` (unless ``relative_step`` is passed), as timm does: the lr is then
+            the step size rho_t itself (with ``relative_step=True`` it would be the cap of min(lr, 1/sqrt(t))).
         weight_decay: the decay coefficient; ``None`` keeps the name's preset or the class's default (AdamW's
             0.01). A nonzero value for a class without weight decay is refused.
         filter_bias_and_bn: exempt biases and normalization parameters from weight decay (models only).

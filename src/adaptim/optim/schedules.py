@@ -25,13 +25,12 @@ def _check(warmup_steps: int, total_steps: int, final_scale: float) -> None:
 
 def _check_lr(factory: str, optimizer: torch.optim.Optimizer) -> None:
     """Refuse an optimizer with a group whose lr is not a number: ``LambdaLR`` would fail with a bare
-    ``TypeError: NoneType * float`` (Adafactor's default ``lr=None``)."""
+    ``TypeError: NoneType * float`` (e.g. an Adafactor group given ``lr=None`` after construction)."""
     for gi, group in enumerate(getattr(optimizer, "param_groups", [])):
         lr = group.get("lr")
         if isinstance(lr, bool) or not isinstance(lr, (int, float, torch.Tensor)):
-            fix = ("Adafactor's relative step (relative_step=True, lr=None) is its own schedule, "
-                   "min(1e-2, 1/sqrt(t)); to use this schedule instead, pass lr=... with relative_step=False, "
-                   "e.g. Adafactor(params, lr=1e-2, relative_step=False)"
+            fix = ("Adafactor's lr=None means lr=1e-2, the largest relative step min(lr, 1/sqrt(t)): set the "
+                   "group's lr to a number, e.g. 1e-2, and the schedule scales that cap"
                    if group.get("relative_step") else "give every param group a numeric lr")
             raise ValueError(f"{factory}: param group {gi} has lr={lr!r}, and a LambdaLR schedule multiplies a "
                              f"numeric lr; {fix}")
@@ -49,8 +48,7 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
 
     Raises:
         ValueError: ``warmup_steps < 0``, ``total_steps <= warmup_steps`` or ``final_scale`` outside [0, 1]; a
-            param group without a numeric lr (Adafactor's relative step: pass ``lr=...`` with
-            ``relative_step=False``).
+            param group without a numeric lr.
     """
     _check(warmup_steps, total_steps, final_scale)
     _check_lr("warmup_cosine", optimizer)
