@@ -23,3 +23,9 @@ def test_readme_opens_with_two_commands():
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert readme_commands()[1] in ci
+
+
+def test_ci_runs_the_linter_and_the_format_check():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "ruff check" in ci and "ruff format --check" in ci
+    assert "[tool.ruff" in (ROOT / "pyproject.toml").read_text()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["main", "build_parser"]
 
@@ -44,29 +44,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adaptim", description="Adaptive learning methods in PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    bench = sub.add_parser("bench", help="train real models on real data with every optimizer, side by side",
-                           description="Train every task with every optimizer and write results.json, results.md "
-                                       "and one PNG of loss curves per task to --out (see docs/bench.md).")
+    bench = sub.add_parser(
+        "bench",
+        help="train real models on real data with every optimizer, side by side",
+        description="Train every task with every optimizer and write results.json, results.md "
+        "and one PNG of loss curves per task to --out (see docs/bench.md).",
+    )
     bench.add_argument("--tasks", type=_names, default=None, help="comma-separated task names (default: all)")
-    bench.add_argument("--optimizers", type=_names, default=None,
-                       help="comma-separated optimizer names (default: all)")
+    bench.add_argument("--optimizers", type=_names, default=None, help="comma-separated optimizer names (default: all)")
     bench.add_argument("--steps", type=_positive_int, default=None, help="steps of every run (default: per task)")
-    bench.add_argument("--lr", type=_nonnegative_float, default=None,
-                       help="learning rate of every run (default: the tuned rate per task and optimizer)")
+    bench.add_argument(
+        "--lr",
+        type=_nonnegative_float,
+        default=None,
+        help="learning rate of every run (default: the tuned rate per task and optimizer)",
+    )
     bench.add_argument("--seed", type=int, default=0, help="seed of model initialization and minibatches")
     bench.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: min(2, CPUs))")
     bench.add_argument("--out", default="bench-out", help="output directory (default: bench-out)")
-    bench.add_argument("--sweep", action="store_true",
-                       help="instead of the bench, run a learning-rate grid per (task, optimizer) and report the "
-                            "best rate (writes sweep.json and sweep.md)")
-    bench.add_argument("--grid", type=_grid, default=None,
-                       help="with --sweep: comma-separated learning rates (default: 7 rates, half a decade apart, "
-                            "around each optimizer's center)")
+    bench.add_argument(
+        "--sweep",
+        action="store_true",
+        help="instead of the bench, run a learning-rate grid per (task, optimizer) and report the "
+        "best rate (writes sweep.json and sweep.md)",
+    )
+    bench.add_argument(
+        "--grid",
+        type=_grid,
+        default=None,
+        help="with --sweep: comma-separated learning rates (default: 7 rates, half a decade apart, "
+        "around each optimizer's center)",
+    )
     bench.add_argument("--no-progress", action="store_true", help="no progress bars")
     bench.set_defaults(func=_cmd_bench, parser=bench)
 
-    lst = sub.add_parser("list", help="list the bench's tasks and the optimizer names (of adaptim.create_optimizer "
-                                      "and the bench)")
+    lst = sub.add_parser(
+        "list", help="list the bench's tasks and the optimizer names (of adaptim.create_optimizer and the bench)"
+    )
     lst.set_defaults(func=_cmd_list, parser=lst)
     return parser
 
@@ -79,8 +93,9 @@ def _check_bench_names(parser: argparse.ArgumentParser, args: argparse.Namespace
             continue
         unknown = [n for n in names if n not in valid]
         if unknown or not names:
-            parser.error(f"unknown {kind} name(s) {', '.join(unknown) or '(none given)'}; "
-                         f"valid {kind}s: {', '.join(valid)}")
+            parser.error(
+                f"unknown {kind} name(s) {', '.join(unknown) or '(none given)'}; valid {kind}s: {', '.join(valid)}"
+            )
 
 
 def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -92,8 +107,14 @@ def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     from adaptim.bench import run_bench, run_sweep, write_results, write_sweep
     from adaptim.bench.report import results_markdown, sweep_markdown
 
-    common = dict(tasks=args.tasks, optimizers=args.optimizers, steps=args.steps, seed=args.seed,
-                  threads=args.threads, progress=not args.no_progress)
+    common = dict(
+        tasks=args.tasks,
+        optimizers=args.optimizers,
+        steps=args.steps,
+        seed=args.seed,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
     if args.sweep:
         sweep = run_sweep(grid=args.grid, **common)
         paths = write_sweep(sweep, args.out)

@@ -11,8 +11,14 @@ import torch
 __all__ = ["check_range", "check_int", "check_betas", "check_bool", "check_choice", "check_tensor"]
 
 
-def check_range(name: str, value: Any, low: float | None = None, high: float | None = None,
-                low_open: bool = False, high_open: bool = False) -> None:
+def check_range(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite real number in the given interval.
 
     ``low``/``high`` of ``None`` mean unbounded; ``*_open`` makes that end exclusive. Booleans are refused (``True``
@@ -55,8 +61,15 @@ def check_choice(name: str, value: Any, choices: tuple) -> None:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
-def check_tensor(name: str, value: Any, *, ndim: int | tuple[int, ...] | None = None,
-                 shape: tuple[int, ...] | None = None, floating: bool = False, finite: bool = False) -> None:
+def check_tensor(
+    name: str,
+    value: Any,
+    *,
+    ndim: int | tuple[int, ...] | None = None,
+    shape: tuple[int, ...] | None = None,
+    floating: bool = False,
+    finite: bool = False,
+) -> None:
     """Raise ``TypeError`` unless ``value`` is a tensor, ``ValueError`` unless it has the given number of
     dimensions (an int or a tuple of allowed ones), the given shape, a floating dtype, or only finite entries.
 
@@ -67,8 +80,9 @@ def check_tensor(name: str, value: Any, *, ndim: int | tuple[int, ...] | None = 
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if value.dim() not in allowed:
-            raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape "
-                             f"{tuple(value.shape)}")
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape {tuple(value.shape)}"
+            )
     if shape is not None and tuple(value.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(value.shape)}")
     if floating and not value.is_floating_point():

@@ -14,8 +14,15 @@ import torch
 
 import adaptim
 from adaptim.bench import OPTIMIZERS, OptimizerSpec, from_class, run_bench, run_sweep, state_bytes, write_results
-from adaptim.bench.data import (OTHER_CHAR_ID, encode_chars, load_breast_cancer_split, load_digits_split,
-                                load_stdlib_corpus, stratified_split, unigram_entropy_bits)
+from adaptim.bench.data import (
+    OTHER_CHAR_ID,
+    encode_chars,
+    load_breast_cancer_split,
+    load_digits_split,
+    load_stdlib_corpus,
+    stratified_split,
+    unigram_entropy_bits,
+)
 from adaptim.bench.models import MLP, CharTransformer
 from adaptim.bench.registry import ladder, ladder_index, register, sweep_grid
 from adaptim.bench.runner import SWEEP_TIE
@@ -23,14 +30,28 @@ from adaptim.bench.tasks import TASKS, LogRegTask, make_task
 from adaptim.cli import main
 
 # A tiny setting of every task: a run takes milliseconds.
-TINY = {"digits": {"hidden": (32,), "batch_size": 16, "max_train": 200},
-        "charlm": {"context": 16, "d_model": 16, "n_head": 2, "n_layer": 1, "batch_size": 4, "n_eval": 4,
-                   "max_files": 10},
-        "logreg": {}}
+TINY = {
+    "digits": {"hidden": (32,), "batch_size": 16, "max_train": 200},
+    "charlm": {"context": 16, "d_model": 16, "n_head": 2, "n_layer": 1, "batch_size": 4, "n_eval": 4, "max_files": 10},
+    "logreg": {},
+}
 TINY_OPTIMIZERS = ["sgd", "adam", "full_matrix_adagrad", "muon", "shampoo"]
 
-RUN_KEYS = {"task", "optimizer", "lr", "steps", "final_train_loss", "final_val_loss", "val_accuracy",
-            "optimality_gap", "wall_time_s", "state_bytes", "curve", "skipped", "diverged"}
+RUN_KEYS = {
+    "task",
+    "optimizer",
+    "lr",
+    "steps",
+    "final_train_loss",
+    "final_val_loss",
+    "val_accuracy",
+    "optimality_gap",
+    "wall_time_s",
+    "state_bytes",
+    "curve",
+    "skipped",
+    "diverged",
+}
 
 
 def tiny_bench(**kwargs):
@@ -70,8 +91,9 @@ def test_results_schema(tiny_results):
     assert set(meta["tasks"]) == {"digits", "charlm", "logreg"}
     assert meta["tasks"]["charlm"]["unigram_entropy_bits"] > 0
     runs = tiny_results["runs"]
-    assert [(r["task"], r["optimizer"]) for r in runs] == [(t, o) for t in ("digits", "charlm", "logreg")
-                                                           for o in TINY_OPTIMIZERS]
+    assert [(r["task"], r["optimizer"]) for r in runs] == [
+        (t, o) for t in ("digits", "charlm", "logreg") for o in TINY_OPTIMIZERS
+    ]
     for r in runs:
         assert set(r) == RUN_KEYS
         if r["skipped"]:
@@ -141,7 +163,8 @@ def test_muon_entry_splits_the_bench_models():
     hidden = sorted(n for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2)
     assert muon["use_muon"] and _names(model, muon["params"]) == hidden and len(hidden) == 8
     assert not adamw["use_muon"] and _names(model, adamw["params"]) == sorted(
-        n for n, _ in model.named_parameters() if n not in hidden)
+        n for n, _ in model.named_parameters() if n not in hidden
+    )
     assert muon["lr"] == adamw["lr"] == 0.02 and muon["adjust_lr"] == "match_rms_adamw"
     # tied input and output embeddings: the shared matrix is listed once, on the AdamW side
     model.head.weight = model.tok.weight
@@ -175,14 +198,16 @@ def test_state_bytes_of_the_matrix_methods():
         return state_bytes(opt)
 
     assert stepped("adafactor") == sum(4 * (m + n) + step for m, n in (p.shape for p in mats)) + sum(
-        4 * p.numel() + step for p in vecs)
+        4 * p.numel() + step for p in vecs
+    )
     assert stepped("adam_nmf") == sum(4 * (m + n) + step for m, n in (p.shape for p in mats)) + step * len(vecs)
     # per tensor: one statistic and one cached root per dimension (a vector: one full matrix), Adam grafting's
     # second moment and the momentum buffer (the parameter's size each)
     assert stepped("shampoo") == sum(4 * (2 * sum(d * d for d in p.shape) + 2 * p.numel()) + step for p in params)
     # IdealizedShampoo: the two statistics of the matrix view (a vector is an (n, 1) column), no cached roots
-    assert stepped("idealized_shampoo") == sum(4 * (p.shape[0] ** 2 + (p.numel() // p.shape[0]) ** 2) + step
-                                               for p in params)
+    assert stepped("idealized_shampoo") == sum(
+        4 * (p.shape[0] ** 2 + (p.numel() // p.shape[0]) ** 2) + step for p in params
+    )
     # Muon: momentum for the hidden matrix (7, 5); AdamW's two moments and step for the head and the biases
     hidden = mats[0]
     assert stepped("muon") == 4 * hidden.numel() + sum(2 * 4 * p.numel() + step for p in params if p is not hidden)
@@ -202,8 +227,10 @@ def test_same_seed_same_numbers(tiny_results):
 
 
 # ------------------------------------------------------------------------------------------ names, skips
-@pytest.mark.parametrize("flag, bad, valid", [("--tasks", "digits,nope", "digits, charlm, logreg"),
-                                              ("--optimizers", "adam,nope", ", ".join(OPTIMIZERS))])
+@pytest.mark.parametrize(
+    "flag, bad, valid",
+    [("--tasks", "digits,nope", "digits, charlm, logreg"), ("--optimizers", "adam,nope", ", ".join(OPTIMIZERS))],
+)
 def test_unknown_name_exits_2_listing_valid_names(flag, bad, valid, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["bench", flag, bad, "--out", str(tmp_path)])
@@ -230,17 +257,42 @@ def test_skipped_optimizer_reports_its_reason(tiny_results):
     for key in ("final_train_loss", "final_val_loss", "val_accuracy", "optimality_gap", "wall_time_s"):
         assert run[key] is None
     # logreg's parameters are small enough: full-matrix AdaGrad runs there
-    assert next(r for r in tiny_results["runs"] if r["task"] == "logreg" and
-                r["optimizer"] == "full_matrix_adagrad")["skipped"] is None
+    assert (
+        next(r for r in tiny_results["runs"] if r["task"] == "logreg" and r["optimizer"] == "full_matrix_adagrad")[
+            "skipped"
+        ]
+        is None
+    )
 
 
 def test_cli_end_to_end(tmp_path, capsys):
-    assert main(["bench", "--tasks", "logreg", "--optimizers", "adam,full_matrix_adagrad", "--steps", "3",
-                 "--seed", "2", "--lr", "0.05", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--tasks",
+                "logreg",
+                "--optimizers",
+                "adam,full_matrix_adagrad",
+                "--steps",
+                "3",
+                "--seed",
+                "2",
+                "--lr",
+                "0.05",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["meta"]["seed"] == 2
     assert [(r["optimizer"], r["lr"], r["steps"]) for r in results["runs"]] == [
-        ("adam", 0.05, 3), ("full_matrix_adagrad", 0.05, 3)]
+        ("adam", 0.05, 3),
+        ("full_matrix_adagrad", 0.05, 3),
+    ]
     assert (tmp_path / "logreg.png").exists()
     assert "| full_matrix_adagrad |" in capsys.readouterr().out
 
@@ -262,7 +314,7 @@ def test_registry_entry_may_be_a_factory_of_the_model(monkeypatch):
     spec = OptimizerSpec("grouped_sgd", grouped, lrs={"logreg": 0.5})
     monkeypatch.setitem(OPTIMIZERS, spec.name, spec)
     res = run_bench(tasks=["logreg"], optimizers=["grouped_sgd", "sgd"], steps=4, progress=False)
-    a, b = res["runs"]
+    a, _b = res["runs"]
     assert a["lr"] == 0.5 and a["skipped"] is None and a["final_train_loss"] < a["curve"][0][1]
     with pytest.raises(ValueError, match="already registered"):
         register(OptimizerSpec("sgd", from_class(adaptim.SGD)))

@@ -15,8 +15,19 @@ import pytest
 import torch
 
 import adaptim
-from adaptim.functional.common import (WeightDecay, add_l2, apply_update_, bias_correction, bucket_indices, decay_,
-                                       ema_, ema_sq_, safe_denominator_, stack, unstack_)
+from adaptim.functional.common import (
+    WeightDecay,
+    add_l2,
+    apply_update_,
+    bias_correction,
+    bucket_indices,
+    decay_,
+    ema_,
+    ema_sq_,
+    safe_denominator_,
+    stack,
+    unstack_,
+)
 
 F64 = torch.float64
 SHAPES = [(3, 4), (5,), (), (2, 3, 2)]
@@ -100,7 +111,7 @@ def test_bias_correction_unbiases_the_ema_of_a_constant(beta):
     m = torch.zeros(2, dtype=F64)
     for t in range(1, 30):
         ema_(m, c, beta)
-        assert bias_correction(beta, t) == 1 - beta ** t
+        assert bias_correction(beta, t) == 1 - beta**t
         torch.testing.assert_close(m / bias_correction(beta, t), c, rtol=1e-13, atol=0)
     assert bias_correction(beta, 1) == pytest.approx(1 - beta)
 
@@ -190,8 +201,11 @@ def test_bucket_indices_groups_by_shape_dtype_device_in_first_seen_order():
     ts = [torch.zeros(2, 3), torch.zeros(3), torch.zeros(2, 3, dtype=F64), torch.zeros(2, 3), torch.zeros(3)]
     buckets = bucket_indices(ts)
     assert list(buckets.values()) == [[0, 3], [1, 4], [2]]
-    assert list(buckets) == [((2, 3), torch.float32, ts[0].device), ((3,), torch.float32, ts[0].device),
-                             ((2, 3), F64, ts[0].device)]
+    assert list(buckets) == [
+        ((2, 3), torch.float32, ts[0].device),
+        ((3,), torch.float32, ts[0].device),
+        ((2, 3), F64, ts[0].device),
+    ]
     by_ndim = bucket_indices(ts, key=lambda i, t: t.dim())
     assert by_ndim == {2: [0, 2, 3], 1: [1, 4]}
     assert bucket_indices([]) == {}
@@ -236,8 +250,10 @@ DECAYING = [
 
 def _decaying_params(request, name, cls):
     gen = torch.Generator().manual_seed(0)
-    return [torch.randn(3, 2, generator=gen, dtype=F64).requires_grad_(True),
-            torch.randn(2, 2, generator=gen, dtype=F64).requires_grad_(True)]
+    return [
+        torch.randn(3, 2, generator=gen, dtype=F64).requires_grad_(True),
+        torch.randn(2, 2, generator=gen, dtype=F64).requires_grad_(True),
+    ]
 
 
 def _make(cls, kw, extra, params, **overrides):
@@ -273,9 +289,13 @@ def _set_grads(params, seed):
 
 def test_every_multiplicative_decay_is_in_the_refusal_list():
     """Each optimizer class with a ``weight_decay`` argument is either of the L2 kind or listed in DECAYING."""
-    with_wd = {c for c in map(lambda n: getattr(adaptim, n), adaptim.__all__)
-               if isinstance(c, type) and issubclass(c, adaptim.AdaptimOptimizer)
-               and "weight_decay" in inspect.signature(c.__init__).parameters}
+    with_wd = {
+        c
+        for c in map(lambda n: getattr(adaptim, n), adaptim.__all__)
+        if isinstance(c, type)
+        and issubclass(c, adaptim.AdaptimOptimizer)
+        and "weight_decay" in inspect.signature(c.__init__).parameters
+    }
     assert with_wd - L2_KIND == {cls for _, cls, _, _ in DECAYING}
 
 
@@ -323,11 +343,16 @@ def test_every_class_with_weight_decay_states_its_kind():
     exactly the classes whose decay enters the gradient (as torch.optim's SGD, Adagrad, RMSprop, Adam)."""
     from adaptim.functional.common import WeightDecay
 
-    classes = {c for c in (getattr(adaptim, n) for n in adaptim.__all__)
-               if isinstance(c, type) and issubclass(c, adaptim.AdaptimOptimizer) and c is not adaptim.AdaptimOptimizer}
+    classes = {
+        c
+        for c in (getattr(adaptim, n) for n in adaptim.__all__)
+        if isinstance(c, type) and issubclass(c, adaptim.AdaptimOptimizer) and c is not adaptim.AdaptimOptimizer
+    }
     for c in classes:
         has_wd = "weight_decay" in inspect.signature(c.__init__).parameters
         assert (c.weight_decay_kind is not None) == has_wd, c
     assert {c for c in classes if c.weight_decay_kind is WeightDecay.L2} == L2_KIND
-    assert {c for c in classes if c.weight_decay_kind is WeightDecay.DIRECTION} == {adaptim.Shampoo,
-                                                                                  adaptim.IdealizedShampoo}
+    assert {c for c in classes if c.weight_decay_kind is WeightDecay.DIRECTION} == {
+        adaptim.Shampoo,
+        adaptim.IdealizedShampoo,
+    }

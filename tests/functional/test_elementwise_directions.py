@@ -41,8 +41,21 @@ def assert_same(a, b) -> None:
 class Rule:
     """One elementwise rule: its direction functions, whole-step functions, state and keywords."""
 
-    def __init__(self, name, direction_single, direction_foreach, step_single, step_foreach, n_state, kw,
-                 *, none_state=(), counts=False, lr_kw=("lr",), decay=0.0):
+    def __init__(
+        self,
+        name,
+        direction_single,
+        direction_foreach,
+        step_single,
+        step_foreach,
+        n_state,
+        kw,
+        *,
+        none_state=(),
+        counts=False,
+        lr_kw=("lr",),
+        decay=0.0,
+    ):
         self.name, self.kw, self.n_state, self.counts, self.decay = name, kw, n_state, counts, decay
         self.none_state = none_state  # positions of state lists passed as None (e.g. no first moment)
         self.direction = {False: direction_single, True: direction_foreach}
@@ -50,8 +63,7 @@ class Rule:
 
     def fresh(self):
         params = tensors(0)
-        states = [None if i in self.none_state else [torch.zeros_like(p) for p in params]
-                  for i in range(self.n_state)]
+        states = [None if i in self.none_state else [torch.zeros_like(p) for p in params] for i in range(self.n_state)]
         return params, states
 
     def args(self, states, t):
@@ -64,35 +76,145 @@ class Rule:
 
 ADAM_KW = dict(beta1=0.9, beta2=0.99, eps=1e-6)
 RULES = [
-    Rule("sgd", F.sgd_direction_single, F.sgd_direction_foreach, F.sgd_single, F.sgd_foreach, 1,
-         dict(momentum=0.0, nesterov=False, weight_decay=0.0), none_state=(0,)),
-    Rule("sgd_l2", F.sgd_direction_single, F.sgd_direction_foreach, F.sgd_single, F.sgd_foreach, 1,
-         dict(momentum=0.0, nesterov=False, weight_decay=0.1), none_state=(0,)),
-    Rule("sgd_heavy_ball", F.sgd_direction_single, F.sgd_direction_foreach, F.sgd_single, F.sgd_foreach, 1,
-         dict(momentum=0.9, nesterov=False, weight_decay=0.1)),
-    Rule("sgd_nesterov", F.sgd_direction_single, F.sgd_direction_foreach, F.sgd_single, F.sgd_foreach, 1,
-         dict(momentum=0.9, nesterov=True, weight_decay=0.1)),
-    Rule("adagrad", F.adagrad_direction_single, F.adagrad_direction_foreach, F.adagrad_single, F.adagrad_foreach, 1,
-         dict(eps=1e-10, weight_decay=0.0)),
-    Rule("adagrad_l2", F.adagrad_direction_single, F.adagrad_direction_foreach, F.adagrad_single,
-         F.adagrad_foreach, 1, dict(eps=1e-3, weight_decay=0.1)),
-    Rule("adagrad_eps0", F.adagrad_direction_single, F.adagrad_direction_foreach, F.adagrad_single,
-         F.adagrad_foreach, 1, dict(eps=0.0, weight_decay=0.0)),
-    Rule("rmsprop", F.rmsprop_direction_single, F.rmsprop_direction_foreach, F.rmsprop_single, F.rmsprop_foreach, 2,
-         dict(beta1=0.9, beta2=0.95, eps=1e-6, weight_decay=0.0)),
-    Rule("rmsprop_l2_eps0", F.rmsprop_direction_single, F.rmsprop_direction_foreach, F.rmsprop_single,
-         F.rmsprop_foreach, 2, dict(beta1=0.9, beta2=0.95, eps=0.0, weight_decay=0.1)),
-    Rule("rmsprop_beta1_0_eps0", F.rmsprop_direction_single, F.rmsprop_direction_foreach, F.rmsprop_single,
-         F.rmsprop_foreach, 2, dict(beta1=0.0, beta2=0.95, eps=0.0, weight_decay=0.0), none_state=(0,)),
-    Rule("adam", F.adam_direction_single, F.adam_direction_foreach, F.adam_single, F.adam_foreach, 3,
-         dict(ADAM_KW), none_state=(2,), counts=True),
-    Rule("adam_l2_amsgrad_nesterov_inside", F.adam_direction_single, F.adam_direction_foreach, F.adam_single,
-         F.adam_foreach, 3, dict(ADAM_KW, l2=0.1, amsgrad=True, nesterov=True, eps_inside_sqrt=True), counts=True,
-         decay=0.01),
-    Rule("adam_eps0", F.adam_direction_single, F.adam_direction_foreach, F.adam_single, F.adam_foreach, 3,
-         dict(ADAM_KW, eps=0.0), none_state=(2,), counts=True, decay=0.01),
-    Rule("adam_atan2", F.adam_direction_single, F.adam_direction_foreach, F.adam_single, F.adam_foreach, 3,
-         dict(ADAM_KW, nesterov=True, atan2=(2.0, 0.5)), none_state=(2,), counts=True, decay=0.01),
+    Rule(
+        "sgd",
+        F.sgd_direction_single,
+        F.sgd_direction_foreach,
+        F.sgd_single,
+        F.sgd_foreach,
+        1,
+        dict(momentum=0.0, nesterov=False, weight_decay=0.0),
+        none_state=(0,),
+    ),
+    Rule(
+        "sgd_l2",
+        F.sgd_direction_single,
+        F.sgd_direction_foreach,
+        F.sgd_single,
+        F.sgd_foreach,
+        1,
+        dict(momentum=0.0, nesterov=False, weight_decay=0.1),
+        none_state=(0,),
+    ),
+    Rule(
+        "sgd_heavy_ball",
+        F.sgd_direction_single,
+        F.sgd_direction_foreach,
+        F.sgd_single,
+        F.sgd_foreach,
+        1,
+        dict(momentum=0.9, nesterov=False, weight_decay=0.1),
+    ),
+    Rule(
+        "sgd_nesterov",
+        F.sgd_direction_single,
+        F.sgd_direction_foreach,
+        F.sgd_single,
+        F.sgd_foreach,
+        1,
+        dict(momentum=0.9, nesterov=True, weight_decay=0.1),
+    ),
+    Rule(
+        "adagrad",
+        F.adagrad_direction_single,
+        F.adagrad_direction_foreach,
+        F.adagrad_single,
+        F.adagrad_foreach,
+        1,
+        dict(eps=1e-10, weight_decay=0.0),
+    ),
+    Rule(
+        "adagrad_l2",
+        F.adagrad_direction_single,
+        F.adagrad_direction_foreach,
+        F.adagrad_single,
+        F.adagrad_foreach,
+        1,
+        dict(eps=1e-3, weight_decay=0.1),
+    ),
+    Rule(
+        "adagrad_eps0",
+        F.adagrad_direction_single,
+        F.adagrad_direction_foreach,
+        F.adagrad_single,
+        F.adagrad_foreach,
+        1,
+        dict(eps=0.0, weight_decay=0.0),
+    ),
+    Rule(
+        "rmsprop",
+        F.rmsprop_direction_single,
+        F.rmsprop_direction_foreach,
+        F.rmsprop_single,
+        F.rmsprop_foreach,
+        2,
+        dict(beta1=0.9, beta2=0.95, eps=1e-6, weight_decay=0.0),
+    ),
+    Rule(
+        "rmsprop_l2_eps0",
+        F.rmsprop_direction_single,
+        F.rmsprop_direction_foreach,
+        F.rmsprop_single,
+        F.rmsprop_foreach,
+        2,
+        dict(beta1=0.9, beta2=0.95, eps=0.0, weight_decay=0.1),
+    ),
+    Rule(
+        "rmsprop_beta1_0_eps0",
+        F.rmsprop_direction_single,
+        F.rmsprop_direction_foreach,
+        F.rmsprop_single,
+        F.rmsprop_foreach,
+        2,
+        dict(beta1=0.0, beta2=0.95, eps=0.0, weight_decay=0.0),
+        none_state=(0,),
+    ),
+    Rule(
+        "adam",
+        F.adam_direction_single,
+        F.adam_direction_foreach,
+        F.adam_single,
+        F.adam_foreach,
+        3,
+        dict(ADAM_KW),
+        none_state=(2,),
+        counts=True,
+    ),
+    Rule(
+        "adam_l2_amsgrad_nesterov_inside",
+        F.adam_direction_single,
+        F.adam_direction_foreach,
+        F.adam_single,
+        F.adam_foreach,
+        3,
+        dict(ADAM_KW, l2=0.1, amsgrad=True, nesterov=True, eps_inside_sqrt=True),
+        counts=True,
+        decay=0.01,
+    ),
+    Rule(
+        "adam_eps0",
+        F.adam_direction_single,
+        F.adam_direction_foreach,
+        F.adam_single,
+        F.adam_foreach,
+        3,
+        dict(ADAM_KW, eps=0.0),
+        none_state=(2,),
+        counts=True,
+        decay=0.01,
+    ),
+    Rule(
+        "adam_atan2",
+        F.adam_direction_single,
+        F.adam_direction_foreach,
+        F.adam_single,
+        F.adam_foreach,
+        3,
+        dict(ADAM_KW, nesterov=True, atan2=(2.0, 0.5)),
+        none_state=(2,),
+        counts=True,
+        decay=0.01,
+    ),
 ]
 
 
@@ -132,8 +254,12 @@ def test_direction_loop_equals_foreach_and_reads_params_and_grads_only(rule):
             assert_same(x, y)
     for x, y in zip(da, db):
         assert_same(x, y)
-    assert rule.direction[True]([], [], *[[] if s is not None else None for s in sa],
-                                *([[]] if rule.counts else []), **rule.kw) == []
+    assert (
+        rule.direction[True](
+            [], [], *[[] if s is not None else None for s in sa], *([[]] if rule.counts else []), **rule.kw
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize("foreach", [False, True])
@@ -169,7 +295,7 @@ def test_step_fn_receives_the_directions_and_is_the_only_writer(rule, foreach):
     assert_same(params, kept)
     if foreach:  # once, on the lists
         assert len(calls) == 1
-        (w, d, lr, decay), = calls
+        ((w, d, lr, decay),) = calls
         assert len(w) == len(params) and all(a is b for a, b in zip(w, params))
         assert (lr, decay) == (0.05, rule.decay)
         assert_same(d, want)
@@ -191,8 +317,10 @@ def test_lookahead_point_is_28(foreach):
     assert_same(w, kept[0])
     assert_same(v, kept[1])
     params, bufs = tensors(1), tensors(2)
-    assert_same(F.lookahead_point(params, bufs, lr=0.1, momentum=0.9, foreach=foreach),
-                [p - b * (0.1 * 0.9) for p, b in zip(params, bufs)])
+    assert_same(
+        F.lookahead_point(params, bufs, lr=0.1, momentum=0.9, foreach=foreach),
+        [p - b * (0.1 * 0.9) for p, b in zip(params, bufs)],
+    )
     assert F.lookahead_point([], [], lr=0.1, momentum=0.9, foreach=foreach) == []
 
 

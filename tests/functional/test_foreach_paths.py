@@ -103,15 +103,26 @@ def test_rmsprop_single_equals_foreach(beta1, weight_decay):
 ADAM_FLAGS = list(itertools.product([False, True], repeat=3))
 
 
-ADAM_RULES = [(*flags, *extra) for flags in ADAM_FLAGS
-              for extra in [(0.0, 0.0, None), (0.1, 0.0, None), (0.0, 0.01, None)]]
+ADAM_RULES = [
+    (*flags, *extra) for flags in ADAM_FLAGS for extra in [(0.0, 0.0, None), (0.1, 0.0, None), (0.0, 0.01, None)]
+]
 ADAM_RULES += [(False, nesterov, False, 0.0, 0.01, (2.0, 0.5)) for nesterov in (False, True)]  # atan2: no eps
 
 
 @pytest.mark.parametrize("amsgrad,nesterov,inside,l2,decay,atan2", ADAM_RULES)
 def test_adam_single_equals_foreach(amsgrad, nesterov, inside, l2, decay, atan2):
-    kw = dict(lr=0.01, beta1=0.9, beta2=0.99, eps=1e-6, l2=l2, decay=decay, amsgrad=amsgrad, nesterov=nesterov,
-              eps_inside_sqrt=inside, atan2=atan2)
+    kw = dict(
+        lr=0.01,
+        beta1=0.9,
+        beta2=0.99,
+        eps=1e-6,
+        l2=l2,
+        decay=decay,
+        amsgrad=amsgrad,
+        nesterov=nesterov,
+        eps_inside_sqrt=inside,
+        atan2=atan2,
+    )
     counts = {}
 
     def with_steps(fn):
@@ -119,6 +130,7 @@ def test_adam_single_equals_foreach(amsgrad, nesterov, inside, l2, decay, atan2)
             # a different step count t per parameter, as after parameters joined at different times
             counts[fn] = [c + 1 for c in counts.get(fn, [0, 2, 5, 9])]
             fn(params, grads, m, v, vmax if amsgrad else None, counts[fn], **kw)
+
         return step
 
     (pa, sa), (pb, sb) = twice(with_steps(F.adam_single), with_steps(F.adam_foreach), 3)
@@ -134,17 +146,35 @@ OPTIMIZERS = [
     ("sgd-nesterov", adaptim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
     ("sgd-momentum-wd", adaptim.SGD, dict(lr=0.1, momentum=0.9, weight_decay=0.1)),
     ("sgd-nesterov-wd", adaptim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)),
-    ("sgd-lookahead-wd", adaptim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, lookahead=True,
-                                           weight_decay=0.1)),
+    ("sgd-lookahead-wd", adaptim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, lookahead=True, weight_decay=0.1)),
     ("adagrad", adaptim.AdaGrad, dict(lr=0.1, initial_accumulator_value=0.1, weight_decay=0.1)),
     ("adagrad-norm", adaptim.AdaGradNorm, dict(lr=0.5)),
     ("rmsprop-beta1-0", adaptim.RMSProp, dict(lr=0.01, betas=(0.0, 0.9), weight_decay=0.1)),
     ("rmsprop", adaptim.RMSProp, dict(lr=0.01, betas=(0.9, 0.9), eps=1e-3)),
-    *[(f"adam-{a:d}{n:d}{e:d}", adaptim.Adam, dict(lr=0.01, weight_decay=0.1, amsgrad=a, nesterov=n,
-                                                   eps_inside_sqrt=e, eps=1e-3)) for a, n, e in ADAM_FLAGS],
-    *[(f"adamw-{a:d}{n:d}{d:d}{e:d}", adaptim.AdamW,
-       dict(lr=0.01, weight_decay=0.1, amsgrad=a, nesterov=n, independent_weight_decay=d, eps_inside_sqrt=e,
-            eps=1e-3)) for a, n, d, e in itertools.product([False, True], repeat=4)],
+    *[
+        (
+            f"adam-{a:d}{n:d}{e:d}",
+            adaptim.Adam,
+            dict(lr=0.01, weight_decay=0.1, amsgrad=a, nesterov=n, eps_inside_sqrt=e, eps=1e-3),
+        )
+        for a, n, e in ADAM_FLAGS
+    ],
+    *[
+        (
+            f"adamw-{a:d}{n:d}{d:d}{e:d}",
+            adaptim.AdamW,
+            dict(
+                lr=0.01,
+                weight_decay=0.1,
+                amsgrad=a,
+                nesterov=n,
+                independent_weight_decay=d,
+                eps_inside_sqrt=e,
+                eps=1e-3,
+            ),
+        )
+        for a, n, d, e in itertools.product([False, True], repeat=4)
+    ],
     ("adam-atan2", adaptim.AdamAtan2, dict(lr=0.01, weight_decay=0.1, a=2.0, b=0.5)),
 ]
 
@@ -157,7 +187,7 @@ def run_optimizer(cls, kw, foreach: bool):
         grads = tensors(100 + t, scale=0.1 + t % 3)
 
         def closure():  # gradient depends on where it is evaluated (the look-ahead point for lookahead=True)
-            for p, g in zip(params, grads):
+            for p, g in zip(params, grads):  # noqa: B023 (called within this iteration)
                 p.grad = g + 0.5 * p.detach()
 
         opt.step(closure)
@@ -176,8 +206,9 @@ def test_optimizer_foreach_on_and_off_bitwise(name, cls, kw):
         for k in sa:
             assert sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]), k
     for ga, gb in zip(oa.param_groups, ob.param_groups):
-        assert {k: v for k, v in ga.items() if k not in ("params", "foreach")} == \
-               {k: v for k, v in gb.items() if k not in ("params", "foreach")}
+        assert {k: v for k, v in ga.items() if k not in ("params", "foreach")} == {
+            k: v for k, v in gb.items() if k not in ("params", "foreach")
+        }
 
 
 def test_decoupled_decay_applied_once_per_parameter_in_both_modes():

@@ -10,8 +10,13 @@ import itertools
 import pytest
 import torch
 
-from adaptim.linalg.iteration import (OnlineOrthogonalIteration, _match_order, online_orthogonal_iteration_step,
-                                      orthogonal_iteration, power_iteration)
+from adaptim.linalg.iteration import (
+    OnlineOrthogonalIteration,
+    _match_order,
+    online_orthogonal_iteration_step,
+    orthogonal_iteration,
+    power_iteration,
+)
 
 DT = torch.float64
 
@@ -44,6 +49,7 @@ def tan_theta(Vhat, V, m):
 
 # ---- power iteration (Q.1) ----------------------------------------------------------------------------------------
 
+
 def test_power_iteration_finds_top_eigenpair_batched():
     X = torch.stack([with_spectrum([5.0, 2.0, 1.0, 0.5, 0.1, 0.0], s)[0] for s in range(3)])
     lam, q = power_iteration(X, num_iters=80, generator=gen(0))
@@ -69,7 +75,7 @@ def test_power_iteration_is_eq141_and_converges_at_rate_lambda2_over_lambda1():
         # r_P = sum_{i>1} (λ_i/λ_1)^P (a_i/a_1) v_i, and tan∠(q_P, v1) = ‖r_P‖.
         r = ((lams[1:] / lams[0]) ** P * a[1:] / a[0] * V[:, 1:]).sum(-1)
         cos = (q @ V[:, 0]).abs()
-        torch.testing.assert_close((1 - cos ** 2).sqrt() / cos, r.norm())
+        torch.testing.assert_close((1 - cos**2).sqrt() / cos, r.norm())
         r0 = r.norm() if P == 0 else r0
         assert r.norm() <= (lams[1] / lams[0]) ** P * r0 * (1 + 1e-12)
     _, q = power_iteration(X, num_iters=200, q0=q0)
@@ -110,6 +116,7 @@ def test_power_iteration_errors():
 
 
 # ---- orthogonal iteration (142)-(143) -------------------------------------------------------------------------------
+
 
 def test_orthogonal_iteration_recovers_top_k_subspace_batched():
     lams = [10.0, 6.0, 3.0, 1.0, 0.5, 0.2, 0.0]
@@ -156,6 +163,7 @@ def test_orthogonal_iteration_float32_and_errors():
 
 # ---- online orthogonal iteration (Q.2.1) ----------------------------------------------------------------------------
 
+
 def literal_online_step(X, V_prev, order):
     """(144)-(145) then the Q.2.1 corrections, column by column, with raw Householder QR (arbitrary signs)."""
     V = torch.linalg.qr(X @ V_prev).Q
@@ -167,8 +175,9 @@ def literal_online_step(X, V_prev, order):
     elif order == "match":
         free_new, free_prev, out = set(range(k)), set(range(k)), [None] * k
         for _ in range(k):  # the largest |<v_i, v_prev_j>| among unassigned pairs first
-            i, j = max(((i, j) for i in free_new for j in free_prev),
-                       key=lambda ij: abs(float(cols[ij[0]] @ V_prev[:, ij[1]])))
+            i, j = max(
+                ((i, j) for i in free_new for j in free_prev), key=lambda ij: abs(float(cols[ij[0]] @ V_prev[:, ij[1]]))
+            )
             out[j] = cols[i]
             free_new.remove(i)
             free_prev.remove(j)
@@ -181,8 +190,10 @@ def literal_online_step(X, V_prev, order):
 def test_online_step_matches_literal_reference(order):
     X, Vtrue = with_spectrum([6.0, 3.0, 2.0, 1.0, 0.5], 17)
     # A previous estimate near a shuffled, sign-flipped eigenbasis.
-    V_prev = torch.linalg.qr(Vtrue[:, [2, 0, 3, 1]] * torch.tensor([1.0, -1, -1, 1], dtype=DT)
-                             + 0.05 * torch.randn(5, 4, generator=gen(18), dtype=DT)).Q
+    V_prev = torch.linalg.qr(
+        Vtrue[:, [2, 0, 3, 1]] * torch.tensor([1.0, -1, -1, 1], dtype=DT)
+        + 0.05 * torch.randn(5, 4, generator=gen(18), dtype=DT)
+    ).Q
     lam, V = online_orthogonal_iteration_step(X, V_prev, order=order)
     torch.testing.assert_close(V, literal_online_step(X, V_prev, order))
     torch.testing.assert_close(lam, torch.einsum("ni,nm,mi->i", V, X, V))

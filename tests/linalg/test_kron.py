@@ -57,6 +57,7 @@ def rearrange_loop(H, m, d, n, l):
 
 # ---- vec / unvec ----------------------------------------------------------------------------------------------
 
+
 def test_vec_is_row_major_example_and_loop():
     a, b, c, d = 1.0, 2.0, 3.0, 4.0
     assert torch.equal(vec(torch.tensor([[a, b], [c, d]])), torch.tensor([a, b, c, d]))
@@ -86,6 +87,7 @@ def test_vec_unvec_errors():
 
 
 # ---- kron (98), (99), (100), transpose -------------------------------------------------------------------------
+
 
 def test_kron_matches_index_loop_and_torch_kron():
     A, B = randn(2, 3, seed=4), randn(4, 5, seed=5)
@@ -122,6 +124,7 @@ def test_eq100_mixed_product_and_transpose():
 
 
 # ---- rearrange (101)-(103), Lemma G.1 ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("m,d,n,l", [(2, 3, 4, 5), (3, 3, 2, 2), (1, 4, 3, 1)])
 def test_rearrange_matches_eq102_loop_and_eq101(m, d, n, l):
@@ -162,6 +165,7 @@ def test_lemma_g1_frobenius_distance_is_kept():
 
 # ---- Corollary G.2 ---------------------------------------------------------------------------------------------
 
+
 def test_nkp_recovers_an_exact_kronecker_product():
     A, B = randn(3, 2, seed=24), randn(2, 4, seed=25)
     C = kron(A, B)
@@ -198,10 +202,10 @@ def test_nkp_is_a_fixed_point_of_the_least_squares_conditions():
     As, Bs = nearest_kronecker_product(C, (m, d), (n, l))
     A_ls = torch.empty(m, d, dtype=DT)
     for i1, i2 in itertools.product(range(m), range(d)):
-        A_ls[i1, i2] = (C[i1 * n:(i1 + 1) * n, i2 * l:(i2 + 1) * l] * Bs).sum() / (Bs * Bs).sum()
+        A_ls[i1, i2] = (C[i1 * n : (i1 + 1) * n, i2 * l : (i2 + 1) * l] * Bs).sum() / (Bs * Bs).sum()
     B_ls = torch.zeros(n, l, dtype=DT)
     for i1, i2 in itertools.product(range(m), range(d)):
-        B_ls += As[i1, i2] * C[i1 * n:(i1 + 1) * n, i2 * l:(i2 + 1) * l]
+        B_ls += As[i1, i2] * C[i1 * n : (i1 + 1) * n, i2 * l : (i2 + 1) * l]
     B_ls /= (As * As).sum()
     torch.testing.assert_close(As, A_ls)
     torch.testing.assert_close(Bs, B_ls)
@@ -238,6 +242,7 @@ def test_nkp_errors():
 
 
 # ---- G.2: square matrices (104)-(107) ----------------------------------------------------------------------------
+
 
 def test_kron_eigenvalues_are_products_and_eq104_trace():
     A, B = randn(3, 3, seed=31), randn(4, 4, seed=32)

@@ -8,8 +8,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from adaptim.linalg.newton_schulz import (NS_COEFFICIENTS, newton_schulz, newton_schulz_coefficients,
-                                          orthogonalize)
+from adaptim.linalg.newton_schulz import NS_COEFFICIENTS, newton_schulz, newton_schulz_coefficients, orthogonalize
 
 JORDAN = (3.4445, -4.7750, 2.0315)
 
@@ -80,7 +79,7 @@ def test_coefficients_reject_bad_P(bad):
 def test_local_convergence_order(name, order):
     """eps_next = 1 - phi(1 - eps) = O(eps^n_loc) with n_loc = 2 (cubic), 3 (quintic) (Q.3), in exact arithmetic."""
     coeffs = [Fraction(c) for c in NS_COEFFICIENTS[name]]
-    errs = [Fraction(1, 10 ** k) for k in (3, 4, 5, 6)]
+    errs = [Fraction(1, 10**k) for k in (3, 4, 5, 6)]
     nxt = [1 - phi(coeffs, 1 - e) for e in errs]
     assert all(n > 0 for n in nxt)  # from below, phi stays below 1
     for e1, e2, n1, n2 in zip(errs, errs[1:], nxt, nxt[1:]):
@@ -94,7 +93,7 @@ def test_local_convergence_order(name, order):
         x = phi(coeffs, x)
         err.append(float(1 - x))
     for a, b in zip(err[1:], err[2:]):
-        assert b == pytest.approx(C * a ** order, rel=0.05)
+        assert b == pytest.approx(C * a**order, rel=0.05)
 
 
 def test_jordan_five_steps_scalar_range():
@@ -111,9 +110,8 @@ def test_jordan_five_steps_matrix_range():
     gen = torch.Generator().manual_seed(1)
     mats = []
     for _ in range(40):
-        rest = torch.exp(torch.empty(15, dtype=torch.float64).uniform_(math.log(3e-3), math.log(0.2),
-                                                                       generator=gen))
-        s = torch.cat([torch.sqrt(1 - (rest ** 2).sum()).reshape(1), rest])  # ||s||_2 = 1, all in [3e-3, 1]
+        rest = torch.exp(torch.empty(15, dtype=torch.float64).uniform_(math.log(3e-3), math.log(0.2), generator=gen))
+        s = torch.cat([torch.sqrt(1 - (rest**2).sum()).reshape(1), rest])  # ||s||_2 = 1, all in [3e-3, 1]
         mats.append(with_singular_values(s, gen))
     X = torch.stack(mats).to(torch.float32)
     out = newton_schulz(X, "jordan", 5)
@@ -136,7 +134,7 @@ def test_matches_svd_reference(coefficients, shape, steps):
 
 def test_steps_zero_is_frobenius_normalization():
     X = torch.randn(4, 5, dtype=torch.float64)
-    torch.testing.assert_close(newton_schulz(X, steps=0), X / torch.sqrt((X ** 2).sum()))
+    torch.testing.assert_close(newton_schulz(X, steps=0), X / torch.sqrt((X**2).sum()))
 
 
 def test_case_c12_tiny_scales_zero_and_shape():
@@ -149,8 +147,7 @@ def test_case_c12_tiny_scales_zero_and_shape():
         assert o.dtype == torch.float32
         torch.testing.assert_close(o.double(), exact, rtol=0, atol=2e-5)
     # an epsilon guard would shrink the 1e-12 output to ~0.04 in Frobenius norm; here it keeps the full size
-    assert float(torch.linalg.matrix_norm(outs[3])) == pytest.approx(float(torch.linalg.matrix_norm(exact)),
-                                                                     rel=1e-5)
+    assert float(torch.linalg.matrix_norm(outs[3])) == pytest.approx(float(torch.linalg.matrix_norm(exact)), rel=1e-5)
     # beyond C12: scales whose squares underflow float32 (1e-25 -> 1e-50) and float64 (1e-200)
     torch.testing.assert_close(newton_schulz(G * 1e-25).double(), exact, rtol=0, atol=2e-5)
     torch.testing.assert_close(newton_schulz(G.double() * 1e-200), exact, rtol=0, atol=1e-12)
@@ -209,8 +206,7 @@ def test_orthogonalize_svd_and_converged_newton_schulz_agree(shape):
 
 def test_orthogonalize_svd_rank_deficient_keeps_the_range():
     gen = torch.Generator().manual_seed(4)
-    X = torch.randn(6, 2, generator=gen, dtype=torch.float64) @ torch.randn(2, 5, generator=gen,
-                                                                              dtype=torch.float64)
+    X = torch.randn(6, 2, generator=gen, dtype=torch.float64) @ torch.randn(2, 5, generator=gen, dtype=torch.float64)
     O = orthogonalize(X, "svd")
     sv = torch.linalg.svdvals(O)
     torch.testing.assert_close(sv, torch.tensor([1.0, 1.0, 0, 0, 0], dtype=torch.float64), rtol=0, atol=1e-10)

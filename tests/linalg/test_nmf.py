@@ -191,8 +191,9 @@ def test_rank1_closed_form_is_the_notes_formula_and_a_minimizer():
         c = float(torch.empty(()).uniform_(0.5, 2.0, generator=gen))
         assert float(idiv(C, c * (a @ b))) >= best - 1e-12
     # from any positive start, one EM round lands on it (Section 4.7: rank-1 NMF is easy)
-    A1, B1 = nmf_step(C, torch.rand(4, 1, generator=gen, dtype=F64) + 1e-3,
-                      torch.rand(1, 6, generator=gen, dtype=F64) + 1e-3)
+    A1, B1 = nmf_step(
+        C, torch.rand(4, 1, generator=gen, dtype=F64) + 1e-3, torch.rand(1, 6, generator=gen, dtype=F64) + 1e-3
+    )
     torch.testing.assert_close(A1 @ B1, a @ b, rtol=1e-12, atol=1e-14)
 
 

@@ -7,9 +7,20 @@ import math
 import pytest
 import torch
 
-from adaptim.linalg.norms import (DUAL_NORM, NORMS, dual_norm, elementwise_inf_norm, elementwise_l1_norm,
-                                  frobenius_norm, matrix_norm, norm_subgradient, nuclear_norm, rms,
-                                  spectral_norm, steepest_direction)
+from adaptim.linalg.norms import (
+    DUAL_NORM,
+    NORMS,
+    dual_norm,
+    elementwise_inf_norm,
+    elementwise_l1_norm,
+    frobenius_norm,
+    matrix_norm,
+    norm_subgradient,
+    nuclear_norm,
+    rms,
+    spectral_norm,
+    steepest_direction,
+)
 
 
 # ----------------------------------------------------------------------------------------- literal references
@@ -36,8 +47,11 @@ def inner(A: torch.Tensor, B: torch.Tensor) -> float:
 
 
 GEN = torch.Generator().manual_seed(11)
-MATS = [torch.randn(4, 6, generator=GEN, dtype=torch.float64), torch.randn(5, 3, generator=GEN, dtype=torch.float64),
-        torch.randn(7, 1, generator=GEN, dtype=torch.float64)]
+MATS = [
+    torch.randn(4, 6, generator=GEN, dtype=torch.float64),
+    torch.randn(5, 3, generator=GEN, dtype=torch.float64),
+    torch.randn(7, 1, generator=GEN, dtype=torch.float64),
+]
 
 
 # ----------------------------------------------------------------------------------------------- the norms
@@ -48,14 +62,24 @@ def test_norms_match_their_definitions_batched(name):
     assert got.shape == (3,)
     for b in range(3):
         assert float(got[b]) == pytest.approx(literal_norm(X[b], name), rel=1e-12)
-    fn = {"frobenius": frobenius_norm, "spectral": spectral_norm, "nuclear": nuclear_norm,
-          "inf": elementwise_inf_norm, "l1": elementwise_l1_norm}[name]
+    fn = {
+        "frobenius": frobenius_norm,
+        "spectral": spectral_norm,
+        "nuclear": nuclear_norm,
+        "inf": elementwise_inf_norm,
+        "l1": elementwise_l1_norm,
+    }[name]
     assert torch.equal(fn(X), got)
 
 
 def test_duality_table_is_an_involution():
-    assert DUAL_NORM == {"frobenius": "frobenius", "spectral": "nuclear", "nuclear": "spectral",
-                         "inf": "l1", "l1": "inf"}
+    assert DUAL_NORM == {
+        "frobenius": "frobenius",
+        "spectral": "nuclear",
+        "nuclear": "spectral",
+        "inf": "l1",
+        "l1": "inf",
+    }
     for n in NORMS:
         assert DUAL_NORM[DUAL_NORM[n]] == n
 
@@ -79,8 +103,8 @@ def test_steepest_direction_attains_the_dual_norm(name, k):
 
 def test_closed_forms_of_69():
     G = MATS[0]
-    U, S, Vh = torch.linalg.svd(G, full_matrices=False)
-    torch.testing.assert_close(steepest_direction(G, "frobenius"), G / math.sqrt(float((G ** 2).sum())))
+    U, _S, Vh = torch.linalg.svd(G, full_matrices=False)
+    torch.testing.assert_close(steepest_direction(G, "frobenius"), G / math.sqrt(float((G**2).sum())))
     assert torch.equal(steepest_direction(G, "inf"), torch.sign(G))
     torch.testing.assert_close(steepest_direction(G, "spectral"), U @ Vh, rtol=0, atol=1e-12)
     torch.testing.assert_close(steepest_direction(G, "nuclear"), torch.outer(U[:, 0], Vh[0]), rtol=0, atol=1e-12)
@@ -114,8 +138,7 @@ def test_float32_norms_and_directions_are_homogeneous_at_extreme_scales(name, sc
     overflow: the Frobenius norm was 0 or inf there, giving a zero step (and 0 * inf = NaN for majorization)."""
     X = MATS[0][:3, :4].to(torch.float32)
     torch.testing.assert_close(matrix_norm(X * scale, name) / scale, matrix_norm(X, name), rtol=1e-5, atol=0)
-    torch.testing.assert_close(steepest_direction(X * scale, name), steepest_direction(X, name), rtol=0,
-                               atol=1e-5)
+    torch.testing.assert_close(steepest_direction(X * scale, name), steepest_direction(X, name), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

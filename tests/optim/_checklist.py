@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.optim.lr_scheduler import (CosineAnnealingLR, ExponentialLR, LinearLR, OneCycleLR, ReduceLROnPlateau,
-                                      StepLR)
+from _assertions import assert_same
+from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, LinearLR, OneCycleLR, ReduceLROnPlateau, StepLR
 
 import adaptim
-from _assertions import assert_same
 
 # ------------------------------------------------------------------------------------------- error inputs
 
@@ -56,6 +55,7 @@ def with_grad(p: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
 def _set(key: str, value: Any, group: int = 0) -> Callable[[torch.optim.Optimizer], None]:
     def mutate(opt):
         opt.param_groups[group][key] = value
+
     return mutate
 
 
@@ -64,6 +64,7 @@ def _grad(make: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.optim
         for g in opt.param_groups:
             for p in g["params"]:
                 p.grad = make(p)
+
     return mutate
 
 
@@ -87,51 +88,108 @@ def generic_error_inputs(case) -> list[ErrorInput]:
         return leaf(torch.randn(s(shape)))
 
     return [
-        ErrorInput("a single tensor is not an iterable of tensors", TypeError,
-                   "params argument given to the optimizer should be an iterable of Tensors or dicts",
-                   params=lambda c: one()),
-        ErrorInput("an empty parameter list", ValueError, "optimizer got an empty parameter list",
-                   params=lambda c: []),
-        ErrorInput("a group whose parameters are a set (unordered)", TypeError, "ordered collections",
-                   params=lambda c: [{"params": {one()}}]),
-        ErrorInput("a parameter listed twice in one group: adaptim refuses (torch only warns)", ValueError,
-                   "appears twice", params=lambda c: twice(one(), None)),
-        ErrorInput("a named parameter listed twice in one group", ValueError, "appears twice",
-                   params=lambda c: [("a", p) if i == 0 else ("b", p) for i, p in enumerate(twice(one(), None))]),
-        ErrorInput("a parameter in two groups", ValueError, "some parameters appear in more than one parameter group",
-                   params=lambda c: twice(one(), lambda p: {"params": [p]})),
-        ErrorInput("named and unnamed parameters mixed", ValueError,
-                   "all optimizer params should be with/without names. Some param names are missing",
-                   params=lambda c: [("weight", one()), one()]),
-        ErrorInput("named and unnamed groups mixed", ValueError,
-                   "all optimizer param groups should be with/without names. "
-                   "cannot add param group with names to the optimizer",
-                   params=lambda c: [{"params": [one()]}, {"params": [("weight", one())]}]),
-        ErrorInput("an integer parameter", TypeError, "floating-point",
-                   params=lambda c: [torch.zeros(s((2, 3)), dtype=torch.int64)]),
-        ErrorInput("a non-leaf tensor", ValueError, "can't optimize a non-leaf Tensor",
-                   params=lambda c: [one() * 2]),
+        ErrorInput(
+            "a single tensor is not an iterable of tensors",
+            TypeError,
+            "params argument given to the optimizer should be an iterable of Tensors or dicts",
+            params=lambda c: one(),
+        ),
+        ErrorInput("an empty parameter list", ValueError, "optimizer got an empty parameter list", params=lambda c: []),
+        ErrorInput(
+            "a group whose parameters are a set (unordered)",
+            TypeError,
+            "ordered collections",
+            params=lambda c: [{"params": {one()}}],
+        ),
+        ErrorInput(
+            "a parameter listed twice in one group: adaptim refuses (torch only warns)",
+            ValueError,
+            "appears twice",
+            params=lambda c: twice(one(), None),
+        ),
+        ErrorInput(
+            "a named parameter listed twice in one group",
+            ValueError,
+            "appears twice",
+            params=lambda c: [("a", p) if i == 0 else ("b", p) for i, p in enumerate(twice(one(), None))],
+        ),
+        ErrorInput(
+            "a parameter in two groups",
+            ValueError,
+            "some parameters appear in more than one parameter group",
+            params=lambda c: twice(one(), lambda p: {"params": [p]}),
+        ),
+        ErrorInput(
+            "named and unnamed parameters mixed",
+            ValueError,
+            "all optimizer params should be with/without names. Some param names are missing",
+            params=lambda c: [("weight", one()), one()],
+        ),
+        ErrorInput(
+            "named and unnamed groups mixed",
+            ValueError,
+            "all optimizer param groups should be with/without names. "
+            "cannot add param group with names to the optimizer",
+            params=lambda c: [{"params": [one()]}, {"params": [("weight", one())]}],
+        ),
+        ErrorInput(
+            "an integer parameter",
+            TypeError,
+            "floating-point",
+            params=lambda c: [torch.zeros(s((2, 3)), dtype=torch.int64)],
+        ),
+        ErrorInput("a non-leaf tensor", ValueError, "can't optimize a non-leaf Tensor", params=lambda c: [one() * 2]),
         ErrorInput("a sparse parameter", TypeError, "sparse", params=lambda c: [leaf(torch.eye(2).to_sparse())]),
         ErrorInput("a negative lr", ValueError, "lr", kwargs=dict(lr=-1e-3)),
         ErrorInput("a non-finite lr", ValueError, "lr", kwargs=dict(lr=float("nan"))),
-        ErrorInput("a tensor lr of two elements", ValueError, "Tensor lr must be 1-element",
-                   kwargs=dict(lr=torch.tensor([1e-3, 1e-3]))),
-        ErrorInput("a tensor lr off the CPU", ValueError, "CPU tensor",
-                   kwargs=dict(lr=torch.tensor(1e-3, device="meta"))),
-        ErrorInput("a negative peak_lr in a group", ValueError, "peak_lr",
-                   params=lambda c: [{"params": [one()], "peak_lr": -1.0}]),
-        ErrorInput("a flag that is not a bool", ValueError, "maximize must be True or False",
-                   kwargs=dict(maximize="yes")),
+        ErrorInput(
+            "a tensor lr of two elements",
+            ValueError,
+            "Tensor lr must be 1-element",
+            kwargs=dict(lr=torch.tensor([1e-3, 1e-3])),
+        ),
+        ErrorInput(
+            "a tensor lr off the CPU", ValueError, "CPU tensor", kwargs=dict(lr=torch.tensor(1e-3, device="meta"))
+        ),
+        ErrorInput(
+            "a negative peak_lr in a group",
+            ValueError,
+            "peak_lr",
+            params=lambda c: [{"params": [one()], "peak_lr": -1.0}],
+        ),
+        ErrorInput(
+            "a flag that is not a bool", ValueError, "maximize must be True or False", kwargs=dict(maximize="yes")
+        ),
         # step errors: nothing may change (the test checks parameters and state)
         ErrorInput("a NaN gradient", RuntimeError, "NaN or infinite", on="step", mutate=_grad(_nan)),
-        ErrorInput("a sparse gradient", RuntimeError, "sparse", on="step",
-                   mutate=_grad(lambda p: torch.ones_like(p).to_sparse())),
-        ErrorInput("lr set out of range on a group after construction", ValueError, "param group 0.*lr",
-                   on="step", mutate=_set("lr", -1.0)),
-        ErrorInput("a two-element tensor lr set on a group", ValueError, "Tensor lr must be 1-element", on="step",
-                   mutate=_set("lr", torch.tensor([1e-3, 1e-3]))),
-        ErrorInput("a flag set to a non-bool on a group", ValueError, "maximize must be True or False", on="step",
-                   mutate=_set("maximize", "no")),
+        ErrorInput(
+            "a sparse gradient",
+            RuntimeError,
+            "sparse",
+            on="step",
+            mutate=_grad(lambda p: torch.ones_like(p).to_sparse()),
+        ),
+        ErrorInput(
+            "lr set out of range on a group after construction",
+            ValueError,
+            "param group 0.*lr",
+            on="step",
+            mutate=_set("lr", -1.0),
+        ),
+        ErrorInput(
+            "a two-element tensor lr set on a group",
+            ValueError,
+            "Tensor lr must be 1-element",
+            on="step",
+            mutate=_set("lr", torch.tensor([1e-3, 1e-3])),
+        ),
+        ErrorInput(
+            "a flag set to a non-bool on a group",
+            ValueError,
+            "maximize must be True or False",
+            on="step",
+            mutate=_set("maximize", "no"),
+        ),
     ]
 
 
@@ -140,17 +198,26 @@ _CLASS_ERRORS: dict[type, list[ErrorInput]] = {
     adaptim.SGD: [
         ErrorInput("momentum 1", ValueError, "momentum", kwargs=dict(momentum=1.0)),
         ErrorInput("nesterov without momentum", ValueError, "nesterov", kwargs=dict(momentum=0.0, nesterov=True)),
-        ErrorInput("lookahead without nesterov", ValueError, "lookahead",
-                   kwargs=dict(lookahead=True, nesterov=False)),
+        ErrorInput("lookahead without nesterov", ValueError, "lookahead", kwargs=dict(lookahead=True, nesterov=False)),
         ErrorInput("negative weight_decay", ValueError, "weight_decay", kwargs=dict(weight_decay=-0.1)),
         ErrorInput("momentum set to 1.5", ValueError, "momentum", on="step", mutate=_set("momentum", 1.5)),
-        ErrorInput("lookahead without a closure", RuntimeError, "needs a closure", on="step",
-                   kwargs=dict(momentum=0.9, nesterov=True, lookahead=True), step_closure=False),
+        ErrorInput(
+            "lookahead without a closure",
+            RuntimeError,
+            "needs a closure",
+            on="step",
+            kwargs=dict(momentum=0.9, nesterov=True, lookahead=True),
+            step_closure=False,
+        ),
     ],
     adaptim.AdaGrad: [
         ErrorInput("negative eps", ValueError, "eps", kwargs=dict(eps=-1.0)),
-        ErrorInput("negative initial accumulator", ValueError, "initial_accumulator_value",
-                   kwargs=dict(initial_accumulator_value=-1.0)),
+        ErrorInput(
+            "negative initial accumulator",
+            ValueError,
+            "initial_accumulator_value",
+            kwargs=dict(initial_accumulator_value=-1.0),
+        ),
         ErrorInput("eps set negative", ValueError, "eps", on="step", mutate=_set("eps", -1.0)),
     ],
     adaptim.AdaGradNorm: [
@@ -160,58 +227,95 @@ _CLASS_ERRORS: dict[type, list[ErrorInput]] = {
     adaptim.FullMatrixAdaGrad: [
         ErrorInput("eps 0", ValueError, "eps", kwargs=dict(eps=0.0)),
         ErrorInput("a parameter larger than max_dim", ValueError, "max_dim", kwargs=dict(max_dim=4)),
-        ErrorInput("max_dim set below a parameter's size", ValueError, "max_dim", on="step",
-                   mutate=_set("max_dim", 2)),
+        ErrorInput("max_dim set below a parameter's size", ValueError, "max_dim", on="step", mutate=_set("max_dim", 2)),
     ],
     adaptim.RMSProp: [
         ErrorInput("beta1 1", ValueError, r"betas\[0\]", kwargs=dict(betas=(1.0, 0.9))),
         ErrorInput("betas not a pair", ValueError, "betas", kwargs=dict(betas=0.9)),
-        ErrorInput("betas set out of range", ValueError, r"betas\[1\]", on="step",
-                   mutate=_set("betas", (0.9, 1.5))),
+        ErrorInput("betas set out of range", ValueError, r"betas\[1\]", on="step", mutate=_set("betas", (0.9, 1.5))),
     ],
     adaptim.Adam: [
         ErrorInput("beta2 1", ValueError, r"betas\[1\]", kwargs=dict(betas=(0.9, 1.0))),
         ErrorInput("amsgrad not a bool", ValueError, "amsgrad must be True or False", kwargs=dict(amsgrad="no")),
-        ErrorInput("amsgrad set to a non-bool", ValueError, "amsgrad must be True or False", on="step",
-                   mutate=_set("amsgrad", 1)),
+        ErrorInput(
+            "amsgrad set to a non-bool",
+            ValueError,
+            "amsgrad must be True or False",
+            on="step",
+            mutate=_set("amsgrad", 1),
+        ),
     ],
     adaptim.AdamW: [
-        ErrorInput("independent weight_decay 1", ValueError, "weight_decay",
-                   kwargs=dict(weight_decay=1.0, independent_weight_decay=True)),
-        ErrorInput("lr * weight_decay >= 1", RuntimeError, "lambda_t", on="step",
-                   kwargs=dict(lr=2.0, weight_decay=0.5)),
-        ErrorInput("independent decay with lr above the scheduler's peak", RuntimeError, "peak_lr", on="step",
-                   kwargs=dict(weight_decay=0.1, independent_weight_decay=True),
-                   mutate=lambda opt: opt.param_groups[0].update(initial_lr=opt.param_groups[0]["lr"] / 2)),
+        ErrorInput(
+            "independent weight_decay 1",
+            ValueError,
+            "weight_decay",
+            kwargs=dict(weight_decay=1.0, independent_weight_decay=True),
+        ),
+        ErrorInput(
+            "lr * weight_decay >= 1", RuntimeError, "lambda_t", on="step", kwargs=dict(lr=2.0, weight_decay=0.5)
+        ),
+        ErrorInput(
+            "independent decay with lr above the scheduler's peak",
+            RuntimeError,
+            "peak_lr",
+            on="step",
+            kwargs=dict(weight_decay=0.1, independent_weight_decay=True),
+            mutate=lambda opt: opt.param_groups[0].update(initial_lr=opt.param_groups[0]["lr"] / 2),
+        ),
     ],
     adaptim.AdamAtan2: [
         ErrorInput("a 0", ValueError, "a must", kwargs=dict(a=0.0)),
         ErrorInput("b set to 0", ValueError, "b must", on="step", mutate=_set("b", 0.0)),
     ],
     adaptim.Adafactor: [
-        ErrorInput("warmup_init without relative_step", ValueError, "warmup_init",
-                   kwargs=dict(lr=0.1, relative_step=False, warmup_init=True)),
+        ErrorInput(
+            "warmup_init without relative_step",
+            ValueError,
+            "warmup_init",
+            kwargs=dict(lr=0.1, relative_step=False, warmup_init=True),
+        ),
         ErrorInput("eps1 0", ValueError, r"eps\[0\]", kwargs=dict(eps=(0.0, 1e-3))),
-        ErrorInput("a complex parameter", TypeError, "view_as_real",
-                   params=lambda c: [leaf(torch.ones(2, 2, dtype=torch.complex64))]),
+        ErrorInput(
+            "a complex parameter",
+            TypeError,
+            "view_as_real",
+            params=lambda c: [leaf(torch.ones(2, 2, dtype=torch.complex64))],
+        ),
         ErrorInput("decay_rate set positive", ValueError, "decay_rate", on="step", mutate=_set("decay_rate", 0.5)),
     ],
     adaptim.AdamNMF: [
         ErrorInput("rank 0", ValueError, "rank", kwargs=dict(rank=0)),
-        ErrorInput("a complex parameter", TypeError, "view_as_real",
-                   params=lambda c: [leaf(torch.ones(2, 2, dtype=torch.complex64))]),
+        ErrorInput(
+            "a complex parameter",
+            TypeError,
+            "view_as_real",
+            params=lambda c: [leaf(torch.ones(2, 2, dtype=torch.complex64))],
+        ),
         ErrorInput("rank set to 1.5", ValueError, "rank", on="step", mutate=_set("rank", 1.5)),
     ],
     adaptim.Shampoo: [
-        ErrorInput("start before the first root", ValueError, "start_preconditioning_step",
-                   kwargs=dict(precondition_frequency=10, start_preconditioning_step=1)),
+        ErrorInput(
+            "start before the first root",
+            ValueError,
+            "start_preconditioning_step",
+            kwargs=dict(precondition_frequency=10, start_preconditioning_step=1),
+        ),
         ErrorInput("unknown grafting", ValueError, "grafting", kwargs=dict(grafting="sgd")),
-        ErrorInput("a complex parameter", TypeError, "view_as_real",
-                   params=lambda c: [leaf(torch.ones(2, 2, dtype=torch.complex64))]),
+        ErrorInput(
+            "a complex parameter",
+            TypeError,
+            "view_as_real",
+            params=lambda c: [leaf(torch.ones(2, 2, dtype=torch.complex64))],
+        ),
         # the defect of issue 6: the roots at steps before 10 would never have been computed
-        ErrorInput("precondition_frequency set above start_preconditioning_step", ValueError,
-                   "start_preconditioning_step .* must be >= precondition_frequency", on="step",
-                   mutate=_set("precondition_frequency", 10)),
+        ErrorInput(
+            "precondition_frequency set above start_preconditioning_step",
+            ValueError,
+            "start_preconditioning_step .* must be >= precondition_frequency",
+            on="step",
+            mutate=_set("precondition_frequency", 10),
+        ),
     ],
     adaptim.IdealizedShampoo: [
         ErrorInput("beta2 1", ValueError, "beta2", kwargs=dict(beta2=1.0)),
@@ -295,10 +399,12 @@ def split_for(case, params: list) -> list:
 def snapshot(opt: torch.optim.Optimizer, params: list[torch.Tensor]) -> tuple:
     """Copies of the parameters, of their states (None: no entry), of the number of state entries and of every
     group entry but the parameters."""
-    return ([p.detach().clone() for p in params],
-            [copy.deepcopy(opt.state[p]) if p in opt.state else None for p in params],
-            len(opt.state),
-            [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in opt.param_groups])
+    return (
+        [p.detach().clone() for p in params],
+        [copy.deepcopy(opt.state[p]) if p in opt.state else None for p in params],
+        len(opt.state),
+        [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in opt.param_groups],
+    )
 
 
 def assert_unchanged(before: tuple, opt: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:

@@ -88,10 +88,12 @@ class OptimizerCase:
     @staticmethod
     def step(opt: torch.optim.Optimizer, params: list[torch.Tensor], grads: list[torch.Tensor]) -> Any:
         """One ``opt.step`` whose closure sets ``p.grad = g`` (a copy) for each pair; returns the step's result."""
+
         def closure():
             for p, g in zip(params, grads):
                 p.grad = g.clone()
             return None
+
         return opt.step(closure)
 
     def __repr__(self) -> str:  # shows in test ids and failure messages
@@ -99,16 +101,23 @@ class OptimizerCase:
 
 
 #: classes whose batched path stacks matrices of one shape (see ``OptimizerCase.batched_to_rounding``)
-_MATRIX_BATCHED = (adaptim.Adafactor, adaptim.AdamNMF, adaptim.Shampoo, adaptim.IdealizedShampoo, adaptim.Muon,
-                   adaptim.Steepest)
+_MATRIX_BATCHED = (
+    adaptim.Adafactor,
+    adaptim.AdamNMF,
+    adaptim.Shampoo,
+    adaptim.IdealizedShampoo,
+    adaptim.Muon,
+    adaptim.Steepest,
+)
 
 #: every optimizer of issue 2, several with their optional paths switched on
 ALL_OPTIMIZERS: list[OptimizerCase] = [
     OptimizerCase("sgd", adaptim.SGD, dict(lr=0.1)),
     OptimizerCase("sgd_momentum_wd", adaptim.SGD, dict(lr=0.1, momentum=0.9, weight_decay=0.01)),
     OptimizerCase("sgd_nesterov", adaptim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
-    OptimizerCase("sgd_lookahead", adaptim.SGD, dict(lr=0.1, momentum=0.8, nesterov=True, lookahead=True,
-                                                     weight_decay=0.01)),
+    OptimizerCase(
+        "sgd_lookahead", adaptim.SGD, dict(lr=0.1, momentum=0.8, nesterov=True, lookahead=True, weight_decay=0.01)
+    ),
     OptimizerCase("adagrad", adaptim.AdaGrad, dict(lr=0.1)),
     OptimizerCase("adagrad_wd", adaptim.AdaGrad, dict(lr=0.1, weight_decay=0.01, initial_accumulator_value=0.1)),
     OptimizerCase("adagrad_norm", adaptim.AdaGradNorm, dict(lr=0.5)),
@@ -116,11 +125,17 @@ ALL_OPTIMIZERS: list[OptimizerCase] = [
     OptimizerCase("rmsprop", adaptim.RMSProp, dict(lr=0.01)),
     OptimizerCase("rmsprop_beta1_0_wd", adaptim.RMSProp, dict(lr=0.01, betas=(0.0, 0.99), weight_decay=0.01)),
     OptimizerCase("adam", adaptim.Adam, dict(lr=0.01)),
-    OptimizerCase("adam_all_flags", adaptim.Adam, dict(lr=0.01, weight_decay=0.01, amsgrad=True, nesterov=True,
-                                                       eps_inside_sqrt=True)),
+    OptimizerCase(
+        "adam_all_flags",
+        adaptim.Adam,
+        dict(lr=0.01, weight_decay=0.01, amsgrad=True, nesterov=True, eps_inside_sqrt=True),
+    ),
     OptimizerCase("adamw", adaptim.AdamW, dict(lr=0.01)),
-    OptimizerCase("adamw_independent_amsgrad", adaptim.AdamW, dict(lr=0.01, weight_decay=0.1, amsgrad=True,
-                                                                   independent_weight_decay=True)),
+    OptimizerCase(
+        "adamw_independent_amsgrad",
+        adaptim.AdamW,
+        dict(lr=0.01, weight_decay=0.1, amsgrad=True, independent_weight_decay=True),
+    ),
     OptimizerCase("adam_atan2", adaptim.AdamAtan2, dict(lr=0.01, weight_decay=0.1, a=1.2, b=0.8)),
 ]
 
@@ -129,36 +144,66 @@ ALL_OPTIMIZERS += [
     OptimizerCase("adafactor", adaptim.Adafactor, dict(lr=0.01, relative_step=False)),
     # the relative step min(lr, 1/sqrt(t)); at lr = 1e-2, the default, the paper's min(1e-2, 1/sqrt(t))
     OptimizerCase("adafactor_relative_step", adaptim.Adafactor, dict(lr=1e-2)),
-    OptimizerCase("adafactor_beta1_beta2_wd", adaptim.Adafactor, dict(lr=0.01, relative_step=False, beta1=0.9,
-                                                                       beta2=0.999, weight_decay=0.1)),
-    OptimizerCase("adafactor_unfactored", adaptim.Adafactor, dict(lr=0.01, relative_step=False, factored=False,
-                                                                   clip_threshold=None, scale_parameter=False)),
+    OptimizerCase(
+        "adafactor_beta1_beta2_wd",
+        adaptim.Adafactor,
+        dict(lr=0.01, relative_step=False, beta1=0.9, beta2=0.999, weight_decay=0.1),
+    ),
+    OptimizerCase(
+        "adafactor_unfactored",
+        adaptim.Adafactor,
+        dict(lr=0.01, relative_step=False, factored=False, clip_threshold=None, scale_parameter=False),
+    ),
     OptimizerCase("adam_nmf", adaptim.AdamNMF, dict(lr=0.01)),
     OptimizerCase("adam_nmf_rank2_beta1_wd", adaptim.AdamNMF, dict(lr=0.01, rank=2, beta1=0.9, weight_decay=0.1)),
     # roots every step, no grafting: the plain (53) (the defaults compute roots only from step 10)
     OptimizerCase("shampoo", adaptim.Shampoo, dict(lr=0.1, grafting=None, precondition_frequency=1)),
     # EMA statistics, blocks of side 2 (vectors longer than 2 get the diagonal root), stale roots every second
     # step, Adam grafting, heavy-ball momentum and decoupled decay all at once
-    OptimizerCase("shampoo_ema_blocks_graft_adam", adaptim.Shampoo,
-                  dict(lr=0.1, beta2=0.9, eps=1e-6, momentum=0.5, weight_decay=0.01, grafting="adam",
-                       precondition_frequency=2, start_preconditioning_step=2, max_preconditioner_dim=2)),
-    OptimizerCase("shampoo_graft_adagrad_wd", adaptim.Shampoo, dict(lr=0.1, grafting="adagrad",
-                                                                    exponent_override=-0.5, weight_decay=0.1,
-                                                                    precondition_frequency=1)),
+    OptimizerCase(
+        "shampoo_ema_blocks_graft_adam",
+        adaptim.Shampoo,
+        dict(
+            lr=0.1,
+            beta2=0.9,
+            eps=1e-6,
+            momentum=0.5,
+            weight_decay=0.01,
+            grafting="adam",
+            precondition_frequency=2,
+            start_preconditioning_step=2,
+            max_preconditioner_dim=2,
+        ),
+    ),
+    OptimizerCase(
+        "shampoo_graft_adagrad_wd",
+        adaptim.Shampoo,
+        dict(lr=0.1, grafting="adagrad", exponent_override=-0.5, weight_decay=0.1, precondition_frequency=1),
+    ),
     OptimizerCase("idealized_shampoo", adaptim.IdealizedShampoo, dict(lr=0.1)),
-    OptimizerCase("idealized_shampoo_wd_blocks", adaptim.IdealizedShampoo, dict(lr=0.1, beta2=0.9,
-                                                                                weight_decay=0.1,
-                                                                                max_preconditioner_dim=2)),
+    OptimizerCase(
+        "idealized_shampoo_wd_blocks",
+        adaptim.IdealizedShampoo,
+        dict(lr=0.1, beta2=0.9, weight_decay=0.1, max_preconditioner_dim=2),
+    ),
     OptimizerCase("muon", adaptim.Muon, dict(lr=0.02)),
-    OptimizerCase("muon_svd_wd", adaptim.Muon, dict(lr=0.02, nesterov=False, orthogonalize="svd", weight_decay=0.1,
-                                                    adjust_lr="match_rms_adamw")),
-    OptimizerCase("muon_adamw_groups", adaptim.Muon, dict(lr=0.01, weight_decay=0.1),
-                  group_extra={"use_muon": False}),  # every group on Muon's AdamW side: vectors allowed
+    OptimizerCase(
+        "muon_svd_wd",
+        adaptim.Muon,
+        dict(lr=0.02, nesterov=False, orthogonalize="svd", weight_decay=0.1, adjust_lr="match_rms_adamw"),
+    ),
+    OptimizerCase(
+        "muon_adamw_groups", adaptim.Muon, dict(lr=0.01, weight_decay=0.1), group_extra={"use_muon": False}
+    ),  # every group on Muon's AdamW side: vectors allowed
     OptimizerCase("steepest", adaptim.Steepest, dict(lr=0.1)),
-    OptimizerCase("steepest_inf_majorization_momentum", adaptim.Steepest, dict(lr=0.01, norm="inf",
-                                                                              rule="majorization", momentum=0.9)),
-    OptimizerCase("steepest_frobenius_majorization", adaptim.Steepest, dict(lr=0.1, norm="frobenius",
-                                                                           rule="majorization")),
+    OptimizerCase(
+        "steepest_inf_majorization_momentum",
+        adaptim.Steepest,
+        dict(lr=0.01, norm="inf", rule="majorization", momentum=0.9),
+    ),
+    OptimizerCase(
+        "steepest_frobenius_majorization", adaptim.Steepest, dict(lr=0.1, norm="frobenius", rule="majorization")
+    ),
 ]
 
 #: the fourteen classes of issues 2 and 3, each with its first (simplest) configuration above

@@ -28,20 +28,42 @@ def vhat_literal(G2sum_rows, G2sum_cols, corr):
     """(52): Vhat = c a s^T / (1_m^T a), entry by entry."""
     m, n = len(G2sum_rows), len(G2sum_cols)
     total = sum(G2sum_rows)
-    return torch.tensor([[corr * G2sum_rows[i] * G2sum_cols[j] / total for j in range(n)] for i in range(m)],
-                        dtype=F64)
+    return torch.tensor([[corr * G2sum_rows[i] * G2sum_cols[j] / total for j in range(n)] for i in range(m)], dtype=F64)
 
 
 class AdafactorReference:
     """One parameter's Adafactor, literally: the five changes of 4.7.1 as plain if-branches."""
 
-    def __init__(self, w, *, lr=1e-2, beta1=None, beta2=None, decay_rate=-0.8, eps=(1e-30, 1e-3),
-                 clip_threshold=1.0, relative_step=True, scale_parameter=True, warmup_init=False, factored=True,
-                 weight_decay=0.0):
+    def __init__(
+        self,
+        w,
+        *,
+        lr=1e-2,
+        beta1=None,
+        beta2=None,
+        decay_rate=-0.8,
+        eps=(1e-30, 1e-3),
+        clip_threshold=1.0,
+        relative_step=True,
+        scale_parameter=True,
+        warmup_init=False,
+        factored=True,
+        weight_decay=0.0,
+    ):
         self.w = w.clone().to(F64)
-        self.h = dict(lr=lr, beta1=beta1, beta2=beta2, decay_rate=decay_rate, eps=eps, clip=clip_threshold,
-                      relative_step=relative_step, scale=scale_parameter, warmup=warmup_init, factored=factored,
-                      wd=weight_decay)
+        self.h = dict(
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            decay_rate=decay_rate,
+            eps=eps,
+            clip=clip_threshold,
+            relative_step=relative_step,
+            scale=scale_parameter,
+            warmup=warmup_init,
+            factored=factored,
+            wd=weight_decay,
+        )
         self.t = 0
         self.factored = factored and w.dim() >= 2
         lead = w.shape[:-2] if self.factored else ()
@@ -55,10 +77,10 @@ class AdafactorReference:
         self.t += 1
         t = self.t
         g = g.to(F64)
-        beta = h["beta2"] if h["beta2"] is not None else 1.0 - t ** h["decay_rate"]        # change (5)
+        beta = h["beta2"] if h["beta2"] is not None else 1.0 - t ** h["decay_rate"]  # change (5)
         corr = 1.0 / (1.0 - h["beta2"] ** t) if h["beta2"] is not None else 1.0
         G2 = g * g + h["eps"][0]
-        if self.factored:                                                                 # change (1), (52)
+        if self.factored:  # change (1), (52)
             vhat = torch.zeros_like(self.w)
             for idx in self.a:
                 M = G2[idx]
@@ -71,20 +93,20 @@ class AdafactorReference:
         else:
             self.v = beta * self.v + (1 - beta) * G2
             vhat = corr * self.v
-        if h["beta1"] is None:                                                            # change (2)
+        if h["beta1"] is None:  # change (2)
             num = g
         else:
             self.m = h["beta1"] * self.m + (1 - h["beta1"]) * g
             num = self.m / (1 - h["beta1"] ** t)
         U = num / vhat.sqrt()
-        if h["clip"] is not None:                                                         # change (3)
+        if h["clip"] is not None:  # change (3)
             U = U / max(1.0, rms_literal(U) / h["clip"])
-        lr = lr if lr is not None else h["lr"]                                          # the scheduled lr
-        if h["relative_step"]:                                     # lr caps the relative step (torch's reading)
+        lr = lr if lr is not None else h["lr"]  # the scheduled lr
+        if h["relative_step"]:  # lr caps the relative step (torch's reading)
             rho = min(lr, 1e-6 * t, 1 / math.sqrt(t)) if h["warmup"] else min(lr, 1 / math.sqrt(t))
         else:
             rho = lr
-        alpha = rho * max(h["eps"][1], rms_literal(self.w)) if h["scale"] else rho        # change (4)
+        alpha = rho * max(h["eps"][1], rms_literal(self.w)) if h["scale"] else rho  # change (4)
         self.w = self.w - rho * h["wd"] * self.w - alpha * U
         return self.w
 
@@ -92,8 +114,10 @@ class AdafactorReference:
 def _indices(lead):
     if len(lead) == 0:
         return [()]
-    return [tuple(int(k) for k in idx) for idx in torch.cartesian_prod(*[torch.arange(s) for s in lead])
-            .reshape(-1, len(lead)).tolist()]
+    return [
+        tuple(int(k) for k in idx)
+        for idx in torch.cartesian_prod(*[torch.arange(s) for s in lead]).reshape(-1, len(lead)).tolist()
+    ]
 
 
 SHAPES = [(3, 4), (5,), (2, 3, 2), (), (3, 4)]
@@ -102,9 +126,11 @@ SHAPES = [(3, 4), (5,), (2, 3, 2), (), (3, 4)]
 def problem(seed, steps=8, shapes=SHAPES):
     gen = torch.Generator().manual_seed(seed)
     w1 = [torch.randn(s, generator=gen, dtype=F64) for s in shapes]
-    w1[-1] = w1[-1] * 1e-5                                  # RMS(W) below eps2: the floor of change (4) is used
-    grads = [[torch.randn(s, generator=gen, dtype=F64) * math.exp(float(torch.randn((), generator=gen)))
-              for s in shapes] for _ in range(steps)]
+    w1[-1] = w1[-1] * 1e-5  # RMS(W) below eps2: the floor of change (4) is used
+    grads = [
+        [torch.randn(s, generator=gen, dtype=F64) * math.exp(float(torch.randn((), generator=gen))) for s in shapes]
+        for _ in range(steps)
+    ]
     return w1, grads
 
 
@@ -119,12 +145,20 @@ CONFIGS = {
     "beta2_0.5": dict(beta2=0.5),
     "lr": dict(lr=0.05, relative_step=False),
     "warmup": dict(warmup_init=True),
-    "relative_lr_0.5": dict(lr=0.5),                    # rho_t = 0.5 for t <= 4, then 1/sqrt(t)
-    "warmup_lr": dict(lr=3e-6, warmup_init=True),       # rho_t = 1e-6 t for t <= 3, then 3e-6
+    "relative_lr_0.5": dict(lr=0.5),  # rho_t = 0.5 for t <= 4, then 1/sqrt(t)
+    "warmup_lr": dict(lr=3e-6, warmup_init=True),  # rho_t = 1e-6 t for t <= 3, then 3e-6
     "decay_rate": dict(decay_rate=-0.5),
     "weight_decay": dict(weight_decay=0.1),
-    "all": dict(lr=0.03, relative_step=False, beta1=0.8, beta2=0.99, factored=False, clip_threshold=2.0,
-                scale_parameter=False, weight_decay=0.01),
+    "all": dict(
+        lr=0.03,
+        relative_step=False,
+        beta1=0.8,
+        beta2=0.99,
+        factored=False,
+        clip_threshold=2.0,
+        scale_parameter=False,
+        weight_decay=0.01,
+    ),
 }
 
 
@@ -148,14 +182,14 @@ def test_under_lr_scheduler_the_schedule_multiplies_lr():
     w1, grads = problem(11)
     params = [w.clone().requires_grad_(True) for w in w1]
     opt = Adafactor(params, lr=0.1, relative_step=False)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 ** k)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5**k)
     refs = [AdafactorReference(w, lr=0.1, relative_step=False) for w in w1]
     for k, g in enumerate(grads):
         for p, gi in zip(params, g):
             p.grad = gi.clone()
         opt.step()
         for p, ref, gi in zip(params, refs, g):
-            torch.testing.assert_close(p.detach(), ref.step(gi, lr=0.1 * 0.5 ** k), rtol=1e-10, atol=1e-13)
+            torch.testing.assert_close(p.detach(), ref.step(gi, lr=0.1 * 0.5**k), rtol=1e-10, atol=1e-13)
         sched.step()
     assert opt.param_groups[0]["initial_lr"] == 0.1
 
@@ -173,8 +207,8 @@ def test_vhat_is_52_and_the_rank1_idiv_minimizer_of_the_averaged_square(beta2):
         g = torch.randn(4, 5, generator=gen, dtype=F64) * (1 + t)
         w.grad = g
         opt.step()
-        beta = beta2 if beta2 is not None else 1 - t ** -0.8
-        corr = 1 / (1 - beta2 ** t) if beta2 is not None else 1.0
+        beta = beta2 if beta2 is not None else 1 - t**-0.8
+        corr = 1 / (1 - beta2**t) if beta2 is not None else 1.0
         E = beta * E + (1 - beta) * (g * g + 1e-30)
         st = opt.state[w]
         vhat = factored_second_moment(st["exp_avg_sq_row"], st["exp_avg_sq_col"], corr)
@@ -198,7 +232,7 @@ def test_c10_clip_rms4_to_1_and_leaves_rms_quarter():
     u_small = u * (0.25 / rms_literal(u))
     clipped = rms_clip(u4, 1.0)
     assert rms_literal(clipped) == pytest.approx(1.0, rel=1e-12)
-    torch.testing.assert_close(clipped, u4 / 4, rtol=1e-14, atol=0)   # direction kept
+    torch.testing.assert_close(clipped, u4 / 4, rtol=1e-14, atol=0)  # direction kept
     assert torch.equal(rms_clip(u_small, 1.0), u_small)
     assert torch.equal(rms_clip(u4, None), u4)
 
@@ -235,11 +269,13 @@ def test_c09_group_lr_untouched_and_step_follows_rms_of_each_weight(order, forea
     params = []
     for r in order:
         s = torch.sign(torch.randn(3, 4, generator=gen, dtype=F64))
-        params.append((s * r).requires_grad_(True))     # RMS exactly r
+        params.append((s * r).requires_grad_(True))  # RMS exactly r
     opt = Adafactor([{"params": params, "foreach": foreach}], lr=1e-3, relative_step=False, scale_parameter=True)
     group_before = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
-    grads = [torch.outer(torch.tensor([1.0, -2.0, 0.5], dtype=F64), torch.tensor([1.0, 3.0, -1.0, 0.2], dtype=F64))
-             for _ in params]
+    grads = [
+        torch.outer(torch.tensor([1.0, -2.0, 0.5], dtype=F64), torch.tensor([1.0, 3.0, -1.0, 0.2], dtype=F64))
+        for _ in params
+    ]
     before = [p.detach().clone() for p in params]
     for p, g in zip(params, grads):
         p.grad = g
@@ -266,7 +302,7 @@ def test_relative_step_keeps_group_lr_and_warmup_runs():
         assert opt.param_groups[0]["lr"] == 1e-2
         assert all(torch.isfinite(p).all() for p in model.parameters())
         if not kwargs:
-            assert loss.item() < first                   # warm-up's 1e-6 t steps are too small to show in 30
+            assert loss.item() < first  # warm-up's 1e-6 t steps are too small to show in 30
 
 
 # ----------------------------------------------------------------------------------------------------- memory
@@ -291,8 +327,9 @@ def test_state_sizes_of_other_shapes_and_switches():
         w.grad = torch.randn(shape)
         opt.step()
         return state_floats(opt)
-    assert count((2, 3, 4)) == 2 * (3 + 4)          # factored over the last two dimensions
-    assert count((5,)) == 5                          # vectors are not factored
+
+    assert count((2, 3, 4)) == 2 * (3 + 4)  # factored over the last two dimensions
+    assert count((5,)) == 5  # vectors are not factored
     assert count((3, 4), factored=False) == 12
     assert count((3, 4), beta1=0.9) == 3 + 4 + 12
 
@@ -381,7 +418,7 @@ def test_zero_gradient_rows_and_columns_stay_finite_in_float32():
     w.grad = torch.zeros(4, 5)
     opt.step()
     assert bool(w.isfinite().all())
-    for _ in range(2):                                   # the vanished row and column come back
+    for _ in range(2):  # the vanished row and column come back
         before = w.detach().clone()
         w.grad = torch.randn(4, 5) * 1e3
         opt.step()
@@ -410,20 +447,23 @@ def test_state_dict_round_trip_is_bitwise():
 
 
 # ------------------------------------------------------------------------------------------------- errors
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(lr=1e-3, relative_step=False, warmup_init=True), "warmup_init"),
-    (dict(beta1=1.0), "beta1"),
-    (dict(beta2=-0.1), "beta2"),
-    (dict(decay_rate=0.5), "decay_rate"),
-    (dict(eps=(0.0, 1e-3)), r"eps\[0\]"),
-    (dict(eps=(1e-30, -1.0)), r"eps\[1\]"),
-    (dict(eps=1e-3), "pair"),
-    (dict(clip_threshold=0.0), "clip_threshold"),
-    (dict(weight_decay=-1.0), "weight_decay"),
-    (dict(lr=-1.0, relative_step=False), "lr"),
-    (dict(lr=-1.0), "lr"),
-    (dict(lr=math.nan), "lr"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(lr=1e-3, relative_step=False, warmup_init=True), "warmup_init"),
+        (dict(beta1=1.0), "beta1"),
+        (dict(beta2=-0.1), "beta2"),
+        (dict(decay_rate=0.5), "decay_rate"),
+        (dict(eps=(0.0, 1e-3)), r"eps\[0\]"),
+        (dict(eps=(1e-30, -1.0)), r"eps\[1\]"),
+        (dict(eps=1e-3), "pair"),
+        (dict(clip_threshold=0.0), "clip_threshold"),
+        (dict(weight_decay=-1.0), "weight_decay"),
+        (dict(lr=-1.0, relative_step=False), "lr"),
+        (dict(lr=-1.0), "lr"),
+        (dict(lr=math.nan), "lr"),
+    ],
+)
 def test_bad_hyperparameters_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Adafactor([torch.zeros(2, 2, requires_grad=True)], **kwargs)

@@ -17,10 +17,10 @@ import math
 
 import pytest
 import torch
+from _assertions import assert_same, assert_same_state
 from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, OneCycleLR, StepLR
 
 import adaptim
-from _assertions import assert_same, assert_same_state
 from adaptim.functional.adafactor import adafactor_step_size
 
 F64 = torch.float64
@@ -34,8 +34,9 @@ def rms(x: torch.Tensor) -> float:
     return math.sqrt(sum(v * v for v in x.reshape(-1).tolist()) / x.numel())
 
 
-def _one_cycle(k: int, max_lr: float = 1e-2, total: int = STEPS, pct: float = 0.3, div: float = 25.0,
-               final_div: float = 1e4) -> float:
+def _one_cycle(
+    k: int, max_lr: float = 1e-2, total: int = STEPS, pct: float = 0.3, div: float = 25.0, final_div: float = 1e4
+) -> float:
     """OneCycleLR's documented default policy (cosine annealing, two phases): from max_lr/div up to max_lr by step
     pct*total - 1, then down to max_lr/(div final_div) at step total - 1."""
     start, low = max_lr / div, max_lr / div / final_div
@@ -56,14 +57,17 @@ def _warmup_cosine(k: int, warmup: int = 3, total: int = 12, final: float = 0.1)
 #: name -> (build the scheduler on an optimizer whose lr is 1e-2, the lr of step k (0-based) by its documentation)
 SCHEDULERS = {
     "StepLR": (lambda opt: StepLR(opt, step_size=3, gamma=0.5), lambda k: 1e-2 * 0.5 ** (k // 3)),
-    "ExponentialLR": (lambda opt: ExponentialLR(opt, gamma=0.9), lambda k: 1e-2 * 0.9 ** k),
-    "LambdaLR_warmup_cosine": (lambda opt: adaptim.warmup_cosine(opt, warmup_steps=3, total_steps=12,
-                                                                 final_scale=0.1),
-                               lambda k: 1e-2 * _warmup_cosine(k)),
+    "ExponentialLR": (lambda opt: ExponentialLR(opt, gamma=0.9), lambda k: 1e-2 * 0.9**k),
+    "LambdaLR_warmup_cosine": (
+        lambda opt: adaptim.warmup_cosine(opt, warmup_steps=3, total_steps=12, final_scale=0.1),
+        lambda k: 1e-2 * _warmup_cosine(k),
+    ),
     # no momentum to cycle (Adafactor has no "momentum" or "betas")
     "OneCycleLR": (lambda opt: OneCycleLR(opt, max_lr=1e-2, total_steps=STEPS, cycle_momentum=False), _one_cycle),
-    "CosineAnnealingLR": (lambda opt: CosineAnnealingLR(opt, T_max=STEPS, eta_min=1e-3),
-                          lambda k: 1e-3 + (1e-2 - 1e-3) * (1 + math.cos(math.pi * k / STEPS)) / 2),
+    "CosineAnnealingLR": (
+        lambda opt: CosineAnnealingLR(opt, T_max=STEPS, eta_min=1e-3),
+        lambda k: 1e-3 + (1e-2 - 1e-3) * (1 + math.cos(math.pi * k / STEPS)) / 2,
+    ),
 }
 
 
@@ -82,8 +86,9 @@ def _measure_steps(opt, w, sched, expected_lr, weight_decay=0.0):
         scale = max(1e-3, rms(before))
         # W_{t+1} = (1 - rho wd) W_t - rho scale sign(G): rho from the entries, then every entry checked with it
         rho = float(((before - w.detach()) / (weight_decay * before + scale * torch.sign(G))).mean())
-        torch.testing.assert_close(w.detach(), (1 - rho * weight_decay) * before - rho * scale * torch.sign(G),
-                                   rtol=1e-12, atol=0)
+        torch.testing.assert_close(
+            w.detach(), (1 - rho * weight_decay) * before - rho * scale * torch.sign(G), rtol=1e-12, atol=0
+        )
         rhos.append(rho)
     return rhos
 
@@ -108,8 +113,8 @@ def test_a_scheduled_lr_caps_the_relative_step_and_is_the_step_without_it(relati
     at some step -- and the decoupled decay is rho_t wd; with relative_step=False the step is 0.8^k itself."""
     w = torch.randn(4, 3, generator=torch.Generator().manual_seed(1), dtype=F64).requires_grad_()
     opt = adaptim.Adafactor([w], lr=1.0, relative_step=relative_step, weight_decay=0.1)
-    rhos = _measure_steps(opt, w, ExponentialLR(opt, gamma=0.8), lambda k: 0.8 ** k, weight_decay=0.1)
-    scheduled = [0.8 ** k for k in range(STEPS)]
+    rhos = _measure_steps(opt, w, ExponentialLR(opt, gamma=0.8), lambda k: 0.8**k, weight_decay=0.1)
+    scheduled = [0.8**k for k in range(STEPS)]
     cap = [1 / math.sqrt(k + 1) for k in range(STEPS)]
     if relative_step:
         assert any(c < s for s, c in zip(scheduled, cap)) and any(s < c for s, c in zip(scheduled, cap))
@@ -147,7 +152,7 @@ def _previous_rho(t: int, warmup_init: bool) -> float:
 @pytest.mark.parametrize("warmup_init", [False, True])
 def test_the_step_size_at_the_default_lr_is_the_previous_one_bitwise(warmup_init):
     """Across t = 10^4, where 1/sqrt(t) (and 1e-6 t) cross 1e-2, and far beyond it."""
-    for t in list(range(1, 30_001)) + [10 ** 6, 10 ** 8]:
+    for t in list(range(1, 30_001)) + [10**6, 10**8]:
         expected = _previous_rho(t, warmup_init)
         assert adafactor_step_size(t, 1e-2, True, warmup_init) == expected, t
         assert adafactor_step_size(t, None, True, warmup_init) == expected, t
@@ -168,8 +173,11 @@ def _run(params, opt, grads, jump_to=None, set_lr=None):
         opt.step()
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(warmup_init=True), dict(beta1=0.9, weight_decay=0.5, foreach=False)],
-                         ids=["default", "warmup", "beta1_wd_single"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(), dict(warmup_init=True), dict(beta1=0.9, weight_decay=0.5, foreach=False)],
+    ids=["default", "warmup", "beta1_wd_single"],
+)
 def test_the_default_lr_reproduces_the_previous_lr_none_trajectory_bitwise(kwargs):
     """Three runs from t = 1 and then across t = 10^4 agree bit for bit, parameters and state: the default lr,
     lr=None, and the previous lr=None step written as an lr: relative_step=False with the group's lr set to the
@@ -180,11 +188,15 @@ def test_the_default_lr_reproduces_the_previous_lr_none_trajectory_bitwise(kwarg
     grads = [[torch.randn(s, generator=gen) * (1 + k % 3) for s in shapes] for k in range(12)]
     runs = []
     for build, set_lr in (
-            (lambda ps: adaptim.Adafactor(ps, **kwargs), None),
-            (lambda ps: adaptim.Adafactor(ps, lr=None, **kwargs), None),
-            (lambda ps: adaptim.Adafactor(ps, relative_step=False, **{k: v for k, v in kwargs.items()
-                                                                      if k != "warmup_init"}),
-             lambda t: _previous_rho(t, kwargs.get("warmup_init", False)))):
+        (lambda ps: adaptim.Adafactor(ps, **kwargs), None),
+        (lambda ps: adaptim.Adafactor(ps, lr=None, **kwargs), None),
+        (
+            lambda ps: adaptim.Adafactor(
+                ps, relative_step=False, **{k: v for k, v in kwargs.items() if k != "warmup_init"}
+            ),
+            lambda t: _previous_rho(t, kwargs.get("warmup_init", False)),
+        ),
+    ):
         params = [w.clone().requires_grad_() for w in w0]
         opt = build(params)
         _run(params, opt, grads, jump_to=9_995, set_lr=set_lr)
@@ -198,8 +210,9 @@ def test_the_default_lr_reproduces_the_previous_lr_none_trajectory_bitwise(kwarg
             assert_same_state(o0.state[a], opt.state[b])
 
 
-@pytest.mark.parametrize("kwargs", [dict(beta1=0.9, weight_decay=0.1), dict(warmup_init=True)],
-                         ids=["beta1_wd", "warmup"])
+@pytest.mark.parametrize(
+    "kwargs", [dict(beta1=0.9, weight_decay=0.1), dict(warmup_init=True)], ids=["beta1_wd", "warmup"]
+)
 def test_a_checkpoint_saved_with_lr_none_loads_and_resumes_exactly(kwargs):
     """A state dict as the previous version saved it (the group's lr None), through torch.save and
     torch.load(weights_only=True), loads with the group's lr 1e-2 and continues bit for bit as the run that was

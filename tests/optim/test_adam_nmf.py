@@ -46,18 +46,22 @@ class BoxReference:
         self.matrix = w.dim() >= 2
         if self.matrix:
             A, B = initial_factors(self.shape, rank, init_range)
-            *lead, mm, nn = self.shape
+            *_lead, mm, nn = self.shape
             self.mn = (mm, nn)
-            self.A = A.reshape(-1, mm, rank).tolist()       # one [m][r] list per leading index
+            self.A = A.reshape(-1, mm, rank).tolist()  # one [m][r] list per leading index
             self.B = B.reshape(-1, rank, nn).tolist()
 
     def em_round(self, C, A, B):
         m, n, r = len(A), len(B[0]), len(B)
         R = [[C[i][j] / sum(A[i][k] * B[k][j] for k in range(r)) for j in range(n)] for i in range(m)]
-        A2 = [[A[i][k] * sum(R[i][j] * B[k][j] for j in range(n)) / sum(B[k][j] for j in range(n))
-               for k in range(r)] for i in range(m)]
-        B2 = [[B[k][j] * sum(A[i][k] * R[i][j] for i in range(m)) / sum(A2[i][k] for i in range(m))
-               for j in range(n)] for k in range(r)]
+        A2 = [
+            [A[i][k] * sum(R[i][j] * B[k][j] for j in range(n)) / sum(B[k][j] for j in range(n)) for k in range(r)]
+            for i in range(m)
+        ]
+        B2 = [
+            [B[k][j] * sum(A[i][k] * R[i][j] for i in range(m)) / sum(A2[i][k] for i in range(m)) for j in range(n)]
+            for k in range(r)
+        ]
         return A2, B2
 
     def step(self, g):
@@ -67,7 +71,7 @@ class BoxReference:
         if self.matrix:
             m, n = self.mn
             for b in range(len(self.A)):
-                flat = floored(g[b * m * n:(b + 1) * m * n])
+                flat = floored(g[b * m * n : (b + 1) * m * n])
                 C = [[flat[i * n + j] for j in range(n)] for i in range(m)]
                 self.A[b], self.B[b] = self.em_round(C, self.A[b], self.B[b])
                 r = len(self.B[b])
@@ -79,7 +83,7 @@ class BoxReference:
             den = [math.sqrt(c) + self.eps for c in floored(g)]
         if self.beta1 > 0:
             self.m = [self.beta1 * a + (1 - self.beta1) * x for a, x in zip(self.m, g)]
-            num = [a / (1 - self.beta1 ** self.t) for a in self.m]
+            num = [a / (1 - self.beta1**self.t) for a in self.m]
         else:
             num = g
         self.w = [(1 - self.lr * self.wd) * w - self.lr * u / d for w, u, d in zip(self.w, num, den)]
@@ -106,8 +110,9 @@ def test_against_literal_box(name, foreach):
     opt = AdamNMF([{"params": params, "foreach": foreach}], **kwargs)
     refs = [BoxReference(w, **kwargs) for w in w1]
     for _ in range(5):
-        grads = [torch.randn(s, generator=gen, dtype=F64) * math.exp(float(torch.randn((), generator=gen)))
-                 for s in SHAPES]
+        grads = [
+            torch.randn(s, generator=gen, dtype=F64) * math.exp(float(torch.randn((), generator=gen))) for s in SHAPES
+        ]
         for p, g in zip(params, grads):
             p.grad = g
         opt.step()
@@ -122,13 +127,13 @@ def test_documented_initialization():
     st = opt._init_state(w, opt.param_groups[0])
     A, B = initial_factors((3, 5), 2, 0.25)
     assert torch.equal(st["nmf_a"], A) and torch.equal(st["nmf_b"], B)
-    assert 0 < float(A.min()) and float(A.max()) <= 0.25 and 0 < float(B.min()) and float(B.max()) <= 0.25
+    assert float(A.min()) > 0 and float(A.max()) <= 0.25 and float(B.min()) > 0 and float(B.max()) <= 0.25
 
 
 def test_em_step_inside_the_optimizer_never_increases_the_fit_error():
     """On a fixed gradient, each step's one EM round (124) does not increase IDiv(G^2 + floor, A_t B_t)."""
     gen = torch.Generator().manual_seed(1)
-    for trial in range(10):
+    for _trial in range(10):
         m, n = torch.randint(2, 7, (2,), generator=gen).tolist()
         r = int(torch.randint(1, 4, (1,), generator=gen))
         G = torch.randn(m, n, generator=gen, dtype=F64)
@@ -234,8 +239,7 @@ def test_vector_rule_keeps_no_factors_and_is_the_exact_rank1_matrix_rule():
         torch.testing.assert_close(v.detach(), row.detach().view(7), rtol=1e-12, atol=1e-14)
         C = torch.tensor(floored(g.tolist()), dtype=F64)
         torch.testing.assert_close(before - v.detach(), 0.1 * g / (C.sqrt() + 1e-8), rtol=1e-12, atol=0)
-        torch.testing.assert_close(before - v.detach(), adam_beta2_zero_step(before, g, 0.1, 1e-8),
-                                   rtol=1e-4, atol=0)
+        torch.testing.assert_close(before - v.detach(), adam_beta2_zero_step(before, g, 0.1, 1e-8), rtol=1e-4, atol=0)
     assert state_floats(ov) == 0
 
 
@@ -243,12 +247,12 @@ def test_vector_rule_keeps_no_factors_and_is_the_exact_rank1_matrix_rule():
 def test_weight_decay_is_decoupled_and_lr_follows_a_scheduler():
     w = torch.full((3, 4), 2.0, dtype=F64, requires_grad=True)
     opt = AdamNMF([w], lr=0.1, weight_decay=0.5)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 ** k)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5**k)
     expected = 2.0
     for k in range(3):
-        w.grad = torch.zeros(3, 4, dtype=F64)      # zero gradient: only the decay (1 - lr_t wd) acts
+        w.grad = torch.zeros(3, 4, dtype=F64)  # zero gradient: only the decay (1 - lr_t wd) acts
         opt.step()
-        expected *= 1 - 0.1 * 0.5 ** k * 0.5
+        expected *= 1 - 0.1 * 0.5**k * 0.5
         torch.testing.assert_close(w.detach(), torch.full((3, 4), expected, dtype=F64), rtol=1e-14, atol=0)
         sched.step()
     assert opt.param_groups[0]["initial_lr"] == 0.1
@@ -319,10 +323,18 @@ def test_vanishing_gradient_rows_stay_finite_and_recover_in_float32():
     assert bool((st["nmf_a"] > 0).all()) and bool((st["nmf_b"] > 0).all())
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(lr=-1.0), "lr"), (dict(rank=0), "rank"), (dict(rank=1.5), "rank"), (dict(init_range=0.0), "init_range"),
-    (dict(eps=-1.0), "eps"), (dict(beta1=1.0), "beta1"), (dict(weight_decay=-0.1), "weight_decay"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(lr=-1.0), "lr"),
+        (dict(rank=0), "rank"),
+        (dict(rank=1.5), "rank"),
+        (dict(init_range=0.0), "init_range"),
+        (dict(eps=-1.0), "eps"),
+        (dict(beta1=1.0), "beta1"),
+        (dict(weight_decay=-0.1), "weight_decay"),
+    ],
+)
 def test_bad_hyperparameters_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         AdamNMF([torch.zeros(2, 2, requires_grad=True)], **kwargs)

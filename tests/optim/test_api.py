@@ -12,10 +12,10 @@ import re
 
 import pytest
 import torch
+from _assertions import assert_same, assert_same_state
 from torch.optim.lr_scheduler import LambdaLR, StepLR
 
 import adaptim
-from _assertions import assert_same, assert_same_state
 
 
 def params_and_grads(steps: int, shapes=((3,), (2, 2)), seed: int = 0, case=None):
@@ -45,9 +45,26 @@ def test_is_torch_optimizer(optimizer_class):
 
 
 def test_exported_at_top_level():
-    for name in ["SGD", "AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad", "RMSProp", "Adam", "AdamW", "AdamAtan2",
-                 "warmup_cosine", "warmup_linear", "inverse_sqrt", "Adafactor", "AdamNMF", "Shampoo",
-                 "IdealizedShampoo", "Muon", "muon_param_groups", "Steepest"]:
+    for name in [
+        "SGD",
+        "AdaGrad",
+        "AdaGradNorm",
+        "FullMatrixAdaGrad",
+        "RMSProp",
+        "Adam",
+        "AdamW",
+        "AdamAtan2",
+        "warmup_cosine",
+        "warmup_linear",
+        "inverse_sqrt",
+        "Adafactor",
+        "AdamNMF",
+        "Shampoo",
+        "IdealizedShampoo",
+        "Muon",
+        "muon_param_groups",
+        "Steepest",
+    ]:
         assert hasattr(adaptim, name), name
 
 
@@ -104,7 +121,7 @@ def test_closure_returns_loss_with_grad_enabled(optimizer_case):
     def closure():
         calls.append(torch.is_grad_enabled())
         opt.zero_grad()
-        loss = (p ** 2).sum()
+        loss = (p**2).sum()
         loss.backward()
         return loss
 
@@ -165,8 +182,13 @@ def test_nonfinite_gradient_in_a_later_group_changes_nothing(optimizer_case, bad
         optimizer_case.step(opt, [p1, p2], grads[0])
     before = [p.detach().clone() for p in (p1, p2)]
     saved = opt.state_dict()
-    saved = {"state": {k: {n: v.clone() if isinstance(v, torch.Tensor) else v for n, v in s.items()}
-                       for k, s in saved["state"].items()}, "param_groups": saved["param_groups"]}
+    saved = {
+        "state": {
+            k: {n: v.clone() if isinstance(v, torch.Tensor) else v for n, v in s.items()}
+            for k, s in saved["state"].items()
+        },
+        "param_groups": saved["param_groups"],
+    }
     g2 = grads[1][1].clone()
     g2.view(-1)[0] = bad
     with pytest.raises(RuntimeError, match="group 1 .*NaN or infinite"):
@@ -257,6 +279,7 @@ def test_torch_lr_schedulers(optimizer_case, kind):
 
         def lr_at(k):
             return lr * 0.5 ** (k // 2)
+
     for k, gs in enumerate(grads):
         assert opt.param_groups[0]["lr"] == pytest.approx(lr_at(k), rel=1e-15)
         optimizer_case.step(opt, params, gs)
@@ -316,11 +339,15 @@ def test_inverse_sqrt_factory():
 
 
 @pytest.mark.parametrize("factory", [adaptim.warmup_cosine, adaptim.warmup_linear])
-@pytest.mark.parametrize("kwargs,name", [(dict(warmup_steps=-1, total_steps=5), "warmup_steps"),
-                                         (dict(warmup_steps=5, total_steps=5), "total_steps"),
-                                         (dict(warmup_steps=1, total_steps=5, final_scale=1.5), "final_scale"),
-                                         (dict(warmup_steps=1, total_steps=5, final_scale=math.nan),
-                                          "final_scale")])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(warmup_steps=-1, total_steps=5), "warmup_steps"),
+        (dict(warmup_steps=5, total_steps=5), "total_steps"),
+        (dict(warmup_steps=1, total_steps=5, final_scale=1.5), "final_scale"),
+        (dict(warmup_steps=1, total_steps=5, final_scale=math.nan), "final_scale"),
+    ],
+)
 def test_schedule_factories_validate(factory, kwargs, name):
     opt = adaptim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     with pytest.raises(ValueError, match=name):
@@ -336,8 +363,15 @@ M = [torch.zeros(3, 2, requires_grad=True)]  # Muon groups take matrices only
 def params_for(cls):
     return M if cls is adaptim.Muon else P
 
-BETAS = [((1.0, 0.9), "betas"), ((0.9, 1.0), "betas"), ((-0.1, 0.9), "betas"), ((math.nan, 0.9), "betas"),
-         ((0.9,), "betas"), (0.9, "betas")]
+
+BETAS = [
+    ((1.0, 0.9), "betas"),
+    ((0.9, 1.0), "betas"),
+    ((-0.1, 0.9), "betas"),
+    ((math.nan, 0.9), "betas"),
+    ((0.9,), "betas"),
+    (0.9, "betas"),
+]
 LR = [(dict(lr=-1e-3), "lr"), (dict(lr=math.nan), "lr"), (dict(lr=math.inf), "lr"), (dict(lr="0.1"), "lr")]
 
 
@@ -345,71 +379,181 @@ def _bad(cls, base, cases):
     return [pytest.param(cls, {**base, **kw}, name, id=f"{cls.__name__}-{name}-{kw}") for kw, name in cases]
 
 
-
 BAD_CONFIGS = (
-    _bad(adaptim.SGD, {"lr": 0.1}, LR + [
-        (dict(momentum=1.0), "momentum"), (dict(momentum=-0.1), "momentum"),
-        (dict(weight_decay=-0.1), "weight_decay"),
-        (dict(nesterov=True), "nesterov"),  # needs momentum > 0
-        (dict(momentum=0.9, lookahead=True), "lookahead")])  # needs nesterov
-    + _bad(adaptim.AdaGrad, {}, LR + [
-        (dict(eps=-1e-10), "eps"), (dict(weight_decay=-0.1), "weight_decay"),
-        (dict(initial_accumulator_value=-1.0), "initial_accumulator_value")])
+    _bad(
+        adaptim.SGD,
+        {"lr": 0.1},
+        LR
+        + [
+            (dict(momentum=1.0), "momentum"),
+            (dict(momentum=-0.1), "momentum"),
+            (dict(weight_decay=-0.1), "weight_decay"),
+            (dict(nesterov=True), "nesterov"),  # needs momentum > 0
+            (dict(momentum=0.9, lookahead=True), "lookahead"),
+        ],
+    )  # needs nesterov
+    + _bad(
+        adaptim.AdaGrad,
+        {},
+        LR
+        + [
+            (dict(eps=-1e-10), "eps"),
+            (dict(weight_decay=-0.1), "weight_decay"),
+            (dict(initial_accumulator_value=-1.0), "initial_accumulator_value"),
+        ],
+    )
     + _bad(adaptim.AdaGradNorm, {}, LR + [(dict(eps=-1e-10), "eps")])
-    + _bad(adaptim.FullMatrixAdaGrad, {}, LR + [(dict(eps=-1e-10), "eps"), (dict(eps=0.0), "eps"),
-                                                (dict(max_dim=0), "max_dim")])
-    + _bad(adaptim.RMSProp, {}, LR + [(dict(betas=b), n) for b, n in BETAS] + [
-        (dict(eps=-1e-8), "eps"), (dict(weight_decay=-0.1), "weight_decay")])
-    + _bad(adaptim.Adam, {}, LR + [(dict(betas=b), n) for b, n in BETAS] + [
-        (dict(eps=-1e-8), "eps"), (dict(weight_decay=-0.1), "weight_decay")])
-    + _bad(adaptim.AdamW, {}, LR + [(dict(betas=b), n) for b, n in BETAS] + [
-        (dict(eps=-1e-8), "eps"), (dict(weight_decay=-0.1), "weight_decay"),
-        (dict(independent_weight_decay=True, weight_decay=1.0), "weight_decay")])
-    + _bad(adaptim.AdamAtan2, {}, LR + [(dict(betas=b), n) for b, n in BETAS] + [
-        (dict(weight_decay=-0.1), "weight_decay"), (dict(a=0.0), "a"), (dict(a=-1.0), "a"),
-        (dict(b=0.0), "b"), (dict(b=-1.0), "b")])
+    + _bad(
+        adaptim.FullMatrixAdaGrad,
+        {},
+        LR + [(dict(eps=-1e-10), "eps"), (dict(eps=0.0), "eps"), (dict(max_dim=0), "max_dim")],
+    )
+    + _bad(
+        adaptim.RMSProp,
+        {},
+        LR
+        + [(dict(betas=b), n) for b, n in BETAS]
+        + [(dict(eps=-1e-8), "eps"), (dict(weight_decay=-0.1), "weight_decay")],
+    )
+    + _bad(
+        adaptim.Adam,
+        {},
+        LR
+        + [(dict(betas=b), n) for b, n in BETAS]
+        + [(dict(eps=-1e-8), "eps"), (dict(weight_decay=-0.1), "weight_decay")],
+    )
+    + _bad(
+        adaptim.AdamW,
+        {},
+        LR
+        + [(dict(betas=b), n) for b, n in BETAS]
+        + [
+            (dict(eps=-1e-8), "eps"),
+            (dict(weight_decay=-0.1), "weight_decay"),
+            (dict(independent_weight_decay=True, weight_decay=1.0), "weight_decay"),
+        ],
+    )
+    + _bad(
+        adaptim.AdamAtan2,
+        {},
+        LR
+        + [(dict(betas=b), n) for b, n in BETAS]
+        + [
+            (dict(weight_decay=-0.1), "weight_decay"),
+            (dict(a=0.0), "a"),
+            (dict(a=-1.0), "a"),
+            (dict(b=0.0), "b"),
+            (dict(b=-1.0), "b"),
+        ],
+    )
     # issue 3
-    + _bad(adaptim.Adafactor, {"lr": 1e-2, "relative_step": False}, LR + [
-        (dict(warmup_init=True), "warmup_init"),  # needs relative_step
-        (dict(beta1=1.0), "beta1"), (dict(beta1=-0.1), "beta1"), (dict(beta1=math.nan), "beta1"),
-        (dict(beta2=1.0), "beta2"), (dict(beta2=-0.1), "beta2"), (dict(beta2="0.9"), "beta2"),
-        (dict(decay_rate=0.5), "decay_rate"), (dict(decay_rate=math.nan), "decay_rate"),
-        (dict(eps=1e-30), "eps"), (dict(eps=(1e-30,)), "eps"), (dict(eps=(0.0, 1e-3)), "eps"),
-        (dict(eps=(1e-30, -1e-3)), "eps"), (dict(eps=(math.nan, 1e-3)), "eps"),
-        (dict(clip_threshold=0.0), "clip_threshold"), (dict(clip_threshold=-1.0), "clip_threshold"),
-        (dict(weight_decay=-0.1), "weight_decay")])
-    + _bad(adaptim.AdamNMF, {}, LR + [
-        (dict(rank=0), "rank"), (dict(rank=1.5), "rank"), (dict(rank=True), "rank"),
-        (dict(init_range=0.0), "init_range"), (dict(init_range=-1e-3), "init_range"),
-        (dict(eps=-1e-8), "eps"), (dict(beta1=1.0), "beta1"), (dict(beta1=-0.1), "beta1"),
-        (dict(weight_decay=-0.1), "weight_decay")])
-    + _bad(adaptim.Shampoo, {}, LR + [
-        (dict(beta2=1.0), "beta2"), (dict(beta2=-0.1), "beta2"), (dict(eps=0.0), "eps"), (dict(eps=-1.0), "eps"),
-        (dict(momentum=1.0), "momentum"), (dict(momentum=-0.1), "momentum"),
-        (dict(weight_decay=-0.1), "weight_decay"),
-        (dict(precondition_frequency=0), "precondition_frequency"),
-        (dict(precondition_frequency=2.0, start_preconditioning_step=2), "precondition_frequency"),
-        (dict(start_preconditioning_step=0), "start_preconditioning_step"),
-        # the first root exists at step precondition_frequency: an earlier preconditioned step is refused
-        (dict(precondition_frequency=3, start_preconditioning_step=2), "start_preconditioning_step"),
-        (dict(max_preconditioner_dim=0), "max_preconditioner_dim"),
-        (dict(exponent_override=0.0), "exponent_override"), (dict(exponent_override=0.25), "exponent_override"),
-        (dict(grafting="sgd"), "grafting"), (dict(grafting_beta2=1.0), "grafting_beta2"),
-        (dict(grafting_eps=0.0), "grafting_eps")])
-    + _bad(adaptim.IdealizedShampoo, {}, LR + [
-        (dict(beta2=1.0), "beta2"), (dict(beta2=None), "beta2"), (dict(eps=0.0), "eps"),
-        (dict(weight_decay=-0.1), "weight_decay"), (dict(max_preconditioner_dim=0), "max_preconditioner_dim")])
-    + _bad(adaptim.Muon, {}, LR + [
-        (dict(momentum=1.0), "momentum"), (dict(momentum=-0.1), "momentum"),
-        (dict(ns_coefficients="fifth"), "ns_coefficients"), (dict(ns_coefficients=()), "ns_coefficients"),
-        (dict(ns_steps=0), "ns_steps"), (dict(ns_steps=2.0), "ns_steps"),
-        (dict(orthogonalize="qr"), "orthogonalize"), (dict(adjust_lr="spectral"), "adjust_lr"),
-        (dict(weight_decay=-0.1), "weight_decay")]
+    + _bad(
+        adaptim.Adafactor,
+        {"lr": 1e-2, "relative_step": False},
+        LR
+        + [
+            (dict(warmup_init=True), "warmup_init"),  # needs relative_step
+            (dict(beta1=1.0), "beta1"),
+            (dict(beta1=-0.1), "beta1"),
+            (dict(beta1=math.nan), "beta1"),
+            (dict(beta2=1.0), "beta2"),
+            (dict(beta2=-0.1), "beta2"),
+            (dict(beta2="0.9"), "beta2"),
+            (dict(decay_rate=0.5), "decay_rate"),
+            (dict(decay_rate=math.nan), "decay_rate"),
+            (dict(eps=1e-30), "eps"),
+            (dict(eps=(1e-30,)), "eps"),
+            (dict(eps=(0.0, 1e-3)), "eps"),
+            (dict(eps=(1e-30, -1e-3)), "eps"),
+            (dict(eps=(math.nan, 1e-3)), "eps"),
+            (dict(clip_threshold=0.0), "clip_threshold"),
+            (dict(clip_threshold=-1.0), "clip_threshold"),
+            (dict(weight_decay=-0.1), "weight_decay"),
+        ],
+    )
+    + _bad(
+        adaptim.AdamNMF,
+        {},
+        LR
+        + [
+            (dict(rank=0), "rank"),
+            (dict(rank=1.5), "rank"),
+            (dict(rank=True), "rank"),
+            (dict(init_range=0.0), "init_range"),
+            (dict(init_range=-1e-3), "init_range"),
+            (dict(eps=-1e-8), "eps"),
+            (dict(beta1=1.0), "beta1"),
+            (dict(beta1=-0.1), "beta1"),
+            (dict(weight_decay=-0.1), "weight_decay"),
+        ],
+    )
+    + _bad(
+        adaptim.Shampoo,
+        {},
+        LR
+        + [
+            (dict(beta2=1.0), "beta2"),
+            (dict(beta2=-0.1), "beta2"),
+            (dict(eps=0.0), "eps"),
+            (dict(eps=-1.0), "eps"),
+            (dict(momentum=1.0), "momentum"),
+            (dict(momentum=-0.1), "momentum"),
+            (dict(weight_decay=-0.1), "weight_decay"),
+            (dict(precondition_frequency=0), "precondition_frequency"),
+            (dict(precondition_frequency=2.0, start_preconditioning_step=2), "precondition_frequency"),
+            (dict(start_preconditioning_step=0), "start_preconditioning_step"),
+            # the first root exists at step precondition_frequency: an earlier preconditioned step is refused
+            (dict(precondition_frequency=3, start_preconditioning_step=2), "start_preconditioning_step"),
+            (dict(max_preconditioner_dim=0), "max_preconditioner_dim"),
+            (dict(exponent_override=0.0), "exponent_override"),
+            (dict(exponent_override=0.25), "exponent_override"),
+            (dict(grafting="sgd"), "grafting"),
+            (dict(grafting_beta2=1.0), "grafting_beta2"),
+            (dict(grafting_eps=0.0), "grafting_eps"),
+        ],
+    )
+    + _bad(
+        adaptim.IdealizedShampoo,
+        {},
+        LR
+        + [
+            (dict(beta2=1.0), "beta2"),
+            (dict(beta2=None), "beta2"),
+            (dict(eps=0.0), "eps"),
+            (dict(weight_decay=-0.1), "weight_decay"),
+            (dict(max_preconditioner_dim=0), "max_preconditioner_dim"),
+        ],
+    )
+    + _bad(
+        adaptim.Muon,
+        {},
+        LR
+        + [
+            (dict(momentum=1.0), "momentum"),
+            (dict(momentum=-0.1), "momentum"),
+            (dict(ns_coefficients="fifth"), "ns_coefficients"),
+            (dict(ns_coefficients=()), "ns_coefficients"),
+            (dict(ns_steps=0), "ns_steps"),
+            (dict(ns_steps=2.0), "ns_steps"),
+            (dict(orthogonalize="qr"), "orthogonalize"),
+            (dict(adjust_lr="spectral"), "adjust_lr"),
+            (dict(weight_decay=-0.1), "weight_decay"),
+        ]
         # the AdamW side's betas and eps are checked even when every group is a Muon group
-        + [(dict(betas=b), n) for b, n in BETAS] + [(dict(eps=-1e-8), "eps"), (dict(eps=math.nan), "eps")])
-    + _bad(adaptim.Steepest, {"lr": 0.1}, LR + [
-        (dict(norm="l2"), "norm"), (dict(rule="newton"), "rule"), (dict(momentum=1.0), "momentum"),
-        (dict(momentum=-0.1), "momentum")])
+        + [(dict(betas=b), n) for b, n in BETAS]
+        + [(dict(eps=-1e-8), "eps"), (dict(eps=math.nan), "eps")],
+    )
+    + _bad(
+        adaptim.Steepest,
+        {"lr": 0.1},
+        LR
+        + [
+            (dict(norm="l2"), "norm"),
+            (dict(rule="newton"), "rule"),
+            (dict(momentum=1.0), "momentum"),
+            (dict(momentum=-0.1), "momentum"),
+        ],
+    )
 )
 
 
@@ -420,22 +564,27 @@ def test_construction_validates_hyperparameters(cls, kwargs, name):
     assert re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", str(info.value)), str(info.value)
 
 
-@pytest.mark.parametrize("make,bad,name", [
-    (lambda ps: adaptim.SGD(ps, lr=0.1), dict(lr=-1.0), "lr"),
-    (lambda ps: adaptim.SGD(ps, lr=0.1, momentum=0.9), dict(nesterov=True, momentum=0.0), "nesterov"),
-    (lambda ps: adaptim.Adam(ps), dict(betas=(1.0, 0.9)), "betas"),
-    (lambda ps: adaptim.AdamAtan2(ps), dict(a=0.0), "a"),
-    (lambda ps: adaptim.FullMatrixAdaGrad(ps, max_dim=4), dict(params=[torch.zeros(5, requires_grad=True)]),
-     "max_dim"),
-    (lambda ps: adaptim.Adafactor(ps), dict(lr=-0.1), "lr"),
-    (lambda ps: adaptim.Shampoo(ps), dict(precondition_frequency=20), "start_preconditioning_step"),
-    (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(use_muon=False, betas=(1.0, 0.9)),
-     "betas"),
-    (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(use_muon=False, eps=-1.0), "eps"),
-    (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(use_muon="no"), "use_muon"),
-    # a vector in a Muon group is refused, naming the way out
-    (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(), "use_muon"),
-])
+@pytest.mark.parametrize(
+    "make,bad,name",
+    [
+        (lambda ps: adaptim.SGD(ps, lr=0.1), dict(lr=-1.0), "lr"),
+        (lambda ps: adaptim.SGD(ps, lr=0.1, momentum=0.9), dict(nesterov=True, momentum=0.0), "nesterov"),
+        (lambda ps: adaptim.Adam(ps), dict(betas=(1.0, 0.9)), "betas"),
+        (lambda ps: adaptim.AdamAtan2(ps), dict(a=0.0), "a"),
+        (
+            lambda ps: adaptim.FullMatrixAdaGrad(ps, max_dim=4),
+            dict(params=[torch.zeros(5, requires_grad=True)]),
+            "max_dim",
+        ),
+        (lambda ps: adaptim.Adafactor(ps), dict(lr=-0.1), "lr"),
+        (lambda ps: adaptim.Shampoo(ps), dict(precondition_frequency=20), "start_preconditioning_step"),
+        (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(use_muon=False, betas=(1.0, 0.9)), "betas"),
+        (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(use_muon=False, eps=-1.0), "eps"),
+        (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(use_muon="no"), "use_muon"),
+        # a vector in a Muon group is refused, naming the way out
+        (lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}]), dict(), "use_muon"),
+    ],
+)
 def test_add_param_group_validates_and_leaves_optimizer_unchanged(make, bad, name):
     p = torch.ones(2, requires_grad=True)
     opt = make([p])
@@ -446,33 +595,71 @@ def test_add_param_group_validates_and_leaves_optimizer_unchanged(make, bad, nam
     opt.step()
 
 
-@pytest.mark.parametrize("cls,kwargs", [
-    (adaptim.SGD, dict(lr=0.0, momentum=0.0, weight_decay=0.0)),
-    (adaptim.AdaGrad, dict(lr=0.0, eps=0.0, initial_accumulator_value=0.0, weight_decay=0.0)),
-    (adaptim.AdaGradNorm, dict(lr=0.0, eps=0.0)),
-    (adaptim.FullMatrixAdaGrad, dict(lr=0.0, eps=1e-300, max_dim=3)),
-    (adaptim.RMSProp, dict(lr=0.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.0)),
-    (adaptim.Adam, dict(lr=0.0, betas=[0.0, 0.0], eps=0.0, weight_decay=0.0)),
-    (adaptim.AdamW, dict(lr=0.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.999, independent_weight_decay=True)),
-    (adaptim.AdamW, dict(weight_decay=5.0)),  # coupled decay lr * wd: only lr * wd < 1 matters, wd may be > 1
-    (adaptim.AdamAtan2, dict(lr=0.0, betas=(0.0, 0.0), weight_decay=0.0, a=1e-3, b=1e-3)),
-    (adaptim.Adafactor, dict(lr=0.0, relative_step=False, beta1=0.0, beta2=0.0, decay_rate=0.0, eps=[1e-45, 0.0],
-                             clip_threshold=1e-30, weight_decay=0.0)),
-    (adaptim.Adafactor, dict(lr=None, relative_step=True, warmup_init=True, clip_threshold=None)),  # None: 1e-2
-    (adaptim.Adafactor, dict(lr=None, relative_step=False)),  # rho_t = 1e-2
-    (adaptim.Adafactor, dict(lr=0.0, relative_step=True)),
-    (adaptim.AdamNMF, dict(lr=0.0, rank=1, init_range=1e-30, eps=0.0, beta1=0.0, weight_decay=0.0)),
-    (adaptim.AdamNMF, dict(rank=1000)),  # more than min(m, n) is allowed (documented)
-    (adaptim.Shampoo, dict(lr=0.0, beta2=0.0, eps=1e-300, momentum=0.0, weight_decay=0.0, precondition_frequency=1,
-                           start_preconditioning_step=1, max_preconditioner_dim=1, exponent_override=-1e-3,
-                           grafting=None, grafting_beta2=0.0, grafting_eps=1e-300)),
-    (adaptim.Shampoo, dict(precondition_frequency=5, start_preconditioning_step=5, grafting="adagrad")),
-    (adaptim.IdealizedShampoo, dict(lr=0.0, beta2=0.0, eps=1e-300, weight_decay=0.0, max_preconditioner_dim=1)),
-    (adaptim.Muon, dict(lr=0.0, momentum=0.0, nesterov=False, ns_coefficients=(1.5, -0.5), ns_steps=1,
-                        weight_decay=0.0, adjust_lr=None)),
-    (adaptim.Muon, dict(orthogonalize="svd", ns_coefficients="cubic", adjust_lr="match_rms_adamw")),
-    (adaptim.Steepest, dict(lr=0.0, norm="inf", rule="majorization", momentum=0.0)),
-])
+@pytest.mark.parametrize(
+    "cls,kwargs",
+    [
+        (adaptim.SGD, dict(lr=0.0, momentum=0.0, weight_decay=0.0)),
+        (adaptim.AdaGrad, dict(lr=0.0, eps=0.0, initial_accumulator_value=0.0, weight_decay=0.0)),
+        (adaptim.AdaGradNorm, dict(lr=0.0, eps=0.0)),
+        (adaptim.FullMatrixAdaGrad, dict(lr=0.0, eps=1e-300, max_dim=3)),
+        (adaptim.RMSProp, dict(lr=0.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.0)),
+        (adaptim.Adam, dict(lr=0.0, betas=[0.0, 0.0], eps=0.0, weight_decay=0.0)),
+        (adaptim.AdamW, dict(lr=0.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.999, independent_weight_decay=True)),
+        (adaptim.AdamW, dict(weight_decay=5.0)),  # coupled decay lr * wd: only lr * wd < 1 matters, wd may be > 1
+        (adaptim.AdamAtan2, dict(lr=0.0, betas=(0.0, 0.0), weight_decay=0.0, a=1e-3, b=1e-3)),
+        (
+            adaptim.Adafactor,
+            dict(
+                lr=0.0,
+                relative_step=False,
+                beta1=0.0,
+                beta2=0.0,
+                decay_rate=0.0,
+                eps=[1e-45, 0.0],
+                clip_threshold=1e-30,
+                weight_decay=0.0,
+            ),
+        ),
+        (adaptim.Adafactor, dict(lr=None, relative_step=True, warmup_init=True, clip_threshold=None)),  # None: 1e-2
+        (adaptim.Adafactor, dict(lr=None, relative_step=False)),  # rho_t = 1e-2
+        (adaptim.Adafactor, dict(lr=0.0, relative_step=True)),
+        (adaptim.AdamNMF, dict(lr=0.0, rank=1, init_range=1e-30, eps=0.0, beta1=0.0, weight_decay=0.0)),
+        (adaptim.AdamNMF, dict(rank=1000)),  # more than min(m, n) is allowed (documented)
+        (
+            adaptim.Shampoo,
+            dict(
+                lr=0.0,
+                beta2=0.0,
+                eps=1e-300,
+                momentum=0.0,
+                weight_decay=0.0,
+                precondition_frequency=1,
+                start_preconditioning_step=1,
+                max_preconditioner_dim=1,
+                exponent_override=-1e-3,
+                grafting=None,
+                grafting_beta2=0.0,
+                grafting_eps=1e-300,
+            ),
+        ),
+        (adaptim.Shampoo, dict(precondition_frequency=5, start_preconditioning_step=5, grafting="adagrad")),
+        (adaptim.IdealizedShampoo, dict(lr=0.0, beta2=0.0, eps=1e-300, weight_decay=0.0, max_preconditioner_dim=1)),
+        (
+            adaptim.Muon,
+            dict(
+                lr=0.0,
+                momentum=0.0,
+                nesterov=False,
+                ns_coefficients=(1.5, -0.5),
+                ns_steps=1,
+                weight_decay=0.0,
+                adjust_lr=None,
+            ),
+        ),
+        (adaptim.Muon, dict(orthogonalize="svd", ns_coefficients="cubic", adjust_lr="match_rms_adamw")),
+        (adaptim.Steepest, dict(lr=0.0, norm="inf", rule="majorization", momentum=0.0)),
+    ],
+)
 def test_boundary_values_accepted(cls, kwargs):
     cls(params_for(cls), **kwargs)
 
@@ -523,12 +710,15 @@ def test_duplicate_parameter_in_a_group_is_refused():
         adaptim.Adam([p, p])
 
 
-@pytest.mark.parametrize("make", [
-    lambda ps: adaptim.Adam(ps, amsgrad="no"),
-    lambda ps: adaptim.AdamW(ps, decoupled_weight_decay=1),
-    lambda ps: adaptim.SGD(ps, lr=0.1, maximize="yes"),
-    lambda ps: adaptim.Adafactor(ps, relative_step=0),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: adaptim.Adam(ps, amsgrad="no"),
+        lambda ps: adaptim.AdamW(ps, decoupled_weight_decay=1),
+        lambda ps: adaptim.SGD(ps, lr=0.1, maximize="yes"),
+        lambda ps: adaptim.Adafactor(ps, relative_step=0),
+    ],
+)
 def test_flags_must_be_booleans(make):
     with pytest.raises(ValueError, match="must be True or False"):
         make([torch.zeros(2, 2, requires_grad=True)])
@@ -552,10 +742,13 @@ def test_one_cycle_schedule_multiplier_stays_at_most_one():
     assert bool((p > 0).all())
 
 
-@pytest.mark.parametrize("make", [
-    lambda ps: adaptim.AdamW(ps, lr=2.0, weight_decay=0.5),
-    lambda ps: adaptim.AdamAtan2(ps, lr=10.0, weight_decay=0.2),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: adaptim.AdamW(ps, lr=2.0, weight_decay=0.5),
+        lambda ps: adaptim.AdamAtan2(ps, lr=10.0, weight_decay=0.2),
+    ],
+)
 def test_weight_decay_factor_of_one_or_more_is_refused_before_any_change(make):
     p = torch.ones(3, requires_grad=True)
     opt = make([p])

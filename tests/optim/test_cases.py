@@ -13,9 +13,9 @@ import math
 
 import pytest
 import torch
+from _assertions import assert_same, assert_same_state
 
 import adaptim
-from _assertions import assert_same, assert_same_state
 
 # ------------------------------------------------------------------------------------------------- helpers
 
@@ -69,8 +69,15 @@ def run(case, params, grad_steps, **overrides):
 
 
 # weight decay multiplies w (decoupled); the other classes with a weight_decay add it to g (L2)
-DECOUPLED_DECAY = (adaptim.AdamW, adaptim.AdamAtan2, adaptim.Adafactor, adaptim.AdamNMF, adaptim.Shampoo,
-                   adaptim.IdealizedShampoo, adaptim.Muon)
+DECOUPLED_DECAY = (
+    adaptim.AdamW,
+    adaptim.AdamAtan2,
+    adaptim.Adafactor,
+    adaptim.AdamNMF,
+    adaptim.Shampoo,
+    adaptim.IdealizedShampoo,
+    adaptim.Muon,
+)
 
 
 def decay_per_step(case) -> float:
@@ -109,12 +116,14 @@ def zero_grad_trajectory(case, start: torch.Tensor, steps: int) -> torch.Tensor:
 @pytest.mark.parametrize("foreach", [False, True])
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)], ids=["f32", "f64"])
 @pytest.mark.parametrize("cls", [adaptim.Adam, adaptim.AdamW])
-@pytest.mark.parametrize("inside,expected", [(False, 1 / (1 + 0.1)), (True, 1 / math.sqrt(1 + 0.1))],
-                         ids=["eps_outside_sqrt", "eps_inside_sqrt"])
+@pytest.mark.parametrize(
+    "inside,expected",
+    [(False, 1 / (1 + 0.1)), (True, 1 / math.sqrt(1 + 0.1))],
+    ids=["eps_outside_sqrt", "eps_inside_sqrt"],
+)
 def test_c01_eps_after_bias_correction(cls, dtype, tol, foreach, inside, expected):
     p = torch.tensor(1.0, dtype=dtype, requires_grad=True)
-    opt = cls([p], lr=1.0, eps=0.1, betas=(0.9, 0.999), weight_decay=0.0, eps_inside_sqrt=inside,
-              foreach=foreach)
+    opt = cls([p], lr=1.0, eps=0.1, betas=(0.9, 0.999), weight_decay=0.0, eps_inside_sqrt=inside, foreach=foreach)
     p.grad = torch.tensor(1.0, dtype=dtype)
     opt.step()
     assert 1 - p.item() == pytest.approx(expected, abs=tol)
@@ -131,8 +140,9 @@ def test_c01_kind_eps_never_bias_corrected(cls, betas, inside, amsgrad, foreach)
     g = torch.tensor([1e-3, -0.5, 2.0, 30.0], dtype=torch.float64)
     eps, lr = 0.1, 0.5
     p = torch.zeros(4, dtype=torch.float64, requires_grad=True)
-    opt = cls([p], lr=lr, eps=eps, betas=betas, weight_decay=0.0, amsgrad=amsgrad, eps_inside_sqrt=inside,
-              foreach=foreach)
+    opt = cls(
+        [p], lr=lr, eps=eps, betas=betas, weight_decay=0.0, amsgrad=amsgrad, eps_inside_sqrt=inside, foreach=foreach
+    )
     expected = lr * g / ((g * g + eps).sqrt() if inside else g.abs() + eps)
     for _ in range(6):
         before = p.detach().clone()
@@ -161,10 +171,12 @@ def _amsgrad_steps(make, grads):
 def test_c02_amsgrad_max_after_bias_correction(cls, foreach):
     def make(ps):
         return cls(ps, lr=1.0, betas=(0.9, 0.5), eps=0.0, weight_decay=0.0, amsgrad=True, foreach=foreach)
+
     assert _amsgrad_steps(make, [1.0, 0.1, 0.1]) == pytest.approx([1.0, 0.526316, 0.369004], abs=1e-6)
 
     def make_issue(ps):  # the issue's example: beta1 = 0, beta2 = 0.9
         return cls(ps, lr=1.0, betas=(0.0, 0.9), eps=0.0, weight_decay=0.0, amsgrad=True, foreach=foreach)
+
     assert _amsgrad_steps(make_issue, [10.0, 1.0, 1.0]) == pytest.approx([1.0, 0.1, 0.1], abs=1e-12)
 
 
@@ -172,15 +184,16 @@ def test_c02_torch_order_differs():
     # torch.optim takes the max of the raw v_t and corrects afterwards (Section 4.2): other step sizes.
     def make(ps):
         return torch.optim.Adam(ps, lr=1.0, betas=(0.9, 0.5), eps=0.0, amsgrad=True)
+
     torch_steps = _amsgrad_steps(make, [1.0, 0.1, 0.1])
     assert torch_steps == pytest.approx([1.0, 0.644603, 0.488146], abs=1e-6)
 
     def make_issue(ps):
         return torch.optim.Adam(ps, lr=1.0, betas=(0.0, 0.9), eps=0.0, amsgrad=True)
+
     assert _amsgrad_steps(make_issue, [10.0, 1.0, 1.0]) == pytest.approx([1.0, 0.1378, 0.1646], abs=1e-4)
 
-    ours = _amsgrad_steps(lambda ps: adaptim.Adam(ps, lr=1.0, betas=(0.9, 0.5), eps=0.0, amsgrad=True),
-                          [1.0, 0.1, 0.1])
+    ours = _amsgrad_steps(lambda ps: adaptim.Adam(ps, lr=1.0, betas=(0.9, 0.5), eps=0.0, amsgrad=True), [1.0, 0.1, 0.1])
     assert abs(ours[1] - torch_steps[1]) > 0.1
 
 
@@ -194,10 +207,9 @@ def test_c02_kind_amsgrad_literal(cls):
     for t, g in enumerate(grads, start=1):
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        vmax = max(vmax, v / (1 - b2 ** t))
-        expected.append(lr * (m / (1 - b1 ** t)) / (math.sqrt(vmax) + eps))
-    got = _amsgrad_steps(lambda ps: cls(ps, lr=lr, betas=(b1, b2), eps=eps, weight_decay=0.0, amsgrad=True),
-                         grads)
+        vmax = max(vmax, v / (1 - b2**t))
+        expected.append(lr * (m / (1 - b1**t)) / (math.sqrt(vmax) + eps))
+    got = _amsgrad_steps(lambda ps: cls(ps, lr=lr, betas=(b1, b2), eps=eps, weight_decay=0.0, amsgrad=True), grads)
     assert got == pytest.approx(expected, rel=1e-10, abs=1e-15)
 
 
@@ -210,8 +222,7 @@ def test_c03_decay_applied_once_per_parameter(decoupled):
     for foreach in (False, True):
         p32 = torch.tensor([1.0], dtype=torch.float32, requires_grad=True)
         p64 = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
-        opt = adaptim.AdamW([p32, p64], lr=1.0, weight_decay=0.1, independent_weight_decay=decoupled,
-                            foreach=foreach)
+        opt = adaptim.AdamW([p32, p64], lr=1.0, weight_decay=0.1, independent_weight_decay=decoupled, foreach=foreach)
         p32.grad, p64.grad = torch.zeros_like(p32), torch.zeros_like(p64)
         opt.step()
         assert p32.item() == pytest.approx(0.9, rel=1e-7)
@@ -232,7 +243,7 @@ def test_c03_kind_decay_applied_once_per_parameter(optimizer_case):
     if case.cls not in DECOUPLED_DECAY and "weight_decay" in case.kwargs:
         overrides["weight_decay"] = 0.0
     lam = decay_per_step(case)
-    for foreach in ([False, True] if case.has_foreach else [None]):
+    for foreach in [False, True] if case.has_foreach else [None]:
         mode = {} if foreach is None else {"foreach": foreach}
         params = [leaf(torch.ones(case.shape((2,)), dtype=d)) for d in (torch.float32, torch.float64)]
         opt = case.make(params, **overrides, **mode)
@@ -243,8 +254,15 @@ def test_c03_kind_decay_applied_once_per_parameter(optimizer_case):
 
 
 # the last entry stacks with the (2, 3) float16 one (whose float32 working copy has the same shape and dtype)
-MIXED = [((3,), torch.float32), ((2, 2), torch.float64), ((4,), torch.bfloat16), ((2, 3), torch.float16),
-         ((2,), torch.complex64), ((1, 3), torch.complex128), ((2, 3), torch.float32)]
+MIXED = [
+    ((3,), torch.float32),
+    ((2, 2), torch.float64),
+    ((4,), torch.bfloat16),
+    ((2, 3), torch.float16),
+    ((2,), torch.complex64),
+    ((1, 3), torch.complex128),
+    ((2, 3), torch.float32),
+]
 
 
 def _mixed_indices(case) -> list[int]:
@@ -270,8 +288,9 @@ def test_c03_kind_foreach_equals_single(foreach_optimizer_case):
     everything = _mixed_indices(case)
     p_on, s_on, _ = _mixed_run(case, everything, foreach=True)
     p_off, s_off, _ = _mixed_run(case, everything, foreach=False)
-    same, same_state = (assert_close, assert_close_state) if case.batched_to_rounding else (assert_same,
-                                                                                          assert_same_state)
+    same, same_state = (
+        (assert_close, assert_close_state) if case.batched_to_rounding else (assert_same, assert_same_state)
+    )
     for a, b in zip(p_on, p_off):
         same(a.detach(), b.detach())
     for a, b in zip(s_on, s_off):
@@ -284,8 +303,9 @@ def test_c03_kind_no_cross_talk_between_parameters(optimizer_case):
     # cross-talk bug (a norm or RMS taken over the whole stack, say) is far outside that tolerance.
     if optimizer_case.cls is adaptim.AdaGradNorm:
         pytest.skip("AdaGradNorm couples the group by design (33); checked against a literal computation below")
-    same, same_state = ((assert_close, assert_close_state) if optimizer_case.batched_to_rounding
-                        else (assert_same, assert_same_state))
+    same, same_state = (
+        (assert_close, assert_close_state) if optimizer_case.batched_to_rounding else (assert_same, assert_same_state)
+    )
     everything = _mixed_indices(optimizer_case)
     together, states, _ = _mixed_run(optimizer_case, everything)
     for k, i in enumerate(everything):
@@ -306,12 +326,14 @@ def test_c03_adagrad_norm_mixed_group_literal(foreach, make_optimizer_case):
     total = 0.0
     for t in range(steps):
         grads = [randn(MIXED[i][0], MIXED[i][1], seed=100 * (t + 1) + i) for i in everything]
-        total += sum(float((torch.view_as_real(g) if g.is_complex() else g).double().pow(2).sum())
-                     for g in grads)
+        total += sum(float((torch.view_as_real(g) if g.is_complex() else g).double().pow(2).sum()) for g in grads)
         eta = lr / (math.sqrt(total) + eps)
-        ref = [(w.to(torch.complex128) if w.is_complex() else w.double()).sub(
-            eta * (g.to(torch.complex128) if g.is_complex() else g.double())).to(w.dtype)
-            for w, g in zip(ref, grads)]
+        ref = [
+            (w.to(torch.complex128) if w.is_complex() else w.double())
+            .sub(eta * (g.to(torch.complex128) if g.is_complex() else g.double()))
+            .to(w.dtype)
+            for w, g in zip(ref, grads)
+        ]
     assert opt.param_groups[0]["sum_sq"] == pytest.approx(total, rel=1e-12)
     for p, r in zip(params, ref):
         tiny = torch.finfo(torch.view_as_real(r).dtype if r.is_complex() else r.dtype).eps
@@ -471,8 +493,7 @@ def test_c06_adam_bfloat16_resume_after_257_steps():
 @pytest.mark.parametrize("dtype", HALF)
 def test_c06_kind_resume_is_bitwise(optimizer_case, dtype):
     shapes = [optimizer_case.shape(s) for s in [(3,), (2, 2)]]
-    grad_steps = [[randn(s, torch.float64, seed=10 * t + i).to(dtype) for i, s in enumerate(shapes)]
-                  for t in range(7)]
+    grad_steps = [[randn(s, torch.float64, seed=10 * t + i).to(dtype) for i, s in enumerate(shapes)] for t in range(7)]
     params = [leaf(randn(s, torch.float64, seed=i).to(dtype)) for i, s in enumerate(shapes)]
     opt = run(optimizer_case, params, grad_steps[:4])
     saved = _roundtrip(opt.state_dict())
@@ -551,9 +572,11 @@ def test_c08_sgd_maximize_with_weight_decay(foreach):
 
 def test_c08_kind_maximize_is_minimize_of_negated_grad(optimizer_case):
     # Holds with weight decay too: maximize negates g before decay enters, so decay still pulls toward 0.
-    shapes = [(optimizer_case.shape(s), d) for s, d in [((3,), torch.float32), ((2, 2), torch.bfloat16),
-                                                         ((2,), torch.complex64)]
-              if optimizer_case.cls.supports_complex or not d.is_complex]
+    shapes = [
+        (optimizer_case.shape(s), d)
+        for s, d in [((3,), torch.float32), ((2, 2), torch.bfloat16), ((2,), torch.complex64)]
+        if optimizer_case.cls.supports_complex or not d.is_complex
+    ]
     grad_steps = [[randn(s, d, seed=10 * t + i) for i, (s, d) in enumerate(shapes)] for t in range(5)]
     up = [leaf(randn(s, d, seed=i)) for i, (s, d) in enumerate(shapes)]
     down = [leaf(p.detach()) for p in up]
@@ -613,37 +636,76 @@ def test_adagrad_norm_zero_first_gradient_with_eps_zero():
 SQRT_1_9 = math.sqrt(1.9)
 C13_CASES = [
     pytest.param(adaptim.Adafactor, dict(beta2=0.0), 1.0, None, id="adafactor_beta2_0_relative_step"),
-    pytest.param(adaptim.Adafactor, dict(lr=0.01, relative_step=False, beta2=0.0, weight_decay=0.1), 1.0, None,
-                 id="adafactor_beta2_0_wd"),
-    pytest.param(adaptim.Adafactor, dict(lr=0.01, relative_step=False, beta2=0.0, factored=False), 1.0, None,
-                 id="adafactor_unfactored"),
-    pytest.param(adaptim.Adafactor, dict(clip_threshold=None), 2 ** 0.4, 0.0, id="adafactor_schedule"),
-    pytest.param(adaptim.Adafactor, dict(lr=0.01, relative_step=False, beta1=0.9, beta2=0.0, clip_threshold=None),
-                 1 / 1.9, 0.0, id="adafactor_beta1"),
+    pytest.param(
+        adaptim.Adafactor,
+        dict(lr=0.01, relative_step=False, beta2=0.0, weight_decay=0.1),
+        1.0,
+        None,
+        id="adafactor_beta2_0_wd",
+    ),
+    pytest.param(
+        adaptim.Adafactor,
+        dict(lr=0.01, relative_step=False, beta2=0.0, factored=False),
+        1.0,
+        None,
+        id="adafactor_unfactored",
+    ),
+    pytest.param(adaptim.Adafactor, dict(clip_threshold=None), 2**0.4, 0.0, id="adafactor_schedule"),
+    pytest.param(
+        adaptim.Adafactor,
+        dict(lr=0.01, relative_step=False, beta1=0.9, beta2=0.0, clip_threshold=None),
+        1 / 1.9,
+        0.0,
+        id="adafactor_beta1",
+    ),
     pytest.param(adaptim.AdamNMF, dict(lr=0.01), 1.0, 0.0, id="adam_nmf"),
     pytest.param(adaptim.AdamNMF, dict(lr=0.01, weight_decay=0.1), 1.0, 0.0, id="adam_nmf_wd"),
     pytest.param(adaptim.AdamNMF, dict(lr=0.01, beta1=0.9), 1 / 1.9, 0.0, id="adam_nmf_beta1"),
     pytest.param(adaptim.AdamNMF, dict(lr=0.01, rank=2), None, None, id="adam_nmf_rank2"),
     # roots every step (precondition_frequency=1), so that the second step is Shampoo's direction
     pytest.param(adaptim.Shampoo, dict(lr=0.1, grafting=None, precondition_frequency=1), 1.0, None, id="shampoo"),
-    pytest.param(adaptim.Shampoo, dict(lr=0.1, beta2=0.0, weight_decay=0.1, grafting="adagrad",
-                                       precondition_frequency=1), 1.0, None, id="shampoo_beta2_0_wd_graft_adagrad"),
-    pytest.param(adaptim.Shampoo, dict(lr=0.1, beta2=0.9, eps=1e-30, grafting=None, precondition_frequency=1),
-                 SQRT_1_9, 0.25, id="shampoo_ema"),
-    pytest.param(adaptim.Shampoo, dict(lr=0.1, grafting="adam", grafting_beta2=0.9, grafting_eps=1e-30,
-                                       precondition_frequency=1), SQRT_1_9, 0.0, id="shampoo_graft_adam"),
+    pytest.param(
+        adaptim.Shampoo,
+        dict(lr=0.1, beta2=0.0, weight_decay=0.1, grafting="adagrad", precondition_frequency=1),
+        1.0,
+        None,
+        id="shampoo_beta2_0_wd_graft_adagrad",
+    ),
+    pytest.param(
+        adaptim.Shampoo,
+        dict(lr=0.1, beta2=0.9, eps=1e-30, grafting=None, precondition_frequency=1),
+        SQRT_1_9,
+        0.25,
+        id="shampoo_ema",
+    ),
+    pytest.param(
+        adaptim.Shampoo,
+        dict(lr=0.1, grafting="adam", grafting_beta2=0.9, grafting_eps=1e-30, precondition_frequency=1),
+        SQRT_1_9,
+        0.0,
+        id="shampoo_graft_adam",
+    ),
     pytest.param(adaptim.IdealizedShampoo, dict(lr=0.1, beta2=0.0), 1.0, None, id="idealized_shampoo_beta2_0"),
-    pytest.param(adaptim.IdealizedShampoo, dict(lr=0.1, beta2=0.0, weight_decay=0.1), 1.0, None,
-                 id="idealized_shampoo_beta2_0_wd"),
-    pytest.param(adaptim.IdealizedShampoo, dict(lr=0.1, beta2=0.9, eps=1e-30), SQRT_1_9, 0.5,
-                 id="idealized_shampoo_ema"),
+    pytest.param(
+        adaptim.IdealizedShampoo,
+        dict(lr=0.1, beta2=0.0, weight_decay=0.1),
+        1.0,
+        None,
+        id="idealized_shampoo_beta2_0_wd",
+    ),
+    pytest.param(
+        adaptim.IdealizedShampoo, dict(lr=0.1, beta2=0.9, eps=1e-30), SQRT_1_9, 0.5, id="idealized_shampoo_ema"
+    ),
     pytest.param(adaptim.Muon, dict(lr=0.02), 1.0, None, id="muon"),
-    pytest.param(adaptim.Muon, dict(lr=0.02, weight_decay=0.1, nesterov=False, orthogonalize="svd"), 1.0, None,
-                 id="muon_svd_wd"),
-    *[pytest.param(adaptim.Steepest, dict(lr=0.1, norm=n, rule=r, momentum=0.9), 1.0, None, id=f"steepest_{n}_{r}")
-      for n in ("spectral", "frobenius", "inf") for r in ("trust_region", "majorization")],
-    pytest.param(adaptim.FullMatrixAdaGrad, dict(lr=0.5, eps=1e-8, max_dim=24), 1.0, None,
-                 id="full_matrix_adagrad"),
+    pytest.param(
+        adaptim.Muon, dict(lr=0.02, weight_decay=0.1, nesterov=False, orthogonalize="svd"), 1.0, None, id="muon_svd_wd"
+    ),
+    *[
+        pytest.param(adaptim.Steepest, dict(lr=0.1, norm=n, rule=r, momentum=0.9), 1.0, None, id=f"steepest_{n}_{r}")
+        for n in ("spectral", "frobenius", "inf")
+        for r in ("trust_region", "majorization")
+    ],
+    pytest.param(adaptim.FullMatrixAdaGrad, dict(lr=0.5, eps=1e-8, max_dim=24), 1.0, None, id="full_matrix_adagrad"),
 ]
 
 
@@ -694,14 +756,18 @@ def test_c13_zero_first_gradient(cls, kwargs, ratio, p, dtype, scale):
 
 
 @pytest.mark.parametrize("foreach", [True, False])
-@pytest.mark.parametrize("make", [
-    lambda ps: adaptim.Adam(ps, lr=0.1, eps=0.0),
-    lambda ps: adaptim.Adam(ps, lr=0.1, eps=0.0, amsgrad=True, eps_inside_sqrt=True),
-    lambda ps: adaptim.AdamW(ps, lr=0.1, eps=0.0, nesterov=True, weight_decay=0.0),
-    lambda ps: adaptim.RMSProp(ps, lr=0.1, eps=0.0),
-    lambda ps: adaptim.RMSProp(ps, lr=0.1, betas=(0.0, 0.9), eps=0.0),
-    lambda ps: adaptim.AdaGrad(ps, lr=0.1, eps=0.0),
-], ids=["adam", "adam_ams_inside", "adamw_nesterov", "rmsprop", "rmsprop_b1_0", "adagrad"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: adaptim.Adam(ps, lr=0.1, eps=0.0),
+        lambda ps: adaptim.Adam(ps, lr=0.1, eps=0.0, amsgrad=True, eps_inside_sqrt=True),
+        lambda ps: adaptim.AdamW(ps, lr=0.1, eps=0.0, nesterov=True, weight_decay=0.0),
+        lambda ps: adaptim.RMSProp(ps, lr=0.1, eps=0.0),
+        lambda ps: adaptim.RMSProp(ps, lr=0.1, betas=(0.0, 0.9), eps=0.0),
+        lambda ps: adaptim.AdaGrad(ps, lr=0.1, eps=0.0),
+    ],
+    ids=["adam", "adam_ams_inside", "adamw_nesterov", "rmsprop", "rmsprop_b1_0", "adagrad"],
+)
 def test_eps_zero_never_seen_coordinate_stays_put(make, foreach):
     """eps = 0 is allowed (C02 needs it); a coordinate whose gradient has always been 0 is 0/0: it must not
     become NaN but stay where it is, while the others move as the formula says."""

@@ -18,15 +18,28 @@ import math
 
 import pytest
 import torch
+from _assertions import assert_same
+from _checklist import (
+    SCHEDULERS,
+    SPIKY,
+    assert_close_tree,
+    assert_same_tree,
+    assert_unchanged,
+    build,
+    error_inputs,
+    leaf,
+    lr_free_decay,
+    numeric_lr,
+    scheduler_step,
+    snapshot,
+    split_for,
+    training_overrides,
+)
 from torch.nn import Parameter
 from torch.optim.lr_scheduler import CyclicLR, ReduceLROnPlateau, StepLR
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 import adaptim
-from _assertions import assert_same
-from _checklist import (SCHEDULERS, SPIKY, assert_close_tree, assert_same_tree, assert_unchanged, build,
-                        error_inputs, leaf, lr_free_decay, numeric_lr, scheduler_step, snapshot, split_for,
-                        training_overrides)
 
 # ------------------------------------------------------------------------------------------------ helpers
 
@@ -53,6 +66,7 @@ def make_closure(opt, w, b, x):
         loss = loss_of(w, b, x)
         loss.backward()
         return loss
+
     return closure
 
 
@@ -95,6 +109,7 @@ def model_step(opt, model, inp):
         loss = model(inp).sum()
         loss.backward()
         return loss
+
     return opt.step(closure)
 
 
@@ -208,8 +223,9 @@ def test_goes_right_direction(optimizer_case, contiguous, maximize):
     assert_right_direction(optimizer_case, *train(opt, make_closure(opt, w, b, x)), maximize)
 
 
-@pytest.mark.parametrize("scheduler,contiguous", [(name, True) for name in SCHEDULERS]
-                         + [("StepLR", False), ("ReduceLROnPlateau", False)])  # torch's two, non-contiguous
+@pytest.mark.parametrize(
+    "scheduler,contiguous", [(name, True) for name in SCHEDULERS] + [("StepLR", False), ("ReduceLROnPlateau", False)]
+)  # torch's two, non-contiguous
 def test_goes_right_direction_under_scheduler(optimizer_case, scheduler, contiguous):
     w, b, x = regression(optimizer_case, contiguous)
     opt = optimizer_case.make([w, b], **training_overrides(optimizer_case))
@@ -223,10 +239,12 @@ def test_param_group_with_scheduler_goes_right_direction(optimizer_case):
     for name in ("StepLR", "ReduceLROnPlateau"):
         make_sched = SCHEDULERS[name]
         w, b, x = regression(optimizer_case)
-        opt = optimizer_case.make([{"params": [w]}, {"params": [b], "lr": lr / 2}],
-                                  **training_overrides(optimizer_case))
-        assert_right_direction(optimizer_case, *train(opt, make_closure(opt, w, b, x), sched=make_sched(opt)),
-                               what=name)
+        opt = optimizer_case.make(
+            [{"params": [w]}, {"params": [b], "lr": lr / 2}], **training_overrides(optimizer_case)
+        )
+        assert_right_direction(
+            optimizer_case, *train(opt, make_closure(opt, w, b, x), sched=make_sched(opt)), what=name
+        )
 
 
 def test_cyclic_lr(optimizer_case):
@@ -292,16 +310,21 @@ def test_complex_is_view_as_real(optimizer_case):
             case.make([leaf(torch.randn(case.shape((10, 5)), dtype=torch.complex64))])
         return
     gen = torch.Generator().manual_seed(0)
-    complex_params = [leaf(torch.randn(5, 3, dtype=torch.complex64, generator=gen)),
-                      leaf(torch.randn(10, dtype=torch.complex64, generator=gen)),
-                      leaf(torch.randn(5, 3, generator=gen))]
+    complex_params = [
+        leaf(torch.randn(5, 3, dtype=torch.complex64, generator=gen)),
+        leaf(torch.randn(10, dtype=torch.complex64, generator=gen)),
+        leaf(torch.randn(5, 3, generator=gen)),
+    ]
     real_params = [leaf(torch.view_as_real(p.detach()) if p.is_complex() else p.detach()) for p in complex_params]
     opt_c, opt_r = case.make(complex_params), case.make(real_params)
     for _ in range(3):
         grads = [torch.randn(p.shape, generator=gen) for p in real_params]
         case.step(opt_r, real_params, grads)
-        case.step(opt_c, complex_params,
-                  [torch.view_as_complex(g) if p.is_complex() else g for p, g in zip(complex_params, grads)])
+        case.step(
+            opt_c,
+            complex_params,
+            [torch.view_as_complex(g) if p.is_complex() else g for p, g in zip(complex_params, grads)],
+        )
         for pc, pr in zip(complex_params, real_params):
             assert_same(torch.view_as_real(pc.detach()) if pc.is_complex() else pc.detach(), pr.detach())
             assert_same_tree(opt_c.state[pc], opt_r.state[pr])
@@ -332,6 +355,7 @@ def test_complex_as_real_and_imaginary_parameters(optimizer_case):
             out = loss()
             out.backward()
             return out
+
         return run
 
     for t in range(3):
@@ -363,10 +387,13 @@ def test_foreach_matches_forloop(foreach_optimizer_case):
     runs = []
     for foreach in (False, True):
         torch.manual_seed(1)
-        model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Sigmoid(), torch.nn.Linear(3, 1),
-                                    torch.nn.Sigmoid()).to(torch.float64)
-        extra = [leaf(torch.rand(case.shape(()), dtype=torch.float64)),
-                 leaf(torch.empty(case.shape((0,)), dtype=torch.float64))]
+        model = torch.nn.Sequential(
+            torch.nn.Linear(2, 3), torch.nn.Sigmoid(), torch.nn.Linear(3, 1), torch.nn.Sigmoid()
+        ).to(torch.float64)
+        extra = [
+            leaf(torch.rand(case.shape(()), dtype=torch.float64)),
+            leaf(torch.empty(case.shape((0,)), dtype=torch.float64)),
+        ]
         params = list(model.parameters()) + extra
         opt = case.make(split_for(case, params), foreach=foreach)
         runs.append((model, params, extra, opt))
@@ -402,9 +429,10 @@ def test_set_default_dtype(optimizer_case, default):
         try:
             gen = torch.Generator().manual_seed(0)
             out = []
-            for foreach in ((False, True) if case.has_foreach else (None,)):
-                params = [leaf(torch.randn(case.shape(s), generator=gen, dtype=torch.float32))
-                          for s in ((3, 4), (4,), ())]
+            for foreach in (False, True) if case.has_foreach else (None,):
+                params = [
+                    leaf(torch.randn(case.shape(s), generator=gen, dtype=torch.float32)) for s in ((3, 4), (4,), ())
+                ]
                 kw = {} if foreach is None else {"foreach": foreach}
                 opt = case.make(params, **kw)
                 for _ in range(3):
@@ -441,6 +469,7 @@ def test_none_grads_mid_run_and_zero_size_parameters(optimizer_case):
             def nothing():
                 for p in with_gap:
                     p.grad = None
+
             opt_gap.step(nothing)
             assert_unchanged(before, opt_gap, with_gap)
     for p, q in zip(with_gap, without):
@@ -474,8 +503,9 @@ def test_param_groups_lr(optimizer_case):
     w, b, x = regression(case)
     irrelevant = Parameter(torch.randn(case.shape((2,)), generator=torch.Generator().manual_seed(5)))
     start = irrelevant.detach().clone()
-    opt = case.cls([{"params": [w, b], **case.group_extra, **inner},
-                    {"params": [irrelevant], **case.group_extra}], **outer)
+    opt = case.cls(
+        [{"params": [w, b], **case.group_extra, **inner}, {"params": [irrelevant], **case.group_extra}], **outer
+    )
     gen = torch.Generator().manual_seed(6)
 
     def closure():
@@ -569,8 +599,9 @@ def test_state_dict_deterministic(optimizer_case, named0, named1):
         assert_same(b.detach(), b_c.detach())
     assert_same_tree(without_names(opt.state_dict()), without_names(opt_c.state_dict()))
     opt_c.param_groups.extend(opt_c.param_groups)
-    assert_same_tree(without_names(opt.state_dict())["param_groups"][-1],
-                     without_names(opt_c.state_dict())["param_groups"][-1])
+    assert_same_tree(
+        without_names(opt.state_dict())["param_groups"][-1], without_names(opt_c.state_dict())["param_groups"][-1]
+    )
 
 
 def test_can_load_older_state_dict(optimizer_case):
@@ -651,8 +682,12 @@ def test_load_nontensor_step(stateful_optimizer_case, kind):
     run continues bitwise as the uninterrupted one. (The defect: AttributeError "'int' object has no attribute
     'shape'" for Adam, AdamW, AdamAtan2, Adafactor, AdamNMF, Shampoo and IdealizedShampoo.)"""
     case = stateful_optimizer_case
-    convert = {"int": lambda v: int(v.item()), "float": lambda v: v.item(),
-               "float64 tensor": lambda v: v.to(torch.float64), "int64 tensor": lambda v: v.to(torch.int64)}[kind]
+    convert = {
+        "int": lambda v: int(v.item()),
+        "float": lambda v: v.item(),
+        "float64 tensor": lambda v: v.to(torch.float64),
+        "int64 tensor": lambda v: v.to(torch.int64),
+    }[kind]
     gen = torch.Generator().manual_seed(0)
     start = [torch.randn(case.shape(s), generator=gen) for s in ((2, 3), ())]
     grads = [[torch.rand(p.shape, generator=gen) for p in start] for _ in range(6)]
@@ -714,12 +749,16 @@ def test_step_all_hooks_global_before_local(optimizer_case):
     params = [torch.ones(case.shape((2,)))]
     opt, other = case.make(params), torch.optim.SGD(params)
     data = []
-    handles = [register_optimizer_step_pre_hook(lambda o, a, k: data.append(0)),
-               register_optimizer_step_post_hook(lambda o, a, k: data.append(5))]
+    handles = [
+        register_optimizer_step_pre_hook(lambda o, a, k: data.append(0)),
+        register_optimizer_step_post_hook(lambda o, a, k: data.append(5)),
+    ]
     try:
         for o in (opt, other):
-            handles += [o.register_step_pre_hook(lambda o_, a, k: data.append(1)),
-                        o.register_step_post_hook(lambda o_, a, k: data.append(2))]
+            handles += [
+                o.register_step_pre_hook(lambda o_, a, k: data.append(1)),
+                o.register_step_post_hook(lambda o_, a, k: data.append(2)),
+            ]
         opt.step(lambda: 1)
         assert data == [0, 1, 2, 5]
         other.step()
@@ -896,22 +935,30 @@ def test_no_initial_lr_at_construction_and_a_later_scheduler_uses_the_current_lr
     assert results[0] == results[1] == (0.01, 0.005)
 
 
-@pytest.mark.parametrize("group,expected", [
-    ({"lr": 0.3}, 1.0),                                               # no scheduler
-    ({"lr": 0.005, "initial_lr": 0.01}, 0.5),                         # any LRScheduler
-    ({"lr": 0.05, "initial_lr": 0.004, "max_lr": 0.1}, 0.5),          # OneCycleLR
-    ({"lr": 0.05, "initial_lr": 0.01, "max_lr": 0.2, "peak_lr": 0.1}, 0.5),  # stated by the user: first
-    ({"lr": torch.tensor(0.25), "initial_lr": torch.tensor(0.5)}, 0.5),       # tensors
-    ({"lr": 0.0, "initial_lr": 0.0}, 1.0),
-])
+@pytest.mark.parametrize(
+    "group,expected",
+    [
+        ({"lr": 0.3}, 1.0),  # no scheduler
+        ({"lr": 0.005, "initial_lr": 0.01}, 0.5),  # any LRScheduler
+        ({"lr": 0.05, "initial_lr": 0.004, "max_lr": 0.1}, 0.5),  # OneCycleLR
+        ({"lr": 0.05, "initial_lr": 0.01, "max_lr": 0.2, "peak_lr": 0.1}, 0.5),  # stated by the user: first
+        ({"lr": torch.tensor(0.25), "initial_lr": torch.tensor(0.5)}, 0.5),  # tensors
+        ({"lr": 0.0, "initial_lr": 0.0}, 1.0),
+    ],
+)
 def test_schedule_multiplier_peak(group, expected):
     assert adaptim.AdaptimOptimizer.schedule_multiplier(group) == expected
 
 
-@pytest.mark.parametrize("group,key", [({"lr": 0.1, "initial_lr": 0.01}, "initial_lr"),
-                                       ({"lr": 0.2, "initial_lr": 0.01, "max_lr": 0.1}, "max_lr"),
-                                       ({"lr": 0.2, "max_lr": 0.3, "peak_lr": 0.1}, "peak_lr"),
-                                       ({"lr": 1e-9, "initial_lr": 0.0}, "initial_lr")])
+@pytest.mark.parametrize(
+    "group,key",
+    [
+        ({"lr": 0.1, "initial_lr": 0.01}, "initial_lr"),
+        ({"lr": 0.2, "initial_lr": 0.01, "max_lr": 0.1}, "max_lr"),
+        ({"lr": 0.2, "max_lr": 0.3, "peak_lr": 0.1}, "peak_lr"),
+        ({"lr": 1e-9, "initial_lr": 0.0}, "initial_lr"),
+    ],
+)
 def test_schedule_multiplier_above_one_raises(group, key):
     with pytest.raises(RuntimeError, match=rf"\(group\['{key}'\]\).*group\['peak_lr'\] = <largest lr"):
         adaptim.AdaptimOptimizer.schedule_multiplier(group)
@@ -1017,8 +1064,12 @@ def test_deliberate_differences_from_torch():
 def test_checklist_covers_every_class():
     """The database has an entry for every exported optimizer class."""
     from _checklist import _CLASS_ERRORS
-    exported = {getattr(adaptim, n) for n in adaptim.__all__
-                if isinstance(getattr(adaptim, n), type) and issubclass(getattr(adaptim, n), torch.optim.Optimizer)
-                and getattr(adaptim, n) is not adaptim.AdaptimOptimizer}
-    assert exported == set(_CLASS_ERRORS)
 
+    exported = {
+        getattr(adaptim, n)
+        for n in adaptim.__all__
+        if isinstance(getattr(adaptim, n), type)
+        and issubclass(getattr(adaptim, n), torch.optim.Optimizer)
+        and getattr(adaptim, n) is not adaptim.AdaptimOptimizer
+    }
+    assert exported == set(_CLASS_ERRORS)

@@ -28,11 +28,15 @@ OPTIMIZERS = [
     ("rmsprop-beta1-0", adaptim.RMSProp, dict(lr=0.01, betas=(0.0, 0.9))),
     ("rmsprop", adaptim.RMSProp, dict(lr=0.01, betas=(0.9, 0.9), weight_decay=0.1)),
     ("adam", adaptim.Adam, dict(lr=0.01, weight_decay=0.1)),
-    ("adam-amsgrad-nesterov-inside", adaptim.Adam, dict(lr=0.01, amsgrad=True, nesterov=True,
-                                                        eps_inside_sqrt=True)),
+    ("adam-amsgrad-nesterov-inside", adaptim.Adam, dict(lr=0.01, amsgrad=True, nesterov=True, eps_inside_sqrt=True)),
     ("adamw", adaptim.AdamW, dict(lr=0.01, weight_decay=0.1)),
-    ("adamw-all-flags", adaptim.AdamW, dict(lr=0.01, weight_decay=0.1, amsgrad=True, nesterov=True,
-                                            eps_inside_sqrt=True, independent_weight_decay=True)),
+    (
+        "adamw-all-flags",
+        adaptim.AdamW,
+        dict(
+            lr=0.01, weight_decay=0.1, amsgrad=True, nesterov=True, eps_inside_sqrt=True, independent_weight_decay=True
+        ),
+    ),
     ("adam-atan2", adaptim.AdamAtan2, dict(lr=0.01, weight_decay=0.1, a=2.0, b=0.5)),
 ]
 
@@ -64,9 +68,11 @@ def take_step(opt, sched, params, t):
 
 
 def snapshot(opt, params):
-    return ([p.detach().clone() for p in params],
-            [{k: (v.clone() if torch.is_tensor(v) else v) for k, v in opt.state[p].items()} for p in params],
-            [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups])
+    return (
+        [p.detach().clone() for p in params],
+        [{k: (v.clone() if torch.is_tensor(v) else v) for k, v in opt.state[p].items()} for p in params],
+        [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups],
+    )
 
 
 def assert_bitwise(a, b):

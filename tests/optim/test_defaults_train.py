@@ -40,9 +40,16 @@ def digits():
 
 def cnn() -> nn.Module:
     torch.manual_seed(SEED)
-    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(128, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(128, 10),
+    )
 
 
 def pooled_linear() -> nn.Module:
@@ -62,8 +69,11 @@ def train(model: nn.Module, opt: torch.optim.Optimizer, data) -> dict[str, float
         F.cross_entropy(model(x[idx]), y[idx]).backward()
         opt.step()
     with torch.no_grad():
-        return {"initial": initial, "loss": F.cross_entropy(model(x), y).item(),
-                "accuracy": (model(xv).argmax(1) == yv).double().mean().item()}
+        return {
+            "initial": initial,
+            "loss": F.cross_entropy(model(x), y).item(),
+            "accuracy": (model(xv).argmax(1) == yv).double().mean().item(),
+        }
 
 
 @pytest.fixture(scope="module")

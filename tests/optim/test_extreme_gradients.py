@@ -14,23 +14,22 @@ import math
 
 import pytest
 import torch
+from _assertions import assert_same, assert_same_state
 
 import adaptim
-from _assertions import assert_same, assert_same_state
 
 F32, F64 = torch.float32, torch.float64
 
 
 # --------------------------------------------------------------------------------------------- Adafactor
-def adafactor_float64(w, grads, *, beta1=None, beta2=None, factored=True, clip=1.0, decay_rate=-0.8,
-                      eps=(1e-30, 1e-3)):
+def adafactor_float64(w, grads, *, beta1=None, beta2=None, factored=True, clip=1.0, decay_rate=-0.8, eps=(1e-30, 1e-3)):
     """(52) and the changes of 4.7.1 with the relative step, written plainly in float64 (Vhat formed whole)."""
     w = w.to(F64).clone()
     a = s = v = m = None
     for t, g in enumerate(grads, start=1):
         g = g.to(F64)
-        beta = beta2 if beta2 is not None else 1.0 - t ** decay_rate
-        corr = 1.0 / (1.0 - beta2 ** t) if beta2 is not None else 1.0
+        beta = beta2 if beta2 is not None else 1.0 - t**decay_rate
+        corr = 1.0 / (1.0 - beta2**t) if beta2 is not None else 1.0
         g2 = g * g + eps[0]
         if factored and w.dim() >= 2:
             a = (1 - beta) * g2.sum(-1) + (beta * a if a is not None else 0.0)
@@ -43,7 +42,7 @@ def adafactor_float64(w, grads, *, beta1=None, beta2=None, factored=True, clip=1
             num = g
         else:
             m = (1 - beta1) * g + (beta1 * m if m is not None else 0.0)
-            num = m / (1 - beta1 ** t)
+            num = m / (1 - beta1**t)
         u = num / vhat.sqrt()
         if clip is not None:
             u = u / max(1.0, float(u.pow(2).mean().sqrt()) / clip)
@@ -61,7 +60,11 @@ def _spike(shape, big, small=0.0):
 GRADIENTS = {
     # the issue's two cases: row 0 of a 4x3 gradient 4e7 and the rest exactly 0 (3e7 was fine), and [[1e15, 1e-30],
     # [1e-30, 1e-30]]
-    "row_4e7": (4, 3), "row_1e15": (4, 3), "corner_1e15": (2, 2), "stack_row_1e12": (3, 4, 3), "mixed": (5, 4),
+    "row_4e7": (4, 3),
+    "row_1e15": (4, 3),
+    "corner_1e15": (2, 2),
+    "stack_row_1e12": (3, 4, 3),
+    "mixed": (5, 4),
 }
 
 
@@ -81,8 +84,9 @@ def _gradient(name, gen):
 
 
 @pytest.mark.parametrize("foreach", [True, False], ids=["batched", "single"])
-@pytest.mark.parametrize("config", [dict(), dict(beta1=0.9, beta2=0.999), dict(factored=False)],
-                         ids=["default", "beta1_beta2", "unfactored"])
+@pytest.mark.parametrize(
+    "config", [dict(), dict(beta1=0.9, beta2=0.999), dict(factored=False)], ids=["default", "beta1_beta2", "unfactored"]
+)
 @pytest.mark.parametrize("name", list(GRADIENTS))
 def test_adafactor_float32_equals_float64_rounded(name, config, foreach):
     gen = torch.Generator().manual_seed(list(GRADIENTS).index(name))
@@ -96,8 +100,7 @@ def test_adafactor_float32_equals_float64_rounded(name, config, foreach):
         p.grad = g.clone()
         opt.step()
         assert bool(p.isfinite().all())
-    expected = adafactor_float64(w0, grads, **{("clip" if k == "clip_threshold" else k): v
-                                               for k, v in config.items()})
+    expected = adafactor_float64(w0, grads, **{("clip" if k == "clip_threshold" else k): v for k, v in config.items()})
     assert bool(expected.isfinite().all())
     # a few float32 roundings of the update (and of the stored statistics) apart from float64 rounded once
     torch.testing.assert_close(p.detach(), expected.to(F32), rtol=4e-7, atol=1e-37)
@@ -142,10 +145,14 @@ def test_adam_nmf_factors_stay_finite_when_the_gradient_scale_jumps(rank, foreac
 
 # -------------------------------------------------------------------------------- refused before any change
 def _snapshot(opt, params):
-    return ([p.detach().clone() for p in params],
-            {id(p): {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
-             for p, s in opt.state.items()},
-            [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups])
+    return (
+        [p.detach().clone() for p in params],
+        {
+            id(p): {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+            for p, s in opt.state.items()
+        },
+        [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups],
+    )
 
 
 def _assert_unchanged(opt, params, snap):
@@ -185,13 +192,17 @@ def test_one_element_gradient_whose_square_overflows_is_refused_with_nothing_cha
         assert all(bool(v.isfinite().all()) for v in s.values() if isinstance(v, torch.Tensor))
 
 
-@pytest.mark.parametrize("make,dtype,g", [
-    (lambda ps: adaptim.AdaGrad(ps, lr=0.1), F32, 5e18),
-    (lambda ps: adaptim.Shampoo(ps, lr=0.1), F32, 5e18),
-    (lambda ps: adaptim.Shampoo(ps, lr=0.1, beta2=0.9, grafting="adagrad"), F32, 5e18),
-    (lambda ps: adaptim.FullMatrixAdaGrad(ps, lr=0.1), F64, 4e153),
-    (lambda ps: adaptim.AdaGradNorm(ps, lr=0.1), F64, 4e153),
-], ids=["adagrad", "shampoo_sums", "shampoo_adagrad_grafting", "full_matrix_adagrad", "adagrad_norm"])
+@pytest.mark.parametrize(
+    "make,dtype,g",
+    [
+        (lambda ps: adaptim.AdaGrad(ps, lr=0.1), F32, 5e18),
+        (lambda ps: adaptim.Shampoo(ps, lr=0.1), F32, 5e18),
+        (lambda ps: adaptim.Shampoo(ps, lr=0.1, beta2=0.9, grafting="adagrad"), F32, 5e18),
+        (lambda ps: adaptim.FullMatrixAdaGrad(ps, lr=0.1), F64, 4e153),
+        (lambda ps: adaptim.AdaGradNorm(ps, lr=0.1), F64, 4e153),
+    ],
+    ids=["adagrad", "shampoo_sums", "shampoo_adagrad_grafting", "full_matrix_adagrad", "adagrad_norm"],
+)
 def test_sums_that_would_overflow_are_refused_before_any_change(make, dtype, g):
     """Each squared norm is finite (1e38 in float32, 6.4e307 in float64), but the sums kept over steps would pass
     the dtype's largest value: the step that would make them infinite is refused (they froze the parameters, or
@@ -209,11 +220,15 @@ def test_sums_that_would_overflow_are_refused_before_any_change(make, dtype, g):
     _assert_unchanged(opt, [p], snap)
 
 
-@pytest.mark.parametrize("make", [
-    lambda ps: adaptim.Adam(ps, weight_decay=0.1),
-    lambda ps: adaptim.AdaGrad(ps, weight_decay=0.1),
-    lambda ps: adaptim.RMSProp(ps, weight_decay=0.1),
-], ids=["adam", "adagrad", "rmsprop"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: adaptim.Adam(ps, weight_decay=0.1),
+        lambda ps: adaptim.AdaGrad(ps, weight_decay=0.1),
+        lambda ps: adaptim.RMSProp(ps, weight_decay=0.1),
+    ],
+    ids=["adam", "adagrad", "rmsprop"],
+)
 def test_l2_term_whose_square_overflows_is_refused(make):
     """L2 decay squares g + wd w: a weight of 1e21 with wd 0.1 gives (1e20)^2 = inf in float32 statistics."""
     p = torch.full((3,), 1e21, requires_grad=True)
@@ -230,9 +245,14 @@ def test_psd_power_of_a_float32_matrix_spanning_sixty_decades_is_finite():
     """LAPACK's eigh rescaled this Shampoo statistic (one direction 3e31, the others about 1e-28) itself and
     returned NaN eigenvalues without an error: IdealizedShampoo's parameter became NaN."""
     from adaptim.linalg import psd_power
-    A = torch.tensor([[3.3367e+31, -9.7182e-28, -2.0191e-27],
-                      [-9.7182e-28, 2.8027e-28, 5.8230e-28],
-                      [-2.0191e-27, 5.8230e-28, 1.2098e-27]])
+
+    A = torch.tensor(
+        [
+            [3.3367e31, -9.7182e-28, -2.0191e-27],
+            [-9.7182e-28, 2.8027e-28, 5.8230e-28],
+            [-2.0191e-27, 5.8230e-28, 1.2098e-27],
+        ]
+    )
     for rtol in (0.0, torch.finfo(F32).eps):
         got = psd_power(A, -0.5, 1e-12, rtol=rtol)
         want = psd_power(A.double(), -0.5, 1e-12, rtol=rtol)
@@ -244,9 +264,10 @@ def test_psd_power_of_a_float32_matrix_with_entries_45_decades_below_its_largest
     """Scaled to its largest entry, this statistic (one gradient entry of 1e19 after gradients of 1e-3) holds
     subnormal entries, on which eigh failed to converge: IdealizedShampoo raised after changing its state."""
     from adaptim.linalg import psd_power
+
     u = torch.tensor([[-4.4662e-08], [4.6581e-07], [-5.4960e-08], [-5.9021e-07], [-3.8e-08]], dtype=F64)
     A = u @ u.T / 4.6581e-07
-    A[0, 0] = 5.0025e+37
+    A[0, 0] = 5.0025e37
     A = A.to(F32)
     for rtol in (0.0, torch.finfo(F32).eps):
         got = psd_power(A, -0.5, 1e-12, rtol=rtol)

@@ -32,10 +32,10 @@ class Net(nn.Module):
     def __init__(self):
         super().__init__()
         self.emb = nn.Embedding(5, 6)
-        self.conv = nn.Conv1d(2, 3, 2)                  # weight (3, 2, 2): decayed
+        self.conv = nn.Conv1d(2, 3, 2)  # weight (3, 2, 2): decayed
         self.bn = nn.BatchNorm1d(3)
         self.fc = nn.Linear(6, 6)
-        self.ln = nn.LayerNorm((2, 3))                  # a 2-D weight, still a norm's: not decayed
+        self.ln = nn.LayerNorm((2, 3))  # a 2-D weight, still a norm's: not decayed
         self.gn = nn.GroupNorm(2, 6)
         self.rms = nn.RMSNorm(6)
         self.scale = ScaleNorm((2, 3))
@@ -45,9 +45,9 @@ class Net(nn.Module):
         self.temperature = nn.Parameter(torch.tensor(1.0))  # a scalar: not decayed
 
     def forward(self, idx):
-        x = self.emb(idx)                                                      # (b, 6, 6)
-        c = self.bn(self.conv(x[:, :2, :]))                                    # (b, 3, 5)
-        h = self.fc(x).mean(1) + c.mean((1, 2))[:, None]                       # (b, 6)
+        x = self.emb(idx)  # (b, 6, 6)
+        c = self.bn(self.conv(x[:, :2, :]))  # (b, 3, 5)
+        h = self.fc(x).mean(1) + c.mean((1, 2))[:, None]  # (b, 6)
         h = h + self.ln(h.view(-1, 2, 3)).reshape(-1, 6) + self.scale(h.view(-1, 2, 3)).reshape(-1, 6)
         h = self.gn(h) + self.rms(h) + self.frozen(h)
         return self.head(h) * self.temperature
@@ -59,8 +59,20 @@ def net(seed: int = 0) -> Net:
 
 
 DECAYED = ["emb.weight", "conv.weight", "fc.weight", "head.weight"]
-NOT_DECAYED = ["conv.bias", "bn.weight", "bn.bias", "fc.bias", "ln.weight", "ln.bias", "gn.weight", "gn.bias",
-               "rms.weight", "scale.gain", "head.bias", "temperature"]
+NOT_DECAYED = [
+    "conv.bias",
+    "bn.weight",
+    "bn.bias",
+    "fc.bias",
+    "ln.weight",
+    "ln.bias",
+    "gn.weight",
+    "gn.bias",
+    "rms.weight",
+    "scale.gain",
+    "head.bias",
+    "temperature",
+]
 
 
 def names(model: nn.Module, params) -> list[str]:
@@ -280,12 +292,15 @@ def test_adafactor_explicit_lr_replaces_the_relative_step():
 
 
 # ------------------------------------------------------------------------------------------------- errors
-@pytest.mark.parametrize("kwargs,error,match", [
-    (dict(lr=-1.0), ValueError, "lr"),
-    (dict(betas=(1.0, 0.9)), ValueError, "betas"),
-    (dict(weight_decay=-0.1), ValueError, "weight_decay"),
-    (dict(bettas=(0.9, 0.99)), TypeError, "bettas"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(lr=-1.0), ValueError, "lr"),
+        (dict(betas=(1.0, 0.9)), ValueError, "betas"),
+        (dict(weight_decay=-0.1), ValueError, "weight_decay"),
+        (dict(bettas=(0.9, 0.99)), TypeError, "bettas"),
+    ],
+)
 def test_bad_arguments_give_the_class_own_error(kwargs, error, match):
     with pytest.raises(error, match=match):
         adaptim.create_optimizer("adam", net(), **kwargs)

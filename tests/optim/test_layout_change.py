@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _assertions import assert_same, assert_same_state
 
 import adaptim
-from _assertions import assert_same, assert_same_state
 
 #: (id, class, constructor kwargs, the group entry changed after the first step, its new value)
 LAYOUT_CHANGES = [

@@ -38,8 +38,7 @@ def set_grads(params, seed: int) -> None:
 #: (id, constructor, shape, whether weight decay acts through lambda_t = lr * wd): each with lr * wd = 2
 REFUSED = [
     ("muon", lambda ps: adaptim.Muon(ps, lr=0.5, weight_decay=4.0), (4, 3)),
-    ("muon_adamw_side", lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}], lr=0.5, weight_decay=4.0),
-     (3,)),
+    ("muon_adamw_side", lambda ps: adaptim.Muon([{"params": ps, "use_muon": False}], lr=0.5, weight_decay=4.0), (3,)),
     ("adafactor", lambda ps: adaptim.Adafactor(ps, lr=0.5, relative_step=False, weight_decay=4.0), (4, 3)),
     ("adafactor_relative_step", lambda ps: adaptim.Adafactor(ps, weight_decay=200.0), (4, 3)),  # rho_1 = 1e-2
     ("adam_nmf", lambda ps: adaptim.AdamNMF(ps, lr=0.5, weight_decay=4.0), (4, 3)),
@@ -97,14 +96,23 @@ MATRIX_CASES = {
     "muon": (adaptim.Muon, dict(lr=0.02, weight_decay=0.1), [(4, 3), (3, 4), (4, 3), (2, 2, 3)]),
     "muon_svd_single": (adaptim.Muon, dict(lr=0.02, orthogonalize="svd", foreach=False), [(4, 3), (5, 2)]),
     "steepest": (adaptim.Steepest, dict(lr=0.1, momentum=0.5), [(4, 3), (3,), (4, 3)]),
-    "steepest_inf_single": (adaptim.Steepest, dict(lr=0.1, norm="inf", rule="majorization", foreach=False),
-                            [(4, 3), (3,)]),
-    "shampoo": (adaptim.Shampoo, dict(lr=0.1, beta2=0.9, momentum=0.5, weight_decay=0.1, grafting="adam",
-                                      max_preconditioner_dim=3), [(4, 3), (5,), (2,), ()]),
+    "steepest_inf_single": (
+        adaptim.Steepest,
+        dict(lr=0.1, norm="inf", rule="majorization", foreach=False),
+        [(4, 3), (3,)],
+    ),
+    "shampoo": (
+        adaptim.Shampoo,
+        dict(lr=0.1, beta2=0.9, momentum=0.5, weight_decay=0.1, grafting="adam", max_preconditioner_dim=3),
+        [(4, 3), (5,), (2,), ()],
+    ),
     "idealized_shampoo": (adaptim.IdealizedShampoo, dict(lr=0.1, weight_decay=0.1), [(4, 3), (3,)]),
     "adafactor": (adaptim.Adafactor, dict(beta1=0.9, weight_decay=0.1), [(4, 3), (4, 3), (3,), (2, 3, 2)]),
-    "adafactor_single": (adaptim.Adafactor, dict(lr=0.01, relative_step=False, weight_decay=0.1, foreach=False),
-                         [(4, 3), (3,)]),
+    "adafactor_single": (
+        adaptim.Adafactor,
+        dict(lr=0.01, relative_step=False, weight_decay=0.1, foreach=False),
+        [(4, 3), (3,)],
+    ),
     "adam_nmf": (adaptim.AdamNMF, dict(lr=0.01, beta1=0.9, weight_decay=0.1), [(4, 3), (4, 3), (3,)]),
     "adam_nmf_single": (adaptim.AdamNMF, dict(lr=0.01, rank=2, weight_decay=0.1, foreach=False), [(4, 3), (3,)]),
 }
@@ -113,12 +121,14 @@ MATRIX_CASES = {
 def _on_sphere(cls):
     """``cls`` whose last stage is a step followed by a retraction onto the unit sphere ||W||_F = 1, the kind of
     optimizer the seam exists for; it records what reaches the last stage."""
+
     class OnSphere(cls):
         def _final_step(self, group, params, directions, lr, decay=0.0):
             self.calls = getattr(self, "calls", []) + [(lr, decay, [tuple(d.shape) for d in directions])]
             for w, d in zip(params, directions):
                 w.add_(d, alpha=-lr)
                 w.div_(torch.linalg.vector_norm(w))
+
     return OnSphere
 
 
@@ -135,8 +145,9 @@ def test_every_step_ends_in_final_step_and_replacing_it_keeps_the_rule(name):
         set_grads(qs, seed=100 * t)
         sphere.step()
         for q in qs:  # the replaced last stage ran on every parameter
-            torch.testing.assert_close(torch.linalg.vector_norm(q.detach()), torch.tensor(1.0, dtype=F64),
-                                       rtol=1e-12, atol=0)
+            torch.testing.assert_close(
+                torch.linalg.vector_norm(q.detach()), torch.tensor(1.0, dtype=F64), rtol=1e-12, atol=0
+            )
     assert len(sphere.calls) >= 3
     assert sorted(s for call in sphere.calls for s in call[2]) == sorted(tuple(s) for s in shapes * 3)
     # the stages before it are the class's own: from equal weights both keep the same statistics
@@ -153,8 +164,14 @@ def test_every_step_ends_in_final_step_and_replacing_it_keeps_the_rule(name):
 def test_last_stage_receives_the_documented_lr_and_decay():
     """Muon and AdamNMF decay by lr * wd in the last stage; Shampoo and IdealizedShampoo add wd * w to the
     direction and pass no decay; Adafactor passes rho_t and rho_t * wd; Steepest has no decay."""
-    expected = {"muon": (0.02, 0.02 * 0.1), "adam_nmf": (0.01, 0.01 * 0.1), "shampoo": (0.1, 0.0),
-                "idealized_shampoo": (0.1, 0.0), "adafactor": (1e-2, 1e-2 * 0.1), "steepest": (0.1, 0.0)}
+    expected = {
+        "muon": (0.02, 0.02 * 0.1),
+        "adam_nmf": (0.01, 0.01 * 0.1),
+        "shampoo": (0.1, 0.0),
+        "idealized_shampoo": (0.1, 0.0),
+        "adafactor": (1e-2, 1e-2 * 0.1),
+        "steepest": (0.1, 0.0),
+    }
     for name, (lr, decay) in expected.items():
         cls, kwargs, shapes = MATRIX_CASES[name]
         ps = _params(shapes, seed=20)
@@ -167,52 +184,92 @@ def test_last_stage_receives_the_documented_lr_and_decay():
 # ------------------------------------------------------------------------- functional rules take a step
 def _functional_cases():
     """(name, single, batched, make arguments, lr, decay): each rule's two paths and how to call them."""
+
     def muon_args(ps, seed):
-        return (ps, [randn(*p.shape, seed=seed + i) for i, p in enumerate(ps)], [torch.zeros_like(p) for p in ps]), \
-            dict(lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.1)
+        return (
+            ps,
+            [randn(*p.shape, seed=seed + i) for i, p in enumerate(ps)],
+            [torch.zeros_like(p) for p in ps],
+        ), dict(lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.1)
 
     def steepest_args(ps, seed):
-        return (ps, [randn(*p.shape, seed=seed + i) for i, p in enumerate(ps)], [torch.zeros_like(p) for p in ps]), \
-            dict(lr=0.1, norm="spectral", rule="majorization", momentum=0.5)
+        return (
+            ps,
+            [randn(*p.shape, seed=seed + i) for i, p in enumerate(ps)],
+            [torch.zeros_like(p) for p in ps],
+        ), dict(lr=0.1, norm="spectral", rule="majorization", momentum=0.5)
 
     def shampoo_args(ps, seed):
         states = [{**init_shampoo_state(p, 3), "momentum_buffer": torch.zeros_like(p)} for p in ps]
-        return (ps, [randn(*p.shape, seed=seed + i) for i, p in enumerate(ps)], states, [1] * len(ps)), \
-            dict(lr=0.1, beta2=0.9, eps=1e-6, momentum=0.5, weight_decay=0.1, max_preconditioner_dim=3)
+        return (ps, [randn(*p.shape, seed=seed + i) for i, p in enumerate(ps)], states, [1] * len(ps)), dict(
+            lr=0.1, beta2=0.9, eps=1e-6, momentum=0.5, weight_decay=0.1, max_preconditioner_dim=3
+        )
 
     def idealized_args(ps, seed):
         states = [init_shampoo_state(p, 3, matrix_view=True, cache_roots=False) for p in ps]
-        return (ps, [randn(*p.shape, seed=seed + i) for i, p in enumerate(ps)], states, [1] * len(ps)), \
-            dict(lr=0.1, beta2=0.9, eps=1e-6, weight_decay=0.1, max_preconditioner_dim=3)
+        return (ps, [randn(*p.shape, seed=seed + i) for i, p in enumerate(ps)], states, [1] * len(ps)), dict(
+            lr=0.1, beta2=0.9, eps=1e-6, weight_decay=0.1, max_preconditioner_dim=3
+        )
 
     def adafactor_args(ps, seed):
         rows = [torch.zeros(p.shape[:-1], dtype=F64) if p.dim() >= 2 else None for p in ps]
         cols = [torch.zeros(p.shape[:-2] + p.shape[-1:], dtype=F64) if p.dim() >= 2 else None for p in ps]
         sqs = [None if p.dim() >= 2 else torch.zeros_like(p) for p in ps]
-        return (ps, [randn(*p.shape, seed=seed + i) for i, p in enumerate(ps)], [torch.zeros_like(p) for p in ps],
-                rows, cols, sqs, [1] * len(ps)), \
-            dict(lr=0.01, beta1=0.9, beta2=0.999, decay_rate=-0.8, eps1=1e-30, eps2=1e-3, clip_threshold=1.0,
-                 relative_step=False, scale_parameter=True, warmup_init=False, weight_decay=0.1)
+        return (
+            ps,
+            [randn(*p.shape, seed=seed + i) for i, p in enumerate(ps)],
+            [torch.zeros_like(p) for p in ps],
+            rows,
+            cols,
+            sqs,
+            [1] * len(ps),
+        ), dict(
+            lr=0.01,
+            beta1=0.9,
+            beta2=0.999,
+            decay_rate=-0.8,
+            eps1=1e-30,
+            eps2=1e-3,
+            clip_threshold=1.0,
+            relative_step=False,
+            scale_parameter=True,
+            warmup_init=False,
+            weight_decay=0.1,
+        )
 
     def adam_nmf_args(ps, seed):
         a = [torch.full((*p.shape[:-1], 2), 1e-3, dtype=F64) if p.dim() >= 2 else None for p in ps]
         b = [torch.full((*p.shape[:-2], 2, p.shape[-1]), 1e-3, dtype=F64) if p.dim() >= 2 else None for p in ps]
-        return (ps, [randn(*p.shape, seed=seed + i) for i, p in enumerate(ps)], a, b,
-                [torch.zeros_like(p) for p in ps], [1] * len(ps)), dict(lr=0.01, beta1=0.9, eps=1e-8, weight_decay=0.1)
+        return (
+            ps,
+            [randn(*p.shape, seed=seed + i) for i, p in enumerate(ps)],
+            a,
+            b,
+            [torch.zeros_like(p) for p in ps],
+            [1] * len(ps),
+        ), dict(lr=0.01, beta1=0.9, eps=1e-8, weight_decay=0.1)
 
     return [
         ("muon", F.muon_single, F.muon_batched, muon_args, 0.02, 0.002, [(4, 3), (4, 3), (2, 6)]),
         ("steepest", F.steepest_single, F.steepest_batched, steepest_args, 0.1, 0.0, [(4, 3), (4, 3), (3,)]),
         ("shampoo", F.shampoo_single, F.shampoo_batched, shampoo_args, 0.1, 0.0, [(4, 3), (4, 3), (5,)]),
-        ("idealized", F.idealized_shampoo_single, F.idealized_shampoo_batched, idealized_args, 0.1, 0.0,
-         [(4, 3), (4, 3), (5,)]),
+        (
+            "idealized",
+            F.idealized_shampoo_single,
+            F.idealized_shampoo_batched,
+            idealized_args,
+            0.1,
+            0.0,
+            [(4, 3), (4, 3), (5,)],
+        ),
         ("adafactor", F.adafactor_single, F.adafactor_batched, adafactor_args, 0.01, 0.001, [(4, 3), (4, 3), (3,)]),
         ("adam_nmf", F.adam_nmf_single, F.adam_nmf_batched, adam_nmf_args, 0.01, 0.001, [(4, 3), (4, 3), (3,)]),
     ]
 
 
-@pytest.mark.parametrize("name,single,batched,args,lr,decay,shapes", _functional_cases(),
-                         ids=[c[0] for c in _functional_cases()])
+@pytest.mark.parametrize(
+    "name,single,batched,args,lr,decay,shapes", _functional_cases(), ids=[c[0] for c in _functional_cases()]
+)
 def test_functional_rules_end_in_the_given_step(name, single, batched, args, lr, decay, shapes):
     """``step`` receives (params, directions, lr, decay) once; the default step is apply_update_ with them; the
     literal loop and the batched path give the same directions to rounding."""
@@ -221,9 +278,14 @@ def test_functional_rules_end_in_the_given_step(name, single, batched, args, lr,
         ps = [randn(*s, seed=30 + i) for i, s in enumerate(shapes)]
         calls = []
         pos, kw = args(ps, seed=40)
-        fn(*pos, **kw, step=lambda params, dirs, lr_, decay_: calls.append((params, [d.clone() for d in dirs], lr_,
-                                                                             decay_)))
-        (params, dirs, lr_, decay_), = calls
+        fn(
+            *pos,
+            **kw,
+            step=lambda params, dirs, lr_, decay_: calls.append(  # noqa: B023 (called within this iteration)
+                (params, [d.clone() for d in dirs], lr_, decay_)
+            ),
+        )
+        ((params, dirs, lr_, decay_),) = calls
         assert len(params) == len(ps) and all(a is b for a, b in zip(params, ps))
         assert lr_ == lr and decay_ == pytest.approx(decay, rel=1e-15)
         assert [tuple(d.shape) for d in dirs] == [tuple(s) for s in shapes]
@@ -284,15 +346,16 @@ def test_muon_momentum_foreach_equals_loop_bitwise():
 # ------------------------------------------------------------------------------ Shampoo's preconditioner
 def _mpow(A: torch.Tensor, p: float, eps: float) -> torch.Tensor:
     evals, evecs = torch.linalg.eigh(A + eps * torch.eye(A.shape[0], dtype=A.dtype))
-    return evecs @ torch.diag(evals ** p) @ evecs.T
+    return evecs @ torch.diag(evals**p) @ evecs.T
 
 
 def test_shampoo_preconditioner_is_a_view_over_the_state_with_the_old_keys():
     p = torch.zeros(5, 7, dtype=F64)
     state = init_shampoo_state(p, 3)
     blocks = block_slices((5, 7), 3)
-    assert sorted(state) == sorted([f"{kind}_{b}_{i}" for kind in ("factor", "inv_root") for b in range(6)
-                                    for i in range(2)])
+    assert sorted(state) == sorted(
+        [f"{kind}_{b}_{i}" for kind in ("factor", "inv_root") for b in range(6) for i in range(2)]
+    )
     pc = ShampooPreconditioner.from_state(state, p.shape, 3)
     assert [blk.index for blk in pc.blocks] == list(range(6)) and [blk.slices for blk in pc.blocks] == blocks
     for blk in pc.blocks:
@@ -337,9 +400,10 @@ def test_shampoo_checkpoint_keys_are_unchanged():
     set_grads(ps, seed=9)
     opt.step()
     sd = opt.state_dict()
-    assert sorted(sd["state"][0]) == sorted(["step", "grafting_sum_sq", "momentum_buffer"]
-                                            + [f"{k}_{b}_{i}" for k in ("factor", "inv_root") for b in range(2)
-                                               for i in range(2)])
+    assert sorted(sd["state"][0]) == sorted(
+        ["step", "grafting_sum_sq", "momentum_buffer"]
+        + [f"{k}_{b}_{i}" for k in ("factor", "inv_root") for b in range(2) for i in range(2)]
+    )
     assert sorted(sd["state"][1]) == ["factor_diag", "grafting_sum_sq", "inv_root_diag", "momentum_buffer", "step"]
     qs = [p.detach().clone().requires_grad_() for p in ps]
     opt2 = adaptim.Shampoo(qs, lr=0.1, max_preconditioner_dim=3, grafting="adagrad", momentum=0.5)

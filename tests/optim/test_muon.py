@@ -21,7 +21,7 @@ def ns_reference(X: torch.Tensor, coeffs=JORDAN, steps: int = 5) -> torch.Tensor
     """(147) through an explicit SVD: U phi^K(S / ||X||_F) V^T, in float64."""
     X = X.double()
     U, S, Vh = torch.linalg.svd(X, full_matrices=False)
-    s = S / math.sqrt(float((X ** 2).sum()))
+    s = S / math.sqrt(float((X**2).sum()))
     for _ in range(steps):
         s = sum(c * s ** (2 * i + 1) for i, c in enumerate(coeffs))
     return U @ torch.diag(s) @ Vh
@@ -42,8 +42,11 @@ def reference_muon(W0, grads, *, lr, momentum, nesterov, weight_decay, adjust, o
             N = (1 - momentum) * g + momentum * M[i] if nesterov else M[i]
             rows, cols = N.shape[0], N[0].numel()
             O = orth(N.reshape(rows, cols)).reshape(N.shape).to(W[i].dtype)
-            ratio = {"original": math.sqrt(max(1.0, rows / cols)), "match_rms_adamw": 0.2 * math.sqrt(max(rows, cols)),
-                     None: 1.0}[adjust]
+            ratio = {
+                "original": math.sqrt(max(1.0, rows / cols)),
+                "match_rms_adamw": 0.2 * math.sqrt(max(rows, cols)),
+                None: 1.0,
+            }[adjust]
             W[i] = (1 - lr * weight_decay) * W[i] - lr * ratio * O
     return W
 
@@ -79,8 +82,16 @@ def test_against_literal_reference(nesterov, adjust, foreach):
         torch.testing.assert_close(p.detach(), r, rtol=0, atol=1e-12)
     # exact orthogonalization: the update is -lr a(m, n) U V^T of the momentum
     ps = [w.clone().requires_grad_() for w in W0]
-    opt = Muon(ps, lr=0.03, momentum=0.9, nesterov=nesterov, weight_decay=0.1, adjust_lr=adjust,
-               orthogonalize="svd", foreach=foreach)
+    opt = Muon(
+        ps,
+        lr=0.03,
+        momentum=0.9,
+        nesterov=nesterov,
+        weight_decay=0.1,
+        adjust_lr=adjust,
+        orthogonalize="svd",
+        foreach=foreach,
+    )
     run(ps, opt, grads)
     for p, r in zip(ps, reference_muon(W0, grads, orth=uvt, **kw)):
         torch.testing.assert_close(p.detach(), r, rtol=0, atol=1e-12)
@@ -125,6 +136,7 @@ def test_against_torch_optim_muon(monkeypatch, nesterov, adjust, float32_ns):
     unpatched it is to bfloat16 accuracy (a few percent of the displacement).
     """
     import torch.optim._muon as tmuon
+
     if float32_ns:
         monkeypatch.setattr(tmuon, "_zeropower_via_newtonschulz", _torch_ns_float32)
     W0, grads = make([(10, 20), (20, 10), (16, 16)], 5, seed=3, dtype=torch.float32)
@@ -208,8 +220,7 @@ def test_adamw_group_is_torch_adamw():
     W0, grads = make([(5, 3), (3,)], 4, seed=7, dtype=torch.float32)
     ps = [w.clone().requires_grad_() for w in W0]
     qs = [w.clone().requires_grad_() for w in W0]
-    opt = Muon([{"params": ps, "use_muon": False, "lr": 1e-2, "betas": (0.8, 0.9), "eps": 1e-6,
-                 "weight_decay": 0.05}])
+    opt = Muon([{"params": ps, "use_muon": False, "lr": 1e-2, "betas": (0.8, 0.9), "eps": 1e-6, "weight_decay": 0.05}])
     run(ps, opt, grads)
     run(qs, torch.optim.AdamW(qs, lr=1e-2, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.05), grads)
     for p, q in zip(ps, qs):
@@ -234,8 +245,15 @@ def test_muon_param_groups_split():
     muon, adamw = groups
     assert muon["use_muon"] is True and adamw["use_muon"] is False
     assert {id(p) for p in muon["params"]} == {id(net.conv.weight), id(net.hidden.weight)}
-    expected_adamw = [net.emb.weight, net.conv.bias, net.hidden.bias, net.norm.weight, net.norm.bias,
-                      net.out.weight, net.out.bias]
+    expected_adamw = [
+        net.emb.weight,
+        net.conv.bias,
+        net.hidden.bias,
+        net.norm.weight,
+        net.norm.bias,
+        net.out.weight,
+        net.out.bias,
+    ]
     assert {id(p) for p in adamw["params"]} == {id(p) for p in expected_adamw}
     assert adamw["lr"] == 3e-4 and adamw["betas"] == (0.9, 0.95)
     # a head named by the user; the last Linear (out) then is a hidden matrix
@@ -259,8 +277,10 @@ def test_muon_param_groups_split():
 def test_state_dict_round_trip_is_bitwise():
     W0, grads = make([(6, 4), (6, 4), (5,), (3, 2, 2)], 5, seed=8, dtype=torch.float32)
     ps = [w.clone().requires_grad_() for w in W0]
-    groups = [{"params": [ps[0], ps[1], ps[3]], "weight_decay": 0.01},
-              {"params": [ps[2]], "use_muon": False, "lr": 1e-3}]
+    groups = [
+        {"params": [ps[0], ps[1], ps[3]], "weight_decay": 0.01},
+        {"params": [ps[2]], "use_muon": False, "lr": 1e-3},
+    ]
     opt = Muon(groups, lr=0.02)
     run(ps, opt, grads[:3])
     buf = io.BytesIO()
@@ -291,11 +311,18 @@ def test_maximize_and_low_precision():
 
 def test_bad_hyperparameters_are_refused():
     p = [torch.zeros(3, 3, requires_grad=True)]
-    for kw, match in [(dict(momentum=1.0), "momentum"), (dict(ns_steps=0), "ns_steps"),
-                      (dict(ns_steps=2.5), "ns_steps"), (dict(adjust_lr="moonshot"), "adjust_lr"),
-                      (dict(orthogonalize="qr"), "orthogonalize"), (dict(ns_coefficients="septic"), "coefficients"),
-                      (dict(weight_decay=-1.0), "weight_decay"), (dict(lr=-0.1), "lr"),
-                      (dict(betas=(0.9, 1.0)), None), (dict(eps=-1.0), None)]:
+    for kw, match in [
+        (dict(momentum=1.0), "momentum"),
+        (dict(ns_steps=0), "ns_steps"),
+        (dict(ns_steps=2.5), "ns_steps"),
+        (dict(adjust_lr="moonshot"), "adjust_lr"),
+        (dict(orthogonalize="qr"), "orthogonalize"),
+        (dict(ns_coefficients="septic"), "coefficients"),
+        (dict(weight_decay=-1.0), "weight_decay"),
+        (dict(lr=-0.1), "lr"),
+        (dict(betas=(0.9, 1.0)), None),
+        (dict(eps=-1.0), None),
+    ]:
         if match is None:  # AdamW settings are checked in use_muon=False groups
             with pytest.raises(ValueError):
                 Muon([{"params": p, "use_muon": False}], **kw)

@@ -20,10 +20,9 @@ import math
 from dataclasses import dataclass
 
 import torch
+from _assertions import assert_same, assert_same_state
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-
-from _assertions import assert_same, assert_same_state
 
 SHAPES = [(), (1,), (1, 1), (5,), (3, 1), (2, 3), (4, 3), (2, 2, 3)]
 KINDS = ("dense", "zero", "rank1", "one_entry", "one_row", "spike", "flip", "mixed")
@@ -37,10 +36,10 @@ PARAM_EXP = (-30, 15)
 @dataclass
 class Scenario:
     dtype: torch.dtype
-    shapes: list[tuple[int, ...]]         # mapped by ``case.shape`` (rows for Muon)
-    param_exps: list[int | None]          # None: an all-zero parameter
+    shapes: list[tuple[int, ...]]  # mapped by ``case.shape`` (rows for Muon)
+    param_exps: list[int | None]  # None: an all-zero parameter
     steps: list[list[tuple[str, int, int]]]  # per step, per parameter: (kind, exponent, second exponent)
-    reload_at: int                        # the twin is loaded from a state_dict before this step (0: never)
+    reload_at: int  # the twin is loaded from a state_dict before this step (0: never)
     seed: int
 
 
@@ -62,33 +61,35 @@ def _gradient(kind: str, e: int, e2: int, shape, prev: torch.Tensor | None, gen:
     if kind == "zero":
         return torch.zeros(shape, dtype=torch.float64)
     if kind == "flip":
-        return -prev if prev is not None else x * 10.0 ** e
+        return -prev if prev is not None else x * 10.0**e
     if kind == "rank1" and len(shape) >= 2:
         u = torch.randn(*shape[:-1], 1, generator=gen, dtype=torch.float64)
         v = torch.randn(*shape[:-2], 1, shape[-1], generator=gen, dtype=torch.float64)
-        return u * v * 10.0 ** e
+        return u * v * 10.0**e
     if kind == "one_entry":
         out = torch.zeros(math.prod(shape), dtype=torch.float64)
-        out[int(torch.randint(out.numel(), (1,), generator=gen))] = 10.0 ** e
+        out[int(torch.randint(out.numel(), (1,), generator=gen))] = 10.0**e
         return out.reshape(shape)
     if kind == "one_row":  # the first row (first entry of a vector) large, everything else exactly 0
         out = torch.zeros(shape, dtype=torch.float64)
-        out.view(-1, shape[-1] if len(shape) >= 2 else 1)[0] = 10.0 ** e
+        out.view(-1, shape[-1] if len(shape) >= 2 else 1)[0] = 10.0**e
         return out
     if kind == "spike":  # the first entry 10^e, every other one 10^e2 ([[1e15, 1e-30], [1e-30, 1e-30]])
-        out = torch.full(shape, 10.0 ** e2, dtype=torch.float64)
-        out.view(-1)[0] = 10.0 ** e
+        out = torch.full(shape, 10.0**e2, dtype=torch.float64)
+        out.view(-1)[0] = 10.0**e
         return out
     if kind == "mixed":
         lo, hi = min(e, e2), max(e, e2)
         return x * 10.0 ** torch.randint(lo, hi + 1, shape, generator=gen, dtype=torch.float64)
-    return x * 10.0 ** e
+    return x * 10.0**e
 
 
 def _snapshot(opt, params):
     params = [p.detach().clone() for p in params]
-    state = {id(p): {k: (v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)) for k, v in s.items()}
-             for p, s in opt.state.items()}
+    state = {
+        id(p): {k: (v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)) for k, v in s.items()}
+        for p, s in opt.state.items()
+    }
     groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in opt.param_groups]
     return params, state, groups
 
@@ -149,8 +150,11 @@ def _run(case, sc: Scenario) -> None:
     gen = torch.Generator().manual_seed(sc.seed)
     params = []
     for shape, e in zip([case.shape(s) for s in sc.shapes], sc.param_exps):
-        w = torch.zeros(shape, dtype=torch.float64) if e is None else \
-            torch.randn(shape, generator=gen, dtype=torch.float64) * 10.0 ** e
+        w = (
+            torch.zeros(shape, dtype=torch.float64)
+            if e is None
+            else torch.randn(shape, generator=gen, dtype=torch.float64) * 10.0**e
+        )
         params.append(w.to(sc.dtype).requires_grad_())
     opt = case.make(params)
     twin = twin_params = None
@@ -159,8 +163,10 @@ def _run(case, sc: Scenario) -> None:
         if t == sc.reload_at and t > 0:
             twin, twin_params = _reload(case, opt, params)
             _assert_twins(opt, params, twin, twin_params)
-        grads64 = [_gradient(kind, e, e2, tuple(p.shape), prev[i], gen) for i, ((kind, e, e2), p)
-                   in enumerate(zip(plan, params))]
+        grads64 = [
+            _gradient(kind, e, e2, tuple(p.shape), prev[i], gen)
+            for i, ((kind, e, e2), p) in enumerate(zip(plan, params))
+        ]
         prev = grads64
         grads = [g.to(sc.dtype) for g in grads64]
         before = _snapshot(opt, params)
@@ -176,8 +182,13 @@ def _run(case, sc: Scenario) -> None:
 
 
 def test_random_runs_stay_finite_or_refuse_cleanly_and_resume_bitwise(optimizer_case):
-    @settings(max_examples=40, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=40,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(scenarios(optimizer_case))
     # the cases: one-element gradients of 1e20 (their squares overflow float32), a 4x3 gradient of 1e8 in
     # row 0 and 0 elsewhere, [[1e15, 1e-30], [1e-30, 1e-30]], and a scale jump from 1e-20 to 1e18
@@ -185,11 +196,31 @@ def test_random_runs_stay_finite_or_refuse_cleanly_and_resume_bitwise(optimizer_
     @example(Scenario(torch.float32, [(4, 3), (2, 2)], [0, 0], [[("one_row", 8, 0), ("spike", 15, -30)]] * 3, 1, 0))
     @example(Scenario(torch.float32, [(4, 3)], [None], [[("dense", -20, 0)]] * 2 + [[("dense", 18, 0)]] * 2, 3, 0))
     # found by this test: a float32 statistic from 1e31 down to 1e-28 made LAPACK's eigh return NaN silently
-    @example(Scenario(torch.float32, [(), (), (3, 1)], [None] * 3, [[("dense", 0, 0)] * 2 + [("rank1", -13, 0)],
-                      [("dense", 0, 0)] * 2 + [("zero", 0, 0)], [("dense", 0, 0)] * 2 + [("one_row", 16, 0)]], 0, 0))
+    @example(
+        Scenario(
+            torch.float32,
+            [(), (), (3, 1)],
+            [None] * 3,
+            [
+                [("dense", 0, 0)] * 2 + [("rank1", -13, 0)],
+                [("dense", 0, 0)] * 2 + [("zero", 0, 0)],
+                [("dense", 0, 0)] * 2 + [("one_row", 16, 0)],
+            ],
+            0,
+            0,
+        )
+    )
     # and one whose scaled entries were subnormal made it fail to converge, after IdealizedShampoo changed its state
-    @example(Scenario(torch.float32, [(5,), ()], [None, None], [[("dense", -3, 0), ("dense", 0, 0)],
-                      [("one_entry", 19, 0), ("dense", 0, 0)]], 0, 256))
+    @example(
+        Scenario(
+            torch.float32,
+            [(5,), ()],
+            [None, None],
+            [[("dense", -3, 0), ("dense", 0, 0)], [("one_entry", 19, 0), ("dense", 0, 0)]],
+            0,
+            256,
+        )
+    )
     def check(sc: Scenario) -> None:
         _run(optimizer_case, sc)
 

@@ -40,8 +40,9 @@ def random_problem(seed: int, shapes=SHAPES, steps: int = T):
     grads = []
     for _ in range(steps):
         scale = math.exp(float(torch.randn((), generator=gen, dtype=F64)))
-        grads.append([torch.randn(s, generator=gen, dtype=F64) * scale * (1e-2 if i == 1 else 1.0)
-                      for i, s in enumerate(shapes)])
+        grads.append(
+            [torch.randn(s, generator=gen, dtype=F64) * scale * (1e-2 if i == 1 else 1.0) for i, s in enumerate(shapes)]
+        )
     return w1, grads
 
 
@@ -111,8 +112,9 @@ def run_closure(make, w1, steps, schedule=None):
         if sched:
             sched.step()
         traj.append(flat(params))
-        bufs.append(flat(opt.state[p]["momentum_buffer"] for p in params) if "momentum_buffer" in
-                    opt.state[params[0]] else None)
+        bufs.append(
+            flat(opt.state[p]["momentum_buffer"] for p in params) if "momentum_buffer" in opt.state[params[0]] else None
+        )
     return lrs, traj, points, bufs
 
 
@@ -120,8 +122,22 @@ W1_LOGREG = [torch.tensor([0.5, -1.0, 2.0], dtype=F64), torch.tensor(0.3, dtype=
 
 
 # ------------------------------------------------------------------------------- Figure 1: the Adam family
-def figure1(w1, grad_at, s, *, eta_max, lam_max, betas, eps, amsgrad=False, nesterov=False, decoupled=False,
-            eps_inside_sqrt=False, l2=0.0, atan2=None):
+def figure1(
+    w1,
+    grad_at,
+    s,
+    *,
+    eta_max,
+    lam_max,
+    betas,
+    eps,
+    amsgrad=False,
+    nesterov=False,
+    decoupled=False,
+    eps_inside_sqrt=False,
+    l2=0.0,
+    atan2=None,
+):
     """Figure 1, steps 1-2(e), literally; returns w_2 .. w_{T+1}.
 
     ``l2`` adds l2 * w to g_t (torch.optim.Adam's weight_decay); ``atan2 = (a, b)`` replaces m/den in (e) by
@@ -142,10 +158,10 @@ def figure1(w1, grad_at, s, *, eta_max, lam_max, betas, eps, amsgrad=False, nest
             m[i] = b1 * m[i] + (1 - b1) * g[i]  # (b)
             v[i] = b2 * v[i] + (1 - b2) * g[i] ** 2
             if nesterov:
-                mbar = b1 / (1 - b1 ** (t + 1)) * m[i] + (1 - b1) / (1 - b1 ** t) * g[i]
+                mbar = b1 / (1 - b1 ** (t + 1)) * m[i] + (1 - b1) / (1 - b1**t) * g[i]
             else:
-                mbar = m[i] / (1 - b1 ** t)
-            vbar = v[i] / (1 - b2 ** t)
+                mbar = m[i] / (1 - b1**t)
+            vbar = v[i] / (1 - b2**t)
             vmax[i] = max(vmax[i], vbar)
             if amsgrad:  # (c)
                 vbar = vmax[i]
@@ -172,12 +188,12 @@ ADAMW = dict(lr=0.05, betas=(0.9, 0.99), eps=1e-3, weight_decay=0.2)
 def test_adamw_figure1_every_flag_under_warmup_cosine(amsgrad, nesterov, decoupled, inside):
     w1, grads = random_problem(seed=1)
     flags = dict(amsgrad=amsgrad, nesterov=nesterov, eps_inside_sqrt=inside)
-    lrs, got = run(lambda p: adaptim.AdamW(p, **ADAMW, independent_weight_decay=decoupled, **flags), w1, grads,
-                   cosine)
+    lrs, got = run(lambda p: adaptim.AdamW(p, **ADAMW, independent_weight_decay=decoupled, **flags), w1, grads, cosine)
     check_schedule_moves(lrs, ADAMW["lr"])
     s = [lr / ADAMW["lr"] for lr in lrs]  # s_t = lr_t / initial lr
-    want = figure1(flat(w1), fixed(grads), s, eta_max=0.05, lam_max=0.2, betas=(0.9, 0.99), eps=1e-3,
-                   decoupled=decoupled, **flags)
+    want = figure1(
+        flat(w1), fixed(grads), s, eta_max=0.05, lam_max=0.2, betas=(0.9, 0.99), eps=1e-3, decoupled=decoupled, **flags
+    )
     close(got, want)
 
 
@@ -191,20 +207,53 @@ def test_figure1_inputs_exercise_every_flag():
         s.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-    finals = [figure1(flat(w1), fixed(grads), s, eta_max=0.05, lam_max=0.2, betas=(0.9, 0.99), eps=1e-3,
-                      amsgrad=a, nesterov=n, decoupled=d, eps_inside_sqrt=e)[-1] for a, n, d, e in FLAGS]
+    finals = [
+        figure1(
+            flat(w1),
+            fixed(grads),
+            s,
+            eta_max=0.05,
+            lam_max=0.2,
+            betas=(0.9, 0.99),
+            eps=1e-3,
+            amsgrad=a,
+            nesterov=n,
+            decoupled=d,
+            eps_inside_sqrt=e,
+        )[-1]
+        for a, n, d, e in FLAGS
+    ]
     for x, y in itertools.combinations(finals, 2):
         assert max(abs(p - q) for p, q in zip(x, y)) > 1e-6
 
 
 @pytest.mark.parametrize("amsgrad,nesterov", list(itertools.product([False, True], repeat=2)))
 def test_adamw_figure1_on_a_real_loss_with_closure(amsgrad, nesterov):
-    kw = dict(lr=0.1, betas=(0.8, 0.9), eps=1e-4, weight_decay=0.1, amsgrad=amsgrad, nesterov=nesterov,
-              independent_weight_decay=True, eps_inside_sqrt=True)
+    kw = dict(
+        lr=0.1,
+        betas=(0.8, 0.9),
+        eps=1e-4,
+        weight_decay=0.1,
+        amsgrad=amsgrad,
+        nesterov=nesterov,
+        independent_weight_decay=True,
+        eps_inside_sqrt=True,
+    )
     lrs, got, _, _ = run_closure(lambda p: adaptim.AdamW(p, **kw), W1_LOGREG, T, cosine)
     s = [lr / 0.1 for lr in lrs]
-    want = figure1(flat(W1_LOGREG), lambda t, w: logreg_grad(w), s, eta_max=0.1, lam_max=0.1, betas=(0.8, 0.9),
-                   eps=1e-4, amsgrad=amsgrad, nesterov=nesterov, decoupled=True, eps_inside_sqrt=True)
+    want = figure1(
+        flat(W1_LOGREG),
+        lambda t, w: logreg_grad(w),
+        s,
+        eta_max=0.1,
+        lam_max=0.1,
+        betas=(0.8, 0.9),
+        eps=1e-4,
+        amsgrad=amsgrad,
+        nesterov=nesterov,
+        decoupled=True,
+        eps_inside_sqrt=True,
+    )
     close(got, want)
 
 
@@ -212,11 +261,21 @@ def test_adamw_figure1_on_a_real_loss_with_closure(amsgrad, nesterov):
 def test_adam_l2_figure1_every_flag(amsgrad, nesterov, inside):
     w1, grads = random_problem(seed=2)
     flags = dict(amsgrad=amsgrad, nesterov=nesterov, eps_inside_sqrt=inside)
-    lrs, got = run(lambda p: adaptim.Adam(p, lr=0.05, betas=(0.9, 0.99), eps=1e-3, weight_decay=0.3, **flags),
-                   w1, grads, cosine)
+    lrs, got = run(
+        lambda p: adaptim.Adam(p, lr=0.05, betas=(0.9, 0.99), eps=1e-3, weight_decay=0.3, **flags), w1, grads, cosine
+    )
     check_schedule_moves(lrs, 0.05)
-    want = figure1(flat(w1), fixed(grads), [lr / 0.05 for lr in lrs], eta_max=0.05, lam_max=0.0,
-                   betas=(0.9, 0.99), eps=1e-3, l2=0.3, **flags)
+    want = figure1(
+        flat(w1),
+        fixed(grads),
+        [lr / 0.05 for lr in lrs],
+        eta_max=0.05,
+        lam_max=0.0,
+        betas=(0.9, 0.99),
+        eps=1e-3,
+        l2=0.3,
+        **flags,
+    )
     close(got, want)
 
 
@@ -225,10 +284,19 @@ def test_adam_l2_figure1_every_flag(amsgrad, nesterov, inside):
 @pytest.mark.parametrize("wd", [0.0, 0.2])
 def test_adam_atan2_reference(a, b, wd):
     w1, grads = random_problem(seed=3)
-    lrs, got = run(lambda p: adaptim.AdamAtan2(p, lr=0.05, betas=(0.9, 0.99), weight_decay=wd, a=a, b=b),
-                   w1, grads, cosine)
-    want = figure1(flat(w1), fixed(grads), [lr / 0.05 for lr in lrs], eta_max=0.05, lam_max=wd,
-                   betas=(0.9, 0.99), eps=0.0, atan2=(a, b))
+    lrs, got = run(
+        lambda p: adaptim.AdamAtan2(p, lr=0.05, betas=(0.9, 0.99), weight_decay=wd, a=a, b=b), w1, grads, cosine
+    )
+    want = figure1(
+        flat(w1),
+        fixed(grads),
+        [lr / 0.05 for lr in lrs],
+        eta_max=0.05,
+        lam_max=wd,
+        betas=(0.9, 0.99),
+        eps=0.0,
+        atan2=(a, b),
+    )
     close(got, want)
 
 
@@ -315,8 +383,12 @@ def adagrad_reference(w1, grads, etas, *, eps, init, wd):
 @pytest.mark.parametrize("eps,init,wd", [(0.0, 0.0, 0.0), (1e-10, 0.0, 0.0), (1e-3, 0.5, 0.1)])
 def test_adagrad_reference(eps, init, wd):
     w1, grads = random_problem(seed=6)
-    lrs, got = run(lambda p: adaptim.AdaGrad(p, lr=0.1, eps=eps, initial_accumulator_value=init,
-                                             weight_decay=wd), w1, grads, cosine)
+    lrs, got = run(
+        lambda p: adaptim.AdaGrad(p, lr=0.1, eps=eps, initial_accumulator_value=init, weight_decay=wd),
+        w1,
+        grads,
+        cosine,
+    )
     close(got, adagrad_reference(flat(w1), grads, lrs, eps=eps, init=init, wd=wd))
     if eps == 0 and init == 0:  # the notes after (44): w_{2,i} = w_{1,i} - eta_1 sign(g_{1,i})
         sign = [math.copysign(1.0, g) for g in flat(grads[0])]
@@ -344,8 +416,9 @@ def test_adagrad_norm_reference_two_params_one_group_and_two_groups():
     gen = torch.Generator().manual_seed(8)
     shapes = [[(3,), (2, 2)], [(4,)]]
     w1 = [[torch.randn(s, generator=gen, dtype=F64) for s in grp] for grp in shapes]
-    grads = [[[torch.randn(s, generator=gen, dtype=F64) * (t + 1) ** -0.5 for s in grp] for grp in shapes]
-             for t in range(T)]
+    grads = [
+        [[torch.randn(s, generator=gen, dtype=F64) * (t + 1) ** -0.5 for s in grp] for grp in shapes] for t in range(T)
+    ]
     grads[0][1] = [torch.zeros(4, dtype=F64)]  # a zero first gradient in group 2: no move, no NaN
     params = [[w.clone().requires_grad_(True) for w in grp] for grp in w1]
     opt = adaptim.AdaGradNorm([{"params": params[0], "lr": 0.7}, {"params": params[1], "lr": 0.3}])
@@ -363,8 +436,11 @@ def test_adagrad_norm_reference_two_params_one_group_and_two_groups():
         got.append(flat(params[0] + params[1]))
         got_alone.append(flat(alone))
     assert got[0][7:] == flat(w1[1])
-    want, sums = adagrad_norm_reference([(0.7, [flat([w]) for w in w1[0]]), (0.3, [flat([w1[1][0]])])],
-                                        [[[flat([g]) for g in grp] for grp in gt] for gt in grads], eps=1e-10)
+    want, sums = adagrad_norm_reference(
+        [(0.7, [flat([w]) for w in w1[0]]), (0.3, [flat([w1[1][0]])])],
+        [[[flat([g]) for g in grp] for grp in gt] for gt in grads],
+        eps=1e-10,
+    )
     close(got, want)
     close([g["sum_sq"] for g in opt.param_groups], sums)
     # the groups are independent: group 2 moves exactly as when it is optimized alone
@@ -427,8 +503,9 @@ def sgd_reference(w1, grads, etas, *, mu, wd, double_momentum=False):
 @pytest.mark.parametrize("wd", [0.0, 0.1])
 def test_sgd_plain_polyak_double_momentum_reference(mu, nesterov, wd):
     w1, grads = random_problem(seed=10)
-    lrs, got = run(lambda p: adaptim.SGD(p, lr=0.05, momentum=mu, nesterov=nesterov, weight_decay=wd), w1, grads,
-                   cosine)
+    lrs, got = run(
+        lambda p: adaptim.SGD(p, lr=0.05, momentum=mu, nesterov=nesterov, weight_decay=wd), w1, grads, cosine
+    )
     close(got, sgd_reference(flat(w1), grads, lrs, mu=mu, wd=wd, double_momentum=nesterov))
 
 

@@ -20,8 +20,11 @@ def test_a_group_lr_set_to_none_gets_an_error_that_names_the_fix(name):
     """It failed inside LambdaLR with torch's bare ``TypeError: NoneType * float``."""
     opt = adaptim.Adafactor([torch.zeros(3, 2, requires_grad=True)])
     opt.param_groups[0]["lr"] = None
-    with pytest.raises(ValueError, match=rf"{name}: param group 0 has lr=None.*lr=None means lr=1e-2.*"
-                                         r"set the group's lr to a number"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{name}: param group 0 has lr=None.*lr=None means lr=1e-2.*"
+        r"set the group's lr to a number",
+    ):
         FACTORIES[name](opt)
 
 

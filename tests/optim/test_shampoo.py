@@ -13,8 +13,13 @@ import pytest
 import torch
 
 import adaptim.functional.shampoo as fshampoo
-from adaptim.functional.shampoo import (idealized_shampoo_batched, idealized_shampoo_single, init_shampoo_state,
-                                        shampoo_batched, shampoo_single)
+from adaptim.functional.shampoo import (
+    idealized_shampoo_batched,
+    idealized_shampoo_single,
+    init_shampoo_state,
+    shampoo_batched,
+    shampoo_single,
+)
 from adaptim.optim.adagrad import FullMatrixAdaGrad
 from adaptim.optim.shampoo import IdealizedShampoo
 from adaptim.optim.shampoo import Shampoo as ShampooClass
@@ -37,7 +42,7 @@ def randn(*shape, seed: int, dtype=F64) -> torch.Tensor:
 def mpow(A: torch.Tensor, p: float) -> torch.Tensor:
     """A^p for a symmetric positive definite A, from its eigendecomposition."""
     evals, evecs = torch.linalg.eigh(A)
-    return evecs @ torch.diag(evals ** p) @ evecs.T
+    return evecs @ torch.diag(evals**p) @ evecs.T
 
 
 def damped(A: torch.Tensor, eps: float) -> torch.Tensor:
@@ -55,8 +60,22 @@ def run(opt, params, grad_steps):
     return history
 
 
-def reference_shampoo_2d(W0, grads, *, lr, eps, beta2=None, exponent=-0.25, freq=1, start=1, momentum=0.0,
-                         wd=0.0, grafting=None, gb2=0.999, geps=1e-8):
+def reference_shampoo_2d(
+    W0,
+    grads,
+    *,
+    lr,
+    eps,
+    beta2=None,
+    exponent=-0.25,
+    freq=1,
+    start=1,
+    momentum=0.0,
+    wd=0.0,
+    grafting=None,
+    gb2=0.999,
+    geps=1e-8,
+):
     """The documented Shampoo step for one matrix, literally: returns W after every step."""
     W = W0.clone()
     m, n = W.shape
@@ -70,14 +89,14 @@ def reference_shampoo_2d(W0, grads, *, lr, eps, beta2=None, exponent=-0.25, freq
         else:
             L, R = beta2 * L + (1 - beta2) * G @ G.T, beta2 * R + (1 - beta2) * G.T @ G
         if t % freq == 0 and t + freq > start:
-            bc = 1.0 if beta2 is None else 1 - beta2 ** t
+            bc = 1.0 if beta2 is None else 1 - beta2**t
             QL, QR = mpow(damped(L / bc, eps), exponent), mpow(damped(R / bc, eps), exponent)
         if grafting == "adagrad":
             V = V + G * G
             U = G / (V.sqrt() + geps)
         elif grafting == "adam":
             V = gb2 * V + (1 - gb2) * G * G
-            U = G / ((V / (1 - gb2 ** t)).sqrt() + geps)
+            U = G / ((V / (1 - gb2**t)).sqrt() + geps)
         if t >= start:
             D = QL @ G @ QR
             if grafting is not None:
@@ -98,8 +117,11 @@ def test_c11_diag_gradient_gives_identity_direction():
     torch.testing.assert_close(W.detach(), -torch.eye(2, dtype=F64), rtol=0, atol=1e-12)
     # an exponent of -1/2 on each side: L^{-1/2} G R^{-1/2} = diag(1/2, 1) diag(2, 1) diag(1/2, 1)
     W = torch.zeros(2, 2, dtype=F64, requires_grad=True)
-    run(Shampoo([W], lr=1.0, eps=1e-30, exponent_override=-0.5), [W],
-        [[torch.diag(torch.tensor([2.0, 1.0], dtype=F64))]])
+    run(
+        Shampoo([W], lr=1.0, eps=1e-30, exponent_override=-0.5),
+        [W],
+        [[torch.diag(torch.tensor([2.0, 1.0], dtype=F64))]],
+    )
     torch.testing.assert_close(W.detach(), -torch.diag(torch.tensor([0.5, 1.0], dtype=F64)), rtol=0, atol=1e-12)
     # float32 with the default eps: the same up to float32 rounding
     W = torch.zeros(2, 2, requires_grad=True)
@@ -246,8 +268,17 @@ def test_blocking_is_blockwise_shampoo(grafting):
     grads = [randn(5, 7, seed=50 + t) for t in range(3)]
     W0 = randn(5, 7, seed=4)
     W = W0.clone().requires_grad_(True)
-    opt = Shampoo([W], lr=0.1, eps=1e-3, beta2=0.9, momentum=0.5, weight_decay=0.01, grafting=grafting,
-                  grafting_eps=1e-6, max_preconditioner_dim=3)
+    opt = Shampoo(
+        [W],
+        lr=0.1,
+        eps=1e-3,
+        beta2=0.9,
+        momentum=0.5,
+        weight_decay=0.01,
+        grafting=grafting,
+        grafting_eps=1e-6,
+        max_preconditioner_dim=3,
+    )
     history = run(opt, [W], [[G] for G in grads])
     assert sum(k.startswith("factor_") for k in opt.state[W]) == 12
     expected = torch.zeros(len(grads), 5, 7, dtype=F64)
@@ -275,18 +306,24 @@ def test_blocking_order3_tensor():
 def test_grafting_block_norm_equals_grafted_method_norm(grafting):
     grads = [randn(5, 7, seed=70 + t) for t in range(4)]
     W = randn(5, 7, seed=6).requires_grad_(True)
-    opt = Shampoo([W], lr=0.1, eps=1e-3, grafting=grafting, grafting_beta2=0.9, grafting_eps=1e-6,
-                  max_preconditioner_dim=3)
+    opt = Shampoo(
+        [W], lr=0.1, eps=1e-3, grafting=grafting, grafting_beta2=0.9, grafting_eps=1e-6, max_preconditioner_dim=3
+    )
     V = torch.zeros(5, 7, dtype=F64)
-    blocks = {(r.start, c.start): (torch.zeros(r.stop - r.start, r.stop - r.start, dtype=F64),
-                                   torch.zeros(c.stop - c.start, c.stop - c.start, dtype=F64))
-              for r in ROWS for c in COLS}
+    blocks = {
+        (r.start, c.start): (
+            torch.zeros(r.stop - r.start, r.stop - r.start, dtype=F64),
+            torch.zeros(c.stop - c.start, c.stop - c.start, dtype=F64),
+        )
+        for r in ROWS
+        for c in COLS
+    }
     for t, G in enumerate(grads, start=1):
         before = W.detach().clone()
         run(opt, [W], [[G]])
         step = (before - W.detach()) / 0.1
         V = V + G * G if grafting == "adagrad" else 0.9 * V + 0.1 * G * G
-        vhat = V if grafting == "adagrad" else V / (1 - 0.9 ** t)
+        vhat = V if grafting == "adagrad" else V / (1 - 0.9**t)
         U = G / (vhat.sqrt() + 1e-6)
         for r in ROWS:
             for c in COLS:
@@ -304,11 +341,24 @@ def test_before_start_the_update_is_the_grafted_method(grafting):
     grads = [randn(3, 4, seed=80 + t) for t in range(3)]
     W0 = randn(3, 4, seed=7)
     W, W_torch = W0.clone().requires_grad_(True), W0.clone().requires_grad_(True)
-    history = run(Shampoo([W], lr=0.1, eps=1e-3, start_preconditioning_step=3, grafting=grafting,
-                          grafting_beta2=0.9, grafting_eps=1e-6), [W], [[G] for G in grads])
-    torch_opt = {None: lambda p: torch.optim.SGD(p, lr=0.1),
-                 "adagrad": lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-6),
-                 "adam": lambda p: torch.optim.Adam(p, lr=0.1, betas=(0.0, 0.9), eps=1e-6)}[grafting]([W_torch])
+    history = run(
+        Shampoo(
+            [W],
+            lr=0.1,
+            eps=1e-3,
+            start_preconditioning_step=3,
+            grafting=grafting,
+            grafting_beta2=0.9,
+            grafting_eps=1e-6,
+        ),
+        [W],
+        [[G] for G in grads],
+    )
+    torch_opt = {
+        None: lambda p: torch.optim.SGD(p, lr=0.1),
+        "adagrad": lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-6),
+        "adam": lambda p: torch.optim.Adam(p, lr=0.1, betas=(0.0, 0.9), eps=1e-6),
+    }[grafting]([W_torch])
     torch_history = run(torch_opt, [W_torch], [[G] for G in grads[:2]])
     for got, want in zip(history[:2], torch_history):
         torch.testing.assert_close(got[0], want[0], rtol=1e-12, atol=1e-14)
@@ -343,8 +393,9 @@ def test_momentum_and_decoupled_weight_decay_against_literal_loop():
     grads = [randn(4, 3, seed=100 + t) for t in range(5)]
     W0 = randn(4, 3, seed=9)
     W = W0.clone().requires_grad_(True)
-    history = run(Shampoo([W], lr=0.05, eps=1e-3, beta2=0.95, momentum=0.9, weight_decay=0.1), [W],
-                  [[G] for G in grads])
+    history = run(
+        Shampoo([W], lr=0.05, eps=1e-3, beta2=0.95, momentum=0.9, weight_decay=0.1), [W], [[G] for G in grads]
+    )
     expected = reference_shampoo_2d(W0, grads, lr=0.05, eps=1e-3, beta2=0.95, momentum=0.9, wd=0.1)
     for got, want in zip(history, expected):
         torch.testing.assert_close(got[0], want, rtol=1e-10, atol=1e-12)
@@ -354,23 +405,26 @@ def test_momentum_and_decoupled_weight_decay_against_literal_loop():
     torch.testing.assert_close(W.detach(), W0 * (1 - 0.05 * 0.1), rtol=1e-15, atol=0)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(precondition_frequency=10, start_preconditioning_step=5), "start_preconditioning_step"),
-    (dict(precondition_frequency=3, start_preconditioning_step=2), "start_preconditioning_step"),
-    (dict(start_preconditioning_step=0), "start_preconditioning_step"),
-    (dict(precondition_frequency=0), "precondition_frequency"),
-    (dict(precondition_frequency=2.0, start_preconditioning_step=2), "precondition_frequency"),
-    (dict(max_preconditioner_dim=0), "max_preconditioner_dim"),
-    (dict(eps=0.0), "eps"),
-    (dict(beta2=1.0), "beta2"),
-    (dict(momentum=1.0), "momentum"),
-    (dict(weight_decay=-0.1), "weight_decay"),
-    (dict(exponent_override=0.25), "exponent_override"),
-    (dict(grafting="sgd"), "grafting"),
-    (dict(grafting="adam", grafting_beta2=1.0), "grafting_beta2"),
-    (dict(grafting_eps=0.0), "grafting_eps"),
-    (dict(lr=-1.0), "lr"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(precondition_frequency=10, start_preconditioning_step=5), "start_preconditioning_step"),
+        (dict(precondition_frequency=3, start_preconditioning_step=2), "start_preconditioning_step"),
+        (dict(start_preconditioning_step=0), "start_preconditioning_step"),
+        (dict(precondition_frequency=0), "precondition_frequency"),
+        (dict(precondition_frequency=2.0, start_preconditioning_step=2), "precondition_frequency"),
+        (dict(max_preconditioner_dim=0), "max_preconditioner_dim"),
+        (dict(eps=0.0), "eps"),
+        (dict(beta2=1.0), "beta2"),
+        (dict(momentum=1.0), "momentum"),
+        (dict(weight_decay=-0.1), "weight_decay"),
+        (dict(exponent_override=0.25), "exponent_override"),
+        (dict(grafting="sgd"), "grafting"),
+        (dict(grafting="adam", grafting_beta2=1.0), "grafting_beta2"),
+        (dict(grafting_eps=0.0), "grafting_eps"),
+        (dict(lr=-1.0), "lr"),
+    ],
+)
 def test_refused_configurations(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Shampoo([torch.zeros(2, 2, requires_grad=True)], **kwargs)
@@ -381,8 +435,12 @@ def test_refused_parameters_and_idealized_ranges():
         Shampoo([torch.zeros(2, 2, dtype=torch.complex64, requires_grad=True)])
     with pytest.raises(TypeError, match="complex"):
         IdealizedShampoo([torch.zeros(2, dtype=torch.complex64, requires_grad=True)])
-    for kwargs, match in [(dict(beta2=None), "beta2"), (dict(beta2=1.0), "beta2"), (dict(eps=0.0), "eps"),
-                          (dict(max_preconditioner_dim=0), "max_preconditioner_dim")]:
+    for kwargs, match in [
+        (dict(beta2=None), "beta2"),
+        (dict(beta2=1.0), "beta2"),
+        (dict(eps=0.0), "eps"),
+        (dict(max_preconditioner_dim=0), "max_preconditioner_dim"),
+    ]:
         with pytest.raises(ValueError, match=match):
             IdealizedShampoo([torch.zeros(2, 2, requires_grad=True)], **kwargs)
     # the boundary configuration is accepted: roots computed at step f, used from step f on
@@ -397,7 +455,7 @@ def reference_idealized(W0, grads, *, lr, beta2, eps, wd=0.0):
     for t, G in enumerate(grads, start=1):
         L = beta2 * L + (1 - beta2) * G @ G.T
         R = beta2 * R + (1 - beta2) * G.T @ G
-        Lhat, Rhat = L / (1 - beta2 ** t), R / (1 - beta2 ** t)
+        Lhat, Rhat = L / (1 - beta2**t), R / (1 - beta2**t)
         D = torch.trace(Lhat).sqrt() * mpow(damped(Lhat, eps), -0.5) @ G @ mpow(damped(Rhat, eps), -0.5)
         W = W - lr * (D + wd * W)
         out.append(W.clone())
@@ -409,10 +467,10 @@ def test_idealized_shampoo_against_literal_loop(shape, view):
     grads = [randn(*shape, seed=110 + t) for t in range(4)]
     W0 = randn(*shape, seed=10)
     W = W0.clone().requires_grad_(True)
-    history = run(IdealizedShampoo([W], lr=0.05, beta2=0.9, eps=1e-6, weight_decay=0.1), [W],
-                  [[G] for G in grads])
-    expected, _ = reference_idealized(W0.reshape(view), [G.reshape(view) for G in grads], lr=0.05, beta2=0.9,
-                                      eps=1e-6, wd=0.1)
+    history = run(IdealizedShampoo([W], lr=0.05, beta2=0.9, eps=1e-6, weight_decay=0.1), [W], [[G] for G in grads])
+    expected, _ = reference_idealized(
+        W0.reshape(view), [G.reshape(view) for G in grads], lr=0.05, beta2=0.9, eps=1e-6, wd=0.1
+    )
     for got, want in zip(history, expected):
         torch.testing.assert_close(got[0], want.reshape(shape), rtol=1e-10, atol=1e-12)
 
@@ -432,8 +490,9 @@ def test_idealized_shampoo_blocks():
     grads = [randn(5, 4, seed=130 + t) for t in range(3)]
     W0 = randn(5, 4, seed=11)
     W = W0.clone().requires_grad_(True)
-    history = run(IdealizedShampoo([W], lr=0.1, beta2=0.9, eps=1e-6, max_preconditioner_dim=3), [W],
-                  [[G] for G in grads])
+    history = run(
+        IdealizedShampoo([W], lr=0.1, beta2=0.9, eps=1e-6, max_preconditioner_dim=3), [W], [[G] for G in grads]
+    )
     for r in (slice(0, 3), slice(3, 5)):
         for c in (slice(0, 3), slice(3, 4)):
             ref, _ = reference_idealized(W0[r, c], [G[r, c] for G in grads], lr=0.1, beta2=0.9, eps=1e-6)
@@ -454,18 +513,31 @@ def _functional_run(fn, init, steps=3, **kw):
 
 
 def test_batched_path_equals_literal_loop():
-    kw = dict(lr=0.1, beta2=0.9, eps=1e-6, momentum=0.5, weight_decay=0.01, precondition_frequency=2,
-              start_preconditioning_step=2, max_preconditioner_dim=8, grafting="adam")
+    kw = dict(
+        lr=0.1,
+        beta2=0.9,
+        eps=1e-6,
+        momentum=0.5,
+        weight_decay=0.01,
+        precondition_frequency=2,
+        start_preconditioning_step=2,
+        max_preconditioner_dim=8,
+        grafting="adam",
+    )
 
     def init(p):
-        return {**init_shampoo_state(p, 8), "grafting_exp_avg_sq": torch.zeros_like(p),
-                "momentum_buffer": torch.zeros_like(p)}
+        return {
+            **init_shampoo_state(p, 8),
+            "grafting_exp_avg_sq": torch.zeros_like(p),
+            "momentum_buffer": torch.zeros_like(p),
+        }
+
     p1, s1 = _functional_run(shampoo_single, init, **kw)
     p2, s2 = _functional_run(shampoo_batched, init, **kw)
     for a, b in zip(p1 + [v for s in s1 for v in s.values()], p2 + [v for s in s2 for v in s.values()]):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
     kw = dict(lr=0.1, beta2=0.9, eps=1e-6, max_preconditioner_dim=3)
-    init = lambda p: init_shampoo_state(p, 3, matrix_view=True, cache_roots=False)  # noqa: E731
+    init = lambda p: init_shampoo_state(p, 3, matrix_view=True, cache_roots=False)
     p1, _ = _functional_run(idealized_shampoo_single, init, **kw)
     p2, _ = _functional_run(idealized_shampoo_batched, init, **kw)
     for a, b in zip(p1, p2):
@@ -483,16 +555,26 @@ def test_one_batched_eigendecomposition_per_bucket(monkeypatch):
 
 
 def _all_options(params):
-    return Shampoo(params, lr=0.1, beta2=0.9, eps=1e-6, momentum=0.9, weight_decay=0.01, precondition_frequency=2,
-                   start_preconditioning_step=3, max_preconditioner_dim=4, grafting="adam")
+    return Shampoo(
+        params,
+        lr=0.1,
+        beta2=0.9,
+        eps=1e-6,
+        momentum=0.9,
+        weight_decay=0.01,
+        precondition_frequency=2,
+        start_preconditioning_step=3,
+        max_preconditioner_dim=4,
+        grafting="adam",
+    )
 
 
-@pytest.mark.parametrize("make", [_all_options, lambda ps: IdealizedShampoo(ps, lr=0.1, beta2=0.9,
-                                                                            max_preconditioner_dim=4)])
+@pytest.mark.parametrize(
+    "make", [_all_options, lambda ps: IdealizedShampoo(ps, lr=0.1, beta2=0.9, max_preconditioner_dim=4)]
+)
 def test_state_dict_round_trip_is_bitwise(make):
     shapes = [(5, 7), (3,), (6,), (2, 3, 5), ()]
-    grads = [[randn(*s, seed=200 + 10 * t + i, dtype=torch.float32) for i, s in enumerate(shapes)]
-             for t in range(6)]
+    grads = [[randn(*s, seed=200 + 10 * t + i, dtype=torch.float32) for i, s in enumerate(shapes)] for t in range(6)]
     params = [randn(*s, seed=190 + i, dtype=torch.float32).requires_grad_(True) for i, s in enumerate(shapes)]
     opt = make(params)
     run(opt, params, grads[:3])
@@ -516,8 +598,10 @@ def test_state_dict_round_trip_is_bitwise(make):
         wrong.load_state_dict(opt.state_dict())
 
 
-@pytest.mark.parametrize("dtype,state_dtype", [(torch.float16, torch.float32), (torch.bfloat16, torch.float32),
-                                               (torch.float32, torch.float32), (F64, F64)])
+@pytest.mark.parametrize(
+    "dtype,state_dtype",
+    [(torch.float16, torch.float32), (torch.bfloat16, torch.float32), (torch.float32, torch.float32), (F64, F64)],
+)
 def test_statistics_dtype(dtype, state_dtype):
     for cls in (Shampoo, IdealizedShampoo):
         p = torch.ones(3, 2, dtype=dtype, requires_grad=True)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _assertions import assert_same, assert_same_state
 
 import adaptim
 from adaptim.functional.common import WeightDecay, apply_update_
-from _assertions import assert_same, assert_same_state
+
 
 def _problem(case, seed=0):
     gen = torch.Generator().manual_seed(seed)
@@ -43,7 +44,8 @@ def test_a_step_writes_the_parameters_only_through_final_step(request, optimizer
 def test_final_step_gets_the_checked_decay_and_is_apply_update(request, optimizer_case):
     """The last stage receives lambda_t = ``_decay_factor(group)`` (the number the base class refused when >= 1)
     when the decay is multiplicative (``WeightDecay.DECOUPLED``), and 0 otherwise (L2 decay is in the gradient,
-    direction decay in the direction); applying ``apply_update_`` to what it receives reproduces the optimizer's own run bitwise."""
+    direction decay in the direction); applying ``apply_update_`` to what it receives reproduces the optimizer's own run
+    bitwise."""
     params, grads = _problem(optimizer_case)
     opt = optimizer_case.make(params)
     ref_params, _ = _problem(optimizer_case)
@@ -57,8 +59,11 @@ def test_final_step_gets_the_checked_decay_and_is_apply_update(request, optimize
             apply_update_(w, d, lr, decay)
 
     opt._final_step = final_step
-    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda k: 1 / (1 + k))
-              for o in (opt, ref) if o.param_groups[0]["lr"] is not None]
+    scheds = [
+        torch.optim.lr_scheduler.LambdaLR(o, lambda k: 1 / (1 + k))
+        for o in (opt, ref)
+        if o.param_groups[0]["lr"] is not None
+    ]
     for g in grads:
         optimizer_case.step(opt, params, g)
         optimizer_case.step(ref, ref_params, g)
@@ -94,13 +99,17 @@ def test_foreach_false_uses_no_foreach_kernel(monkeypatch, cls, kw):
                 for name in dir(torch):
                     if name.startswith("_foreach_"):
                         m.setattr(torch, name, lambda *a, _n=name, **k: pytest.fail(f"{_n} called"))
-            params = [torch.full((3,), 0.5, requires_grad=True), torch.ones(2, 2, dtype=torch.float64,
-                                                                            requires_grad=True)]
+            params = [
+                torch.full((3,), 0.5, requires_grad=True),
+                torch.ones(2, 2, dtype=torch.float64, requires_grad=True),
+            ]
             opt = cls(params, **kw, foreach=foreach)
             for t in range(3):
+
                 def closure(params=params, t=t):
                     for p in params:
                         p.grad = torch.sin(p.detach() * (t + 1))
+
                 opt.step(closure)
         out.append(params)
     for p, q in zip(*out):

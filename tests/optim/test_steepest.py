@@ -17,7 +17,7 @@ RULES = ("trust_region", "majorization")
 # ----------------------------------------------------------------------------------------- literal references
 def norm_of(X: torch.Tensor, name: str) -> float:
     if name == "frobenius":
-        return math.sqrt(float((X ** 2).sum()))
+        return math.sqrt(float((X**2).sum()))
     if name == "inf":
         return float(X.abs().max())
     if name == "spectral":
@@ -30,7 +30,7 @@ def literal_69(G: torch.Tensor, eta: float, name: str, rule: str) -> torch.Tenso
     U, S, Vh = torch.linalg.svd(G, full_matrices=False)
     if rule == "trust_region":
         if name == "frobenius":
-            return -eta / math.sqrt(float((G ** 2).sum())) * G
+            return -eta / math.sqrt(float((G**2).sum())) * G
         if name == "inf":
             return -eta * torch.sign(G)
         return -eta * U @ Vh
@@ -68,8 +68,11 @@ def test_step_is_the_closed_form_and_beats_1000_random_feasible_steps(name, rule
     best = objective(G, Delta, eta, name, rule)
     if rule == "trust_region":
         assert norm_of(Delta, name) == pytest.approx(eta, rel=1e-12)
-    dual = {"frobenius": norm_of(G, "frobenius"), "inf": float(G.abs().sum()),
-            "spectral": float(torch.linalg.svdvals(G).sum())}[name]
+    dual = {
+        "frobenius": norm_of(G, "frobenius"),
+        "inf": float(G.abs().sum()),
+        "spectral": float(torch.linalg.svdvals(G).sum()),
+    }[name]
     for k in range(1000):
         R = torch.randn(5, 4, generator=gen, dtype=torch.float64)
         if k % 2:  # half of them near the optimum, the hardest competitors
@@ -80,7 +83,7 @@ def test_step_is_the_closed_form_and_beats_1000_random_feasible_steps(name, rule
         r = eta * u ** (1 / 20) if rule == "trust_region" else eta * dual * 2 * u
         assert best <= objective(G, r * R, eta, name, rule) + 1e-12
     # the optimal value is -eta ||G||_* (TR) and -eta ||G||_*^2 / 2 (MM) (proof of (69))
-    expected = -eta * dual if rule == "trust_region" else -eta * dual ** 2 / 2
+    expected = -eta * dual if rule == "trust_region" else -eta * dual**2 / 2
     assert best == pytest.approx(expected, rel=1e-12)
 
 
@@ -93,8 +96,9 @@ def test_shapes_vector_conv_scalar(name):
     torch.testing.assert_close(d, expected, rtol=0, atol=1e-14)
     G = torch.randn(4, 2, 3, 3, generator=gen, dtype=torch.float64)
     d = one_step(G, torch.zeros_like(G), lr=0.1, norm=name, rule="majorization")
-    torch.testing.assert_close(d, literal_69(G.reshape(4, 18), 0.1, name, "majorization").reshape(G.shape),
-                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        d, literal_69(G.reshape(4, 18), 0.1, name, "majorization").reshape(G.shape), rtol=1e-12, atol=1e-12
+    )
     s = one_step(torch.tensor(-2.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64), lr=0.5, norm=name)
     assert float(s) == 0.5
 

@@ -20,31 +20,62 @@ RTOL, ATOL = 1e-12, 1e-14
 # (name, adaptim optimizer, torch optimizer) with the same meaning of every hyperparameter
 CASES = [
     ("sgd", lambda p: adaptim.SGD(p, lr=0.05), lambda p: torch.optim.SGD(p, lr=0.05)),
-    ("sgd-momentum", lambda p: adaptim.SGD(p, lr=0.05, momentum=0.9),
-     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
-    ("sgd-nesterov", lambda p: adaptim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
-     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True)),
-    ("sgd-wd", lambda p: adaptim.SGD(p, lr=0.05, weight_decay=0.1),
-     lambda p: torch.optim.SGD(p, lr=0.05, weight_decay=0.1)),
-    ("sgd-nesterov-wd-maximize", lambda p: adaptim.SGD(p, lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.1,
-                                                       maximize=True),
-     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.1, maximize=True)),
+    (
+        "sgd-momentum",
+        lambda p: adaptim.SGD(p, lr=0.05, momentum=0.9),
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
+    ),
+    (
+        "sgd-nesterov",
+        lambda p: adaptim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+    ),
+    (
+        "sgd-wd",
+        lambda p: adaptim.SGD(p, lr=0.05, weight_decay=0.1),
+        lambda p: torch.optim.SGD(p, lr=0.05, weight_decay=0.1),
+    ),
+    (
+        "sgd-nesterov-wd-maximize",
+        lambda p: adaptim.SGD(p, lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.1, maximize=True),
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.1, maximize=True),
+    ),
     ("adagrad", lambda p: adaptim.AdaGrad(p, lr=0.1), lambda p: torch.optim.Adagrad(p, lr=0.1)),
-    ("adagrad-wd-init", lambda p: adaptim.AdaGrad(p, lr=0.1, eps=1e-6, initial_accumulator_value=0.3,
-                                                  weight_decay=0.1),
-     lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-6, initial_accumulator_value=0.3, weight_decay=0.1)),
-    ("adam", lambda p: adaptim.Adam(p, lr=0.01, betas=(0.9, 0.99), eps=1e-6),
-     lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.99), eps=1e-6)),
-    ("adam-l2", lambda p: adaptim.Adam(p, lr=0.01, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.2),
-     lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.2)),
-    ("adamw", lambda p: adaptim.AdamW(p, lr=0.01, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.5),
-     lambda p: torch.optim.AdamW(p, lr=0.01, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.5)),
-    ("adamw-maximize", lambda p: adaptim.AdamW(p, lr=0.01, weight_decay=0.1, maximize=True),
-     lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1, maximize=True)),
-    ("rmsprop-beta1-0", lambda p: adaptim.RMSProp(p, lr=0.01, betas=(0.0, 0.95), eps=1e-6),
-     lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.95, eps=1e-6)),
-    ("rmsprop-beta1-0-wd", lambda p: adaptim.RMSProp(p, lr=0.01, betas=(0.0, 0.9), eps=1e-3, weight_decay=0.1),
-     lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-3, weight_decay=0.1)),
+    (
+        "adagrad-wd-init",
+        lambda p: adaptim.AdaGrad(p, lr=0.1, eps=1e-6, initial_accumulator_value=0.3, weight_decay=0.1),
+        lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-6, initial_accumulator_value=0.3, weight_decay=0.1),
+    ),
+    (
+        "adam",
+        lambda p: adaptim.Adam(p, lr=0.01, betas=(0.9, 0.99), eps=1e-6),
+        lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.99), eps=1e-6),
+    ),
+    (
+        "adam-l2",
+        lambda p: adaptim.Adam(p, lr=0.01, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.2),
+        lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.2),
+    ),
+    (
+        "adamw",
+        lambda p: adaptim.AdamW(p, lr=0.01, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.5),
+        lambda p: torch.optim.AdamW(p, lr=0.01, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.5),
+    ),
+    (
+        "adamw-maximize",
+        lambda p: adaptim.AdamW(p, lr=0.01, weight_decay=0.1, maximize=True),
+        lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1, maximize=True),
+    ),
+    (
+        "rmsprop-beta1-0",
+        lambda p: adaptim.RMSProp(p, lr=0.01, betas=(0.0, 0.95), eps=1e-6),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.95, eps=1e-6),
+    ),
+    (
+        "rmsprop-beta1-0-wd",
+        lambda p: adaptim.RMSProp(p, lr=0.01, betas=(0.0, 0.9), eps=1e-3, weight_decay=0.1),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-3, weight_decay=0.1),
+    ),
 ]
 
 SCHEDULES = {
@@ -62,8 +93,9 @@ def make_params():
 
 def make_grads():
     gen = torch.Generator().manual_seed(1)
-    return [[torch.randn(p.shape, generator=gen, dtype=F64) * (0.1 + t % 3) for p in make_params()]
-            for t in range(STEPS)]
+    return [
+        [torch.randn(p.shape, generator=gen, dtype=F64) * (0.1 + t % 3) for p in make_params()] for t in range(STEPS)
+    ]
 
 
 _gen = torch.Generator().manual_seed(2)
@@ -90,6 +122,7 @@ def trajectory(make, schedule, source):
                 p.grad = g.clone()
             opt.step()
         else:
+
             def closure():
                 opt.zero_grad()
                 loss = mlp_loss(params)

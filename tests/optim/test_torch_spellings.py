@@ -10,17 +10,22 @@ import inspect
 
 import pytest
 import torch
+from _assertions import assert_same, assert_same_state
 
 import adaptim
-from _assertions import assert_same, assert_same_state
 
 F64 = torch.float64
 
 #: each torch.optim class and its adaptim counterpart
-COUNTERPARTS = [(torch.optim.SGD, adaptim.SGD), (torch.optim.Adagrad, adaptim.AdaGrad),
-                (torch.optim.RMSprop, adaptim.RMSProp), (torch.optim.Adam, adaptim.Adam),
-                (torch.optim.AdamW, adaptim.AdamW), (torch.optim.Muon, adaptim.Muon),
-                (torch.optim.Adafactor, adaptim.Adafactor)]
+COUNTERPARTS = [
+    (torch.optim.SGD, adaptim.SGD),
+    (torch.optim.Adagrad, adaptim.AdaGrad),
+    (torch.optim.RMSprop, adaptim.RMSProp),
+    (torch.optim.Adam, adaptim.Adam),
+    (torch.optim.AdamW, adaptim.AdamW),
+    (torch.optim.Muon, adaptim.Muon),
+    (torch.optim.Adafactor, adaptim.Adafactor),
+]
 
 
 def _param(shape=(4, 3), seed=0):
@@ -74,13 +79,27 @@ def test_rmsprop_alpha_is_beta2():
 
 
 def test_rmsprop_momentum_zero_is_no_first_moment():
-    _same_run(lambda p: adaptim.RMSProp(p, lr=0.01, momentum=0.0),
-              lambda p: adaptim.RMSProp(p, lr=0.01, betas=(0.0, 0.999)))
+    _same_run(
+        lambda p: adaptim.RMSProp(p, lr=0.01, momentum=0.0), lambda p: adaptim.RMSProp(p, lr=0.01, betas=(0.0, 0.999))
+    )
 
 
-@pytest.mark.parametrize("kwargs", [dict(lr=0.01, alpha=0.95, eps=1e-6, momentum=0.0),
-                                    dict(lr=0.01, alpha=0.9, weight_decay=0.1, momentum=0, centered=False,
-                                         capturable=False, differentiable=False, maximize=True)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(lr=0.01, alpha=0.95, eps=1e-6, momentum=0.0),
+        dict(
+            lr=0.01,
+            alpha=0.9,
+            weight_decay=0.1,
+            momentum=0,
+            centered=False,
+            capturable=False,
+            differentiable=False,
+            maximize=True,
+        ),
+    ],
+)
 def test_rmsprop_in_torch_spelling_is_torch_rmsprop(kwargs):
     pa, pb = [_param()], [_param()]
     for a, b in zip(_run(adaptim.RMSProp(pa, **kwargs), pa), _run(torch.optim.RMSprop(pb, **kwargs), pb)):
@@ -97,15 +116,18 @@ def test_rmsprop_torch_names_in_a_param_group():
     assert len(opt.param_groups) == 2
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(alpha=0.9, betas=(0.9, 0.5)), r"alpha=0.9 \(torch.optim's spelling\) and betas=\(0.9, 0.5\) .*pass one"),
-    (dict(momentum=0.0, betas=(0.9, 0.5)), r"momentum=0.0 .*betas=\(0.9, 0.5\)"),
-    (dict(momentum=0.9), r"momentum=0.9: .*heavy ball .*write betas=\(b1, alpha\)"),
-    (dict(centered=True), r"centered=True: .*no centered variant.*drop centered=True"),
-    (dict(capturable=True), r"capturable=True: .*drop capturable=True"),
-    (dict(differentiable=True), r"differentiable=True: .*drop differentiable=True"),
-    (dict(alpha=1.5), r"betas\[1\] must lie in \[0.0, 1.0\)"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(alpha=0.9, betas=(0.9, 0.5)), r"alpha=0.9 \(torch.optim's spelling\) and betas=\(0.9, 0.5\) .*pass one"),
+        (dict(momentum=0.0, betas=(0.9, 0.5)), r"momentum=0.0 .*betas=\(0.9, 0.5\)"),
+        (dict(momentum=0.9), r"momentum=0.9: .*heavy ball .*write betas=\(b1, alpha\)"),
+        (dict(centered=True), r"centered=True: .*no centered variant.*drop centered=True"),
+        (dict(capturable=True), r"capturable=True: .*drop capturable=True"),
+        (dict(differentiable=True), r"differentiable=True: .*drop differentiable=True"),
+        (dict(alpha=1.5), r"betas\[1\] must lie in \[0.0, 1.0\)"),
+    ],
+)
 def test_rmsprop_refusals_say_what_to_write(kwargs, match):
     with pytest.raises(ValueError, match=match):
         adaptim.RMSProp([_param()], **kwargs)
@@ -113,14 +135,18 @@ def test_rmsprop_refusals_say_what_to_write(kwargs, match):
 
 # ----------------------------------------------------------------------------------------- SGD, Adagrad
 def test_sgd_torch_switches_at_their_defaults():
-    _same_run(lambda p: adaptim.SGD(p, lr=0.1, momentum=0.9, dampening=0, differentiable=False, fused=None),
-              lambda p: adaptim.SGD(p, lr=0.1, momentum=0.9))
+    _same_run(
+        lambda p: adaptim.SGD(p, lr=0.1, momentum=0.9, dampening=0, differentiable=False, fused=None),
+        lambda p: adaptim.SGD(p, lr=0.1, momentum=0.9),
+    )
     _same_run(lambda p: adaptim.SGD(p, lr=0.1, fused=False), lambda p: adaptim.SGD(p, lr=0.1))
 
 
 def test_adagrad_torch_switches_at_their_defaults():
-    _same_run(lambda p: adaptim.AdaGrad(p, lr=0.1, lr_decay=0, differentiable=False, fused=False),
-              lambda p: adaptim.AdaGrad(p, lr=0.1))
+    _same_run(
+        lambda p: adaptim.AdaGrad(p, lr=0.1, lr_decay=0, differentiable=False, fused=False),
+        lambda p: adaptim.AdaGrad(p, lr=0.1),
+    )
 
 
 def test_adagrad_lr_decay_advice_gives_torchs_steps():
@@ -134,14 +160,17 @@ def test_adagrad_lr_decay_advice_gives_torchs_steps():
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda p: adaptim.SGD(p, lr=0.1, momentum=0.9, dampening=0.1), r"dampening=0.1: .*drop dampening"),
-    (lambda p: adaptim.SGD(p, lr=0.1, differentiable=True), r"differentiable=True: .*drop differentiable=True"),
-    (lambda p: adaptim.SGD(p, lr=0.1, fused=True), r"fused=True: adaptim.SGD has no fused kernel; drop fused=True"),
-    (lambda p: adaptim.AdaGrad(p, differentiable=True), r"differentiable=True"),
-    (lambda p: adaptim.AdaGrad(p, fused=True), r"fused=True: adaptim.AdaGrad has no fused kernel"),
-    (lambda p: adaptim.SGD([{"params": p, "dampening": 0.5}], lr=0.1), r"dampening=0.5"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda p: adaptim.SGD(p, lr=0.1, momentum=0.9, dampening=0.1), r"dampening=0.1: .*drop dampening"),
+        (lambda p: adaptim.SGD(p, lr=0.1, differentiable=True), r"differentiable=True: .*drop differentiable=True"),
+        (lambda p: adaptim.SGD(p, lr=0.1, fused=True), r"fused=True: adaptim.SGD has no fused kernel; drop fused=True"),
+        (lambda p: adaptim.AdaGrad(p, differentiable=True), r"differentiable=True"),
+        (lambda p: adaptim.AdaGrad(p, fused=True), r"fused=True: adaptim.AdaGrad has no fused kernel"),
+        (lambda p: adaptim.SGD([{"params": p, "dampening": 0.5}], lr=0.1), r"dampening=0.5"),
+    ],
+)
 def test_sgd_adagrad_refusals_say_what_to_write(make, match):
     with pytest.raises(ValueError, match=match):
         make([_param()])
@@ -150,17 +179,19 @@ def test_sgd_adagrad_refusals_say_what_to_write(make, match):
 # ----------------------------------------------------------------------------------------- Adam, AdamW
 @pytest.mark.parametrize("cls", [adaptim.Adam, adaptim.AdamW])
 def test_adam_torch_switches_at_their_defaults(cls):
-    _same_run(lambda p: cls(p, lr=0.01, capturable=False, differentiable=False, fused=None),
-              lambda p: cls(p, lr=0.01))
+    _same_run(lambda p: cls(p, lr=0.01, capturable=False, differentiable=False, fused=None), lambda p: cls(p, lr=0.01))
     _same_run(lambda p: cls([{"params": p, "fused": False}], lr=0.01), lambda p: cls(p, lr=0.01))
 
 
 @pytest.mark.parametrize("cls", [adaptim.Adam, adaptim.AdamW])
-@pytest.mark.parametrize("name,match", [
-    ("capturable", r"capturable=True: adaptim.Adam\w* keeps its step counts on the CPU.*drop capturable=True"),
-    ("differentiable", r"differentiable=True: .*torch.no_grad\(\).*drop differentiable=True"),
-    ("fused", r"fused=True: adaptim.Adam\w* has no fused kernel; drop fused=True"),
-])
+@pytest.mark.parametrize(
+    "name,match",
+    [
+        ("capturable", r"capturable=True: adaptim.Adam\w* keeps its step counts on the CPU.*drop capturable=True"),
+        ("differentiable", r"differentiable=True: .*torch.no_grad\(\).*drop differentiable=True"),
+        ("fused", r"fused=True: adaptim.Adam\w* has no fused kernel; drop fused=True"),
+    ],
+)
 def test_adam_refusals_say_what_to_write(cls, name, match):
     with pytest.raises(ValueError, match=match):
         cls([_param()], **{name: True})
@@ -171,19 +202,23 @@ def test_adam_refusals_say_what_to_write(cls, name, match):
 
 
 # ------------------------------------------------------------------------------------------------ Muon
-@pytest.mark.parametrize("fn,adjust", [(None, "original"), ("original", "original"),
-                                       ("match_rms_adamw", "match_rms_adamw")])
+@pytest.mark.parametrize(
+    "fn,adjust", [(None, "original"), ("original", "original"), ("match_rms_adamw", "match_rms_adamw")]
+)
 def test_muon_adjust_lr_fn_has_torchs_meaning(fn, adjust):
     _same_run(lambda p: adaptim.Muon(p, adjust_lr_fn=fn), lambda p: adaptim.Muon(p, adjust_lr=adjust), steps=5)
     opt = adaptim.Muon([{"params": [_param()], "adjust_lr_fn": fn}])
     assert opt.param_groups[0]["adjust_lr"] == adjust and "adjust_lr_fn" not in opt.param_groups[0]
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(adjust_lr_fn="sqrt"), r"adjust_lr_fn must be None, 'original' or 'match_rms_adamw'"),
-    (dict(adjust_lr_fn=None, adjust_lr=None), r"adjust_lr_fn=None .*adjust_lr=None .*adjust_lr='original'"),
-    (dict(adjust_lr_fn="original", adjust_lr="match_rms_adamw"), r"pass one of them"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(adjust_lr_fn="sqrt"), r"adjust_lr_fn must be None, 'original' or 'match_rms_adamw'"),
+        (dict(adjust_lr_fn=None, adjust_lr=None), r"adjust_lr_fn=None .*adjust_lr=None .*adjust_lr='original'"),
+        (dict(adjust_lr_fn="original", adjust_lr="match_rms_adamw"), r"pass one of them"),
+    ],
+)
 def test_muon_refusals_say_what_to_write(kwargs, match):
     with pytest.raises(ValueError, match=match):
         adaptim.Muon([_param()], **kwargs)
@@ -191,18 +226,23 @@ def test_muon_refusals_say_what_to_write(kwargs, match):
 
 # ------------------------------------------------------------------------------------------- Adafactor
 def test_adafactor_beta2_decay_and_d_are_decay_rate_and_clip_threshold():
-    _same_run(lambda p: adaptim.Adafactor(p, beta2_decay=-0.5, d=0.5),
-              lambda p: adaptim.Adafactor(p, decay_rate=-0.5, clip_threshold=0.5))
+    _same_run(
+        lambda p: adaptim.Adafactor(p, beta2_decay=-0.5, d=0.5),
+        lambda p: adaptim.Adafactor(p, decay_rate=-0.5, clip_threshold=0.5),
+    )
     opt = adaptim.Adafactor([{"params": [_param()], "beta2_decay": -0.6, "d": 2.0}])
     assert opt.param_groups[0]["decay_rate"] == -0.6 and opt.param_groups[0]["clip_threshold"] == 2.0
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(beta2_decay=-0.5, decay_rate=-0.6), r"beta2_decay=-0.5 .*decay_rate=-0.6"),
-    (dict(d=2.0, clip_threshold=0.5), r"d=2.0 .*clip_threshold=0.5"),
-    (dict(eps=(None, 1e-3)), r"eps\[0\]=None .*torch.optim.Adafactor.*eps=\(1e-30, 1e-3\)"),
-    (dict(d=0.0), r"clip_threshold must lie in \(0.0, inf\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(beta2_decay=-0.5, decay_rate=-0.6), r"beta2_decay=-0.5 .*decay_rate=-0.6"),
+        (dict(d=2.0, clip_threshold=0.5), r"d=2.0 .*clip_threshold=0.5"),
+        (dict(eps=(None, 1e-3)), r"eps\[0\]=None .*torch.optim.Adafactor.*eps=\(1e-30, 1e-3\)"),
+        (dict(d=0.0), r"clip_threshold must lie in \(0.0, inf\]"),
+    ],
+)
 def test_adafactor_refusals_say_what_to_write(kwargs, match):
     with pytest.raises(ValueError, match=match):
         adaptim.Adafactor([_param()], **kwargs)

@@ -41,15 +41,23 @@ def _trajectory(make, schedule):
 
 PAIRS = {
     # torch.optim.Adam(decoupled_weight_decay=True) is AdamW: lambda_t = lr_t weight_decay
-    "adam_decoupled": (lambda p: adaptim.Adam(p, lr=0.01, weight_decay=0.5, decoupled_weight_decay=True),
-                       lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.5, decoupled_weight_decay=True)),
-    "adamw_default": (lambda p: adaptim.AdamW(p, lr=0.01, weight_decay=0.5),
-                      lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.5)),
-    "adamw_decoupled_true": (lambda p: adaptim.AdamW(p, lr=0.01, weight_decay=0.5, decoupled_weight_decay=True),
-                             lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.5)),
+    "adam_decoupled": (
+        lambda p: adaptim.Adam(p, lr=0.01, weight_decay=0.5, decoupled_weight_decay=True),
+        lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.5, decoupled_weight_decay=True),
+    ),
+    "adamw_default": (
+        lambda p: adaptim.AdamW(p, lr=0.01, weight_decay=0.5),
+        lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.5),
+    ),
+    "adamw_decoupled_true": (
+        lambda p: adaptim.AdamW(p, lr=0.01, weight_decay=0.5, decoupled_weight_decay=True),
+        lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.5),
+    ),
     # AdamW(decoupled_weight_decay=False) is Adam with the L2 term
-    "adamw_decoupled_false": (lambda p: adaptim.AdamW(p, lr=0.01, weight_decay=0.5, decoupled_weight_decay=False),
-                              lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.5)),
+    "adamw_decoupled_false": (
+        lambda p: adaptim.AdamW(p, lr=0.01, weight_decay=0.5, decoupled_weight_decay=False),
+        lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.5),
+    ),
 }
 
 
@@ -64,9 +72,11 @@ def test_decoupled_weight_decay_has_torchs_meaning(name, schedule):
 def test_adam_and_adamw_group_entries_mirror_torch():
     """torch.optim.AdamW's groups always hold decoupled_weight_decay=True, torch.optim.Adam's False by default."""
     p = [torch.zeros(2, requires_grad=True)]
-    for ours, theirs in ((adaptim.Adam(p), torch.optim.Adam(p)), (adaptim.AdamW(p), torch.optim.AdamW(p)),
-                         (adaptim.Adam(p, decoupled_weight_decay=True),
-                          torch.optim.Adam(p, decoupled_weight_decay=True))):
+    for ours, theirs in (
+        (adaptim.Adam(p), torch.optim.Adam(p)),
+        (adaptim.AdamW(p), torch.optim.AdamW(p)),
+        (adaptim.Adam(p, decoupled_weight_decay=True), torch.optim.Adam(p, decoupled_weight_decay=True)),
+    ):
         assert ours.param_groups[0]["decoupled_weight_decay"] is theirs.param_groups[0]["decoupled_weight_decay"]
 
 

@@ -10,5 +10,19 @@ from adaptim.bench.report import write_results, write_sweep
 from adaptim.bench.runner import run_bench, run_one, run_sweep, state_bytes
 from adaptim.bench.tasks import TASKS, Task, make_task
 
-__all__ = ["OPTIMIZERS", "OptimizerSpec", "from_class", "register", "sweep_grid", "TASKS", "Task", "make_task",
-           "run_bench", "run_one", "run_sweep", "state_bytes", "write_results", "write_sweep"]
+__all__ = [
+    "OPTIMIZERS",
+    "OptimizerSpec",
+    "from_class",
+    "register",
+    "sweep_grid",
+    "TASKS",
+    "Task",
+    "make_task",
+    "run_bench",
+    "run_one",
+    "run_sweep",
+    "state_bytes",
+    "write_results",
+    "write_sweep",
+]

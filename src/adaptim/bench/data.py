@@ -20,9 +20,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["ArraySplit", "Corpus", "stratified_split", "load_digits_split", "load_breast_cancer_split",
-           "load_stdlib_corpus", "stdlib_source_files", "encode_chars", "unigram_entropy_bits", "CHAR_VOCAB_SIZE",
-           "OTHER_CHAR_ID"]
+__all__ = [
+    "ArraySplit",
+    "Corpus",
+    "stratified_split",
+    "load_digits_split",
+    "load_breast_cancer_split",
+    "load_stdlib_corpus",
+    "stdlib_source_files",
+    "encode_chars",
+    "unigram_entropy_bits",
+    "CHAR_VOCAB_SIZE",
+    "OTHER_CHAR_ID",
+]
 
 #: token ids 0..127 are the ASCII code points; every non-ASCII character is the single token 128
 OTHER_CHAR_ID = 128
@@ -64,7 +74,7 @@ def stratified_split(labels: np.ndarray, val_every: int = 5) -> tuple[np.ndarray
     val = np.zeros(len(labels), dtype=bool)
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
-        val[idx[val_every - 1::val_every]] = True
+        val[idx[val_every - 1 :: val_every]] = True
     return np.flatnonzero(~val), np.flatnonzero(val)
 
 
@@ -157,8 +167,7 @@ def unigram_entropy_bits(tokens: np.ndarray, vocab_size: int = CHAR_VOCAB_SIZE) 
 
 
 @functools.lru_cache(maxsize=4)
-def load_stdlib_corpus(val_every: int = 10, max_files: int | None = None,
-                       stdlib_dir: str | None = None) -> Corpus:
+def load_stdlib_corpus(val_every: int = 10, max_files: int | None = None, stdlib_dir: str | None = None) -> Corpus:
     """Read the standard library's source as one character stream per split.
 
     Files come in the order of :func:`stdlib_source_files`; every ``val_every``-th file (the 10th, 20th, ...)
@@ -178,8 +187,9 @@ def load_stdlib_corpus(val_every: int = 10, max_files: int | None = None,
     files = stdlib_source_files(stdlib_dir)
     if max_files is not None:
         if max_files < val_every:
-            raise ValueError(f"max_files must be >= val_every ({val_every}) so validation is not empty, "
-                             f"got {max_files!r}")
+            raise ValueError(
+                f"max_files must be >= val_every ({val_every}) so validation is not empty, got {max_files!r}"
+            )
         files = files[:max_files]
     parts: dict[bool, list[np.ndarray]] = {False: [], True: []}
     val_names = []
@@ -190,6 +200,11 @@ def load_stdlib_corpus(val_every: int = 10, max_files: int | None = None,
             val_names.append(f.name)
     train, val = np.concatenate(parts[False]), np.concatenate(parts[True])
     both = np.concatenate([train, val])
-    return Corpus(train=torch.from_numpy(train), val=torch.from_numpy(val), files=tuple(f.name for f in files),
-                  val_files=tuple(val_names), unigram_entropy_bits=unigram_entropy_bits(both),
-                  sha256=hashlib.sha256(both.tobytes()).hexdigest())
+    return Corpus(
+        train=torch.from_numpy(train),
+        val=torch.from_numpy(val),
+        files=tuple(f.name for f in files),
+        val_files=tuple(val_names),
+        unigram_entropy_bits=unigram_entropy_bits(both),
+        sha256=hashlib.sha256(both.tobytes()).hexdigest(),
+    )

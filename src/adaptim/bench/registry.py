@@ -15,8 +15,8 @@ results are recorded in docs/bench.md; re-run the sweep when a task or an entry 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -24,8 +24,7 @@ from torch import nn
 import adaptim
 from adaptim.optim.factory import NAMED_OPTIMIZERS
 
-__all__ = ["OptimizerSpec", "OPTIMIZERS", "register", "from_class", "from_name", "sweep_grid", "ladder",
-           "ladder_index"]
+__all__ = ["OptimizerSpec", "OPTIMIZERS", "register", "from_class", "from_name", "sweep_grid", "ladder", "ladder_index"]
 
 Factory = Callable[[nn.Module, float], torch.optim.Optimizer]
 

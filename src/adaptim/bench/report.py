@@ -27,31 +27,50 @@ def results_markdown(results: dict[str, Any], images: dict[str, str] | None = No
     ``images`` maps a task name to the file name of its curve plot, linked under the task's table.
     """
     meta, runs = results["meta"], results["runs"]
-    lines = ["# adaptim bench results", "",
-             f"adaptim {meta['adaptim']}, torch {meta['torch']}, Python {meta['python']}, device {meta['device']}, "
-             f"{meta['threads']} thread(s), seed {meta['seed']}; total wall time {meta['total_wall_time_s']:.1f} s.",
-             f"Schedule: {meta['schedule']}.", ""]
+    lines = [
+        "# adaptim bench results",
+        "",
+        f"adaptim {meta['adaptim']}, torch {meta['torch']}, Python {meta['python']}, device {meta['device']}, "
+        f"{meta['threads']} thread(s), seed {meta['seed']}; total wall time {meta['total_wall_time_s']:.1f} s.",
+        f"Schedule: {meta['schedule']}.",
+        "",
+    ]
     for task, info in meta["tasks"].items():
         lines += [f"## {task}", "", f"{info['description']}; model: {info['model']}.", ""]
         if "unigram_entropy_bits" in info:
-            lines += [f"Corpus: {info['corpus']} ({info['n_train_chars']:,} training / {info['n_val_chars']:,} "
-                      f"validation characters). Unigram entropy of the corpus: "
-                      f"**{info['unigram_entropy_bits']:.3f} bits/char**; target for AdamW: below 80% of it, "
-                      f"**{info['target_bits']:.3f} bits/char**.", ""]
+            lines += [
+                f"Corpus: {info['corpus']} ({info['n_train_chars']:,} training / {info['n_val_chars']:,} "
+                f"validation characters). Unigram entropy of the corpus: "
+                f"**{info['unigram_entropy_bits']:.3f} bits/char**; target for AdamW: below 80% of it, "
+                f"**{info['target_bits']:.3f} bits/char**.",
+                "",
+            ]
         if "optimum" in info:
-            lines += [f"Training objective optimum f* = {info['optimum']:.10f} (lambda = {info['l2']:g}; "
-                      f"{info['optimum_solver']}, final gradient norm {info['optimum_grad_norm']:.1e}).", ""]
+            lines += [
+                f"Training objective optimum f* = {info['optimum']:.10f} (lambda = {info['l2']:g}; "
+                f"{info['optimum_solver']}, final gradient norm {info['optimum_grad_norm']:.1e}).",
+                "",
+            ]
         unit = info["loss_unit"]
-        lines += [f"| optimizer | lr | steps | train loss ({unit}) | val loss ({unit}) | val acc | optimality gap "
-                  "| state | wall s | note |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        lines += [
+            f"| optimizer | lr | steps | train loss ({unit}) | val loss ({unit}) | val acc | optimality gap "
+            "| state | wall s | note |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
         for r in (r for r in runs if r["task"] == task):
-            note = (f"skipped: {r['skipped']}" if r["skipped"] else
-                    f"diverged at step {r['diverged']}" if r["diverged"] is not None else "")
+            note = (
+                f"skipped: {r['skipped']}"
+                if r["skipped"]
+                else f"diverged at step {r['diverged']}"
+                if r["diverged"] is not None
+                else ""
+            )
             acc = "-" if r["val_accuracy"] is None else f"{r['val_accuracy']:.1%}"
-            lines.append(f"| {r['optimizer']} | {r['lr']:.3g} | {r['steps']} | {_fmt(r['final_train_loss'], '.4f')} "
-                         f"| {_fmt(r['final_val_loss'], '.4f')} | {acc} | {_fmt(r['optimality_gap'], '.2e')} "
-                         f"| {_bytes(r['state_bytes'])} | {_fmt(r['wall_time_s'], '.2f')} | {note} |")
+            lines.append(
+                f"| {r['optimizer']} | {r['lr']:.3g} | {r['steps']} | {_fmt(r['final_train_loss'], '.4f')} "
+                f"| {_fmt(r['final_val_loss'], '.4f')} | {acc} | {_fmt(r['optimality_gap'], '.2e')} "
+                f"| {_bytes(r['state_bytes'])} | {_fmt(r['wall_time_s'], '.2f')} | {note} |"
+            )
         if images and task in images:
             lines += ["", f"![{task} loss curves]({images[task]})"]
         lines.append("")
@@ -85,7 +104,9 @@ def plot_task(results: dict[str, Any], task: str, path: str | Path) -> None:
         pts = [(s, tr) for s, tr, _ in r["curve"] if tr is not None]
         if f_star is not None:
             pts = [(s, max(tr - f_star, 1e-16)) for s, tr in pts]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, lw=1.2, label=f"{r['optimizer']} ({r['lr']:.3g})")
+        ax.plot(
+            [p[0] for p in pts], [p[1] for p in pts], color=color, lw=1.2, label=f"{r['optimizer']} ({r['lr']:.3g})"
+        )
         if f_star is None:
             val = [(s, v) for s, _, v in r["curve"] if v is not None]
             ax.plot([p[0] for p in val], [p[1] for p in val], "o--", color=color, ms=3, lw=0.6)
@@ -143,11 +164,13 @@ def sweep_markdown(sweep: dict[str, Any]) -> str:
                 lines.append(f"| {r['optimizer']} | - | - | skipped: {r['skipped']} |")
                 continue
             spec = ".2e" if r["metric"] == "optimality_gap" else ".4f"
-            cells = ", ".join(f"{lr:.3g}: {'diverged' if s is None else format(s, spec)}"
-                              for lr, s in zip(r["grid"], r["scores"]))
+            cells = ", ".join(
+                f"{lr:.3g}: {'diverged' if s is None else format(s, spec)}" for lr, s in zip(r["grid"], r["scores"])
+            )
             edge = " (edge)" if r["at_edge"] else ""
-            lines.append(f"| {r['optimizer']} | {_fmt(r['best_lr'], '.3g')}{edge} | {_fmt(r['best_score'], spec)} "
-                         f"| {cells} |")
+            lines.append(
+                f"| {r['optimizer']} | {_fmt(r['best_lr'], '.3g')}{edge} | {_fmt(r['best_score'], spec)} | {cells} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

@@ -14,8 +14,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -24,8 +25,16 @@ import adaptim
 from adaptim.bench.registry import OPTIMIZERS, OptimizerSpec, ladder, ladder_index, sweep_grid
 from adaptim.bench.tasks import TASKS, Task, make_task
 
-__all__ = ["run_one", "run_bench", "run_sweep", "state_bytes", "check_names", "default_threads",
-           "PROGRESS_FRACTION", "SWEEP_TIE"]
+__all__ = [
+    "run_one",
+    "run_bench",
+    "run_sweep",
+    "state_bytes",
+    "check_names",
+    "default_threads",
+    "PROGRESS_FRACTION",
+    "SWEEP_TIE",
+]
 
 #: sweep scores within this (absolute) amount of the lowest count as ties; the smallest tied rate is chosen
 SWEEP_TIE = 1e-12
@@ -69,13 +78,26 @@ def _finite(x: float | None) -> float | None:
 
 
 def _record(task: Task, spec: OptimizerSpec, lr: float, steps: int) -> dict[str, Any]:
-    return {"task": task.name, "optimizer": spec.name, "lr": lr, "steps": steps, "final_train_loss": None,
-            "final_val_loss": None, "val_accuracy": None, "optimality_gap": None, "wall_time_s": None,
-            "state_bytes": None, "curve": [], "skipped": None, "diverged": None}
+    return {
+        "task": task.name,
+        "optimizer": spec.name,
+        "lr": lr,
+        "steps": steps,
+        "final_train_loss": None,
+        "final_val_loss": None,
+        "val_accuracy": None,
+        "optimality_gap": None,
+        "wall_time_s": None,
+        "state_bytes": None,
+        "curve": [],
+        "skipped": None,
+        "diverged": None,
+    }
 
 
-def run_one(task: Task, spec: OptimizerSpec, lr: float, steps: int, seed: int = 0,
-            progress: bool = False) -> dict[str, Any]:
+def run_one(
+    task: Task, spec: OptimizerSpec, lr: float, steps: int, seed: int = 0, progress: bool = False
+) -> dict[str, Any]:
     """Train ``task``'s model with ``spec`` for ``steps`` steps; return the run record of ``results.json``.
 
     The curve has a point at step 0 (training loss on the task's fixed evaluation set) and every
@@ -102,8 +124,14 @@ def run_one(task: Task, spec: OptimizerSpec, lr: float, steps: int, seed: int = 
     first = task.evaluate(model)
     curve = [[0, _finite(first.train_loss), _finite(first.val_loss)]]
     window: list[float] = []
-    bar = tqdm(total=steps, desc=f"{task.name}/{spec.name}", leave=False, disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=steps,
+        desc=f"{task.name}/{spec.name}",
+        leave=False,
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     for step in range(1, steps + 1):
         loss = task.batch_loss(model, generator)
         value = loss.item()
@@ -138,8 +166,9 @@ def run_one(task: Task, spec: OptimizerSpec, lr: float, steps: int, seed: int = 
     return rec
 
 
-def _resolve(tasks: list[str] | None, optimizers: list[str] | None,
-             task_options: dict[str, dict[str, Any]] | None) -> tuple[list[Task], list[OptimizerSpec]]:
+def _resolve(
+    tasks: list[str] | None, optimizers: list[str] | None, task_options: dict[str, dict[str, Any]] | None
+) -> tuple[list[Task], list[OptimizerSpec]]:
     task_names = list(TASKS) if tasks is None else list(tasks)
     opt_names = list(OPTIMIZERS) if optimizers is None else list(optimizers)
     check_names("task", task_names, list(TASKS))
@@ -152,11 +181,21 @@ def _meta(seed: int, threads: int, task_objs: list[Task], **extra: Any) -> dict[
     import numpy
     import sklearn
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "adaptim": adaptim.__version__,
-            "numpy": numpy.__version__, "scikit_learn": sklearn.__version__, "platform": platform.platform(),
-            "device": "cpu", "threads": threads, "deterministic_algorithms": True, "seed": seed,
-            "schedule": "linear warm-up then cosine decay to 0 (adaptim.warmup_cosine)",
-            **extra, "tasks": {t.name: {**t.info(), "warmup_fraction": t.warmup_fraction} for t in task_objs}}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "adaptim": adaptim.__version__,
+        "numpy": numpy.__version__,
+        "scikit_learn": sklearn.__version__,
+        "platform": platform.platform(),
+        "device": "cpu",
+        "threads": threads,
+        "deterministic_algorithms": True,
+        "seed": seed,
+        "schedule": "linear warm-up then cosine decay to 0 (adaptim.warmup_cosine)",
+        **extra,
+        "tasks": {t.name: {**t.info(), "warmup_fraction": t.warmup_fraction} for t in task_objs},
+    }
 
 
 def quality_checks(task_objs: list[Task], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -171,15 +210,28 @@ def quality_checks(task_objs: list[Task], runs: list[dict[str, Any]]) -> list[di
                 continue
             initial, final = r["curve"][0][1], r["final_train_loss"]
             ok = initial is not None and final is not None and final <= PROGRESS_FRACTION * initial
-            checks.append({"task": t.name, "statement": f"{r['optimizer']}: final training loss "
-                           f"{final if final is None else format(final, '.4g')} <= {PROGRESS_FRACTION:g} x initial "
-                           f"{initial if initial is None else format(initial, '.4g')}", "holds": ok})
+            checks.append(
+                {
+                    "task": t.name,
+                    "statement": f"{r['optimizer']}: final training loss "
+                    f"{final if final is None else format(final, '.4g')} <= {PROGRESS_FRACTION:g} x initial "
+                    f"{initial if initial is None else format(initial, '.4g')}",
+                    "holds": ok,
+                }
+            )
     return checks
 
 
-def run_bench(tasks: list[str] | None = None, optimizers: list[str] | None = None, steps: int | None = None,
-              lr: float | None = None, seed: int = 0, threads: int | None = None,
-              task_options: dict[str, dict[str, Any]] | None = None, progress: bool = True) -> dict[str, Any]:
+def run_bench(
+    tasks: list[str] | None = None,
+    optimizers: list[str] | None = None,
+    steps: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    task_options: dict[str, dict[str, Any]] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run every (task, optimizer) pair and return ``{"meta": ..., "runs": [...]}`` (see docs/bench.md).
 
     Args:
@@ -208,14 +260,28 @@ def run_bench(tasks: list[str] | None = None, optimizers: list[str] | None = Non
                 runs.append(run_one(t, spec, run_lr, steps or t.steps, seed=seed, progress=progress))
                 outer.update(1)
         outer.close()
-    meta = _meta(seed, threads, task_objs, steps_override=steps, lr_override=lr,
-                 total_wall_time_s=round(time.perf_counter() - start, 2))
+    meta = _meta(
+        seed,
+        threads,
+        task_objs,
+        steps_override=steps,
+        lr_override=lr,
+        total_wall_time_s=round(time.perf_counter() - start, 2),
+    )
     meta["checks"] = quality_checks(task_objs, runs)
     return {"meta": meta, "runs": runs}
 
 
-def _sweep_pair(task: Task, spec: OptimizerSpec, grid: list[float] | None, steps: int, seed: int,
-                progress: bool, max_extend: int, bar: tqdm) -> dict[str, Any]:
+def _sweep_pair(
+    task: Task,
+    spec: OptimizerSpec,
+    grid: list[float] | None,
+    steps: int,
+    seed: int,
+    progress: bool,
+    max_extend: int,
+    bar: tqdm,
+) -> dict[str, Any]:
     """Score every rate of the grid on one (task, optimizer); extend a default grid past a best end point."""
     rates = list(grid) if grid is not None else sweep_grid(spec.sweep_center)
     scores: dict[float, float | None] = {}
@@ -256,22 +322,38 @@ def _sweep_pair(task: Task, spec: OptimizerSpec, grid: list[float] | None, steps
         bar.total += 1
         score(new)
     best_score, best_lr = best()
-    return {"task": task.name, "optimizer": spec.name, "metric": task.sweep_metric, "grid": rates,
-            "scores": [scores.get(r) for r in rates], "best_lr": best_lr, "best_score": best_score,
-            "skipped": skipped, "at_edge": best_lr is not None and best_lr in (rates[0], rates[-1])}
+    return {
+        "task": task.name,
+        "optimizer": spec.name,
+        "metric": task.sweep_metric,
+        "grid": rates,
+        "scores": [scores.get(r) for r in rates],
+        "best_lr": best_lr,
+        "best_score": best_score,
+        "skipped": skipped,
+        "at_edge": best_lr is not None and best_lr in (rates[0], rates[-1]),
+    }
 
 
-def run_sweep(tasks: list[str] | None = None, optimizers: list[str] | None = None,
-              grid: list[float] | None = None, steps: int | None = None, seed: int = 0,
-              threads: int | None = None, task_options: dict[str, dict[str, Any]] | None = None,
-              progress: bool = True, max_extend: int = 4) -> dict[str, Any]:
+def run_sweep(
+    tasks: list[str] | None = None,
+    optimizers: list[str] | None = None,
+    grid: list[float] | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    task_options: dict[str, dict[str, Any]] | None = None,
+    progress: bool = True,
+    max_extend: int = 4,
+) -> dict[str, Any]:
     """Run a learning-rate grid per (task, optimizer) and pick the best rate of each.
 
     The grid is ``grid`` if given, else :func:`sweep_grid` around the optimizer's ``sweep_center`` (7 rates of
     the 1-3-10 ladder); a default grid whose best rate is an end point is extended by one ladder rate beyond
     it, up to ``max_extend`` times. A rate is scored by its run's ``task.sweep_metric`` (final validation
     loss; the optimality gap, i.e. the training objective minus a constant, for logreg); skipped and diverged
-    runs have no score. Scores within ``SWEEP_TIE`` of the lowest tie, and the smallest tied rate is chosen. Returns ``{"meta": ..., "sweep": [{"task", "optimizer", "metric", "grid", "scores",
+    runs have no score. Scores within ``SWEEP_TIE`` of the lowest tie, and the smallest tied rate is chosen. Returns
+    ``{"meta": ..., "sweep": [{"task", "optimizer", "metric", "grid", "scores",
     "best_lr", "best_score", "at_edge", "skipped"}]}``; ``at_edge`` says the best rate is still an end point.
 
     Raises:
@@ -290,6 +372,12 @@ def run_sweep(tasks: list[str] | None = None, optimizers: list[str] | None = Non
             for spec in specs:
                 rows.append(_sweep_pair(t, spec, grid, steps or t.steps, seed, progress, max_extend, bar))
         bar.close()
-    meta = _meta(seed, threads, task_objs, steps_override=steps, grid=grid,
-                 total_wall_time_s=round(time.perf_counter() - start, 2))
+    meta = _meta(
+        seed,
+        threads,
+        task_objs,
+        steps_override=steps,
+        grid=grid,
+        total_wall_time_s=round(time.perf_counter() - start, 2),
+    )
     return {"meta": meta, "sweep": rows}

@@ -14,8 +14,9 @@ Every size is a constructor argument, so a test can run a task in a fraction of 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,8 +108,13 @@ class DigitsTask(Task):
     log_every = 10
     eval_every = 50
 
-    def __init__(self, hidden: tuple[int, ...] = (128,), batch_size: int = 64, max_train: int | None = None,
-                 steps: int | None = None) -> None:
+    def __init__(
+        self,
+        hidden: tuple[int, ...] = (128,),
+        batch_size: int = 64,
+        max_train: int | None = None,
+        steps: int | None = None,
+    ) -> None:
         self.hidden, self.batch_size, self.max_train = tuple(hidden), batch_size, max_train
         if steps is not None:
             self.steps = steps
@@ -129,13 +135,20 @@ class DigitsTask(Task):
     def evaluate(self, model):
         d = self.data
         logits = model(d.x_val)
-        return Evaluation(train_loss=F.cross_entropy(model(d.x_train), d.y_train).item(),
-                          val_loss=F.cross_entropy(logits, d.y_val).item(),
-                          val_accuracy=(logits.argmax(1) == d.y_val).double().mean().item())
+        return Evaluation(
+            train_loss=F.cross_entropy(model(d.x_train), d.y_train).item(),
+            val_loss=F.cross_entropy(logits, d.y_val).item(),
+            val_accuracy=(logits.argmax(1) == d.y_val).double().mean().item(),
+        )
 
     def info(self):
-        return {**super().info(), "model": f"MLP {'-'.join(map(str, (64, *self.hidden, 10)))}, GELU",
-                "n_train": len(self.data.y_train), "n_val": len(self.data.y_val), "batch_size": self.batch_size}
+        return {
+            **super().info(),
+            "model": f"MLP {'-'.join(map(str, (64, *self.hidden, 10)))}, GELU",
+            "n_train": len(self.data.y_train),
+            "n_val": len(self.data.y_val),
+            "batch_size": self.batch_size,
+        }
 
     def targets(self, runs):
         r = _run_of(runs, "adamw")
@@ -164,9 +177,17 @@ class CharLMTask(Task):
     log_every = 10
     eval_every = 100
 
-    def __init__(self, context: int = 64, d_model: int = 64, n_head: int = 4, n_layer: int = 2,
-                 batch_size: int = 32, n_eval: int = 256, max_files: int | None = None,
-                 steps: int | None = None) -> None:
+    def __init__(
+        self,
+        context: int = 64,
+        d_model: int = 64,
+        n_head: int = 4,
+        n_layer: int = 2,
+        batch_size: int = 32,
+        n_eval: int = 256,
+        max_files: int | None = None,
+        steps: int | None = None,
+    ) -> None:
         self.context, self.d_model, self.n_head, self.n_layer = context, d_model, n_head, n_layer
         self.batch_size, self.n_eval, self.max_files = batch_size, n_eval, max_files
         if steps is not None:
@@ -212,23 +233,34 @@ class CharLMTask(Task):
     def info(self):
         c = self.corpus
         n_params = sum(p.numel() for p in self.build_model().parameters())  # (the runner reseeds every run)
-        return {**super().info(),
-                "model": f"causal transformer, {self.n_layer} layers, d_model {self.d_model}, {self.n_head} heads, "
-                         f"context {self.context}, {n_params} parameters",
-                "corpus": f"{len(c.files)} top-level .py files of the standard library, every 10th to validation",
-                "n_files": len(c.files), "n_train_chars": int(c.train.numel()), "n_val_chars": int(c.val.numel()),
-                "corpus_sha256": c.sha256, "vocab_size": CHAR_VOCAB_SIZE,
-                "unigram_entropy_bits": c.unigram_entropy_bits,
-                "target_bits": 0.8 * c.unigram_entropy_bits, "batch_size": self.batch_size,
-                "eval_chars": self.n_eval * self.context}
+        return {
+            **super().info(),
+            "model": f"causal transformer, {self.n_layer} layers, d_model {self.d_model}, {self.n_head} heads, "
+            f"context {self.context}, {n_params} parameters",
+            "corpus": f"{len(c.files)} top-level .py files of the standard library, every 10th to validation",
+            "n_files": len(c.files),
+            "n_train_chars": int(c.train.numel()),
+            "n_val_chars": int(c.val.numel()),
+            "corpus_sha256": c.sha256,
+            "vocab_size": CHAR_VOCAB_SIZE,
+            "unigram_entropy_bits": c.unigram_entropy_bits,
+            "target_bits": 0.8 * c.unigram_entropy_bits,
+            "batch_size": self.batch_size,
+            "eval_chars": self.n_eval * self.context,
+        }
 
     def targets(self, runs):
         r = _run_of(runs, "adamw")
         if r is None:
             return []
         h = self.corpus.unigram_entropy_bits
-        return [(f"AdamW validation {r['final_val_loss']:.3f} bits/char < 80% of the unigram entropy "
-                 f"{h:.3f} bits = {0.8 * h:.3f}", r["final_val_loss"] < 0.8 * h)]
+        return [
+            (
+                f"AdamW validation {r['final_val_loss']:.3f} bits/char < 80% of the unigram entropy "
+                f"{h:.3f} bits = {0.8 * h:.3f}",
+                r["final_val_loss"] < 0.8 * h,
+            )
+        ]
 
 
 class LogRegTask(Task):
@@ -277,8 +309,13 @@ class LogRegTask(Task):
             r = (1.0 / (1.0 + np.exp(-z)) - y) / n  # d f / d z_i
             return f, np.concatenate([x.T @ r + self.l2 * w, [r.sum()]])
 
-        res = minimize(fun, np.zeros(d + 1), jac=True, method="L-BFGS-B",
-                       options={"gtol": 1e-10, "ftol": 0.0, "maxiter": 10_000, "maxfun": 20_000})
+        res = minimize(
+            fun,
+            np.zeros(d + 1),
+            jac=True,
+            method="L-BFGS-B",
+            options={"gtol": 1e-10, "ftol": 0.0, "maxiter": 10_000, "maxfun": 20_000},
+        )
         # evaluate f* with the same torch code as the runs, so the gap has no formula-rounding offset
         model = self.model_at(res.x)
         with torch.no_grad():
@@ -312,22 +349,36 @@ class LogRegTask(Task):
     def evaluate(self, model):
         d = self.data
         acc = ((model(d.x_val).squeeze(1) > 0).long() == d.y_val).double().mean().item()
-        return Evaluation(train_loss=self._objective(model, d.x_train, d.y_train).item(),
-                          val_loss=self._logistic(model, d.x_val, d.y_val).item(), val_accuracy=acc)
+        return Evaluation(
+            train_loss=self._objective(model, d.x_train, d.y_train).item(),
+            val_loss=self._logistic(model, d.x_val, d.y_val).item(),
+            val_accuracy=acc,
+        )
 
     def optimality_gap(self, train_loss):
         return train_loss - self.f_star
 
     def info(self):
-        return {**super().info(), "model": "logistic regression, 30 weights + bias, float64",
-                "n_train": len(self.data.y_train), "n_val": len(self.data.y_val), "l2": self.l2,
-                "optimum": self.f_star, "optimum_solver": "scipy.optimize.minimize L-BFGS-B, gtol 1e-10",
-                "optimum_grad_norm": self.ref_grad_norm, "optimum_iterations": self.ref_iterations}
+        return {
+            **super().info(),
+            "model": "logistic regression, 30 weights + bias, float64",
+            "n_train": len(self.data.y_train),
+            "n_val": len(self.data.y_val),
+            "l2": self.l2,
+            "optimum": self.f_star,
+            "optimum_solver": "scipy.optimize.minimize L-BFGS-B, gtol 1e-10",
+            "optimum_grad_norm": self.ref_grad_norm,
+            "optimum_iterations": self.ref_iterations,
+        }
 
     def targets(self, runs):
         done = [r for r in runs if not r.get("skipped")]
-        return [("optimality gap reported for every optimizer run",
-                 all(r["optimality_gap"] is not None and math.isfinite(r["optimality_gap"]) for r in done))]
+        return [
+            (
+                "optimality gap reported for every optimizer run",
+                all(r["optimality_gap"] is not None and math.isfinite(r["optimality_gap"]) for r in done),
+            )
+        ]
 
 
 #: task name -> constructor (called with keyword options; the defaults are the bench's default setting)

@@ -46,8 +46,16 @@ import torch
 from adaptim.functional.common import StepFn, apply_update_, bias_correction, bucket_indices, ema_, stack, unstack_
 from adaptim.linalg.norms import rms
 
-__all__ = ["adafactor_single", "adafactor_batched", "adafactor_directions", "adafactor_last_stage",
-           "adafactor_beta2", "adafactor_step_size", "factored_second_moment", "rms_clip"]
+__all__ = [
+    "adafactor_single",
+    "adafactor_batched",
+    "adafactor_directions",
+    "adafactor_last_stage",
+    "adafactor_beta2",
+    "adafactor_step_size",
+    "factored_second_moment",
+    "rms_clip",
+]
 
 
 def adafactor_step_size(step: int, lr: float | None, relative_step: bool, warmup_init: bool) -> float:
@@ -68,7 +76,7 @@ def adafactor_beta2(step: int, beta2: float | None, decay_rate: float) -> tuple[
     """(beta_t, c_t): a float beta2 gives (beta2, 1/(1 - beta2^t)) (bias-corrected EMA of (52));
     ``None`` gives (1 - t^decay_rate, 1) (change (5) of 4.7.1; beta_1 = 0, so no bias arises)."""
     if beta2 is None:
-        return 1.0 - step ** decay_rate, 1.0
+        return 1.0 - step**decay_rate, 1.0
     return beta2, 1.0 / bias_correction(beta2, step)
 
 
@@ -110,8 +118,9 @@ def _layer_rms(x: torch.Tensor) -> torch.Tensor:
     return rms(x, tuple(range(1, x.dim()))).view(-1, *([1] * (x.dim() - 1)))
 
 
-def _direction_single(w, g, exp_avg, row, col, v, t, *, beta1, beta2, decay_rate, eps1, eps2, clip_threshold,
-                      scale_parameter) -> torch.Tensor:
+def _direction_single(
+    w, g, exp_avg, row, col, v, t, *, beta1, beta2, decay_rate, eps1, eps2, clip_threshold, scale_parameter
+) -> torch.Tensor:
     beta_t, corr = adafactor_beta2(t, beta2, decay_rate)
     g2 = g * g + eps1
     if row is not None:
@@ -129,13 +138,30 @@ def _direction_single(w, g, exp_avg, row, col, v, t, *, beta1, beta2, decay_rate
     return u * torch.clamp(rms(w), min=eps2) if scale_parameter else u
 
 
-def _directions_batched(params, grads, exp_avgs, rows, cols, sqs, steps, *, beta1, beta2, decay_rate, eps1, eps2,
-                        clip_threshold, scale_parameter) -> list[torch.Tensor]:
+def _directions_batched(
+    params,
+    grads,
+    exp_avgs,
+    rows,
+    cols,
+    sqs,
+    steps,
+    *,
+    beta1,
+    beta2,
+    decay_rate,
+    eps1,
+    eps2,
+    clip_threshold,
+    scale_parameter,
+) -> list[torch.Tensor]:
     out: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
     # one bucket per shape, kind of state and step count, so beta_t, c_t and 1 - beta_t stay Python floats
     # (formed in float32, 1 - fl32(0.999) would be off by 1e-5)
-    buckets = bucket_indices(params, key=lambda i, w: (tuple(w.shape), w.dtype, w.device, rows[i] is not None,
-                                                       exp_avgs[i] is not None, steps[i]))
+    buckets = bucket_indices(
+        params,
+        key=lambda i, w: (tuple(w.shape), w.dtype, w.device, rows[i] is not None, exp_avgs[i] is not None, steps[i]),
+    )
     for (*_, factored, momentum, t), idx in buckets.items():
         beta_t, corr = adafactor_beta2(t, beta2, decay_rate)
         G = stack(grads, idx)
@@ -168,10 +194,24 @@ def _directions_batched(params, grads, exp_avgs, rows, cols, sqs, steps, *, beta
     return out
 
 
-def adafactor_directions(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps, *,
-                         beta1: float | None, beta2: float | None, decay_rate: float, eps1: float, eps2: float,
-                         clip_threshold: float | None, scale_parameter: bool,
-                         batched: bool = True) -> list[torch.Tensor]:
+def adafactor_directions(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sq_rows,
+    exp_avg_sq_cols,
+    exp_avg_sqs,
+    steps,
+    *,
+    beta1: float | None,
+    beta2: float | None,
+    decay_rate: float,
+    eps1: float,
+    eps2: float,
+    clip_threshold: float | None,
+    scale_parameter: bool,
+    batched: bool = True,
+) -> list[torch.Tensor]:
     """Update the moments in place and return D_t = max(eps2, RMS(W_t)) Uhat_t (``scale_parameter``) or Uhat_t.
 
     Args:
@@ -186,17 +226,34 @@ def adafactor_directions(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_co
     Returns:
         New tensors of the parameters' shapes.
     """
-    kw = dict(beta1=beta1, beta2=beta2, decay_rate=decay_rate, eps1=eps1, eps2=eps2,
-              clip_threshold=clip_threshold, scale_parameter=scale_parameter)
+    kw = dict(
+        beta1=beta1,
+        beta2=beta2,
+        decay_rate=decay_rate,
+        eps1=eps1,
+        eps2=eps2,
+        clip_threshold=clip_threshold,
+        scale_parameter=scale_parameter,
+    )
     if batched:
-        return _directions_batched(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps,
-                                   **kw)
-    return [_direction_single(*args, **kw) for args in zip(params, grads, exp_avgs, exp_avg_sq_rows,
-                                                           exp_avg_sq_cols, exp_avg_sqs, steps)]
+        return _directions_batched(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps, **kw)
+    return [
+        _direction_single(*args, **kw)
+        for args in zip(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps)
+    ]
 
 
-def adafactor_last_stage(params, directions, steps, *, lr: float | None, relative_step: bool, warmup_init: bool,
-                         weight_decay: float, step: StepFn = apply_update_) -> None:
+def adafactor_last_stage(
+    params,
+    directions,
+    steps,
+    *,
+    lr: float | None,
+    relative_step: bool,
+    warmup_init: bool,
+    weight_decay: float,
+    step: StepFn = apply_update_,
+) -> None:
     """W <- (1 - rho_t weight_decay) W - rho_t D_t, rho_t = :func:`adafactor_step_size` of each parameter's t:
     one call ``step(params, directions, rho_t, rho_t * weight_decay)`` per distinct rho_t (one in the usual case
     of equal step counts)."""
@@ -205,21 +262,80 @@ def adafactor_last_stage(params, directions, steps, *, lr: float | None, relativ
         step([params[i] for i in idx], [directions[i] for i in idx], rho, rho * weight_decay)
 
 
-def _adafactor(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps, *, lr, beta1, beta2,
-               decay_rate, eps1, eps2, clip_threshold, relative_step, scale_parameter, warmup_init, weight_decay,
-               step, batched) -> None:
-    directions = adafactor_directions(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs,
-                                      steps, beta1=beta1, beta2=beta2, decay_rate=decay_rate, eps1=eps1, eps2=eps2,
-                                      clip_threshold=clip_threshold, scale_parameter=scale_parameter,
-                                      batched=batched)
-    adafactor_last_stage(params, directions, steps, lr=lr, relative_step=relative_step, warmup_init=warmup_init,
-                         weight_decay=weight_decay, step=step)
+def _adafactor(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sq_rows,
+    exp_avg_sq_cols,
+    exp_avg_sqs,
+    steps,
+    *,
+    lr,
+    beta1,
+    beta2,
+    decay_rate,
+    eps1,
+    eps2,
+    clip_threshold,
+    relative_step,
+    scale_parameter,
+    warmup_init,
+    weight_decay,
+    step,
+    batched,
+) -> None:
+    directions = adafactor_directions(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sq_rows,
+        exp_avg_sq_cols,
+        exp_avg_sqs,
+        steps,
+        beta1=beta1,
+        beta2=beta2,
+        decay_rate=decay_rate,
+        eps1=eps1,
+        eps2=eps2,
+        clip_threshold=clip_threshold,
+        scale_parameter=scale_parameter,
+        batched=batched,
+    )
+    adafactor_last_stage(
+        params,
+        directions,
+        steps,
+        lr=lr,
+        relative_step=relative_step,
+        warmup_init=warmup_init,
+        weight_decay=weight_decay,
+        step=step,
+    )
 
 
-def adafactor_single(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps, *,
-                     lr: float | None, beta1: float | None, beta2: float | None, decay_rate: float, eps1: float,
-                     eps2: float, clip_threshold: float | None, relative_step: bool, scale_parameter: bool,
-                     warmup_init: bool, weight_decay: float, step: StepFn = apply_update_) -> None:
+def adafactor_single(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sq_rows,
+    exp_avg_sq_cols,
+    exp_avg_sqs,
+    steps,
+    *,
+    lr: float | None,
+    beta1: float | None,
+    beta2: float | None,
+    decay_rate: float,
+    eps1: float,
+    eps2: float,
+    clip_threshold: float | None,
+    relative_step: bool,
+    scale_parameter: bool,
+    warmup_init: bool,
+    weight_decay: float,
+    step: StepFn = apply_update_,
+) -> None:
     """One Adafactor step on each parameter, in place (the literal loop of the module's equations).
 
     :func:`adafactor_directions` then :func:`adafactor_last_stage`; the arguments are theirs. ``lr`` is the
@@ -230,10 +346,28 @@ def adafactor_single(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, 
     _adafactor(**locals(), batched=False)
 
 
-def adafactor_batched(params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_sqs, steps, *,
-                      lr: float | None, beta1: float | None, beta2: float | None, decay_rate: float, eps1: float,
-                      eps2: float, clip_threshold: float | None, relative_step: bool, scale_parameter: bool,
-                      warmup_init: bool, weight_decay: float, step: StepFn = apply_update_) -> None:
+def adafactor_batched(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sq_rows,
+    exp_avg_sq_cols,
+    exp_avg_sqs,
+    steps,
+    *,
+    lr: float | None,
+    beta1: float | None,
+    beta2: float | None,
+    decay_rate: float,
+    eps1: float,
+    eps2: float,
+    clip_threshold: float | None,
+    relative_step: bool,
+    scale_parameter: bool,
+    warmup_init: bool,
+    weight_decay: float,
+    step: StepFn = apply_update_,
+) -> None:
     """The step of :func:`adafactor_single`, with parameters of one shape, dtype, device, kind of state and step
     count stacked and updated as one batch. Same arguments; equal to rounding."""
     _adafactor(**locals(), batched=True)

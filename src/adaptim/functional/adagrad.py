@@ -27,9 +27,16 @@ import torch
 from adaptim.functional.common import add_l2, apply_update_, safe_denominator_
 from adaptim.linalg import psd_power
 
-__all__ = ["adagrad_single", "adagrad_foreach", "adagrad_direction_single", "adagrad_direction_foreach",
-           "adagrad_norm_step", "adagrad_norm_step_size", "full_matrix_adagrad_single",
-           "full_matrix_adagrad_direction"]
+__all__ = [
+    "adagrad_single",
+    "adagrad_foreach",
+    "adagrad_direction_single",
+    "adagrad_direction_foreach",
+    "adagrad_norm_step",
+    "adagrad_norm_step_size",
+    "full_matrix_adagrad_single",
+    "full_matrix_adagrad_direction",
+]
 
 
 def _direction(w: torch.Tensor, g: torch.Tensor, s: torch.Tensor, eps: float, weight_decay: float) -> torch.Tensor:
@@ -40,8 +47,9 @@ def _direction(w: torch.Tensor, g: torch.Tensor, s: torch.Tensor, eps: float, we
     return torch.div(g, den, out=den)
 
 
-def adagrad_direction_single(params: list[torch.Tensor], grads: list[torch.Tensor], sums: list[torch.Tensor], *,
-                             eps: float, weight_decay: float) -> list[torch.Tensor]:
+def adagrad_direction_single(
+    params: list[torch.Tensor], grads: list[torch.Tensor], sums: list[torch.Tensor], *, eps: float, weight_decay: float
+) -> list[torch.Tensor]:
     """The directions d_t = g / (sqrt(S_t) + eps) of diagonal AdaGrad (44) (module doc), updating S in place.
 
     Args:
@@ -56,8 +64,9 @@ def adagrad_direction_single(params: list[torch.Tensor], grads: list[torch.Tenso
     return [_direction(w, g, s, eps, weight_decay) for w, g, s in zip(params, grads, sums)]
 
 
-def adagrad_direction_foreach(params: list[torch.Tensor], grads: list[torch.Tensor], sums: list[torch.Tensor], *,
-                              eps: float, weight_decay: float) -> list[torch.Tensor]:
+def adagrad_direction_foreach(
+    params: list[torch.Tensor], grads: list[torch.Tensor], sums: list[torch.Tensor], *, eps: float, weight_decay: float
+) -> list[torch.Tensor]:
     """The same directions as :func:`adagrad_direction_single` with ``torch._foreach_*`` kernels (bitwise equal)."""
     if not params:
         return []
@@ -69,8 +78,16 @@ def adagrad_direction_foreach(params: list[torch.Tensor], grads: list[torch.Tens
     return list(torch._foreach_div(grads, den))
 
 
-def adagrad_single(params: list[torch.Tensor], grads: list[torch.Tensor], sums: list[torch.Tensor], *,
-                   lr: float, eps: float, weight_decay: float, step_fn: Callable = apply_update_) -> None:
+def adagrad_single(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    sums: list[torch.Tensor],
+    *,
+    lr: float,
+    eps: float,
+    weight_decay: float,
+    step_fn: Callable = apply_update_,
+) -> None:
     """One diagonal AdaGrad step (44) on each parameter, in place: d_t of :func:`adagrad_direction_single`, then
     ``step_fn(w, d, lr, 0.0)`` per parameter (default: w <- w - lr d).
 
@@ -84,8 +101,16 @@ def adagrad_single(params: list[torch.Tensor], grads: list[torch.Tensor], sums: 
         step_fn(w, _direction(w, g, s, eps, weight_decay), lr, 0.0)
 
 
-def adagrad_foreach(params: list[torch.Tensor], grads: list[torch.Tensor], sums: list[torch.Tensor], *,
-                    lr: float, eps: float, weight_decay: float, step_fn: Callable = apply_update_) -> None:
+def adagrad_foreach(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    sums: list[torch.Tensor],
+    *,
+    lr: float,
+    eps: float,
+    weight_decay: float,
+    step_fn: Callable = apply_update_,
+) -> None:
     """The same step as :func:`adagrad_single` with ``torch._foreach_*`` kernels (bitwise equal); ``step_fn`` is
     called once, on the lists."""
     if not params:
@@ -110,11 +135,19 @@ def adagrad_norm_step_size(grads: list[torch.Tensor], sum_sq: float, *, lr: floa
     sum_sq = sum_sq + sum(float(g.double().pow(2).sum()) for g in grads)
     if sum_sq == 0:
         return 0.0, sum_sq
-    return lr / (sum_sq ** 0.5 + eps), sum_sq
+    return lr / (sum_sq**0.5 + eps), sum_sq
 
 
-def adagrad_norm_step(params: list[torch.Tensor], grads: list[torch.Tensor], sum_sq: float, *, lr: float,
-                      eps: float, foreach: bool = True, step_fn: Callable = apply_update_) -> float:
+def adagrad_norm_step(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    sum_sq: float,
+    *,
+    lr: float,
+    eps: float,
+    foreach: bool = True,
+    step_fn: Callable = apply_update_,
+) -> float:
     """The scalar AdaGrad step (33): eta_t of :func:`adagrad_norm_step_size`, then ``step_fn(params, grads, eta_t,
     0.0)`` (default: w <- w - eta_t g_t; skipped while every gradient so far is zero).
 
@@ -137,8 +170,9 @@ def adagrad_norm_step(params: list[torch.Tensor], grads: list[torch.Tensor], sum
     return sum_sq
 
 
-def full_matrix_adagrad_direction(grads: list[torch.Tensor], outer_sums: list[torch.Tensor], *,
-                                  eps: float) -> list[torch.Tensor]:
+def full_matrix_adagrad_direction(
+    grads: list[torch.Tensor], outer_sums: list[torch.Tensor], *, eps: float
+) -> list[torch.Tensor]:
     """Full-matrix AdaGrad's directions (Section 3.2.1): O_t = O_{t-1} + g g^T, d_t = (O_t + eps I)^{-1/2} g.
 
     Each gradient is flattened (row-major) to a vector of length d. The inverse root comes from a symmetric
@@ -166,9 +200,15 @@ def full_matrix_adagrad_direction(grads: list[torch.Tensor], outer_sums: list[to
     return out
 
 
-def full_matrix_adagrad_single(params: list[torch.Tensor], grads: list[torch.Tensor],
-                               outer_sums: list[torch.Tensor], *, lr: float, eps: float,
-                               step_fn: Callable = apply_update_) -> None:
+def full_matrix_adagrad_single(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    outer_sums: list[torch.Tensor],
+    *,
+    lr: float,
+    eps: float,
+    step_fn: Callable = apply_update_,
+) -> None:
     """One full-matrix AdaGrad step (Section 3.2.1) per parameter: d_t of
     :func:`full_matrix_adagrad_direction`, then ``step_fn(w, d, lr, 0.0)`` (default: w <- w - lr d).
 

@@ -41,8 +41,23 @@ def bias_corrections(step: int, beta1: float, beta2: float, nesterov: bool) -> t
     return 1 / bc1, 0.0, bias_correction(beta2, step)
 
 
-def _direction(w, g, m, v, vmax, step: int, *, beta1: float, beta2: float, eps: float, l2: float, amsgrad: bool,
-               nesterov: bool, eps_inside_sqrt: bool, atan2: tuple[float, float] | None) -> torch.Tensor:
+def _direction(
+    w,
+    g,
+    m,
+    v,
+    vmax,
+    step: int,
+    *,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    l2: float,
+    amsgrad: bool,
+    nesterov: bool,
+    eps_inside_sqrt: bool,
+    atan2: tuple[float, float] | None,
+) -> torch.Tensor:
     cm, cg, bc2 = bias_corrections(step, beta1, beta2, nesterov)
     g = add_l2(g, w, l2)
     ema_(m, g, beta1)
@@ -63,10 +78,23 @@ def _direction(w, g, m, v, vmax, step: int, *, beta1: float, beta2: float, eps: 
     return mbar.div_(den)
 
 
-def adam_direction_single(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, beta1: float,
-                          beta2: float, eps: float, l2: float = 0.0, amsgrad: bool = False, nesterov: bool = False,
-                          eps_inside_sqrt: bool = False,
-                          atan2: tuple[float, float] | None = None) -> list[torch.Tensor]:
+def adam_direction_single(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    max_exp_avg_sqs,
+    steps,
+    *,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    l2: float = 0.0,
+    amsgrad: bool = False,
+    nesterov: bool = False,
+    eps_inside_sqrt: bool = False,
+    atan2: tuple[float, float] | None = None,
+) -> list[torch.Tensor]:
     """The direction d_t of Figure 1 (module doc) for each parameter, updating the moments in place.
 
     Args:
@@ -81,16 +109,39 @@ def adam_direction_single(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
     Returns:
         d_t per parameter, new tensors of the parameters' shapes and dtypes.
     """
-    kw = dict(beta1=beta1, beta2=beta2, eps=eps, l2=l2, amsgrad=amsgrad, nesterov=nesterov,
-              eps_inside_sqrt=eps_inside_sqrt, atan2=atan2)
-    return [_direction(w, g, m, v, max_exp_avg_sqs[i] if amsgrad else None, steps[i], **kw)
-            for i, (w, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs))]
+    kw = dict(
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        l2=l2,
+        amsgrad=amsgrad,
+        nesterov=nesterov,
+        eps_inside_sqrt=eps_inside_sqrt,
+        atan2=atan2,
+    )
+    return [
+        _direction(w, g, m, v, max_exp_avg_sqs[i] if amsgrad else None, steps[i], **kw)
+        for i, (w, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs))
+    ]
 
 
-def adam_direction_foreach(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, beta1: float,
-                           beta2: float, eps: float, l2: float = 0.0, amsgrad: bool = False, nesterov: bool = False,
-                           eps_inside_sqrt: bool = False,
-                           atan2: tuple[float, float] | None = None) -> list[torch.Tensor]:
+def adam_direction_foreach(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    max_exp_avg_sqs,
+    steps,
+    *,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    l2: float = 0.0,
+    amsgrad: bool = False,
+    nesterov: bool = False,
+    eps_inside_sqrt: bool = False,
+    atan2: tuple[float, float] | None = None,
+) -> list[torch.Tensor]:
     """The same directions as :func:`adam_direction_single` with ``torch._foreach_*`` kernels (bitwise equal)."""
     if not params:
         return []
@@ -125,10 +176,26 @@ def adam_direction_foreach(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs
     return list(mbar)
 
 
-def adam_single(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr: float, beta1: float,
-                beta2: float, eps: float, l2: float = 0.0, decay: float = 0.0, amsgrad: bool = False,
-                nesterov: bool = False, eps_inside_sqrt: bool = False, atan2: tuple[float, float] | None = None,
-                step_fn: Callable = apply_update_) -> None:
+def adam_single(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    max_exp_avg_sqs,
+    steps,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    l2: float = 0.0,
+    decay: float = 0.0,
+    amsgrad: bool = False,
+    nesterov: bool = False,
+    eps_inside_sqrt: bool = False,
+    atan2: tuple[float, float] | None = None,
+    step_fn: Callable = apply_update_,
+) -> None:
     """One step of Figure 1 on each parameter, in place: d_t of :func:`adam_direction_single`, then
     ``step_fn(w, d, lr, decay)`` per parameter (default: w <- (1 - decay) w - lr d).
 
@@ -141,21 +208,62 @@ def adam_single(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *,
         atan2: ``(a, b)`` for Adam-atan2, or ``None``.
         step_fn: the last stage, ``step_fn(params, directions, lr, decay)`` (one tensor or lists of them).
     """
-    kw = dict(beta1=beta1, beta2=beta2, eps=eps, l2=l2, amsgrad=amsgrad, nesterov=nesterov,
-              eps_inside_sqrt=eps_inside_sqrt, atan2=atan2)
+    kw = dict(
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        l2=l2,
+        amsgrad=amsgrad,
+        nesterov=nesterov,
+        eps_inside_sqrt=eps_inside_sqrt,
+        atan2=atan2,
+    )
     for i, (w, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs)):
         step_fn(w, _direction(w, g, m, v, max_exp_avg_sqs[i] if amsgrad else None, steps[i], **kw), lr, decay)
 
 
-def adam_foreach(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr: float, beta1: float,
-                 beta2: float, eps: float, l2: float = 0.0, decay: float = 0.0, amsgrad: bool = False,
-                 nesterov: bool = False, eps_inside_sqrt: bool = False, atan2: tuple[float, float] | None = None,
-                 step_fn: Callable = apply_update_) -> None:
+def adam_foreach(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    max_exp_avg_sqs,
+    steps,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    l2: float = 0.0,
+    decay: float = 0.0,
+    amsgrad: bool = False,
+    nesterov: bool = False,
+    eps_inside_sqrt: bool = False,
+    atan2: tuple[float, float] | None = None,
+    step_fn: Callable = apply_update_,
+) -> None:
     """The same step as :func:`adam_single` with ``torch._foreach_*`` kernels (bitwise equal); ``step_fn`` is
     called once, on the lists."""
     if not params:
         return
-    step_fn(params, adam_direction_foreach(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
-                                           beta1=beta1, beta2=beta2, eps=eps, l2=l2, amsgrad=amsgrad,
-                                           nesterov=nesterov, eps_inside_sqrt=eps_inside_sqrt, atan2=atan2),
-            lr, decay)
+    step_fn(
+        params,
+        adam_direction_foreach(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            max_exp_avg_sqs,
+            steps,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            l2=l2,
+            amsgrad=amsgrad,
+            nesterov=nesterov,
+            eps_inside_sqrt=eps_inside_sqrt,
+            atan2=atan2,
+        ),
+        lr,
+        decay,
+    )

@@ -44,8 +44,7 @@ import torch
 from adaptim.functional.common import StepFn, apply_update_, bias_correction, bucket_indices, ema_, stack, unstack_
 from adaptim.linalg.nmf import nmf_step
 
-__all__ = ["adam_nmf_single", "adam_nmf_batched", "adam_nmf_directions", "floored_square", "REL_FLOOR",
-           "ABS_FLOOR"]
+__all__ = ["adam_nmf_single", "adam_nmf_batched", "adam_nmf_directions", "floored_square", "REL_FLOOR", "ABS_FLOOR"]
 
 #: the floor added to G^2 is max(REL_FLOOR * mean(G^2), ABS_FLOOR), the mean over each matrix (or vector)
 REL_FLOOR = 1e-10
@@ -83,9 +82,16 @@ def _direction_single(g, a, b, m, t, *, beta1, eps) -> torch.Tensor:
 
 def _directions_batched(grads, factors_a, factors_b, exp_avgs, steps, *, beta1, eps) -> list[torch.Tensor]:
     out: list[torch.Tensor] = [None] * len(grads)  # type: ignore[list-item]
-    buckets = bucket_indices(grads, key=lambda i, g: (tuple(g.shape), g.dtype, g.device,
-                                                      None if factors_a[i] is None else factors_a[i].shape[-1],
-                                                      exp_avgs[i] is not None))
+    buckets = bucket_indices(
+        grads,
+        key=lambda i, g: (
+            tuple(g.shape),
+            g.dtype,
+            g.device,
+            None if factors_a[i] is None else factors_a[i].shape[-1],
+            exp_avgs[i] is not None,
+        ),
+    )
     for (*_, rank, momentum), idx in buckets.items():
         G = stack(grads, idx)
         C = floored_square(G, batch_dims=1)
@@ -108,8 +114,9 @@ def _directions_batched(grads, factors_a, factors_b, exp_avgs, steps, *, beta1, 
     return out
 
 
-def adam_nmf_directions(grads, factors_a, factors_b, exp_avgs, steps, *, beta1: float, eps: float,
-                        batched: bool = True) -> list[torch.Tensor]:
+def adam_nmf_directions(
+    grads, factors_a, factors_b, exp_avgs, steps, *, beta1: float, eps: float, batched: bool = True
+) -> list[torch.Tensor]:
     """Refit the factors and the first moment in place; return D_t = N_t / (sqrt(A_t B_t) + eps) per parameter
     (vectors and scalars: N_t / (sqrt(g_t^2 + f_t) + eps)).
 
@@ -127,19 +134,37 @@ def adam_nmf_directions(grads, factors_a, factors_b, exp_avgs, steps, *, beta1: 
     """
     if batched:
         return _directions_batched(grads, factors_a, factors_b, exp_avgs, steps, beta1=beta1, eps=eps)
-    return [_direction_single(*args, beta1=beta1, eps=eps)
-            for args in zip(grads, factors_a, factors_b, exp_avgs, steps)]
+    return [
+        _direction_single(*args, beta1=beta1, eps=eps) for args in zip(grads, factors_a, factors_b, exp_avgs, steps)
+    ]
 
 
-def _adam_nmf(params, grads, factors_a, factors_b, exp_avgs, steps, *, lr, beta1, eps, weight_decay, step,
-              batched) -> None:
+def _adam_nmf(
+    params, grads, factors_a, factors_b, exp_avgs, steps, *, lr, beta1, eps, weight_decay, step, batched
+) -> None:
     if params:
-        step(params, adam_nmf_directions(grads, factors_a, factors_b, exp_avgs, steps, beta1=beta1, eps=eps,
-                                         batched=batched), lr, lr * weight_decay)
+        step(
+            params,
+            adam_nmf_directions(grads, factors_a, factors_b, exp_avgs, steps, beta1=beta1, eps=eps, batched=batched),
+            lr,
+            lr * weight_decay,
+        )
 
 
-def adam_nmf_single(params, grads, factors_a, factors_b, exp_avgs, steps, *, lr: float, beta1: float, eps: float,
-                    weight_decay: float, step: StepFn = apply_update_) -> None:
+def adam_nmf_single(
+    params,
+    grads,
+    factors_a,
+    factors_b,
+    exp_avgs,
+    steps,
+    *,
+    lr: float,
+    beta1: float,
+    eps: float,
+    weight_decay: float,
+    step: StepFn = apply_update_,
+) -> None:
     """One AdamNMF step on each parameter, in place (the literal loop).
 
     :func:`adam_nmf_directions` (whose arguments these are), then the last stage
@@ -153,8 +178,20 @@ def adam_nmf_single(params, grads, factors_a, factors_b, exp_avgs, steps, *, lr:
     _adam_nmf(**locals(), batched=False)
 
 
-def adam_nmf_batched(params, grads, factors_a, factors_b, exp_avgs, steps, *, lr: float, beta1: float, eps: float,
-                     weight_decay: float, step: StepFn = apply_update_) -> None:
+def adam_nmf_batched(
+    params,
+    grads,
+    factors_a,
+    factors_b,
+    exp_avgs,
+    steps,
+    *,
+    lr: float,
+    beta1: float,
+    eps: float,
+    weight_decay: float,
+    step: StepFn = apply_update_,
+) -> None:
     """The step of :func:`adam_nmf_single` with parameters of one shape, dtype, device, rank and kind of state
     stacked: one batched EM round per stack. Same arguments; equal to rounding."""
     _adam_nmf(**locals(), batched=True)

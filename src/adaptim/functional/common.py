@@ -29,14 +29,25 @@ from __future__ import annotations
 import enum
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
-from typing import Union
 
 import torch
 
-__all__ = ["WeightDecay", "ema_", "ema_sq_", "bias_correction", "safe_denominator_", "add_l2", "decay_",
-           "apply_update_", "StepFn", "bucket_indices", "stack", "unstack_"]
+__all__ = [
+    "WeightDecay",
+    "ema_",
+    "ema_sq_",
+    "bias_correction",
+    "safe_denominator_",
+    "add_l2",
+    "decay_",
+    "apply_update_",
+    "StepFn",
+    "bucket_indices",
+    "stack",
+    "unstack_",
+]
 
-Tensors = Union[torch.Tensor, Sequence[torch.Tensor]]
+Tensors = torch.Tensor | Sequence[torch.Tensor]
 
 
 def _many(x) -> bool:
@@ -72,7 +83,7 @@ def ema_sq_(avg: Tensors, x: Tensors, beta: float) -> None:
 
 def bias_correction(beta: float, step: int) -> float:
     """1 - beta^t, the bias correction of an EMA started at 0 after ``step`` >= 1 updates (Figure 1 (b))."""
-    return 1 - beta ** step
+    return 1 - beta**step
 
 
 def safe_denominator_(den: Tensors, eps: float) -> None:
@@ -83,7 +94,7 @@ def safe_denominator_(den: Tensors, eps: float) -> None:
     """
     if eps != 0:
         return
-    for d in (den if _many(den) else [den]):
+    for d in den if _many(den) else [den]:
         d.masked_fill_(d == 0, 1.0)
 
 
@@ -91,9 +102,9 @@ def safe_denominator_(den: Tensors, eps: float) -> None:
 class WeightDecay(str, enum.Enum):
     """The three ways weight decay enters an update (see the module doc)."""
 
-    L2 = "l2"                  #: wd * w added to the gradient before any statistic
-    DECOUPLED = "decoupled"    #: w <- (1 - lambda_t) w, applied by the last stage
-    DIRECTION = "direction"    #: wd * w added to the search direction after preconditioning
+    L2 = "l2"  #: wd * w added to the gradient before any statistic
+    DECOUPLED = "decoupled"  #: w <- (1 - lambda_t) w, applied by the last stage
+    DIRECTION = "direction"  #: wd * w added to the search direction after preconditioning
 
 
 def add_l2(xs: Tensors, params: Tensors, coeff: float) -> Tensors:
@@ -146,8 +157,9 @@ def _default_key(t: torch.Tensor) -> Hashable:
     return (tuple(t.shape), t.dtype, t.device)
 
 
-def bucket_indices(tensors: Sequence[torch.Tensor],
-                   key: Callable[[int, torch.Tensor], Hashable] | None = None) -> dict[Hashable, list[int]]:
+def bucket_indices(
+    tensors: Sequence[torch.Tensor], key: Callable[[int, torch.Tensor], Hashable] | None = None
+) -> dict[Hashable, list[int]]:
     """Indices of ``tensors`` grouped into buckets, in first-seen order.
 
     Args:
@@ -161,8 +173,9 @@ def bucket_indices(tensors: Sequence[torch.Tensor],
     return dict(buckets)
 
 
-def stack(tensors: Sequence[torch.Tensor], idx: Sequence[int],
-          view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+def stack(
+    tensors: Sequence[torch.Tensor], idx: Sequence[int], view: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
     """``torch.stack`` of ``tensors[i]`` for i in ``idx`` (each passed through ``view`` first, e.g. a matrix view):
     a new (len(idx), ...) tensor; write changes back with :func:`unstack_`."""
     return torch.stack([tensors[i] if view is None else view(tensors[i]) for i in idx])

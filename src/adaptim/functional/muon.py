@@ -28,7 +28,7 @@ batched matrix product may round differently from the same products taken one at
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -43,7 +43,7 @@ __all__ = ["ADJUST_LR", "adjust_lr_ratio", "muon_momentum_", "muon_directions", 
 ADJUST_LR = ("original", "match_rms_adamw", None)
 
 
-def adjust_lr_ratio(shape: Sequence[int], adjust_lr: Optional[str]) -> float:
+def adjust_lr_ratio(shape: Sequence[int], adjust_lr: str | None) -> float:
     """The factor a(m, n) multiplying Muon's lr for a parameter of ``shape`` (flattened to m x n).
 
     * "original" (Jordan et al., 2024): sqrt(max(1, m / n)); for U V^T of an m x n matrix this makes the update's
@@ -66,8 +66,14 @@ def adjust_lr_ratio(shape: Sequence[int], adjust_lr: Optional[str]) -> float:
     return 1.0
 
 
-def muon_momentum_(grads: list[torch.Tensor], momentum_buffers: list[torch.Tensor], *, momentum: float,
-                   nesterov: bool, foreach: bool = True) -> list[torch.Tensor]:
+def muon_momentum_(
+    grads: list[torch.Tensor],
+    momentum_buffers: list[torch.Tensor],
+    *,
+    momentum: float,
+    nesterov: bool,
+    foreach: bool = True,
+) -> list[torch.Tensor]:
     """The momentum stage: M_t = mu M_{t-1} + (1 - mu) G_t in place, and N_t returned.
 
     Args:
@@ -97,9 +103,15 @@ def _orth(X: torch.Tensor, orth: str, ns_coefficients, ns_steps: int) -> torch.T
     return orthogonalize(X, method=orth)
 
 
-def muon_directions(updates: list[torch.Tensor], *, adjust_lr: Optional[str] = "original", ns_coefficients="jordan",
-                    ns_steps: int = 5, orthogonalize: str = "newton_schulz",
-                    batched: bool = True) -> list[torch.Tensor]:
+def muon_directions(
+    updates: list[torch.Tensor],
+    *,
+    adjust_lr: str | None = "original",
+    ns_coefficients="jordan",
+    ns_steps: int = 5,
+    orthogonalize: str = "newton_schulz",
+    batched: bool = True,
+) -> list[torch.Tensor]:
     """The orthogonalization stage: D = a(m, n) Orth(N) for each N of ``updates`` (read only).
 
     Args:
@@ -132,19 +144,51 @@ def muon_directions(updates: list[torch.Tensor], *, adjust_lr: Optional[str] = "
     return out
 
 
-def _muon(params, grads, momentum_buffers, *, lr, momentum, nesterov, weight_decay, adjust_lr, ns_coefficients,
-          ns_steps, orthogonalize, step, batched) -> None:
+def _muon(
+    params,
+    grads,
+    momentum_buffers,
+    *,
+    lr,
+    momentum,
+    nesterov,
+    weight_decay,
+    adjust_lr,
+    ns_coefficients,
+    ns_steps,
+    orthogonalize,
+    step,
+    batched,
+) -> None:
     if not params:
         return
     updates = muon_momentum_(grads, momentum_buffers, momentum=momentum, nesterov=nesterov, foreach=batched)
-    directions = muon_directions(updates, adjust_lr=adjust_lr, ns_coefficients=ns_coefficients, ns_steps=ns_steps,
-                                 orthogonalize=orthogonalize, batched=batched)
+    directions = muon_directions(
+        updates,
+        adjust_lr=adjust_lr,
+        ns_coefficients=ns_coefficients,
+        ns_steps=ns_steps,
+        orthogonalize=orthogonalize,
+        batched=batched,
+    )
     step(params, directions, lr, lr * weight_decay)
 
 
-def muon_single(params, grads, momentum_buffers, *, lr: float, momentum: float, nesterov: bool,
-                weight_decay: float = 0.0, adjust_lr: Optional[str] = "original", ns_coefficients="jordan",
-                ns_steps: int = 5, orthogonalize: str = "newton_schulz", step: StepFn = apply_update_) -> None:
+def muon_single(
+    params,
+    grads,
+    momentum_buffers,
+    *,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float = 0.0,
+    adjust_lr: str | None = "original",
+    ns_coefficients="jordan",
+    ns_steps: int = 5,
+    orthogonalize: str = "newton_schulz",
+    step: StepFn = apply_update_,
+) -> None:
     """One Muon step on each parameter, in place; the literal loop of the module's three stages.
 
     Args:
@@ -162,8 +206,20 @@ def muon_single(params, grads, momentum_buffers, *, lr: float, momentum: float, 
     _muon(**locals(), batched=False)
 
 
-def muon_batched(params, grads, momentum_buffers, *, lr: float, momentum: float, nesterov: bool,
-                 weight_decay: float = 0.0, adjust_lr: Optional[str] = "original", ns_coefficients="jordan",
-                 ns_steps: int = 5, orthogonalize: str = "newton_schulz", step: StepFn = apply_update_) -> None:
+def muon_batched(
+    params,
+    grads,
+    momentum_buffers,
+    *,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float = 0.0,
+    adjust_lr: str | None = "original",
+    ns_coefficients="jordan",
+    ns_steps: int = 5,
+    orthogonalize: str = "newton_schulz",
+    step: StepFn = apply_update_,
+) -> None:
     """The step of :func:`muon_single` with foreach momentum and one batched orthogonalization per matrix shape."""
     _muon(**locals(), batched=True)

@@ -37,9 +37,17 @@ def _direction(w, g, m, v, beta1: float, beta2: float, eps: float, weight_decay:
     return torch.div(g, den, out=den)
 
 
-def rmsprop_direction_single(params: list[torch.Tensor], grads: list[torch.Tensor],
-                             exp_avgs: list[torch.Tensor] | None, exp_avg_sqs: list[torch.Tensor], *, beta1: float,
-                             beta2: float, eps: float, weight_decay: float) -> list[torch.Tensor]:
+def rmsprop_direction_single(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor] | None,
+    exp_avg_sqs: list[torch.Tensor],
+    *,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+) -> list[torch.Tensor]:
     """The directions d_t = m_t / (sqrt(v_t) + eps) of (45) (module doc), updating the moments in place.
 
     Args:
@@ -52,13 +60,23 @@ def rmsprop_direction_single(params: list[torch.Tensor], grads: list[torch.Tenso
     Returns:
         d_t per parameter, new tensors of the parameters' shapes and dtypes.
     """
-    return [_direction(w, g, exp_avgs[i] if beta1 != 0 else None, v, beta1, beta2, eps, weight_decay)
-            for i, (w, g, v) in enumerate(zip(params, grads, exp_avg_sqs))]
+    return [
+        _direction(w, g, exp_avgs[i] if beta1 != 0 else None, v, beta1, beta2, eps, weight_decay)
+        for i, (w, g, v) in enumerate(zip(params, grads, exp_avg_sqs))
+    ]
 
 
-def rmsprop_direction_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
-                              exp_avgs: list[torch.Tensor] | None, exp_avg_sqs: list[torch.Tensor], *, beta1: float,
-                              beta2: float, eps: float, weight_decay: float) -> list[torch.Tensor]:
+def rmsprop_direction_foreach(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor] | None,
+    exp_avg_sqs: list[torch.Tensor],
+    *,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+) -> list[torch.Tensor]:
     """The same directions as :func:`rmsprop_direction_single` with ``torch._foreach_*`` kernels (bitwise equal)."""
     if not params:
         return []
@@ -73,9 +91,19 @@ def rmsprop_direction_foreach(params: list[torch.Tensor], grads: list[torch.Tens
     return list(torch._foreach_div(grads, den))
 
 
-def rmsprop_single(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor] | None,
-                   exp_avg_sqs: list[torch.Tensor], *, lr: float, beta1: float, beta2: float, eps: float,
-                   weight_decay: float, step_fn: Callable = apply_update_) -> None:
+def rmsprop_single(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor] | None,
+    exp_avg_sqs: list[torch.Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    step_fn: Callable = apply_update_,
+) -> None:
     """One RMSProp step (45) on each parameter, in place: d_t of :func:`rmsprop_direction_single`, then
     ``step_fn(w, d, lr, 0.0)`` per parameter (default: w <- w - lr d).
 
@@ -86,12 +114,28 @@ def rmsprop_single(params: list[torch.Tensor], grads: list[torch.Tensor], exp_av
         step_fn(w, d, lr, 0.0)
 
 
-def rmsprop_foreach(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor] | None,
-                    exp_avg_sqs: list[torch.Tensor], *, lr: float, beta1: float, beta2: float, eps: float,
-                    weight_decay: float, step_fn: Callable = apply_update_) -> None:
+def rmsprop_foreach(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor] | None,
+    exp_avg_sqs: list[torch.Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    step_fn: Callable = apply_update_,
+) -> None:
     """The same step as :func:`rmsprop_single` with ``torch._foreach_*`` kernels (bitwise equal); ``step_fn`` is
     called once, on the lists."""
     if not params:
         return
-    step_fn(params, rmsprop_direction_foreach(params, grads, exp_avgs, exp_avg_sqs, beta1=beta1, beta2=beta2,
-                                              eps=eps, weight_decay=weight_decay), lr, 0.0)
+    step_fn(
+        params,
+        rmsprop_direction_foreach(
+            params, grads, exp_avgs, exp_avg_sqs, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay
+        ),
+        lr,
+        0.0,
+    )

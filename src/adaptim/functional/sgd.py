@@ -33,8 +33,9 @@ from adaptim.functional.common import add_l2, apply_update_
 __all__ = ["sgd_single", "sgd_foreach", "sgd_direction_single", "sgd_direction_foreach", "lookahead_point"]
 
 
-def _direction(w: torch.Tensor, g: torch.Tensor, v: torch.Tensor | None, momentum: float, nesterov: bool,
-               weight_decay: float) -> torch.Tensor:
+def _direction(
+    w: torch.Tensor, g: torch.Tensor, v: torch.Tensor | None, momentum: float, nesterov: bool, weight_decay: float
+) -> torch.Tensor:
     g = add_l2(g, w, weight_decay)
     if momentum != 0:
         v.mul_(momentum).add_(g)
@@ -42,8 +43,15 @@ def _direction(w: torch.Tensor, g: torch.Tensor, v: torch.Tensor | None, momentu
     return g
 
 
-def sgd_direction_single(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor] | None, *,
-                         momentum: float, nesterov: bool, weight_decay: float) -> list[torch.Tensor]:
+def sgd_direction_single(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    bufs: list[torch.Tensor] | None,
+    *,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+) -> list[torch.Tensor]:
     """The direction d_t of each parameter (see the module doc), updating the velocities in place.
 
     Args:
@@ -57,12 +65,21 @@ def sgd_direction_single(params: list[torch.Tensor], grads: list[torch.Tensor], 
         d_t per parameter: ``grads[i]`` itself (mu = 0, wd = 0) or ``bufs[i]`` itself (heavy ball) where no new
         tensor is needed; treat them as read only.
     """
-    return [_direction(w, g, bufs[i] if momentum != 0 else None, momentum, nesterov, weight_decay)
-            for i, (w, g) in enumerate(zip(params, grads))]
+    return [
+        _direction(w, g, bufs[i] if momentum != 0 else None, momentum, nesterov, weight_decay)
+        for i, (w, g) in enumerate(zip(params, grads))
+    ]
 
 
-def sgd_direction_foreach(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor] | None,
-                          *, momentum: float, nesterov: bool, weight_decay: float) -> list[torch.Tensor]:
+def sgd_direction_foreach(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    bufs: list[torch.Tensor] | None,
+    *,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+) -> list[torch.Tensor]:
     """The same directions as :func:`sgd_direction_single` with ``torch._foreach_*`` kernels (bitwise equal)."""
     if not params:
         return []
@@ -74,9 +91,17 @@ def sgd_direction_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
     return list(grads)
 
 
-def sgd_single(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor] | None, *,
-               lr: float, momentum: float, nesterov: bool, weight_decay: float,
-               step_fn: Callable = apply_update_) -> None:
+def sgd_single(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    bufs: list[torch.Tensor] | None,
+    *,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+    step_fn: Callable = apply_update_,
+) -> None:
     """One SGD step on each parameter, in place: d_t of :func:`sgd_direction_single`, then
     ``step_fn(w, d, lr, 0.0)`` per parameter (default: w <- w - lr d, (21)/(26)).
 
@@ -91,19 +116,32 @@ def sgd_single(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list
         step_fn(w, _direction(w, g, bufs[i] if momentum != 0 else None, momentum, nesterov, weight_decay), lr, 0.0)
 
 
-def sgd_foreach(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor] | None, *,
-                lr: float, momentum: float, nesterov: bool, weight_decay: float,
-                step_fn: Callable = apply_update_) -> None:
+def sgd_foreach(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    bufs: list[torch.Tensor] | None,
+    *,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+    step_fn: Callable = apply_update_,
+) -> None:
     """The same step as :func:`sgd_single` with ``torch._foreach_*`` kernels (bitwise equal); ``step_fn`` is
     called once, on the lists."""
     if not params:
         return
-    step_fn(params, sgd_direction_foreach(params, grads, bufs, momentum=momentum, nesterov=nesterov,
-                                          weight_decay=weight_decay), lr, 0.0)
+    step_fn(
+        params,
+        sgd_direction_foreach(params, grads, bufs, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay),
+        lr,
+        0.0,
+    )
 
 
-def lookahead_point(params: list[torch.Tensor], bufs: list[torch.Tensor], *, lr: float, momentum: float,
-                    foreach: bool = True) -> list[torch.Tensor]:
+def lookahead_point(
+    params: list[torch.Tensor], bufs: list[torch.Tensor], *, lr: float, momentum: float, foreach: bool = True
+) -> list[torch.Tensor]:
     """The look-ahead points x_t = w_t - eta_t mu v_{t-1} of (28), as new tensors (``params`` and ``bufs`` are read).
 
     Args:

@@ -62,15 +62,38 @@ from typing import Any
 
 import torch
 
-from adaptim.functional.common import (StepFn, add_l2, apply_update_, bias_correction, bucket_indices, ema_, ema_sq_,
-                                      stack)
+from adaptim.functional.common import (
+    StepFn,
+    add_l2,
+    apply_update_,
+    bias_correction,
+    bucket_indices,
+    ema_,
+    ema_sq_,
+    stack,
+)
 from adaptim.linalg import psd_power
 from adaptim.linalg.views import matrix_view_shape
 
-__all__ = ["block_slices", "shampoo_view_shape", "shampoo_exponent", "mode_gram", "mode_product",
-           "init_shampoo_state", "ShampooBlock", "ShampooPreconditioner", "update_statistics", "compute_roots",
-           "precondition", "shampoo_directions", "shampoo_single", "shampoo_batched", "idealized_shampoo_directions",
-           "idealized_shampoo_single", "idealized_shampoo_batched"]
+__all__ = [
+    "block_slices",
+    "shampoo_view_shape",
+    "shampoo_exponent",
+    "mode_gram",
+    "mode_product",
+    "init_shampoo_state",
+    "ShampooBlock",
+    "ShampooPreconditioner",
+    "update_statistics",
+    "compute_roots",
+    "precondition",
+    "shampoo_directions",
+    "shampoo_single",
+    "shampoo_batched",
+    "idealized_shampoo_directions",
+    "idealized_shampoo_single",
+    "idealized_shampoo_batched",
+]
 
 
 # ------------------------------------------------------------------------------------------------ layout
@@ -80,8 +103,9 @@ def block_slices(shape: tuple[int, ...], max_dim: int) -> list[tuple[slice, ...]
     Returns the index tuples of the grid's blocks in row-major order (a tensor with no long dimension is one
     block). Example: shape (5, 7), max_dim 3 gives rows 0:3, 3:5 times columns 0:3, 3:6, 6:7, six blocks.
     """
-    chunks = [[slice(s, min(s + max_dim, n)) for s in range(0, n, max_dim)] if n > max_dim else [slice(0, n)]
-              for n in shape]
+    chunks = [
+        [slice(s, min(s + max_dim, n)) for s in range(0, n, max_dim)] if n > max_dim else [slice(0, n)] for n in shape
+    ]
     return list(itertools.product(*chunks))
 
 
@@ -114,8 +138,9 @@ def _view_shape(shape: Sequence[int], matrix_view: bool) -> tuple[int, ...]:
     return matrix_view_shape(shape) if matrix_view else shampoo_view_shape(tuple(shape))
 
 
-def init_shampoo_state(p: torch.Tensor, max_dim: int, *, matrix_view: bool = False,
-                       cache_roots: bool = True) -> dict[str, torch.Tensor]:
+def init_shampoo_state(
+    p: torch.Tensor, max_dim: int, *, matrix_view: bool = False, cache_roots: bool = True
+) -> dict[str, torch.Tensor]:
     """Zero statistics (and identity cached roots) for the working tensor ``p`` (float32 or float64).
 
     Keys: ``factor_{b}_{i}`` (n_i, n_i) statistic A_i of block b, ``inv_root_{b}_{i}`` its cached inverse root;
@@ -172,8 +197,9 @@ class ShampooPreconditioner:
     diag_root: torch.Tensor | None = None
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], shape: Sequence[int], max_dim: int, *,
-                   matrix_view: bool = False) -> ShampooPreconditioner:
+    def from_state(
+        cls, state: dict[str, Any], shape: Sequence[int], max_dim: int, *, matrix_view: bool = False
+    ) -> ShampooPreconditioner:
         """The preconditioner whose tensors are those of ``state`` (made by :func:`init_shampoo_state` for a
         parameter of ``shape`` with the same ``max_dim`` and ``matrix_view``)."""
         view = _view_shape(shape, matrix_view)
@@ -213,8 +239,7 @@ class ShampooPreconditioner:
         """Step 1: accumulate the blocks' Gram matrices (sums, or the EMA with ``beta2``), in place."""
         update_statistics([self], [grad_blocks], beta2, batched=False)
 
-    def compute_roots(self, step: int, beta2: float | None, eps: float,
-                      exponent_override: float | None = None) -> None:
+    def compute_roots(self, step: int, beta2: float | None, eps: float, exponent_override: float | None = None) -> None:
         """Step 2: recompute and cache the inverse roots from the statistics as used at ``step``."""
         compute_roots([self], [step], beta2, eps, exponent_override, batched=False)
 
@@ -290,8 +315,13 @@ _PRECONDITION = {False: _precondition_loop, True: _precondition_batched}
 
 
 # ------------------------------------------------------------------- the stages, over many preconditioners
-def update_statistics(preconditioners: list[ShampooPreconditioner], grad_blocks: list[list[torch.Tensor]],
-                      beta2: float | None, *, batched: bool = True) -> None:
+def update_statistics(
+    preconditioners: list[ShampooPreconditioner],
+    grad_blocks: list[list[torch.Tensor]],
+    beta2: float | None,
+    *,
+    batched: bool = True,
+) -> None:
     """Step 1 for every parameter: A_i <- A_i + X_(i) X_(i)^T per block and dimension ((53), ``beta2=None``) or
     the EMA b2 A_i + (1 - b2) X_(i) X_(i)^T of 5.1; a diagonal statistic takes x^2 instead. In place.
 
@@ -312,8 +342,15 @@ def update_statistics(preconditioners: list[ShampooPreconditioner], grad_blocks:
         ema_sq_(diag, dx, beta2)
 
 
-def compute_roots(preconditioners: list[ShampooPreconditioner], steps: list[int], beta2: float | None,
-                  eps: float, exponent_override: float | None = None, *, batched: bool = True) -> None:
+def compute_roots(
+    preconditioners: list[ShampooPreconditioner],
+    steps: list[int],
+    beta2: float | None,
+    eps: float,
+    exponent_override: float | None = None,
+    *,
+    batched: bool = True,
+) -> None:
     """Step 2 for every parameter: cache Q_i = (A_i / (1 - b2^t) + eps I)^e, e = ``exponent_override`` or
     -1/(2k), in the roots (diagonal: (a / (1 - b2^t) + eps)^e); one batched eigendecomposition per bucket of
     equal size and exponent when ``batched``."""
@@ -333,8 +370,13 @@ def compute_roots(preconditioners: list[ShampooPreconditioner], steps: list[int]
         torch._foreach_copy_(targets, _POWERS[batched](mats, exps, eps))
 
 
-def precondition(preconditioners: list[ShampooPreconditioner], grad_blocks: list[list[torch.Tensor]], *,
-                 roots: list[list[list[torch.Tensor]]] | None = None, batched: bool = True) -> list[torch.Tensor]:
+def precondition(
+    preconditioners: list[ShampooPreconditioner],
+    grad_blocks: list[list[torch.Tensor]],
+    *,
+    roots: list[list[list[torch.Tensor]]] | None = None,
+    batched: bool = True,
+) -> list[torch.Tensor]:
     """Step 4 for every parameter: the blocks' mode-wise products X x_0 Q_0 ... x_{k-1} Q_{k-1} (diagonal:
     q * x), assembled into new tensors of each preconditioner's view shape.
 
@@ -349,21 +391,36 @@ def precondition(preconditioners: list[ShampooPreconditioner], grad_blocks: list
     ys = _PRECONDITION[batched]([grad_blocks[k][b] for k, b in items], qs)
     out = []
     for k, pc in enumerate(preconditioners):
-        out.append(pc.diag_root * grad_blocks[k][0] if pc.is_diagonal
-                   else torch.empty(pc.shape, dtype=grad_blocks[k][0].dtype, device=grad_blocks[k][0].device))
+        out.append(
+            pc.diag_root * grad_blocks[k][0]
+            if pc.is_diagonal
+            else torch.empty(pc.shape, dtype=grad_blocks[k][0].dtype, device=grad_blocks[k][0].device)
+        )
     for (k, b), y in zip(items, ys):
         out[k][preconditioners[k].blocks[b].slices] = y
     return out
 
 
 # ------------------------------------------------------------------------------------------------ Shampoo
-def shampoo_directions(params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict[str, Any]],
-                       steps: list[int], *, beta2: float | None, eps: float, momentum: float = 0.0,
-                       weight_decay: float = 0.0, precondition_frequency: int = 1,
-                       start_preconditioning_step: int = 1, max_preconditioner_dim: int = 1024,
-                       exponent_override: float | None = None, grafting: str | None = None,
-                       grafting_beta2: float = 0.999, grafting_eps: float = 1e-8,
-                       batched: bool = True) -> list[torch.Tensor]:
+def shampoo_directions(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    states: list[dict[str, Any]],
+    steps: list[int],
+    *,
+    beta2: float | None,
+    eps: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    precondition_frequency: int = 1,
+    start_preconditioning_step: int = 1,
+    max_preconditioner_dim: int = 1024,
+    exponent_override: float | None = None,
+    grafting: str | None = None,
+    grafting_beta2: float = 0.999,
+    grafting_eps: float = 1e-8,
+    batched: bool = True,
+) -> list[torch.Tensor]:
     """Steps 1-5 of the module's Shampoo step: update the state in place and return P_t per parameter.
 
     The last stage is w <- w - lr * P_t (see :func:`shampoo_single`); P_t already holds the weight decay, so the
@@ -440,12 +497,26 @@ def shampoo_directions(params: list[torch.Tensor], grads: list[torch.Tensor], st
     return directions
 
 
-def shampoo_single(params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict[str, Any]],
-                   steps: list[int], *, lr: float, beta2: float | None, eps: float, momentum: float = 0.0,
-                   weight_decay: float = 0.0, precondition_frequency: int = 1, start_preconditioning_step: int = 1,
-                   max_preconditioner_dim: int = 1024, exponent_override: float | None = None,
-                   grafting: str | None = None, grafting_beta2: float = 0.999, grafting_eps: float = 1e-8,
-                   step: StepFn = apply_update_) -> None:
+def shampoo_single(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    states: list[dict[str, Any]],
+    steps: list[int],
+    *,
+    lr: float,
+    beta2: float | None,
+    eps: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    precondition_frequency: int = 1,
+    start_preconditioning_step: int = 1,
+    max_preconditioner_dim: int = 1024,
+    exponent_override: float | None = None,
+    grafting: str | None = None,
+    grafting_beta2: float = 0.999,
+    grafting_eps: float = 1e-8,
+    step: StepFn = apply_update_,
+) -> None:
     """One Shampoo step on each parameter, in place (the literal loop: one eigendecomposition per matrix).
 
     :func:`shampoo_directions` (steps 1-5 of the module doc), then the last stage ``step(params, P, lr, 0.0)``
@@ -453,36 +524,84 @@ def shampoo_single(params: list[torch.Tensor], grads: list[torch.Tensor], states
     eta, in parameter units per unit of preconditioned gradient.
     """
     directions = shampoo_directions(
-        params, grads, states, steps, beta2=beta2, eps=eps, momentum=momentum, weight_decay=weight_decay,
-        precondition_frequency=precondition_frequency, start_preconditioning_step=start_preconditioning_step,
-        max_preconditioner_dim=max_preconditioner_dim, exponent_override=exponent_override, grafting=grafting,
-        grafting_beta2=grafting_beta2, grafting_eps=grafting_eps, batched=False)
+        params,
+        grads,
+        states,
+        steps,
+        beta2=beta2,
+        eps=eps,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        precondition_frequency=precondition_frequency,
+        start_preconditioning_step=start_preconditioning_step,
+        max_preconditioner_dim=max_preconditioner_dim,
+        exponent_override=exponent_override,
+        grafting=grafting,
+        grafting_beta2=grafting_beta2,
+        grafting_eps=grafting_eps,
+        batched=False,
+    )
     if params:
         step(params, directions, lr, 0.0)
 
 
-def shampoo_batched(params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict[str, Any]],
-                    steps: list[int], *, lr: float, beta2: float | None, eps: float, momentum: float = 0.0,
-                    weight_decay: float = 0.0, precondition_frequency: int = 1, start_preconditioning_step: int = 1,
-                    max_preconditioner_dim: int = 1024, exponent_override: float | None = None,
-                    grafting: str | None = None, grafting_beta2: float = 0.999, grafting_eps: float = 1e-8,
-                    step: StepFn = apply_update_) -> None:
+def shampoo_batched(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    states: list[dict[str, Any]],
+    steps: list[int],
+    *,
+    lr: float,
+    beta2: float | None,
+    eps: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    precondition_frequency: int = 1,
+    start_preconditioning_step: int = 1,
+    max_preconditioner_dim: int = 1024,
+    exponent_override: float | None = None,
+    grafting: str | None = None,
+    grafting_beta2: float = 0.999,
+    grafting_eps: float = 1e-8,
+    step: StepFn = apply_update_,
+) -> None:
     """The step of :func:`shampoo_single` with one eigendecomposition per bucket of equal size and exponent and
     batched products per block shape; equal to the loop to rounding."""
     directions = shampoo_directions(
-        params, grads, states, steps, beta2=beta2, eps=eps, momentum=momentum, weight_decay=weight_decay,
-        precondition_frequency=precondition_frequency, start_preconditioning_step=start_preconditioning_step,
-        max_preconditioner_dim=max_preconditioner_dim, exponent_override=exponent_override, grafting=grafting,
-        grafting_beta2=grafting_beta2, grafting_eps=grafting_eps, batched=True)
+        params,
+        grads,
+        states,
+        steps,
+        beta2=beta2,
+        eps=eps,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        precondition_frequency=precondition_frequency,
+        start_preconditioning_step=start_preconditioning_step,
+        max_preconditioner_dim=max_preconditioner_dim,
+        exponent_override=exponent_override,
+        grafting=grafting,
+        grafting_beta2=grafting_beta2,
+        grafting_eps=grafting_eps,
+        batched=True,
+    )
     if params:
         step(params, directions, lr, 0.0)
 
 
 # -------------------------------------------------------------------------------------- IdealizedShampoo
-def idealized_shampoo_directions(params: list[torch.Tensor], grads: list[torch.Tensor],
-                                 states: list[dict[str, Any]], steps: list[int], *, beta2: float, eps: float,
-                                 weight_decay: float = 0.0, max_preconditioner_dim: int = 1024,
-                                 batched: bool = True) -> list[torch.Tensor]:
+def idealized_shampoo_directions(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    states: list[dict[str, Any]],
+    steps: list[int],
+    *,
+    beta2: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    max_preconditioner_dim: int = 1024,
+    batched: bool = True,
+) -> list[torch.Tensor]:
     """The IdealizedShampooIteration's direction D + weight_decay * w per parameter (module doc, (63)-(64)).
 
     Args:
@@ -497,8 +616,10 @@ def idealized_shampoo_directions(params: list[torch.Tensor], grads: list[torch.T
     """
     if not params:
         return []
-    pcs = [ShampooPreconditioner.from_state(st, g.shape, max_preconditioner_dim, matrix_view=True)
-           for st, g in zip(states, grads)]
+    pcs = [
+        ShampooPreconditioner.from_state(st, g.shape, max_preconditioner_dim, matrix_view=True)
+        for st, g in zip(states, grads)
+    ]
     xs = [pc.split(g) for pc, g in zip(pcs, grads)]
     update_statistics(pcs, xs, beta2, batched=batched)
     # step 2: bias-corrected estimates of E[G G^T], E[G^T G]; step 3 with their -1/2 roots, computed afresh
@@ -513,25 +634,60 @@ def idealized_shampoo_directions(params: list[torch.Tensor], grads: list[torch.T
     return add_l2([d.reshape(w.shape) for d, w in zip(directions, params)], params, weight_decay)
 
 
-def idealized_shampoo_single(params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict[str, Any]],
-                             steps: list[int], *, lr: float, beta2: float, eps: float, weight_decay: float = 0.0,
-                             max_preconditioner_dim: int = 1024, step: StepFn = apply_update_) -> None:
+def idealized_shampoo_single(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    states: list[dict[str, Any]],
+    steps: list[int],
+    *,
+    lr: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    max_preconditioner_dim: int = 1024,
+    step: StepFn = apply_update_,
+) -> None:
     """The IdealizedShampooIteration of Section 6.2.1 on each parameter, in place (the literal loop):
     :func:`idealized_shampoo_directions`, then ``step(params, D, lr, 0.0)`` (default w <- w - lr D)."""
-    directions = idealized_shampoo_directions(params, grads, states, steps, beta2=beta2, eps=eps,
-                                              weight_decay=weight_decay,
-                                              max_preconditioner_dim=max_preconditioner_dim, batched=False)
+    directions = idealized_shampoo_directions(
+        params,
+        grads,
+        states,
+        steps,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        max_preconditioner_dim=max_preconditioner_dim,
+        batched=False,
+    )
     if params:
         step(params, directions, lr, 0.0)
 
 
-def idealized_shampoo_batched(params: list[torch.Tensor], grads: list[torch.Tensor],
-                              states: list[dict[str, Any]], steps: list[int], *, lr: float, beta2: float,
-                              eps: float, weight_decay: float = 0.0, max_preconditioner_dim: int = 1024,
-                              step: StepFn = apply_update_) -> None:
+def idealized_shampoo_batched(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    states: list[dict[str, Any]],
+    steps: list[int],
+    *,
+    lr: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    max_preconditioner_dim: int = 1024,
+    step: StepFn = apply_update_,
+) -> None:
     """The step of :func:`idealized_shampoo_single` with batched eigendecompositions; equal to it to rounding."""
-    directions = idealized_shampoo_directions(params, grads, states, steps, beta2=beta2, eps=eps,
-                                              weight_decay=weight_decay,
-                                              max_preconditioner_dim=max_preconditioner_dim, batched=True)
+    directions = idealized_shampoo_directions(
+        params,
+        grads,
+        states,
+        steps,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        max_preconditioner_dim=max_preconditioner_dim,
+        batched=True,
+    )
     if params:
         step(params, directions, lr, 0.0)

@@ -45,8 +45,15 @@ def _delta(M: torch.Tensor, norm: str, rule: str) -> torch.Tensor:
     return D * dual_norm(M, norm)[..., None, None].to(D.dtype)
 
 
-def steepest_directions(grads: list[torch.Tensor], momentum_buffers: list[torch.Tensor] | None, *, norm: str,
-                        rule: str, momentum: float = 0.0, batched: bool = True) -> list[torch.Tensor]:
+def steepest_directions(
+    grads: list[torch.Tensor],
+    momentum_buffers: list[torch.Tensor] | None,
+    *,
+    norm: str,
+    rule: str,
+    momentum: float = 0.0,
+    batched: bool = True,
+) -> list[torch.Tensor]:
     """D(M) (trust region) or ||M||_* D(M) (majorization) per tensor, M the gradient or its EMA.
 
     Args:
@@ -80,12 +87,25 @@ def steepest_directions(grads: list[torch.Tensor], momentum_buffers: list[torch.
 
 def _steepest(params, grads, momentum_buffers, *, lr, norm, rule, momentum, step, batched) -> None:
     if params:
-        step(params, steepest_directions(grads, momentum_buffers, norm=norm, rule=rule, momentum=momentum,
-                                         batched=batched), lr, 0.0)
+        step(
+            params,
+            steepest_directions(grads, momentum_buffers, norm=norm, rule=rule, momentum=momentum, batched=batched),
+            lr,
+            0.0,
+        )
 
 
-def steepest_single(params, grads, momentum_buffers, *, lr: float, norm: str, rule: str, momentum: float = 0.0,
-                    step: StepFn = apply_update_) -> None:
+def steepest_single(
+    params,
+    grads,
+    momentum_buffers,
+    *,
+    lr: float,
+    norm: str,
+    rule: str,
+    momentum: float = 0.0,
+    step: StepFn = apply_update_,
+) -> None:
     """One steepest-descent step (69) on each parameter, in place; the literal loop.
 
     Args:
@@ -98,7 +118,16 @@ def steepest_single(params, grads, momentum_buffers, *, lr: float, norm: str, ru
     _steepest(**locals(), batched=False)
 
 
-def steepest_batched(params, grads, momentum_buffers, *, lr: float, norm: str, rule: str, momentum: float = 0.0,
-                     step: StepFn = apply_update_) -> None:
+def steepest_batched(
+    params,
+    grads,
+    momentum_buffers,
+    *,
+    lr: float,
+    norm: str,
+    rule: str,
+    momentum: float = 0.0,
+    step: StepFn = apply_update_,
+) -> None:
     """The step of :func:`steepest_single` with one batched direction (SVD) call per matrix shape."""
     _steepest(**locals(), batched=True)

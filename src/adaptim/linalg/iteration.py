@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["power_iteration", "orthogonal_iteration", "online_orthogonal_iteration_step",
-           "OnlineOrthogonalIteration"]
+__all__ = ["power_iteration", "orthogonal_iteration", "online_orthogonal_iteration_step", "OnlineOrthogonalIteration"]
 
 _ORDERS = ("eigenvalue", "match", None)
 
@@ -54,8 +53,9 @@ def _rayleigh(X: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
     return (V * (X @ V)).sum(dim=-2)
 
 
-def power_iteration(X: torch.Tensor, num_iters: int = 100, q0: torch.Tensor | None = None, *,
-                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def power_iteration(
+    X: torch.Tensor, num_iters: int = 100, q0: torch.Tensor | None = None, *, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Power iteration of Appendix Q.1: q_{k+1} = X q_k / ‖X q_k‖₂, started from a unit q0.
 
     After P steps q_P = X^P q0 / ‖X^P q0‖₂ (141), which tends to sign(a1)·v1 (a1 = v1ᵀq0) with the error
@@ -84,13 +84,16 @@ def power_iteration(X: torch.Tensor, num_iters: int = 100, q0: torch.Tensor | No
         q = torch.randn(*X.shape[:-1], generator=generator, dtype=X.dtype, device=X.device)
     else:
         if not isinstance(q0, torch.Tensor) or q0.dim() < 1 or q0.shape[-1] != n:
-            raise ValueError(f"q0 must be a tensor of shape (..., {n}), got "
-                             f"{tuple(q0.shape) if isinstance(q0, torch.Tensor) else type(q0).__name__}")
+            raise ValueError(
+                f"q0 must be a tensor of shape (..., {n}), got "
+                f"{tuple(q0.shape) if isinstance(q0, torch.Tensor) else type(q0).__name__}"
+            )
         try:
             batch = torch.broadcast_shapes(X.shape[:-2], q0.shape[:-1])
         except RuntimeError:
-            raise ValueError(f"q0's batch shape {tuple(q0.shape[:-1])} does not broadcast with X's "
-                             f"{tuple(X.shape[:-2])}") from None
+            raise ValueError(
+                f"q0's batch shape {tuple(q0.shape[:-1])} does not broadcast with X's {tuple(X.shape[:-2])}"
+            ) from None
         X = X.expand(*batch, n, n)
         q = q0.to(dtype=X.dtype, device=X.device).expand(*batch, n).clone()
     norm = q.norm(dim=-1, keepdim=True)
@@ -105,9 +108,14 @@ def power_iteration(X: torch.Tensor, num_iters: int = 100, q0: torch.Tensor | No
     return eigenvalue, q
 
 
-def orthogonal_iteration(X: torch.Tensor, k: int | None = None, num_iters: int = 100,
-                         V0: torch.Tensor | None = None, *,
-                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def orthogonal_iteration(
+    X: torch.Tensor,
+    k: int | None = None,
+    num_iters: int = 100,
+    V0: torch.Tensor | None = None,
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Orthogonal iteration (142)-(143): Ṽ_{j+1} = X V̂_j, V̂_{j+1} = QR(Ṽ_{j+1}), for the top-k eigenspace.
 
     span(V̂_j) = span(X^j V̂_0) (QR only re-bases the column space), and if λ_k > λ_{k+1} it tends to the
@@ -139,15 +147,18 @@ def orthogonal_iteration(X: torch.Tensor, k: int | None = None, num_iters: int =
         V = torch.randn(*X.shape[:-1], k, generator=generator, dtype=X.dtype, device=X.device)
     else:
         if not isinstance(V0, torch.Tensor) or V0.dim() < 2 or V0.shape[-2] != n or not 1 <= V0.shape[-1] <= n:
-            raise ValueError(f"V0 must have shape (..., {n}, k) with 1 <= k <= {n}, got "
-                             f"{tuple(V0.shape) if isinstance(V0, torch.Tensor) else type(V0).__name__}")
+            raise ValueError(
+                f"V0 must have shape (..., {n}, k) with 1 <= k <= {n}, got "
+                f"{tuple(V0.shape) if isinstance(V0, torch.Tensor) else type(V0).__name__}"
+            )
         if k is not None and k != V0.shape[-1]:
             raise ValueError(f"k = {k!r} disagrees with V0's {V0.shape[-1]} columns")
         try:
             batch = torch.broadcast_shapes(X.shape[:-2], V0.shape[:-2])
         except RuntimeError:
-            raise ValueError(f"V0's batch shape {tuple(V0.shape[:-2])} does not broadcast with X's "
-                             f"{tuple(X.shape[:-2])}") from None
+            raise ValueError(
+                f"V0's batch shape {tuple(V0.shape[:-2])} does not broadcast with X's {tuple(X.shape[:-2])}"
+            ) from None
         X = X.expand(*batch, n, n)
         V = V0.to(dtype=X.dtype, device=X.device).expand(*batch, n, V0.shape[-1])
     V = _qr(V)
@@ -174,8 +185,9 @@ def _match_order(V: torch.Tensor, V_prev: torch.Tensor) -> torch.Tensor:
     return V.gather(-1, perm.unsqueeze(-2).expand_as(V))
 
 
-def online_orthogonal_iteration_step(X: torch.Tensor, V_prev: torch.Tensor, order: str | None = "eigenvalue",
-                                     correct_sign: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def online_orthogonal_iteration_step(
+    X: torch.Tensor, V_prev: torch.Tensor, order: str | None = "eigenvalue", correct_sign: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of the online orthogonal iteration (144)-(145) with the corrections of Q.2.1.
 
     Ṽ = X V̂_prev, V̂ = QR(Ṽ); then, in this order:
@@ -202,10 +214,16 @@ def online_orthogonal_iteration_step(X: torch.Tensor, V_prev: torch.Tensor, orde
     n = _check_square("X", X)
     if order not in _ORDERS:
         raise ValueError(f"order must be one of {_ORDERS}, got {order!r}")
-    if not isinstance(V_prev, torch.Tensor) or V_prev.dim() < 2 or V_prev.shape[-2] != n \
-            or not 1 <= V_prev.shape[-1] <= n:
-        raise ValueError(f"V_prev must have shape (..., {n}, k) with 1 <= k <= {n}, got "
-                         f"{tuple(V_prev.shape) if isinstance(V_prev, torch.Tensor) else type(V_prev).__name__}")
+    if (
+        not isinstance(V_prev, torch.Tensor)
+        or V_prev.dim() < 2
+        or V_prev.shape[-2] != n
+        or not 1 <= V_prev.shape[-1] <= n
+    ):
+        raise ValueError(
+            f"V_prev must have shape (..., {n}, k) with 1 <= k <= {n}, got "
+            f"{tuple(V_prev.shape) if isinstance(V_prev, torch.Tensor) else type(V_prev).__name__}"
+        )
     V_prev = V_prev.to(X.dtype)
     V = _qr(X @ V_prev)
     if order == "eigenvalue":
@@ -243,8 +261,9 @@ class OnlineOrthogonalIteration:
         :meth:`update`) an X whose shape or dtype differs from X^(1)'s.
     """
 
-    def __init__(self, X: torch.Tensor, k: int | None = None, order: str | None = "eigenvalue",
-                 correct_sign: bool = True) -> None:
+    def __init__(
+        self, X: torch.Tensor, k: int | None = None, order: str | None = "eigenvalue", correct_sign: bool = True
+    ) -> None:
         n = _check_square("X", X)
         if k is None:
             k = n
@@ -262,11 +281,12 @@ class OnlineOrthogonalIteration:
     def update(self, X: torch.Tensor) -> torch.Tensor:
         """Take X^(t) (shape and dtype as X^(1)), update ``basis`` and ``eigenvalues``, and return ``basis``."""
         if not isinstance(X, torch.Tensor) or X.shape != self.basis.shape[:-1] + self.basis.shape[-2:-1]:
-            raise ValueError(f"X must have shape {tuple(self.basis.shape[:-1]) + (self.basis.shape[-2],)}, got "
-                             f"{tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__}")
+            raise ValueError(
+                f"X must have shape {tuple(self.basis.shape[:-1]) + (self.basis.shape[-2],)}, got "
+                f"{tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__}"
+            )
         if X.dtype != self.basis.dtype:
             raise TypeError(f"X must have dtype {self.basis.dtype} (that of X^(1)), got {X.dtype}")
-        self.eigenvalues, self.basis = online_orthogonal_iteration_step(X, self.basis, self.order,
-                                                                        self.correct_sign)
+        self.eigenvalues, self.basis = online_orthogonal_iteration_step(X, self.basis, self.order, self.correct_sign)
         self.t += 1
         return self.basis

@@ -133,15 +133,18 @@ def rearrange(H: torch.Tensor, shape_a: tuple[int, int], shape_b: tuple[int, int
     m, d = _check_shape("shape_a", shape_a)
     n, l = _check_shape("shape_b", shape_b)
     if tuple(H.shape[-2:]) != (m * n, d * l):
-        raise ValueError(f"rearrange: H must have shape (..., m*n, d*l) = (..., {m * n}, {d * l}) for shape_a "
-                         f"{(m, d)} and shape_b {(n, l)}, got {tuple(H.shape)}")
+        raise ValueError(
+            f"rearrange: H must have shape (..., m*n, d*l) = (..., {m * n}, {d * l}) for shape_a "
+            f"{(m, d)} and shape_b {(n, l)}, got {tuple(H.shape)}"
+        )
     batch = H.shape[:-2]
     H4 = H.reshape(*batch, m, n, d, l)
     return H4.transpose(-3, -2).reshape(*batch, m * d, n * l)
 
 
-def nearest_kronecker_product(C: torch.Tensor, shape_a: tuple[int, int],
-                              shape_b: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_kronecker_product(
+    C: torch.Tensor, shape_a: tuple[int, int], shape_b: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The nearest Kronecker product in Frobenius norm (Corollary G.2): argmin_{A, B} ‖C − A ⊗ B‖_F.
 
     By Lemma G.1 the problem is the best rank-1 approximation of rearrange(C) (102), solved by its top

@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Sequence, Union
 
 import torch
 
-__all__ = ["NS_COEFFICIENTS", "newton_schulz", "newton_schulz_coefficients", "orthogonalize",
-           "resolve_ns_coefficients", "check_ns_bounded"]
+__all__ = [
+    "NS_COEFFICIENTS",
+    "newton_schulz",
+    "newton_schulz_coefficients",
+    "orthogonalize",
+    "resolve_ns_coefficients",
+    "check_ns_bounded",
+]
 
 #: named coefficient sets (c_1, ..., c_P) of Appendix Q.3.1
 NS_COEFFICIENTS: dict[str, tuple[float, ...]] = {
@@ -31,7 +37,7 @@ NS_COEFFICIENTS: dict[str, tuple[float, ...]] = {
     "quintic": (1.875, -1.25, 0.375),
 }
 
-Coefficients = Union[str, Sequence[float]]
+Coefficients = str | Sequence[float]
 
 
 def newton_schulz_coefficients(P: int) -> tuple[float, ...]:
@@ -60,8 +66,7 @@ def newton_schulz_coefficients(P: int) -> tuple[float, ...]:
         return out
 
     # rows: derivative order k = 0..P-1; columns: c_1..c_P (exponent 2i-1); right side e_0
-    rows = [[Fraction(falling(2 * i - 1, k)) for i in range(1, P + 1)] + [Fraction(int(k == 0))]
-            for k in range(P)]
+    rows = [[Fraction(falling(2 * i - 1, k)) for i in range(1, P + 1)] + [Fraction(int(k == 0))] for k in range(P)]
     for col in range(P):  # Gauss-Jordan elimination with exact fractions
         pivot = next(r for r in range(col, P) if rows[r][col] != 0)
         rows[col], rows[pivot] = rows[pivot], rows[col]
@@ -81,8 +86,10 @@ def resolve_ns_coefficients(coefficients: Coefficients) -> tuple[float, ...]:
     """
     if isinstance(coefficients, str):
         if coefficients not in NS_COEFFICIENTS:
-            raise ValueError(f"coefficients must be one of {sorted(NS_COEFFICIENTS)} or a tuple of floats "
-                             f"(c_1, ..., c_P), got {coefficients!r}")
+            raise ValueError(
+                f"coefficients must be one of {sorted(NS_COEFFICIENTS)} or a tuple of floats "
+                f"(c_1, ..., c_P), got {coefficients!r}"
+            )
         return NS_COEFFICIENTS[coefficients]
     try:
         items = list(coefficients)
@@ -119,9 +126,11 @@ def _check_ns_bounded_cached(coeffs: tuple[float, ...], steps: int) -> None:
     for _ in range(steps):
         x = sum(c * x ** (2 * i + 1) for i, c in enumerate(coeffs))
         if not bool(torch.isfinite(x).all()) or float(x.abs().max()) > 2.0:
-            raise ValueError(f"ns_coefficients {tuple(coeffs)} with ns_steps={steps} do not keep singular values "
-                             "bounded: iterated on [0, 1] the polynomial leaves [-2, 2]; use 'jordan', 'cubic', "
-                             "'quintic' or coefficients from adaptim.linalg.newton_schulz_coefficients")
+            raise ValueError(
+                f"ns_coefficients {tuple(coeffs)} with ns_steps={steps} do not keep singular values "
+                "bounded: iterated on [0, 1] the polynomial leaves [-2, 2]; use 'jordan', 'cubic', "
+                "'quintic' or coefficients from adaptim.linalg.newton_schulz_coefficients"
+            )
 
 
 def _check_matrix(X: torch.Tensor, name: str) -> None:
@@ -207,12 +216,13 @@ def _svd_polar(X: torch.Tensor) -> torch.Tensor:
     # the tolerance of torch.linalg.matrix_rank: singular values below it are treated as exact zeros, whose
     # singular vectors are arbitrary and would otherwise enter U V^T
     tol = S.amax(dim=-1, keepdim=True) * max(X.shape[-2], X.shape[-1]) * torch.finfo(X.dtype).eps
-    keep = (S > tol).to(X.dtype)
+    keep = (tol < S).to(X.dtype)
     return (U * keep.unsqueeze(-2)) @ Vh
 
 
-def orthogonalize(X: torch.Tensor, method: str = "newton_schulz", coefficients: Coefficients = "jordan",
-                  steps: int = 5) -> torch.Tensor:
+def orthogonalize(
+    X: torch.Tensor, method: str = "newton_schulz", coefficients: Coefficients = "jordan", steps: int = 5
+) -> torch.Tensor:
     """Orth(X) = U V^T of (69) and (77), for X = U S V^T, exactly by SVD or approximately by Newton-Schulz.
 
     Args:

@@ -64,8 +64,9 @@ def idiv(X: torch.Tensor, Y: torch.Tensor, dim: int | tuple[int, ...] | None = N
     return terms.sum() if dim is None else terms.sum(dim=dim)
 
 
-def nmf_step(C: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *,
-             balance: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def nmf_step(
+    C: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, balance: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One EM round (123)-(124) for C ~ AB under the I-divergence; returns new (A', B'), inputs untouched.
 
         R  = C / AB                                   (E-step: the posterior weights of (121), in ratio form)
@@ -99,8 +100,10 @@ def nmf_step(C: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *,
         raise ValueError("C, A and B must have at least 2 dimensions (..., m, n), (..., m, r), (..., r, n)")
     m, n = C.shape[-2:]
     if A.shape[-2] != m or B.shape[-1] != n or A.shape[-1] != B.shape[-2]:
-        raise ValueError(f"shapes do not conform: C {tuple(C.shape)}, A {tuple(A.shape)}, B {tuple(B.shape)} "
-                         "(expected C (..., m, n), A (..., m, r), B (..., r, n))")
+        raise ValueError(
+            f"shapes do not conform: C {tuple(C.shape)}, A {tuple(A.shape)}, B {tuple(B.shape)} "
+            "(expected C (..., m, n), A (..., m, r), B (..., r, n))"
+        )
     tiny = torch.finfo(C.dtype).tiny
     # The round is scale-equivariant: C -> kC gives A' -> kA' (B' unchanged), and A -> sA changes neither A' nor
     # B'. It runs on C / mean(C) and A / mean(AB), and A' is scaled back by mean(C), so R stays near 1 even when
@@ -110,15 +113,15 @@ def nmf_step(C: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *,
     mean_ab = (A @ B).mean(dim=(-2, -1), keepdim=True)
     A_s = A / torch.where(mean_ab > 0, mean_ab, torch.ones_like(mean_ab))
     R = (C / mean_c) / (A_s @ B).clamp_min(tiny)
-    b_rows = B.sum(dim=-1).unsqueeze(-2)                       # (B 1_n)^T, shape (..., 1, r)
+    b_rows = B.sum(dim=-1).unsqueeze(-2)  # (B 1_n)^T, shape (..., 1, r)
     A_new = torch.where(b_rows > 0, A_s * (R @ B.mT) / b_rows.clamp_min(tiny), A_s)
-    a_cols = A_new.sum(dim=-2).unsqueeze(-1)                   # A'^T 1_m, shape (..., r, 1)
+    a_cols = A_new.sum(dim=-2).unsqueeze(-1)  # A'^T 1_m, shape (..., r, 1)
     B_new = torch.where(a_cols > 0, B * (A_s.mT @ R) / a_cols.clamp_min(tiny), B)
     if not balance:
         return torch.where(b_rows > 0, A_new * mean_c, A), B_new
     # d_k^2 = (B' 1_n)_k / (A'^T 1_m)_k with A' = A_new mean(C); each side gets sqrt(mean(C)) of the scale,
     # formed from square roots so that no ratio or product leaves the dtype's range
-    b_sums = B_new.sum(dim=-1).unsqueeze(-2)                   # (..., 1, r)
+    b_sums = B_new.sum(dim=-1).unsqueeze(-2)  # (..., 1, r)
     ok = (b_rows > 0) & (a_cols.mT > 0) & (b_sums > 0)
     root = mean_c.sqrt()
     a_scale = torch.where(ok, root * b_sums.sqrt() / a_cols.mT.sqrt().clamp_min(tiny), mean_c)
@@ -126,8 +129,14 @@ def nmf_step(C: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *,
     return torch.where(b_rows > 0, A_new * a_scale, A), B_new * b_scale.mT
 
 
-def nmf(C: torch.Tensor, rank: int, steps: int = 200, A: torch.Tensor | None = None, B: torch.Tensor | None = None,
-        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def nmf(
+    C: torch.Tensor,
+    rank: int,
+    steps: int = 200,
+    A: torch.Tensor | None = None,
+    B: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rank-``rank`` NMF of C under the I-divergence by ``steps`` EM rounds of :func:`nmf_step`.
 
     Args:
@@ -152,7 +161,7 @@ def nmf(C: torch.Tensor, rank: int, steps: int = 200, A: torch.Tensor | None = N
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     scale = float(C.mean()) / rank
-    scale = scale ** 0.5 if scale > 0 else 1.0
+    scale = scale**0.5 if scale > 0 else 1.0
 
     def uniform(shape):  # Unif(0, scale]: 1 - U with U in [0, 1) is never 0
         u = torch.rand(shape, generator=generator, dtype=C.dtype)
@@ -183,8 +192,8 @@ def rank1_nmf(C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         TypeError, ValueError: non-float, negative, non-finite, or fewer than 2 dimensions.
     """
     _check_nonneg_float("C", C, 2)
-    a = C.sum(dim=-1, keepdim=True)                               # C 1_n, (..., m, 1)
-    total = a.sum(dim=-2, keepdim=True)                           # 1^T C 1, (..., 1, 1)
-    col = C.sum(dim=-2, keepdim=True)                             # 1^T C, (..., 1, n)
+    a = C.sum(dim=-1, keepdim=True)  # C 1_n, (..., m, 1)
+    total = a.sum(dim=-2, keepdim=True)  # 1^T C 1, (..., 1, 1)
+    col = C.sum(dim=-2, keepdim=True)  # 1^T C, (..., 1, n)
     b = torch.where(total > 0, col / total.clamp_min(torch.finfo(C.dtype).tiny), torch.zeros_like(col))
     return a, b

@@ -27,12 +27,29 @@ import torch
 
 from adaptim.linalg.newton_schulz import orthogonalize
 
-__all__ = ["NORMS", "DUAL_NORM", "rms", "frobenius_norm", "spectral_norm", "nuclear_norm", "elementwise_inf_norm",
-           "elementwise_l1_norm", "matrix_norm", "dual_norm", "steepest_direction", "norm_subgradient"]
+__all__ = [
+    "NORMS",
+    "DUAL_NORM",
+    "rms",
+    "frobenius_norm",
+    "spectral_norm",
+    "nuclear_norm",
+    "elementwise_inf_norm",
+    "elementwise_l1_norm",
+    "matrix_norm",
+    "dual_norm",
+    "steepest_direction",
+    "norm_subgradient",
+]
 
 #: each norm's dual under the trace inner product (Section 7's proof of (69), Appendix M.2.1)
-DUAL_NORM: dict[str, str] = {"frobenius": "frobenius", "spectral": "nuclear", "nuclear": "spectral",
-                             "inf": "l1", "l1": "inf"}
+DUAL_NORM: dict[str, str] = {
+    "frobenius": "frobenius",
+    "spectral": "nuclear",
+    "nuclear": "spectral",
+    "inf": "l1",
+    "l1": "inf",
+}
 NORMS: tuple[str, ...] = tuple(DUAL_NORM)
 
 
@@ -40,8 +57,9 @@ def _check(X: torch.Tensor, name: str) -> None:
     if not isinstance(X, torch.Tensor):
         raise TypeError(f"{name} expects a torch.Tensor, got {type(X).__name__}")
     if X.dim() < 2:
-        raise ValueError(f"{name} expects (..., m, n) matrices, got shape {tuple(X.shape)}; view a vector as an "
-                         "(n, 1) column")
+        raise ValueError(
+            f"{name} expects (..., m, n) matrices, got shape {tuple(X.shape)}; view a vector as an (n, 1) column"
+        )
     if not X.is_floating_point():
         raise TypeError(f"{name} expects a real floating-point tensor, got dtype {X.dtype}")
 
@@ -116,8 +134,13 @@ def elementwise_l1_norm(X: torch.Tensor) -> torch.Tensor:
     return X.abs().sum(dim=(-2, -1))
 
 
-_NORM_FN = {"frobenius": frobenius_norm, "spectral": spectral_norm, "nuclear": nuclear_norm,
-            "inf": elementwise_inf_norm, "l1": elementwise_l1_norm}
+_NORM_FN = {
+    "frobenius": frobenius_norm,
+    "spectral": spectral_norm,
+    "nuclear": nuclear_norm,
+    "inf": elementwise_inf_norm,
+    "l1": elementwise_l1_norm,
+}
 
 
 def matrix_norm(X: torch.Tensor, norm: str) -> torch.Tensor:

@@ -13,6 +13,25 @@ from adaptim.optim.sgd import SGD
 from adaptim.optim.shampoo import IdealizedShampoo, Shampoo
 from adaptim.optim.steepest import Steepest
 
-__all__ = ["AdaptimOptimizer", "SGD", "AdaGrad", "AdaGradNorm", "FullMatrixAdaGrad", "RMSProp", "Adam", "AdamW",
-           "AdamAtan2", "Muon", "muon_param_groups", "Steepest", "Shampoo", "IdealizedShampoo", "Adafactor", "AdamNMF", "warmup_cosine", "warmup_linear", "inverse_sqrt"]
+__all__ = [
+    "AdaptimOptimizer",
+    "SGD",
+    "AdaGrad",
+    "AdaGradNorm",
+    "FullMatrixAdaGrad",
+    "RMSProp",
+    "Adam",
+    "AdamW",
+    "AdamAtan2",
+    "Muon",
+    "muon_param_groups",
+    "Steepest",
+    "Shampoo",
+    "IdealizedShampoo",
+    "Adafactor",
+    "AdamNMF",
+    "warmup_cosine",
+    "warmup_linear",
+    "inverse_sqrt",
+]
 __all__ += ["create_optimizer", "list_optimizers", "NAMED_OPTIMIZERS"]

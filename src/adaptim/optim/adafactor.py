@@ -83,18 +83,47 @@ class Adafactor(AdaptimOptimizer):
     squares_gradients = True
     torch_names = ("beta2_decay", "d")
 
-    def __init__(self, params, lr: float | None = 1e-2, beta1: float | None = None, beta2: float | None = None,
-                 decay_rate: float = -0.8, eps: tuple[float, float] = (1e-30, 1e-3), clip_threshold: float | None = 1.0,
-                 relative_step: bool = True, scale_parameter: bool = True, warmup_init: bool = False,
-                 factored: bool = True, weight_decay: float = 0.0, maximize: bool = False,
-                 foreach: bool | None = None, *, beta2_decay: float | None = None, d: float | None = None) -> None:
-        super().__init__(params, self._with_torch_names(
-            dict(lr=_DEFAULT_LR if lr is None else lr, beta1=beta1, beta2=beta2, decay_rate=decay_rate,
-                 eps=tuple(eps) if isinstance(eps, (tuple, list)) else eps,
-                 clip_threshold=clip_threshold, relative_step=relative_step,
-                 scale_parameter=scale_parameter, warmup_init=warmup_init, factored=factored,
-                 weight_decay=weight_decay, maximize=maximize, foreach=foreach),
-            dict(beta2_decay=beta2_decay, d=d)))
+    def __init__(
+        self,
+        params,
+        lr: float | None = 1e-2,
+        beta1: float | None = None,
+        beta2: float | None = None,
+        decay_rate: float = -0.8,
+        eps: tuple[float, float] = (1e-30, 1e-3),
+        clip_threshold: float | None = 1.0,
+        relative_step: bool = True,
+        scale_parameter: bool = True,
+        warmup_init: bool = False,
+        factored: bool = True,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        *,
+        beta2_decay: float | None = None,
+        d: float | None = None,
+    ) -> None:
+        super().__init__(
+            params,
+            self._with_torch_names(
+                dict(
+                    lr=_DEFAULT_LR if lr is None else lr,
+                    beta1=beta1,
+                    beta2=beta2,
+                    decay_rate=decay_rate,
+                    eps=tuple(eps) if isinstance(eps, (tuple, list)) else eps,
+                    clip_threshold=clip_threshold,
+                    relative_step=relative_step,
+                    scale_parameter=scale_parameter,
+                    warmup_init=warmup_init,
+                    factored=factored,
+                    weight_decay=weight_decay,
+                    maximize=maximize,
+                    foreach=foreach,
+                ),
+                dict(beta2_decay=beta2_decay, d=d),
+            ),
+        )
 
     def _from_torch(self, entries, given, explicit, fallback) -> None:
         for torch_name, name in (("beta2_decay", "decay_rate"), ("d", "clip_threshold")):
@@ -117,8 +146,10 @@ class Adafactor(AdaptimOptimizer):
         if not isinstance(eps, tuple) or len(eps) != 2:
             raise ValueError(f"eps must be a pair (eps1, eps2), got {eps!r}")
         if eps[0] is None:
-            raise ValueError("eps[0]=None is torch.optim.Adafactor's machine epsilon, which clamps the second moment; "
-                             "here eps[0] is added to G^2 as in the paper: pass a number, e.g. eps=(1e-30, 1e-3)")
+            raise ValueError(
+                "eps[0]=None is torch.optim.Adafactor's machine epsilon, which clamps the second moment; "
+                "here eps[0] is added to G^2 as in the paper: pass a number, e.g. eps=(1e-30, 1e-3)"
+            )
         check_range("eps[0]", eps[0], 0.0, low_open=True)
         check_range("eps[1]", eps[1], 0.0)
         if group["clip_threshold"] is not None:
@@ -148,21 +179,44 @@ class Adafactor(AdaptimOptimizer):
         """max rho_t * weight_decay over the parameters the coming step moves (rho_t depends on each one's t)."""
         if group["weight_decay"] == 0:
             return 0.0
-        steps = [int(self.state[p]["step"]) + 1 if "step" in self.state.get(p, {}) else 1
-                 for p in group["params"] if p.grad is not None and p.numel() > 0]
-        rho = max((adafactor_step_size(t, group["lr"], group["relative_step"], group["warmup_init"]) for t in steps),
-                  default=0.0)
+        steps = [
+            int(self.state[p]["step"]) + 1 if "step" in self.state.get(p, {}) else 1
+            for p in group["params"]
+            if p.grad is not None and p.numel() > 0
+        ]
+        rho = max(
+            (adafactor_step_size(t, group["lr"], group["relative_step"], group["warmup_init"]) for t in steps),
+            default=0.0,
+        )
         return rho * group["weight_decay"]
 
     def _update_group(self, group, params, grads, states) -> None:
         eps1, eps2 = group["eps"]
         steps = self.step_counts(states)
         directions = adafactor_directions(
-            params, grads, [s.get("exp_avg") for s in states], [s.get("exp_avg_sq_row") for s in states],
-            [s.get("exp_avg_sq_col") for s in states], [s.get("exp_avg_sq") for s in states], steps,
-            beta1=group["beta1"], beta2=group["beta2"], decay_rate=group["decay_rate"], eps1=eps1, eps2=eps2,
-            clip_threshold=group["clip_threshold"], scale_parameter=group["scale_parameter"],
-            batched=self.use_foreach(group))
-        adafactor_last_stage(params, directions, steps, lr=group["lr"], relative_step=group["relative_step"],
-                             warmup_init=group["warmup_init"], weight_decay=group["weight_decay"],
-                             step=functools.partial(self._final_step, group))
+            params,
+            grads,
+            [s.get("exp_avg") for s in states],
+            [s.get("exp_avg_sq_row") for s in states],
+            [s.get("exp_avg_sq_col") for s in states],
+            [s.get("exp_avg_sq") for s in states],
+            steps,
+            beta1=group["beta1"],
+            beta2=group["beta2"],
+            decay_rate=group["decay_rate"],
+            eps1=eps1,
+            eps2=eps2,
+            clip_threshold=group["clip_threshold"],
+            scale_parameter=group["scale_parameter"],
+            batched=self.use_foreach(group),
+        )
+        adafactor_last_stage(
+            params,
+            directions,
+            steps,
+            lr=group["lr"],
+            relative_step=group["relative_step"],
+            warmup_init=group["warmup_init"],
+            weight_decay=group["weight_decay"],
+            step=functools.partial(self._final_step, group),
+        )

@@ -6,8 +6,12 @@ from typing import Any
 
 import torch
 
-from adaptim.functional.adagrad import (adagrad_direction_foreach, adagrad_direction_single, adagrad_norm_step_size,
-                                        full_matrix_adagrad_direction)
+from adaptim.functional.adagrad import (
+    adagrad_direction_foreach,
+    adagrad_direction_single,
+    adagrad_norm_step_size,
+    full_matrix_adagrad_direction,
+)
 from adaptim.functional.common import WeightDecay
 from adaptim.optim.base import AdaptimOptimizer
 from adaptim.validation import check_int, check_range
@@ -41,21 +45,42 @@ class AdaGrad(AdaptimOptimizer):
     squares_gradients = True
     torch_names = ("lr_decay", "differentiable", "fused")
 
-    def __init__(self, params, lr: float = 1e-2, eps: float = 1e-10, initial_accumulator_value: float = 0.0,
-                 weight_decay: float = 0.0, maximize: bool = False, foreach: bool | None = None, *,
-                 lr_decay: float = 0.0, differentiable: bool = False, fused: bool | None = None) -> None:
-        defaults = dict(lr=lr, eps=eps, initial_accumulator_value=initial_accumulator_value,
-                        weight_decay=weight_decay, maximize=maximize, foreach=foreach)
-        super().__init__(params, self._with_torch_names(
-            defaults, dict(lr_decay=lr_decay, differentiable=differentiable, fused=fused)))
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-2,
+        eps: float = 1e-10,
+        initial_accumulator_value: float = 0.0,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        *,
+        lr_decay: float = 0.0,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            eps=eps,
+            initial_accumulator_value=initial_accumulator_value,
+            weight_decay=weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+        )
+        super().__init__(
+            params,
+            self._with_torch_names(defaults, dict(lr_decay=lr_decay, differentiable=differentiable, fused=fused)),
+        )
 
     def _from_torch(self, entries, given, explicit, fallback) -> None:
         lr_decay = given.pop("lr_decay", 0)
         if lr_decay:
-            raise ValueError(f"lr_decay={lr_decay!r}: adaptim.AdaGrad keeps no step count for torch's "
-                             "lr / (1 + (t - 1) lr_decay); drop lr_decay and schedule it instead: "
-                             f"torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 / (1 + k * {lr_decay!r})) gives "
-                             "the same steps")
+            raise ValueError(
+                f"lr_decay={lr_decay!r}: adaptim.AdaGrad keeps no step count for torch's "
+                "lr / (1 + (t - 1) lr_decay); drop lr_decay and schedule it instead: "
+                f"torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 / (1 + k * {lr_decay!r})) gives "
+                "the same steps"
+            )
         super()._from_torch(entries, given, explicit, fallback)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -75,8 +100,7 @@ class AdaGrad(AdaptimOptimizer):
 
     def _update_group(self, group, params, grads, states) -> None:
         fn = adagrad_direction_foreach if self.use_foreach(group) else adagrad_direction_single
-        directions = fn(params, grads, [s["sum"] for s in states], eps=group["eps"],
-                        weight_decay=group["weight_decay"])
+        directions = fn(params, grads, [s["sum"] for s in states], eps=group["eps"], weight_decay=group["weight_decay"])
         self._final_step(group, params, directions, group["lr"], self._decay_factor(group))
 
 
@@ -99,8 +123,9 @@ class AdaGradNorm(AdaptimOptimizer):
 
     squares_gradients = True
 
-    def __init__(self, params, lr: float = 1.0, eps: float = 1e-10, maximize: bool = False,
-                 foreach: bool | None = None) -> None:
+    def __init__(
+        self, params, lr: float = 1.0, eps: float = 1e-10, maximize: bool = False, foreach: bool | None = None
+    ) -> None:
         super().__init__(params, dict(lr=lr, eps=eps, maximize=maximize, foreach=foreach))
 
     def _statistics_dtype(self, g: torch.Tensor) -> torch.dtype:
@@ -126,7 +151,8 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
     """Full-matrix AdaGrad (Section 3.2.1), written out in :mod:`adaptim.functional.adagrad`.
 
     Each parameter is flattened (row-major) to a vector of d entries (2d for complex, as its real view) with its
-    own d x d statistic (stored with shape (*p.shape, *p.shape)), kept in float64; the inverse root (O_t + eps I)^{-1/2} comes from a symmetric
+    own d x d statistic (stored with shape (*p.shape, *p.shape)), kept in float64; the inverse root (O_t + eps I)^{-1/2}
+    comes from a symmetric
     eigendecomposition (:func:`adaptim.linalg.psd_power`), O(d^3) time and O(d^2) memory per step.
 
     Args:
@@ -142,8 +168,9 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
 
     squares_gradients = True
 
-    def __init__(self, params, lr: float = 1.0, eps: float = 1e-10, max_dim: int = 1024,
-                 maximize: bool = False) -> None:
+    def __init__(
+        self, params, lr: float = 1.0, eps: float = 1e-10, max_dim: int = 1024, maximize: bool = False
+    ) -> None:
         super().__init__(params, dict(lr=lr, eps=eps, max_dim=max_dim, maximize=maximize))
 
     def _statistics_dtype(self, g: torch.Tensor) -> torch.dtype:
@@ -163,7 +190,8 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
                 raise ValueError(
                     f"FullMatrixAdaGrad: a parameter of shape {tuple(p.shape)} has d = {d} entries, more than "
                     f"max_dim = {group['max_dim']} (its preconditioner would be {d} x {d}); use the diagonal "
-                    "adaptim.AdaGrad, or raise max_dim if d^2 memory and d^3 time per step are affordable")
+                    "adaptim.AdaGrad, or raise max_dim if d^2 memory and d^3 time per step are affordable"
+                )
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         # shaped (*p.shape, *p.shape), i.e. g (x) g, not (d, d): a checkpoint of a 2x3 parameter then cannot be

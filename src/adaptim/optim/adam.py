@@ -47,11 +47,22 @@ class _AdamBase(AdaptimOptimizer):
         beta1, beta2 = group["betas"]
         fn = adam_direction_foreach if self.use_foreach(group) else adam_direction_single
         amsgrad = group.get("amsgrad", False)
-        directions = fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-                        [s["max_exp_avg_sq"] for s in states] if amsgrad else None, self.step_counts(states),
-                        beta1=beta1, beta2=beta2, eps=group.get("eps", 0.0), l2=self._l2_coefficient(group), amsgrad=amsgrad,
-                        nesterov=group.get("nesterov", False), eps_inside_sqrt=group.get("eps_inside_sqrt", False),
-                        atan2=self._atan2(group))
+        directions = fn(
+            params,
+            grads,
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["max_exp_avg_sq"] for s in states] if amsgrad else None,
+            self.step_counts(states),
+            beta1=beta1,
+            beta2=beta2,
+            eps=group.get("eps", 0.0),
+            l2=self._l2_coefficient(group),
+            amsgrad=amsgrad,
+            nesterov=group.get("nesterov", False),
+            eps_inside_sqrt=group.get("eps_inside_sqrt", False),
+            atan2=self._atan2(group),
+        )
         self._final_step(group, params, directions, group["lr"], self._decay_factor(group))
 
     def _atan2(self, group: dict[str, Any]) -> tuple[float, float] | None:
@@ -78,34 +89,64 @@ _ADAM_ARGS = """
 
 
 class Adam(_AdamBase):
-    __doc__ = """Adam (46) (Kingma and Ba, 2014) with bias correction and the flags of Figure 1; the update is
+    __doc__ = (
+        """Adam (46) (Kingma and Ba, 2014) with bias correction and the flags of Figure 1; the update is
     written out in :mod:`adaptim.functional.adam`.
 
     ``weight_decay`` is the L2 term added to the gradient before the moments (``torch.optim.Adam``'s meaning);
     with ``decoupled_weight_decay=True`` it is AdamW's decay instead, lambda_t = lr_t weight_decay (exactly
     ``torch.optim.Adam(decoupled_weight_decay=True)``, i.e. :class:`AdamW`'s default). With default flags this is
     ``torch.optim.Adam``.
-""" + _ADAM_ARGS + """        weight_decay: L2 coefficient >= 0 (decoupled: lambda_max >= 0).
+"""
+        + _ADAM_ARGS
+        + """        weight_decay: L2 coefficient >= 0 (decoupled: lambda_max >= 0).
         decoupled_weight_decay: w <- (1 - lr_t weight_decay) w instead of the L2 term (torch's name and meaning).
 
     Raises:
         ValueError: a hyperparameter outside its range.
 """
+    )
 
     weight_decay_kind = WeightDecay.L2
     torch_names = ("capturable", "differentiable", "fused")
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, nesterov: bool = False,
-                 eps_inside_sqrt: bool = False, maximize: bool = False, foreach: bool | None = None, *,
-                 decoupled_weight_decay: bool = False, capturable: bool = False, differentiable: bool = False,
-                 fused: bool | None = None) -> None:
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        nesterov: bool = False,
+        eps_inside_sqrt: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        *,
+        decoupled_weight_decay: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
         betas = tuple(betas) if isinstance(betas, list) else betas  # anything else: check_betas says why
-        super().__init__(params, self._with_torch_names(
-            dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, nesterov=nesterov,
-                 eps_inside_sqrt=eps_inside_sqrt, maximize=maximize, foreach=foreach,
-                 decoupled_weight_decay=decoupled_weight_decay),
-            dict(capturable=capturable, differentiable=differentiable, fused=fused)))
+        super().__init__(
+            params,
+            self._with_torch_names(
+                dict(
+                    lr=lr,
+                    betas=betas,
+                    eps=eps,
+                    weight_decay=weight_decay,
+                    amsgrad=amsgrad,
+                    nesterov=nesterov,
+                    eps_inside_sqrt=eps_inside_sqrt,
+                    maximize=maximize,
+                    foreach=foreach,
+                    decoupled_weight_decay=decoupled_weight_decay,
+                ),
+                dict(capturable=capturable, differentiable=differentiable, fused=fused),
+            ),
+        )
 
     def _l2_coefficient(self, group):
         return 0.0 if group.get("decoupled_weight_decay", False) else group["weight_decay"]
@@ -115,7 +156,8 @@ class Adam(_AdamBase):
 
 
 class AdamW(_AdamBase):
-    __doc__ = """AdamW: the whole of Figure 1 (Loshchilov and Hutter, 2017), written out in
+    __doc__ = (
+        """AdamW: the whole of Figure 1 (Loshchilov and Hutter, 2017), written out in
     :mod:`adaptim.functional.adam`.
 
     w_{t+1} = (1 - lambda_t) w_t - eta_t d_t with eta_t = s_t lr and
@@ -128,7 +170,9 @@ class AdamW(_AdamBase):
     ``decoupled_weight_decay`` has torch's meaning: True (the default, and what ``torch.optim.AdamW`` always uses)
     is the lr-coupled decay above; False turns AdamW into :class:`Adam` with the L2 term ``weight_decay * w``
     added to the gradient.
-""" + _ADAM_ARGS + """        weight_decay: lambda_max >= 0; with ``independent_weight_decay`` below 1 (Figure 1).
+"""
+        + _ADAM_ARGS
+        + """        weight_decay: lambda_max >= 0; with ``independent_weight_decay`` below 1 (Figure 1).
         decoupled_weight_decay: multiplicative decay (True, default) or L2 added to the gradient (False).
         independent_weight_decay: lambda_t = s_t weight_decay instead of lr_t weight_decay (needs
             ``decoupled_weight_decay=True``). weight_decay = 0.1 then removes 10 % of every weight per step at
@@ -139,29 +183,60 @@ class AdamW(_AdamBase):
             ``decoupled_weight_decay``.
         RuntimeError: a step whose lambda_t is >= 1, or (``independent_weight_decay``) whose lr exceeds the peak.
 """
+    )
 
     weight_decay_kind = WeightDecay.DECOUPLED
     torch_names = ("capturable", "differentiable", "fused")
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, nesterov: bool = False,
-                 eps_inside_sqrt: bool = False, decoupled_weight_decay: bool = True, maximize: bool = False,
-                 foreach: bool | None = None, *, independent_weight_decay: bool = False, capturable: bool = False,
-                 differentiable: bool = False, fused: bool | None = None) -> None:
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        nesterov: bool = False,
+        eps_inside_sqrt: bool = False,
+        decoupled_weight_decay: bool = True,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        *,
+        independent_weight_decay: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
         betas = tuple(betas) if isinstance(betas, list) else betas  # anything else: check_betas says why
-        super().__init__(params, self._with_torch_names(
-            dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, nesterov=nesterov,
-                 eps_inside_sqrt=eps_inside_sqrt, decoupled_weight_decay=decoupled_weight_decay,
-                 maximize=maximize, foreach=foreach, independent_weight_decay=independent_weight_decay),
-            dict(capturable=capturable, differentiable=differentiable, fused=fused)))
+        super().__init__(
+            params,
+            self._with_torch_names(
+                dict(
+                    lr=lr,
+                    betas=betas,
+                    eps=eps,
+                    weight_decay=weight_decay,
+                    amsgrad=amsgrad,
+                    nesterov=nesterov,
+                    eps_inside_sqrt=eps_inside_sqrt,
+                    decoupled_weight_decay=decoupled_weight_decay,
+                    maximize=maximize,
+                    foreach=foreach,
+                    independent_weight_decay=independent_weight_decay,
+                ),
+                dict(capturable=capturable, differentiable=differentiable, fused=fused),
+            ),
+        )
 
     def _validate_group(self, group):
         super()._validate_group(group)
         if group.get("independent_weight_decay", False):
             if not group["decoupled_weight_decay"]:
-                raise ValueError("independent_weight_decay=True is a multiplicative decay (lambda_t = s_t "
-                                 "weight_decay); it needs decoupled_weight_decay=True, not the L2 term of "
-                                 "decoupled_weight_decay=False")
+                raise ValueError(
+                    "independent_weight_decay=True is a multiplicative decay (lambda_t = s_t "
+                    "weight_decay); it needs decoupled_weight_decay=True, not the L2 term of "
+                    "decoupled_weight_decay=False"
+                )
             check_range("weight_decay", group["weight_decay"], 0.0, 1.0, high_open=True)
 
     def _l2_coefficient(self, group):
@@ -195,12 +270,21 @@ class AdamAtan2(_AdamBase):
 
     weight_decay_kind = WeightDecay.DECOUPLED
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 weight_decay: float = 0.0, a: float = 1.0, b: float = 1.0, maximize: bool = False,
-                 foreach: bool | None = None) -> None:
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        a: float = 1.0,
+        b: float = 1.0,
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
         betas = tuple(betas) if isinstance(betas, list) else betas
-        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay, a=a, b=b,
-                                      maximize=maximize, foreach=foreach))
+        super().__init__(
+            params, dict(lr=lr, betas=betas, weight_decay=weight_decay, a=a, b=b, maximize=maximize, foreach=foreach)
+        )
 
     def _validate_group(self, group):
         super()._validate_group(group)

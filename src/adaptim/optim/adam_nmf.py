@@ -61,11 +61,31 @@ class AdamNMF(AdaptimOptimizer):
     #: seed of the generator that draws A_0, B_0 (one fresh generator per parameter)
     init_seed: int = 0
 
-    def __init__(self, params, lr: float = 1e-3, rank: int = 1, init_range: float = 1e-3, eps: float = 1e-8,
-                 beta1: float = 0.0, weight_decay: float = 0.0, maximize: bool = False,
-                 foreach: bool | None = None) -> None:
-        super().__init__(params, dict(lr=lr, rank=rank, init_range=init_range, eps=eps, beta1=beta1,
-                                      weight_decay=weight_decay, maximize=maximize, foreach=foreach))
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        rank: int = 1,
+        init_range: float = 1e-3,
+        eps: float = 1e-8,
+        beta1: float = 0.0,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                rank=rank,
+                init_range=init_range,
+                eps=eps,
+                beta1=beta1,
+                weight_decay=weight_decay,
+                maximize=maximize,
+                foreach=foreach,
+            ),
+        )
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -94,7 +114,14 @@ class AdamNMF(AdaptimOptimizer):
         return group["lr"] * group["weight_decay"]
 
     def _update_group(self, group, params, grads, states) -> None:
-        directions = adam_nmf_directions(grads, [s.get("nmf_a") for s in states], [s.get("nmf_b") for s in states],
-                                         [s.get("exp_avg") for s in states], self.step_counts(states),
-                                         beta1=group["beta1"], eps=group["eps"], batched=self.use_foreach(group))
+        directions = adam_nmf_directions(
+            grads,
+            [s.get("nmf_a") for s in states],
+            [s.get("nmf_b") for s in states],
+            [s.get("exp_avg") for s in states],
+            self.step_counts(states),
+            beta1=group["beta1"],
+            eps=group["eps"],
+            batched=self.use_foreach(group),
+        )
         self._final_step(group, params, directions, group["lr"], self._decay_factor(group))

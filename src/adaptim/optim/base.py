@@ -40,8 +40,8 @@ import functools
 import inspect
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import torch
 
@@ -63,10 +63,10 @@ NOT_GIVEN: Any = _NotGiven()
 #: computes), refused on, with what to write instead
 TORCH_SWITCHES = {
     "differentiable": "adaptim's steps run under torch.no_grad() and cannot be differentiated through; drop "
-                      "differentiable=True",
+    "differentiable=True",
     "fused": "adaptim.{cls} has no fused kernel; drop fused=True (foreach=True, the default, is its fast path)",
     "capturable": "adaptim.{cls} keeps its step counts on the CPU and cannot be captured in a CUDA graph; drop "
-                  "capturable=True",
+    "capturable=True",
 }
 
 
@@ -160,14 +160,18 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             self._from_torch(param_group, given, set(param_group), self.defaults)
         params = param_group["params"]
         if isinstance(params, set):  # torch's own refusal, which the list() below would bypass
-            raise TypeError("optimizer parameters need to be organized in ordered collections, but the ordering "
-                            "of tensors in sets will change between runs. Please use a list instead.")
+            raise TypeError(
+                "optimizer parameters need to be organized in ordered collections, but the ordering "
+                "of tensors in sets will change between runs. Please use a list instead."
+            )
         params = [params] if isinstance(params, torch.Tensor) else list(params)
         # named parameters come as (name, tensor) pairs (model.named_parameters()); torch splits them
         tensors = [p[1] if isinstance(p, tuple) and len(p) == 2 else p for p in params]
         if len({id(p) for p in tensors}) != len(tensors):
-            raise ValueError("a parameter appears twice in one parameter group; it would be updated twice per "
-                             "step: list each parameter once")
+            raise ValueError(
+                "a parameter appears twice in one parameter group; it would be updated twice per "
+                "step: list each parameter once"
+            )
         super().add_param_group({**param_group, "params": params})
         group = self.param_groups[-1]
         try:
@@ -189,8 +193,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             if lr.numel() != 1:
                 raise ValueError(f"Tensor lr must be 1-element, got shape {tuple(lr.shape)}")
             if lr.device.type != "cpu" or not lr.is_floating_point():
-                raise ValueError(f"a tensor lr must be a floating-point CPU tensor (each step reads it as a "
-                                 f"Python float), got dtype {lr.dtype} on {lr.device}; pass a float instead")
+                raise ValueError(
+                    f"a tensor lr must be a floating-point CPU tensor (each step reads it as a "
+                    f"Python float), got dtype {lr.dtype} on {lr.device}; pass a float instead"
+                )
         if "peak_lr" in group:  # stated by the user for s_t, see schedule_multiplier
             check_range("peak_lr", _as_float(group["peak_lr"]), 0.0)
         with self._float_lrs([group]):
@@ -225,6 +231,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         changed = {k for k in set(before) | set(now) if before.get(k) != now.get(k)}
         if not changed <= set(_SCHEDULED):
             return True
+
         # momentum or beta1 moving to or from 0 adds or removes a buffer (SGD, Steepest, RMSProp)
         def first_is_zero(v: Any) -> bool:
             if isinstance(v, tuple) and v and v[0] in ("tuple", "list"):  # a frozen pair: (kind, beta1, beta2)
@@ -252,7 +259,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                     f"param group {gi} (changed after construction): with its new hyperparameters, the state of "
                     f"parameter {pi} (shape {tuple(p.shape)}) would need another layout, but its state {problem}. "
                     "A setting that decides the state's layout cannot change after the first step: set it back, "
-                    f"or build a new {type(self).__name__} for the new setting; the step was not taken")
+                    f"or build a new {type(self).__name__} for the new setting; the step was not taken"
+                )
 
     @staticmethod
     @contextlib.contextmanager
@@ -273,14 +281,18 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         :meth:`_from_torch`); an argument counts as set by the caller when it differs from its default."""
         given = {k: v for k, v in given.items() if v is not NOT_GIVEN}
         sig = inspect.signature(type(self).__init__).parameters
-        explicit = {k for k, v in defaults.items() if k in sig and sig[k].default is not inspect.Parameter.empty
-                    and _differs(v, sig[k].default)}
+        explicit = {
+            k
+            for k, v in defaults.items()
+            if k in sig and sig[k].default is not inspect.Parameter.empty and _differs(v, sig[k].default)
+        }
         out = dict(defaults)
         self._from_torch(out, given, explicit, defaults)
         return out
 
-    def _from_torch(self, entries: dict[str, Any], given: dict[str, Any], explicit: set[str],
-                    fallback: dict[str, Any]) -> None:
+    def _from_torch(
+        self, entries: dict[str, Any], given: dict[str, Any], explicit: set[str], fallback: dict[str, Any]
+    ) -> None:
         """Write torch.optim's hyperparameters ``given`` (name -> value) into ``entries`` (the constructor's
         defaults or a param group) under this optimizer's names where they compute the same thing, or raise
         ``ValueError`` saying what to write instead. ``explicit``: the entries the caller set (the same
@@ -296,9 +308,11 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         """entries[name] = translated for torch.optim's arguments ``spelled`` (e.g. "alpha=0.9"), unless ``name``
         was set to something else too."""
         if name in explicit and _differs(entries[name], translated):
-            raise ValueError(f"{spelled} (torch.optim's spelling) and {name}={entries[name]!r} set the same "
-                             f"hyperparameter differently; pass one of them ({name}={translated!r} is what "
-                             f"{spelled} means here)")
+            raise ValueError(
+                f"{spelled} (torch.optim's spelling) and {name}={entries[name]!r} set the same "
+                f"hyperparameter differently; pass one of them ({name}={translated!r} is what "
+                f"{spelled} means here)"
+            )
         entries[name] = translated
 
     @classmethod
@@ -379,8 +393,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 if p.grad is None or p.numel() == 0:
                     continue
                 if p.grad.is_sparse:
-                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients (parameter {pi} "
-                                       f"of group {gi}); the step was not taken")
+                    raise RuntimeError(
+                        f"{type(self).__name__} does not support sparse gradients (parameter {pi} "
+                        f"of group {gi}); the step was not taken"
+                    )
                 if self.check_finite:
                     where.append((gi, pi, p))
                     with_grad.append(p)
@@ -400,15 +416,20 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             if not bool(g.isfinite().all()):
                 what = "has NaN or infinite entries"
             elif not bool(self._squared_norm(g, dtype).isfinite()):
-                what = (f"has entries up to {float(g.abs().max()):.3g}, whose squares overflow "
-                        f"{dtype} in this optimizer's statistics")
+                what = (
+                    f"has entries up to {float(g.abs().max()):.3g}, whose squares overflow "
+                    f"{dtype} in this optimizer's statistics"
+                )
             else:
-                what = (f"has entries up to {float(g.abs().max()):.3g}: with the statistics accumulated so far "
-                        f"(and any L2 term weight_decay * w) their squares overflow {dtype}")
+                what = (
+                    f"has entries up to {float(g.abs().max()):.3g}: with the statistics accumulated so far "
+                    f"(and any L2 term weight_decay * w) their squares overflow {dtype}"
+                )
             raise RuntimeError(
                 f"{type(self).__name__}: the gradient of parameter {pi} of group {gi} (shape {tuple(p.shape)}) "
                 f"{what}; the step was not taken and nothing was changed. Fix the loss, clip or unscale the "
-                "gradients first, or set check_finite = False on the optimizer to skip this check")
+                "gradients first, or set check_finite = False on the optimizer to skip this check"
+            )
 
     def _squares_gradients(self, group: dict[str, Any]) -> bool:
         """Whether ``group``'s statistics square the gradient (see :attr:`squares_gradients`)."""
@@ -483,8 +504,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                     self._write_back(params, work)
         return loss
 
-    def _update_group(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
-                      states: list[dict[str, Any]]) -> None:
+    def _update_group(
+        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict[str, Any]]
+    ) -> None:
         raise NotImplementedError
 
     def _evaluate_closure(self, closure: Callable[[], Any] | None) -> Any:
@@ -527,7 +549,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 f"the group's lr {lr:.6g} exceeds its peak lr {peak:.6g} (group['{key}']): the schedule multiplier "
                 f"s_t = lr / peak = {lr / peak if peak else math.inf:.4g} of Figure 1 must lie in [0, 1]. State "
                 "the largest lr of the schedule: group['peak_lr'] = <largest lr of the schedule> (for CyclicLR its "
-                "max_lr), for every such param group; the step was not taken")
+                "max_lr), for every such param group; the step was not taken"
+            )
         return min(lr / peak, 1.0) if peak != 0 else 1.0
 
     def _check_group_step(self, group: dict[str, Any]) -> None:
@@ -543,7 +566,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 f"{type(self).__name__}: the weight decay factor lambda_t = {decay:.4g} of this step is >= 1 "
                 f"(lr = {group['lr']!r}, weight_decay = {group.get('weight_decay')!r}); the step would zero or flip "
                 "every weight, and Figure 1 needs lambda_t in [0, 1). Lower weight_decay or the lr (or the lr the "
-                "scheduler sets); the step was not taken")
+                "scheduler sets); the step was not taken"
+            )
 
     def group_weight_decay_kind(self, group: dict[str, Any]) -> WeightDecay | None:
         """How ``group``'s weight decay enters its update (the class's :attr:`weight_decay_kind`, unless a flag of
@@ -555,8 +579,14 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         it varies per parameter). 0 for optimizers without decay; those with decay override this."""
         return 0.0
 
-    def _final_step(self, group: dict[str, Any], params: list[torch.Tensor], directions: list[torch.Tensor],
-                    lr: float, decay: float = 0.0) -> None:
+    def _final_step(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        directions: list[torch.Tensor],
+        lr: float,
+        decay: float = 0.0,
+    ) -> None:
         """The last stage of a step (the seam): w <- (1 - decay) w - lr * d for each parameter, in place.
 
         Every rule computes its direction d and ends here. An optimizer whose step ends differently -- a
@@ -616,16 +646,20 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 state_dict = result
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, "
-                             f"this optimizer has {len(self.param_groups)}")
+            raise ValueError(
+                f"loaded state dict has {len(saved_groups)} parameter groups, "
+                f"this optimizer has {len(self.param_groups)}"
+            )
         saved_state = state_dict["state"]
         position = 0
         kept: dict[int, tuple[torch.Tensor, dict[str, Any], dict[str, Any]]] = {}
         merged_groups: list[dict[str, Any]] = []
         for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
             if len(group["params"]) != len(saved["params"]):
-                raise ValueError(f"group {gi}: loaded state dict has {len(saved['params'])} parameters, "
-                                 f"this optimizer has {len(group['params'])}")
+                raise ValueError(
+                    f"group {gi}: loaded state dict has {len(saved['params'])} parameters, "
+                    f"this optimizer has {len(group['params'])}"
+                )
             merged = {**group, **{k: v for k, v in saved.items() if k != "params"}}
             try:
                 self._validate_all(merged)
@@ -643,7 +677,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                         raise ValueError(
                             f"parameter {position} (group {gi}, shape {tuple(p.shape)}): saved state {problem}; "
                             f"the state dict was saved for other parameters, another parameter order or other "
-                            f"settings of {type(self).__name__}")
+                            f"settings of {type(self).__name__}"
+                        )
                     kept[id(p)] = (p, got, expected)
                 position += 1
         # torch's loading without the hooks, which ran above and run again below

@@ -58,36 +58,60 @@ def _table(*entries: NamedOptimizer) -> dict[str, NamedOptimizer]:
 #: every optimizer name, in the order ``adaptim list`` prints and ``adaptim bench`` runs them
 NAMED_OPTIMIZERS: dict[str, NamedOptimizer] = _table(
     NamedOptimizer("sgd", SGD, {}, "SGD (21), no momentum"),
-    NamedOptimizer("sgd_nesterov", SGD, dict(momentum=0.9, nesterov=True),
-                   "SGD with Nesterov momentum 0.9 (Section 2.3.1)"),
+    NamedOptimizer(
+        "sgd_nesterov", SGD, dict(momentum=0.9, nesterov=True), "SGD with Nesterov momentum 0.9 (Section 2.3.1)"
+    ),
     NamedOptimizer("adagrad", AdaGrad, {}, "diagonal AdaGrad (44)"),
     NamedOptimizer("adagrad_norm", AdaGradNorm, {}, "AdaGrad-Norm, one scalar step per group (33)"),
-    NamedOptimizer("full_matrix_adagrad", FullMatrixAdaGrad, {},
-                   "full-matrix AdaGrad (Section 3.2.1), parameters of at most 1024 entries"),
+    NamedOptimizer(
+        "full_matrix_adagrad",
+        FullMatrixAdaGrad,
+        {},
+        "full-matrix AdaGrad (Section 3.2.1), parameters of at most 1024 entries",
+    ),
     NamedOptimizer("rmsprop", RMSProp, {}, "RMSProp with momentum (45), betas (0.9, 0.999)"),
     NamedOptimizer("adam", Adam, {}, "Adam (46)"),
     NamedOptimizer("adamw", AdamW, dict(weight_decay=0.01), "AdamW (Figure 1), weight decay 0.01"),
     NamedOptimizer("adam_atan2", AdamAtan2, dict(weight_decay=0.01), "Adam-atan2 (Section 4.1.2), weight decay 0.01"),
     # an explicit lr selects the 4.7.1 form with that lr (relative_step=False), see create_optimizer
-    NamedOptimizer("adafactor", Adafactor, {},
-                   "Adafactor as in 4.7.1: factored (52), no first moment, update RMS clipped to 1, step x RMS(W), "
-                   "beta2_t = 1 - t^-0.8; the relative step min(1e-2, 1/sqrt(t)), or the lr when one is given"),
+    NamedOptimizer(
+        "adafactor",
+        Adafactor,
+        {},
+        "Adafactor as in 4.7.1: factored (52), no first moment, update RMS clipped to 1, step x RMS(W), "
+        "beta2_t = 1 - t^-0.8; the relative step min(1e-2, 1/sqrt(t)), or the lr when one is given",
+    ),
     # the box of L.2; with beta1 > 0 the ratio m_t / sqrt(A_t B_t) blows up where the current gradient is small
     NamedOptimizer("adam_nmf", AdamNMF, dict(rank=1, beta1=0.0), "AdamNMF (Appendix L.2), rank 1, beta1 = 0"),
     # roots every 10 steps: every step would make a charlm run of the bench about 60% (9 s) longer
-    NamedOptimizer("shampoo", Shampoo, dict(beta2=0.999, momentum=0.9, grafting="adam", precondition_frequency=10,
-                                            start_preconditioning_step=10),
-                   "Shampoo (53) with the EMA of 5.1 (beta2 0.999), Adam grafting, heavy-ball momentum 0.9, "
-                   "roots every 10 steps from step 10"),
-    NamedOptimizer("idealized_shampoo", IdealizedShampoo, dict(beta2=0.999),
-                   "IdealizedShampooIteration (6.2.1), beta2 0.999, roots every step"),
+    NamedOptimizer(
+        "shampoo",
+        Shampoo,
+        dict(beta2=0.999, momentum=0.9, grafting="adam", precondition_frequency=10, start_preconditioning_step=10),
+        "Shampoo (53) with the EMA of 5.1 (beta2 0.999), Adam grafting, heavy-ball momentum 0.9, "
+        "roots every 10 steps from step 10",
+    ),
+    NamedOptimizer(
+        "idealized_shampoo",
+        IdealizedShampoo,
+        dict(beta2=0.999),
+        "IdealizedShampooIteration (6.2.1), beta2 0.999, roots every step",
+    ),
     # "match_rms_adamw" scales Muon's update to AdamW's RMS (about 0.2 lr; Liu et al., 2025), so both sides share lr
-    NamedOptimizer("muon", Muon, dict(adjust_lr="match_rms_adamw"),
-                   "Muon (Section 7) on the hidden matrices, update RMS matched to AdamW; AdamW (same lr) on "
-                   "embeddings, head and vectors"),
+    NamedOptimizer(
+        "muon",
+        Muon,
+        dict(adjust_lr="match_rms_adamw"),
+        "Muon (Section 7) on the hidden matrices, update RMS matched to AdamW; AdamW (same lr) on "
+        "embeddings, head and vectors",
+    ),
     # every tensor, vectors as (n, 1) columns (a normalized-gradient step); no AdamW side, unlike Muon
-    NamedOptimizer("steepest_spectral", Steepest, dict(norm="spectral", rule="trust_region", momentum=0.9),
-                   "steepest descent under the spectral norm (67), (69): -lr U V^T of the momentum EMA"),
+    NamedOptimizer(
+        "steepest_spectral",
+        Steepest,
+        dict(norm="spectral", rule="trust_region", momentum=0.9),
+        "steepest descent under the spectral norm (67), (69): -lr U V^T of the momentum EMA",
+    ),
 )
 
 
@@ -97,8 +121,11 @@ def list_optimizers() -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ decay groups
-_NORM_TYPES = tuple(t for t in (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm,
-                                getattr(nn, "RMSNorm", None)) if t is not None)
+_NORM_TYPES = tuple(
+    t
+    for t in (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, getattr(nn, "RMSNorm", None))
+    if t is not None
+)
 _NORM_NAME = re.compile(r"Norm(\d+d)?$")  # user-defined norms: RMSNorm, ScaleNorm, ...
 
 
@@ -131,19 +158,27 @@ def _resolve(name_or_class: str | type) -> tuple[type, dict[str, Any]]:
     if isinstance(name_or_class, str):
         entry = NAMED_OPTIMIZERS.get(name_or_class.strip().lower())
         if entry is None:
-            raise ValueError(f"unknown optimizer name {name_or_class!r}; valid names: "
-                             f"{', '.join(NAMED_OPTIMIZERS)} (or pass an optimizer class)")
+            raise ValueError(
+                f"unknown optimizer name {name_or_class!r}; valid names: "
+                f"{', '.join(NAMED_OPTIMIZERS)} (or pass an optimizer class)"
+            )
         return entry.cls, dict(entry.kwargs)
     if isinstance(name_or_class, type) and issubclass(name_or_class, torch.optim.Optimizer):
         return name_or_class, {}
-    raise TypeError(f"name_or_class must be an optimizer name ({', '.join(NAMED_OPTIMIZERS)}) or a "
-                    f"torch.optim.Optimizer subclass such as adaptim.AdamW, got {name_or_class!r}")
+    raise TypeError(
+        f"name_or_class must be an optimizer name ({', '.join(NAMED_OPTIMIZERS)}) or a "
+        f"torch.optim.Optimizer subclass such as adaptim.AdamW, got {name_or_class!r}"
+    )
 
 
-def create_optimizer(name_or_class: str | type[torch.optim.Optimizer],
-                     model_or_params: nn.Module | Iterable, lr: float | None = None,
-                     weight_decay: float | None = None, filter_bias_and_bn: bool = True,
-                     **kwargs: Any) -> torch.optim.Optimizer:
+def create_optimizer(
+    name_or_class: str | type[torch.optim.Optimizer],
+    model_or_params: nn.Module | Iterable,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    filter_bias_and_bn: bool = True,
+    **kwargs: Any,
+) -> torch.optim.Optimizer:
     """Build an optimizer by name or class, for a model (with the usual parameter groups) or for given params.
 
     In the manner of timm's ``create_optimizer_v2``. From a model, the trainable parameters are grouped:
@@ -203,13 +238,16 @@ def create_optimizer(name_or_class: str | type[torch.optim.Optimizer],
         if _accepts(cls, "weight_decay"):
             options["weight_decay"] = weight_decay
         elif weight_decay != 0:
-            raise ValueError(f"{cls.__name__} has no weight decay, got weight_decay={weight_decay!r}; "
-                             "pass weight_decay=None (or 0)")
+            raise ValueError(
+                f"{cls.__name__} has no weight decay, got weight_decay={weight_decay!r}; pass weight_decay=None (or 0)"
+            )
     adamw_lr = options.pop("adamw_lr", None) if issubclass(cls, Muon) else None
     if not isinstance(model_or_params, nn.Module):
         if adamw_lr is not None:
-            raise ValueError("adamw_lr sets the AdamW side of the Muon split of a model; with parameters given "
-                             "as groups, set the lr of the use_muon=False group instead")
+            raise ValueError(
+                "adamw_lr sets the AdamW side of the Muon split of a model; with parameters given "
+                "as groups, set the lr of the use_muon=False group instead"
+            )
         return cls(model_or_params, **options)
 
     model = model_or_params

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 from torch import nn
 
 from adaptim.functional.adam import adam_direction_foreach, adam_direction_single
+from adaptim.functional.common import WeightDecay
 from adaptim.functional.muon import ADJUST_LR, muon_directions, muon_momentum_
 from adaptim.linalg.newton_schulz import check_ns_bounded, resolve_ns_coefficients
-from adaptim.functional.common import WeightDecay
 from adaptim.optim.base import NOT_GIVEN, AdaptimOptimizer
 from adaptim.validation import check_betas, check_bool, check_choice, check_int, check_range
 
@@ -75,25 +75,49 @@ class Muon(AdaptimOptimizer):
     supports_complex = False
     torch_names = ("adjust_lr_fn",)
 
-    def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
-                 ns_coefficients: Union[str, tuple] = "jordan", ns_steps: int = 5,
-                 orthogonalize: str = "newton_schulz", weight_decay: float = 0.0,
-                 adjust_lr: Optional[str] = "original", betas: tuple[float, float] = (0.9, 0.95),
-                 eps: float = 1e-8, maximize: bool = False, foreach: Optional[bool] = None, *,
-                 adjust_lr_fn: Optional[str] = NOT_GIVEN) -> None:
-        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_coefficients=ns_coefficients,
-                        ns_steps=ns_steps, orthogonalize=orthogonalize, weight_decay=weight_decay,
-                        adjust_lr=adjust_lr, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
-                        use_muon=True, maximize=maximize,
-                        foreach=foreach)
+    def __init__(
+        self,
+        params,
+        lr: float = 0.02,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: str | tuple = "jordan",
+        ns_steps: int = 5,
+        orthogonalize: str = "newton_schulz",
+        weight_decay: float = 0.0,
+        adjust_lr: str | None = "original",
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-8,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        *,
+        adjust_lr_fn: str | None = NOT_GIVEN,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_coefficients=ns_coefficients,
+            ns_steps=ns_steps,
+            orthogonalize=orthogonalize,
+            weight_decay=weight_decay,
+            adjust_lr=adjust_lr,
+            betas=tuple(betas) if isinstance(betas, list) else betas,
+            eps=eps,
+            use_muon=True,
+            maximize=maximize,
+            foreach=foreach,
+        )
         super().__init__(params, self._with_torch_names(defaults, dict(adjust_lr_fn=adjust_lr_fn)))
 
     def _from_torch(self, entries, given, explicit, fallback) -> None:
         if "adjust_lr_fn" in given:
             fn = given.pop("adjust_lr_fn")
             if fn not in (None, "original", "match_rms_adamw"):
-                raise ValueError(f"adjust_lr_fn must be None, 'original' or 'match_rms_adamw' (torch.optim.Muon's "
-                                 f"values), got {fn!r}")
+                raise ValueError(
+                    f"adjust_lr_fn must be None, 'original' or 'match_rms_adamw' (torch.optim.Muon's "
+                    f"values), got {fn!r}"
+                )
             # torch's None is "original"; adaptim's adjust_lr=None (no adjustment) has no adjust_lr_fn spelling
             self._set_alias(entries, explicit, f"adjust_lr_fn={fn!r}", "adjust_lr", fn or "original")
         super()._from_torch(entries, given, explicit, fallback)
@@ -122,7 +146,8 @@ class Muon(AdaptimOptimizer):
                 raise ValueError(
                     f"Muon orthogonalizes matrices, got a parameter of shape {tuple(p.shape)} in a Muon group; "
                     "put vectors and scalars (biases, norm gains) in a parameter group with use_muon=False, "
-                    "which is updated by AdamW (adaptim.muon_param_groups(model) builds the split)")
+                    "which is updated by AdamW (adaptim.muon_param_groups(model) builds the split)"
+                )
 
     def _decay_factor(self, group: dict[str, Any]) -> float:
         return group["lr"] * group["weight_decay"]  # both sides: (1 - lr wd) W, as torch.optim.Muon and AdamW
@@ -140,16 +165,35 @@ class Muon(AdaptimOptimizer):
         if not group["use_muon"]:
             beta1, beta2 = group["betas"]
             fn = adam_direction_foreach if self.use_foreach(group) else adam_direction_single
-            directions = fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], None,
-                            self.step_counts(states), beta1=beta1, beta2=beta2, eps=group["eps"])
+            directions = fn(
+                params,
+                grads,
+                [s["exp_avg"] for s in states],
+                [s["exp_avg_sq"] for s in states],
+                None,
+                self.step_counts(states),
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+            )
             self._final_step(group, params, directions, lr, self._decay_factor(group))  # AdamW's lambda_t
             return
         batched = self.use_foreach(group)
-        updates = muon_momentum_(grads, [s["momentum_buffer"] for s in states], momentum=group["momentum"],
-                                 nesterov=group["nesterov"], foreach=batched)
-        directions = muon_directions(updates, adjust_lr=group["adjust_lr"], ns_coefficients=group["ns_coefficients"],
-                                     ns_steps=group["ns_steps"], orthogonalize=group["orthogonalize"],
-                                     batched=batched)
+        updates = muon_momentum_(
+            grads,
+            [s["momentum_buffer"] for s in states],
+            momentum=group["momentum"],
+            nesterov=group["nesterov"],
+            foreach=batched,
+        )
+        directions = muon_directions(
+            updates,
+            adjust_lr=group["adjust_lr"],
+            ns_coefficients=group["ns_coefficients"],
+            ns_steps=group["ns_steps"],
+            orthogonalize=group["orthogonalize"],
+            batched=batched,
+        )
         self._final_step(group, params, directions, lr, self._decay_factor(group))
 
 
@@ -166,14 +210,18 @@ def _named_modules(model: nn.Module, spec) -> list[nn.Module]:
         elif isinstance(item, str) and item in names:
             out.append(names[item])
         else:
-            raise ValueError(f"head must be a module of the model, its qualified name, or a list of them; "
-                             f"got {item!r}")
+            raise ValueError(f"head must be a module of the model, its qualified name, or a list of them; got {item!r}")
     return out
 
 
-def muon_param_groups(model: nn.Module, head: Union[nn.Module, str, Iterable, None] = None,
-                      adamw_lr: float = 3e-4, adamw_betas: tuple[float, float] = (0.9, 0.95),
-                      adamw_eps: float = 1e-8, adamw_weight_decay: float = 0.0) -> list[dict[str, Any]]:
+def muon_param_groups(
+    model: nn.Module,
+    head: nn.Module | str | Iterable | None = None,
+    adamw_lr: float = 3e-4,
+    adamw_betas: tuple[float, float] = (0.9, 0.95),
+    adamw_eps: float = 1e-8,
+    adamw_weight_decay: float = 0.0,
+) -> list[dict[str, Any]]:
     """Split a model's parameters into a Muon group and an AdamW group (``use_muon=False``), the usual way.
 
     Muon takes the hidden matrices: every trainable parameter with at least 2 dimensions, except those of
@@ -212,6 +260,14 @@ def muon_param_groups(model: nn.Module, head: Union[nn.Module, str, Iterable, No
     if muon:
         groups.append({"params": muon, "use_muon": True})
     if adamw:
-        groups.append({"params": adamw, "use_muon": False, "lr": adamw_lr, "betas": tuple(adamw_betas),
-                       "eps": adamw_eps, "weight_decay": adamw_weight_decay})
+        groups.append(
+            {
+                "params": adamw,
+                "use_muon": False,
+                "lr": adamw_lr,
+                "betas": tuple(adamw_betas),
+                "eps": adamw_eps,
+                "weight_decay": adamw_weight_decay,
+            }
+        )
     return groups

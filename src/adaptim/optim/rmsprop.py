@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from adaptim.functional.rmsprop import rmsprop_direction_foreach, rmsprop_direction_single
 from adaptim.functional.common import WeightDecay
+from adaptim.functional.rmsprop import rmsprop_direction_foreach, rmsprop_direction_single
 from adaptim.optim.base import AdaptimOptimizer
 from adaptim.validation import check_betas, check_range
 
@@ -43,27 +43,60 @@ class RMSProp(AdaptimOptimizer):
     squares_gradients = True
     torch_names = ("alpha", "momentum", "centered", "capturable", "differentiable")
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, maximize: bool = False, foreach: bool | None = None, *,
-                 alpha: float | None = None, momentum: float | None = None, centered: bool = False,
-                 capturable: bool = False, differentiable: bool = False) -> None:
-        defaults = dict(lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
-                        weight_decay=weight_decay, maximize=maximize, foreach=foreach)
-        super().__init__(params, self._with_torch_names(defaults, dict(
-            alpha=alpha, momentum=momentum, centered=centered, capturable=capturable, differentiable=differentiable)))
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        *,
+        alpha: float | None = None,
+        momentum: float | None = None,
+        centered: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas) if isinstance(betas, list) else betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+        )
+        super().__init__(
+            params,
+            self._with_torch_names(
+                defaults,
+                dict(
+                    alpha=alpha,
+                    momentum=momentum,
+                    centered=centered,
+                    capturable=capturable,
+                    differentiable=differentiable,
+                ),
+            ),
+        )
 
     def _from_torch(self, entries, given, explicit, fallback) -> None:
         alpha, momentum = given.pop("alpha", None), given.pop("momentum", None)
         centered = given.pop("centered", False)
         if centered:
-            raise ValueError(f"centered={centered!r}: adaptim.RMSProp has no centered variant ((45) divides by "
-                             "sqrt(v_t), not by sqrt(v_t - m_t^2)); drop centered=True, or use "
-                             "torch.optim.RMSprop(centered=True)")
+            raise ValueError(
+                f"centered={centered!r}: adaptim.RMSProp has no centered variant ((45) divides by "
+                "sqrt(v_t), not by sqrt(v_t - m_t^2)); drop centered=True, or use "
+                "torch.optim.RMSprop(centered=True)"
+            )
         if momentum is not None and momentum != 0:
-            raise ValueError(f"momentum={momentum!r}: torch.optim.RMSprop's momentum is heavy ball on the normalized "
-                             "step (buf = momentum buf + g / (sqrt(v) + eps)); adaptim.RMSProp's first moment is "
-                             "(45)'s EMA of g in the numerator, betas[0]: write betas=(b1, alpha) for (45), or use "
-                             "torch.optim.RMSprop for torch's rule")
+            raise ValueError(
+                f"momentum={momentum!r}: torch.optim.RMSprop's momentum is heavy ball on the normalized "
+                "step (buf = momentum buf + g / (sqrt(v) + eps)); adaptim.RMSProp's first moment is "
+                "(45)'s EMA of g in the numerator, betas[0]: write betas=(b1, alpha) for (45), or use "
+                "torch.optim.RMSprop for torch's rule"
+            )
         if alpha is not None or momentum is not None:
             betas = entries.get("betas", fallback["betas"])
             b1, b2 = (betas[0], betas[1]) if isinstance(betas, (tuple, list)) and len(betas) == 2 else (None, None)
@@ -90,7 +123,14 @@ class RMSProp(AdaptimOptimizer):
     def _update_group(self, group, params, grads, states) -> None:
         beta1, beta2 = group["betas"]
         fn = rmsprop_direction_foreach if self.use_foreach(group) else rmsprop_direction_single
-        directions = fn(params, grads, [s["exp_avg"] for s in states] if beta1 != 0 else None,
-                        [s["exp_avg_sq"] for s in states], beta1=beta1, beta2=beta2, eps=group["eps"],
-                        weight_decay=group["weight_decay"])
+        directions = fn(
+            params,
+            grads,
+            [s["exp_avg"] for s in states] if beta1 != 0 else None,
+            [s["exp_avg_sq"] for s in states],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+        )
         self._final_step(group, params, directions, group["lr"], self._decay_factor(group))

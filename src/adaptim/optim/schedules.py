@@ -29,19 +29,24 @@ def _check_lr(factory: str, optimizer: torch.optim.Optimizer) -> None:
     for gi, group in enumerate(getattr(optimizer, "param_groups", [])):
         lr = group.get("lr")
         if isinstance(lr, bool) or not isinstance(lr, (int, float, torch.Tensor)):
-            fix = ("Adafactor's lr=None means lr=1e-2, the largest relative step min(lr, 1/sqrt(t)): set the "
-                   "group's lr to a number, e.g. 1e-2, and the schedule scales that cap"
-                   if group.get("relative_step") else "give every param group a numeric lr")
-            raise ValueError(f"{factory}: param group {gi} has lr={lr!r}, and a LambdaLR schedule multiplies a "
-                             f"numeric lr; {fix}")
+            fix = (
+                "Adafactor's lr=None means lr=1e-2, the largest relative step min(lr, 1/sqrt(t)): set the "
+                "group's lr to a number, e.g. 1e-2, and the schedule scales that cap"
+                if group.get("relative_step")
+                else "give every param group a numeric lr"
+            )
+            raise ValueError(
+                f"{factory}: param group {gi} has lr={lr!r}, and a LambdaLR schedule multiplies a numeric lr; {fix}"
+            )
 
 
 def _warmup(k: int, warmup_steps: int) -> float:
     return (k + 1) / warmup_steps  # step k (0-based) of the warm-up: 1/W, 2/W, ..., 1
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
-                  final_scale: float = 0.0) -> LambdaLR:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, final_scale: float = 0.0
+) -> LambdaLR:
     """Linear warm-up over ``warmup_steps`` steps to s = 1, then cosine decay to ``final_scale`` at ``total_steps``.
 
     Steps are counted from 0 (the first ``optimizer.step()`` uses s_1 = 1/warmup_steps, or 1 without warm-up).
@@ -62,8 +67,9 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
     return LambdaLR(optimizer, s)
 
 
-def warmup_linear(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
-                  final_scale: float = 0.0) -> LambdaLR:
+def warmup_linear(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, final_scale: float = 0.0
+) -> LambdaLR:
     """Linear warm-up to s = 1, then linear decay to ``final_scale`` at ``total_steps`` (see :func:`warmup_cosine`).
 
     Raises:

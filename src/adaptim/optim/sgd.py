@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from adaptim.functional.common import add_l2
+from adaptim.functional.common import WeightDecay, add_l2
 from adaptim.functional.sgd import lookahead_point, sgd_direction_foreach, sgd_direction_single
-from adaptim.functional.common import WeightDecay
 from adaptim.optim.base import AdaptimOptimizer
 from adaptim.validation import check_range
 
@@ -54,21 +54,43 @@ class SGD(AdaptimOptimizer):
     weight_decay_kind = WeightDecay.L2
     torch_names = ("dampening", "differentiable", "fused")
 
-    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0, maximize: bool = False, lookahead: bool = False,
-                 foreach: bool | None = None, *,
-                 dampening: float = 0.0, differentiable: bool = False, fused: bool | None = None) -> None:
-        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                        maximize=maximize, lookahead=lookahead, foreach=foreach)
-        super().__init__(params, self._with_torch_names(
-            defaults, dict(dampening=dampening, differentiable=differentiable, fused=fused)))
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+        lookahead: bool = False,
+        foreach: bool | None = None,
+        *,
+        dampening: float = 0.0,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            maximize=maximize,
+            lookahead=lookahead,
+            foreach=foreach,
+        )
+        super().__init__(
+            params,
+            self._with_torch_names(defaults, dict(dampening=dampening, differentiable=differentiable, fused=fused)),
+        )
 
     def _from_torch(self, entries, given, explicit, fallback) -> None:
         dampening = given.pop("dampening", 0)
         if dampening:
-            raise ValueError(f"dampening={dampening!r}: adaptim.SGD has no dampening (the heavy ball (25)-(26) adds "
-                             "g_t undamped); drop dampening, and scale lr by (1 - dampening) for nearly the same "
-                             "steps (torch does not damp the first gradient)")
+            raise ValueError(
+                f"dampening={dampening!r}: adaptim.SGD has no dampening (the heavy ball (25)-(26) adds "
+                "g_t undamped); drop dampening, and scale lr by (1 - dampening) for nearly the same "
+                "steps (torch does not damp the first gradient)"
+            )
         super()._from_torch(entries, given, explicit, fallback)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -78,8 +100,9 @@ class SGD(AdaptimOptimizer):
         if group["nesterov"] and group["momentum"] == 0:
             raise ValueError("nesterov=True requires momentum in (0, 1), got momentum=0")
         if group["lookahead"] and not group["nesterov"]:
-            raise ValueError("lookahead=True evaluates the closure at the Nesterov point (28): it requires "
-                             "nesterov=True")
+            raise ValueError(
+                "lookahead=True evaluates the closure at the Nesterov point (28): it requires nesterov=True"
+            )
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         if group["momentum"] == 0:
@@ -95,8 +118,11 @@ class SGD(AdaptimOptimizer):
         if group["lookahead"]:  # (29)-(31): the closure saw x_t; the L2 term belongs there too, then heavy ball
             if weight_decay != 0:
                 points = lookahead_point(params, bufs, lr=group["lr"], momentum=momentum, foreach=foreach)
-                grads = (add_l2(grads, points, weight_decay) if foreach
-                         else [add_l2(g, x, weight_decay) for g, x in zip(grads, points)])
+                grads = (
+                    add_l2(grads, points, weight_decay)
+                    if foreach
+                    else [add_l2(g, x, weight_decay) for g, x in zip(grads, points)]
+                )
             nesterov, weight_decay = False, 0.0
         fn = sgd_direction_foreach if foreach else sgd_direction_single
         directions = fn(params, grads, bufs, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
@@ -108,8 +134,10 @@ class SGD(AdaptimOptimizer):
         if not groups:
             return super()._evaluate_closure(closure)
         if closure is None:
-            raise RuntimeError("SGD(lookahead=True) needs a closure: step(closure) evaluates the gradient at "
-                               "the look-ahead point x_t = w_t - lr * momentum * v_{t-1}")
+            raise RuntimeError(
+                "SGD(lookahead=True) needs a closure: step(closure) evaluates the gradient at "
+                "the look-ahead point x_t = w_t - lr * momentum * v_{t-1}"
+            )
         saved = []  # (real view of p, exact copy of w_t)
         for group in groups:
             moved, work, bufs = [], [], []
@@ -121,8 +149,9 @@ class SGD(AdaptimOptimizer):
                 moved.append(pr)
                 work.append(pr if pr.dtype == buf.dtype else pr.to(buf.dtype))
                 bufs.append(buf)
-            points = lookahead_point(work, bufs, lr=group["lr"], momentum=group["momentum"],
-                                     foreach=self.use_foreach(group))
+            points = lookahead_point(
+                work, bufs, lr=group["lr"], momentum=group["momentum"], foreach=self.use_foreach(group)
+            )
             for pr, x in zip(moved, points):
                 saved.append((pr, pr.clone()))
                 pr.copy_(x)

@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from adaptim.functional.shampoo import idealized_shampoo_directions, init_shampoo_state, shampoo_directions
 from adaptim.functional.common import WeightDecay
+from adaptim.functional.shampoo import idealized_shampoo_directions, init_shampoo_state, shampoo_directions
 from adaptim.optim.base import AdaptimOptimizer
 from adaptim.validation import check_choice, check_int, check_range
 
@@ -82,19 +82,40 @@ class Shampoo(AdaptimOptimizer):
     supports_complex = False
     squares_gradients = True
 
-    def __init__(self, params, lr: float = 1e-3, beta2: float | None = None, eps: float = 1e-12,
-                 momentum: float = 0.0, weight_decay: float = 0.0, precondition_frequency: int = 10,
-                 start_preconditioning_step: int | None = None, max_preconditioner_dim: int = 1024,
-                 exponent_override: float | None = None, grafting: str | None = "adam",
-                 grafting_beta2: float = 0.999, grafting_eps: float = 1e-8, maximize: bool = False) -> None:
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        beta2: float | None = None,
+        eps: float = 1e-12,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        precondition_frequency: int = 10,
+        start_preconditioning_step: int | None = None,
+        max_preconditioner_dim: int = 1024,
+        exponent_override: float | None = None,
+        grafting: str | None = "adam",
+        grafting_beta2: float = 0.999,
+        grafting_eps: float = 1e-8,
+        maximize: bool = False,
+    ) -> None:
         if start_preconditioning_step is None:  # the first step that has roots
             start_preconditioning_step = precondition_frequency
-        defaults = dict(lr=lr, beta2=beta2, eps=eps, momentum=momentum, weight_decay=weight_decay,
-                        precondition_frequency=precondition_frequency,
-                        start_preconditioning_step=start_preconditioning_step,
-                        max_preconditioner_dim=max_preconditioner_dim, exponent_override=exponent_override,
-                        grafting=grafting, grafting_beta2=grafting_beta2, grafting_eps=grafting_eps,
-                        maximize=maximize)
+        defaults = dict(
+            lr=lr,
+            beta2=beta2,
+            eps=eps,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            precondition_frequency=precondition_frequency,
+            start_preconditioning_step=start_preconditioning_step,
+            max_preconditioner_dim=max_preconditioner_dim,
+            exponent_override=exponent_override,
+            grafting=grafting,
+            grafting_beta2=grafting_beta2,
+            grafting_eps=grafting_eps,
+            maximize=maximize,
+        )
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -113,7 +134,8 @@ class Shampoo(AdaptimOptimizer):
                 f"precondition_frequency ({group['precondition_frequency']}): the roots are first computed at "
                 "step precondition_frequency, so an earlier preconditioned step would have no root; set "
                 "start_preconditioning_step to a value >= precondition_frequency (the steps before it use the "
-                "grafted method, or the plain gradient without grafting)")
+                "grafted method, or the plain gradient without grafting)"
+            )
         if group["exponent_override"] is not None:
             check_range("exponent_override", group["exponent_override"], None, 0.0, high_open=True)
         check_choice("grafting", group["grafting"], GRAFTING_METHODS)
@@ -134,19 +156,33 @@ class Shampoo(AdaptimOptimizer):
     def _decay_factor(self, group: dict[str, Any]) -> float:
         # wd * w is added to the direction: with momentum 0 the step is w <- (1 - lr wd) w - lr D
         return group["lr"] * group["weight_decay"]
+
     def _accumulated(self, group: dict[str, Any], state: dict[str, Any]) -> list[torch.Tensor]:
         # sums (53) and AdaGrad grafting grow without bound; EMA statistics stay below their inputs
-        return [v for k, v in state.items()
-                if (group["beta2"] is None and k.startswith("factor_")) or k == "grafting_sum_sq"]
+        return [
+            v
+            for k, v in state.items()
+            if (group["beta2"] is None and k.startswith("factor_")) or k == "grafting_sum_sq"
+        ]
 
     def _update_group(self, group, params, grads, states) -> None:
         directions = shampoo_directions(
-            params, grads, states, self.step_counts(states), beta2=group["beta2"], eps=group["eps"],
-            momentum=group["momentum"], weight_decay=group["weight_decay"],
+            params,
+            grads,
+            states,
+            self.step_counts(states),
+            beta2=group["beta2"],
+            eps=group["eps"],
+            momentum=group["momentum"],
+            weight_decay=group["weight_decay"],
             precondition_frequency=group["precondition_frequency"],
             start_preconditioning_step=group["start_preconditioning_step"],
-            max_preconditioner_dim=group["max_preconditioner_dim"], exponent_override=group["exponent_override"],
-            grafting=group["grafting"], grafting_beta2=group["grafting_beta2"], grafting_eps=group["grafting_eps"])
+            max_preconditioner_dim=group["max_preconditioner_dim"],
+            exponent_override=group["exponent_override"],
+            grafting=group["grafting"],
+            grafting_beta2=group["grafting_beta2"],
+            grafting_eps=group["grafting_eps"],
+        )
         self._final_step(group, params, directions, group["lr"], 0.0)  # the decay is in the direction
 
 
@@ -184,10 +220,27 @@ class IdealizedShampoo(AdaptimOptimizer):
     supports_complex = False
     squares_gradients = True
 
-    def __init__(self, params, lr: float = 1e-3, beta2: float = 0.999, eps: float = 1e-12,
-                 weight_decay: float = 0.0, max_preconditioner_dim: int = 1024, maximize: bool = False) -> None:
-        super().__init__(params, dict(lr=lr, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                                      max_preconditioner_dim=max_preconditioner_dim, maximize=maximize))
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        beta2: float = 0.999,
+        eps: float = 1e-12,
+        weight_decay: float = 0.0,
+        max_preconditioner_dim: int = 1024,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                beta2=beta2,
+                eps=eps,
+                weight_decay=weight_decay,
+                max_preconditioner_dim=max_preconditioner_dim,
+                maximize=maximize,
+            ),
+        )
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -206,6 +259,13 @@ class IdealizedShampoo(AdaptimOptimizer):
 
     def _update_group(self, group, params, grads, states) -> None:
         directions = idealized_shampoo_directions(
-            params, grads, states, self.step_counts(states), beta2=group["beta2"], eps=group["eps"],
-            weight_decay=group["weight_decay"], max_preconditioner_dim=group["max_preconditioner_dim"])
+            params,
+            grads,
+            states,
+            self.step_counts(states),
+            beta2=group["beta2"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            max_preconditioner_dim=group["max_preconditioner_dim"],
+        )
         self._final_step(group, params, directions, group["lr"], 0.0)  # the decay is in the direction

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -46,10 +46,19 @@ class Steepest(AdaptimOptimizer):
 
     supports_complex = False
 
-    def __init__(self, params, lr: float = 0.02, norm: str = "spectral", rule: str = "trust_region",
-                 momentum: float = 0.0, maximize: bool = False, foreach: Optional[bool] = None) -> None:
-        super().__init__(params, dict(lr=lr, norm=norm, rule=rule, momentum=momentum, maximize=maximize,
-                                      foreach=foreach))
+    def __init__(
+        self,
+        params,
+        lr: float = 0.02,
+        norm: str = "spectral",
+        rule: str = "trust_region",
+        momentum: float = 0.0,
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(
+            params, dict(lr=lr, norm=norm, rule=rule, momentum=momentum, maximize=maximize, foreach=foreach)
+        )
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -64,6 +73,12 @@ class Steepest(AdaptimOptimizer):
 
     def _update_group(self, group, params, grads, states) -> None:
         bufs = [s["momentum_buffer"] for s in states] if group["momentum"] != 0 else None
-        directions = steepest_directions(grads, bufs, norm=group["norm"], rule=group["rule"],
-                                         momentum=group["momentum"], batched=self.use_foreach(group))
+        directions = steepest_directions(
+            grads,
+            bufs,
+            norm=group["norm"],
+            rule=group["rule"],
+            momentum=group["momentum"],
+            batched=self.use_foreach(group),
+        )
         self._final_step(group, params, directions, group["lr"])
