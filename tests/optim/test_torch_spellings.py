@@ -75,7 +75,13 @@ def test_every_torch_argument_name_is_accepted_or_refused_with_a_value_error(tor
 
 # --------------------------------------------------------------------------------------------- RMSprop
 def test_rmsprop_alpha_is_beta2():
-    _same_run(lambda p: adaptim.RMSProp(p, lr=0.01, alpha=0.9), lambda p: adaptim.RMSProp(p, lr=0.01, betas=(0.9, 0.9)))
+    """torch's alpha alone means torch's RMSprop: no first moment (betas = (0, alpha)), as torch.optim.RMSprop with
+    momentum=0; with betas given too, alpha is their b2."""
+    _same_run(lambda p: adaptim.RMSProp(p, lr=0.01, alpha=0.9), lambda p: adaptim.RMSProp(p, lr=0.01, betas=(0.0, 0.9)))
+    _same_run(
+        lambda p: adaptim.RMSProp(p, lr=0.01, alpha=0.9, betas=(0.5, 0.9)),
+        lambda p: adaptim.RMSProp(p, lr=0.01, betas=(0.5, 0.9)),
+    )
 
 
 def test_rmsprop_momentum_zero_is_no_first_moment():

@@ -43,18 +43,19 @@ class AdaGrad(AdaptimOptimizer):
     weight_decay_kind = WeightDecay.L2
 
     squares_gradients = True
+    statistics_elementwise = True
     torch_names = ("lr_decay", "differentiable", "fused")
 
     def __init__(
         self,
         params,
         lr: float = 1e-2,
+        *,  # keyword-only: torch.optim.Adagrad's positional order is lr, lr_decay, weight_decay, ...
         eps: float = 1e-10,
         initial_accumulator_value: float = 0.0,
         weight_decay: float = 0.0,
         maximize: bool = False,
         foreach: bool | None = None,
-        *,
         lr_decay: float = 0.0,
         differentiable: bool = False,
         fused: bool | None = None,
@@ -91,6 +92,9 @@ class AdaGrad(AdaptimOptimizer):
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         return {"sum": torch.full_like(p, group["initial_accumulator_value"])}
+
+    def _needs_exact_squares(self, group: dict[str, Any]) -> bool:
+        return group["eps"] == 0  # g / sqrt(sum g^2) with nothing added
 
     def _l2_coefficient(self, group: dict[str, Any]) -> float:
         return group["weight_decay"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ class _AdamBase(AdaptimOptimizer):
     """Shared state and dispatch of the Adam family; subclasses say how weight decay enters."""
 
     squares_gradients = True
+    statistics_elementwise = True
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -31,6 +33,10 @@ class _AdamBase(AdaptimOptimizer):
         if group.get("amsgrad", False):
             state["max_exp_avg_sq"] = torch.zeros_like(p)
         return state
+
+    def _needs_exact_squares(self, group: dict[str, Any]) -> bool:
+        # mbar / sqrt(vbar) with nothing added (eps = 0), or atan2(mbar, b sqrt(vbar)), which has no eps
+        return group.get("eps", 0.0) == 0 or self._atan2(group) is not None
 
     def _l2_coefficient(self, group: dict[str, Any]) -> float:
         """The L2 coefficient added to the gradient (0 for the decoupled kinds; their lambda_t is
@@ -238,6 +244,28 @@ class AdamW(_AdamBase):
                     "decoupled_weight_decay=False"
                 )
             check_range("weight_decay", group["weight_decay"], 0.0, 1.0, high_open=True)
+
+    def _check_group_step(self, group):
+        super()._check_group_step(group)
+        if group.get("independent_weight_decay", False) and group["weight_decay"] != 0:
+            self._warn_if_s_t_is_blind(group)
+
+    def _warn_if_s_t_is_blind(self, group) -> None:
+        """lambda_t = s_t weight_decay follows the lr only through a recorded peak: an lr changed with none recorded
+        (ReduceLROnPlateau, a manual cut) leaves s_t = 1. Say so once per group instead of decaying silently."""
+        if any(k in group for k in ("peak_lr", "max_lr", "initial_lr")):
+            return
+        first = self.__dict__.setdefault("_first_lr", {})
+        lr = float(group["lr"])
+        if first.setdefault(id(group), lr) != lr and not self.__dict__.setdefault("_warned_s_t", set()) & {id(group)}:
+            self._warned_s_t.add(id(group))
+            warnings.warn(
+                f"AdamW(independent_weight_decay=True): this group's lr changed ({first[id(group)]:.4g} -> {lr:.4g}) "
+                "with no peak recorded (no lr_scheduler.LRScheduler, e.g. ReduceLROnPlateau or a manual change), so "
+                "s_t stays 1 and the decay stays weight_decay per step; set group['peak_lr'] = <largest lr> for "
+                "lambda_t = (lr / peak_lr) weight_decay",
+                stacklevel=3,
+            )
 
     def _l2_coefficient(self, group):
         return 0.0 if group["decoupled_weight_decay"] else group["weight_decay"]  # torch's name: False is L2

@@ -97,6 +97,11 @@ def _freeze(v: Any) -> Any:
     return v
 
 
+def _underflows(g: torch.Tensor) -> torch.Tensor:
+    """0-dim bool: some nonzero entry of ``g`` squares to exactly 0 in ``g``'s dtype."""
+    return ((g * g == 0) & (g != 0)).any()
+
+
 def _state_mismatch(expected: dict[str, Any], got: dict[str, Any]) -> str | None:
     """How the state ``got`` differs in layout from ``expected`` (entries, tensor shapes), or ``None``.
 
@@ -140,6 +145,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     #: gradient, ``DECOUPLED`` as the factor (1 - lambda_t) of the last stage, ``DIRECTION`` added to the
     #: preconditioned direction; ``None`` for optimizers without weight decay. See :meth:`weight_decay_kind`.
     weight_decay_kind: WeightDecay | None = None
+    #: the squared gradients enter the statistics entry by entry (Adam's v, AdaGrad's sum): the overflow check
+    #: bounds them by the largest squared entry; otherwise (Gram matrices, row sums) by the squared norm
+    statistics_elementwise: bool = False
     #: torch.optim's names for hyperparameters of this class, accepted as constructor keywords and param-group keys
     #: and translated by :meth:`_from_torch` (or refused with what to write instead)
     torch_names: tuple[str, ...] = ()
@@ -188,6 +196,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         for key in self._flags():  # flags must be real booleans: amsgrad="no" would read as True
             if key in group:
                 check_bool(key, group[key])
+        if group.get("foreach") is not None:  # None: the default path; "no" would read as True
+            check_bool("foreach", group["foreach"])
         lr = group.get("lr")
         if isinstance(lr, torch.Tensor):
             if lr.numel() != 1:
@@ -382,9 +392,13 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     def _check_finite_grads(self) -> None:
         """Raise ``RuntimeError`` if any gradient of any group is sparse, has NaN or infinite entries, or (in a
-        group whose statistics square it, see :attr:`squares_gradients`) would make those statistics overflow.
+        group whose statistics square it, see :attr:`squares_gradients`) would make those statistics overflow,
+        or (in a group whose step depends on exact squares, see :meth:`_needs_exact_squares`) has nonzero entries
+        whose squares underflow to 0.
 
         Called before any group is updated and before any state is created, so a refused step changes nothing.
+        One reduction per gradient (``torch.aminmax``; a norm where the statistics sum squares) and one host
+        sync for the whole step.
         """
         where, flags = [], []
         for gi, group in enumerate(self.param_groups):
@@ -402,34 +416,81 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                     with_grad.append(p)
             if not with_grad:
                 continue
-            if self._squares_gradients(group):  # a bound on every statistic is finite: so is every statistic
-                flags.extend(b.isfinite() for b in self._square_bounds(group, with_grad))
+            squares = self._squares_gradients(group)
+            if squares and not self.statistics_elementwise:  # sums of squares: a norm bounds every statistic
+                group_flags = [b.isfinite() for b in self._square_bounds(group, with_grad)]
             else:
-                flags.extend(self._real(p.grad).isfinite().all() for p in with_grad)
+                group_flags = self._entry_flags(group, with_grad, squares)
+            if self._needs_exact_squares(group):
+                group_flags = [f & ~self._underflow_flag(p) for f, p in zip(group_flags, with_grad)]
+            flags.extend(group_flags)
         if not flags:
             return
         finite = torch.stack([f.to(flags[0].device) for f in flags])
         if not bool(finite.all()):
             gi, pi, p = where[int((~finite).nonzero()[0, 0])]
+            self._raise_bad_gradient(gi, pi, p)
+
+    def _entry_flags(self, group: dict[str, Any], params: list[torch.Tensor], squares: bool) -> list[torch.Tensor]:
+        """One 0-dim bool per parameter: its gradient is finite and, when ``squares`` (elementwise statistics such
+        as Adam's v), (max |g| + l2 max |w|)^2 plus the largest accumulated entry is finite in the statistics'
+        dtype: a bound on every entry the statistics reach this step."""
+        l2 = self._l2_coefficient(group) if squares else 0.0
+        out = []
+        for p in params:
             g = self._real(p.grad)
+            lo, hi = torch.aminmax(g)  # NaN propagates; one pass, far cheaper than isfinite().all()
+            if not squares:
+                out.append(lo.isfinite() & hi.isfinite())
+                continue
             dtype = self._statistics_dtype(g)
-            if not bool(g.isfinite().all()):
-                what = "has NaN or infinite entries"
-            elif not bool(self._squared_norm(g, dtype).isfinite()):
-                what = (
-                    f"has entries up to {float(g.abs().max()):.3g}, whose squares overflow "
-                    f"{dtype} in this optimizer's statistics"
-                )
-            else:
-                what = (
-                    f"has entries up to {float(g.abs().max()):.3g}: with the statistics accumulated so far "
-                    f"(and any L2 term weight_decay * w) their squares overflow {dtype}"
-                )
-            raise RuntimeError(
-                f"{type(self).__name__}: the gradient of parameter {pi} of group {gi} (shape {tuple(p.shape)}) "
-                f"{what}; the step was not taken and nothing was changed. Fix the loss, clip or unscale the "
-                "gradients first, or set check_finite = False on the optimizer to skip this check"
+            m = torch.maximum(hi, -lo).to(dtype)
+            if l2 != 0:
+                wlo, whi = torch.aminmax(self._real(p))
+                m = m + l2 * torch.maximum(whi, -wlo).to(device=m.device, dtype=dtype)
+            bound = m * m
+            state = self.state.get(p)
+            for acc in self._accumulated(group, state) if state else []:
+                bound = bound + acc.abs().amax().to(device=bound.device, dtype=dtype)
+            out.append(bound.isfinite())
+        return out
+
+    def _needs_exact_squares(self, group: dict[str, Any]) -> bool:
+        """Whether the step divides by sqrt of the squared gradients with nothing added (eps = 0, Adam-atan2): then
+        a nonzero gradient whose square underflows to 0 (|g| below about 1e-19 in float32) would give a wrong
+        step (0/0 read as 0, or atan2(m, 0) = pi/2), so such a step is refused. False by default."""
+        return False
+
+    def _underflow_flag(self, p: torch.Tensor) -> torch.Tensor:
+        g = self._real(p.grad)
+        return _underflows(g.to(self._statistics_dtype(g)))  # squares are formed in the statistics' dtype
+
+    def _raise_bad_gradient(self, gi: int, pi: int, p: torch.Tensor) -> None:
+        g = self._real(p.grad)
+        dtype = self._statistics_dtype(g)
+        if not bool(g.isfinite().all()):
+            what = "has NaN or infinite entries"
+        elif self._needs_exact_squares(self.param_groups[gi]) and bool(self._underflow_flag(p)):
+            gs = g.to(dtype)
+            tiny = float(gs[(gs != 0) & (gs * gs == 0)].abs().max())
+            what = (
+                f"has nonzero entries as small as {tiny:.3g} whose squares underflow to 0 in {dtype}; with eps = 0 "
+                "(or Adam-atan2, which has none) the step would divide 0 by 0 there and be wrong. Use eps > 0, "
+                "float64 parameters, or scale the loss up"
             )
+        elif self._squares_gradients(self.param_groups[gi]):
+            what = (
+                f"has entries up to {float(g.abs().max()):.3g}, whose squares overflow {dtype} in this "
+                "optimizer's statistics (added to the statistics accumulated so far, with any L2 term "
+                "weight_decay * w)"
+            )
+        else:
+            what = "cannot be stepped"
+        raise RuntimeError(
+            f"{type(self).__name__}: the gradient of parameter {pi} of group {gi} (shape {tuple(p.shape)}) "
+            f"{what}; the step was not taken and nothing was changed. Fix the loss, clip or unscale the "
+            "gradients first, or set check_finite = False on the optimizer to skip this check"
+        )
 
     def _squares_gradients(self, group: dict[str, Any]) -> bool:
         """Whether ``group``'s statistics square the gradient (see :attr:`squares_gradients`)."""
@@ -560,7 +621,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         The base class refuses a weight-decay factor lambda_t = :meth:`_decay_factor` >= 1 for every optimizer that
         decays: (1 - lambda_t) w would zero or flip every weight. Subclasses extend this with their own checks.
         """
-        decay = self._decay_factor(group)
+        decay = self._shrink_factor(group)
         if decay >= 1:
             raise RuntimeError(
                 f"{type(self).__name__}: the weight decay factor lambda_t = {decay:.4g} of this step is >= 1 "
@@ -573,6 +634,12 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         """How ``group``'s weight decay enters its update (the class's :attr:`weight_decay_kind`, unless a flag of
         the group changes it)."""
         return self.weight_decay_kind
+
+    def _shrink_factor(self, group: dict[str, Any]) -> float:
+        """The fraction of w that weight decay removes in this group's next step, whatever its kind: the base
+        class refuses a step where it is >= 1. By default lambda_t (:meth:`_decay_factor`); an L2 term on a plain
+        gradient step (SGD) shrinks w by lr * weight_decay too."""
+        return self._decay_factor(group)
 
     def _decay_factor(self, group: dict[str, Any]) -> float:
         """lambda_t: the fraction of w that this group's next step removes by weight decay (an upper bound where

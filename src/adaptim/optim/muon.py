@@ -79,6 +79,7 @@ class Muon(AdaptimOptimizer):
         self,
         params,
         lr: float = 0.02,
+        *,  # keyword-only: torch.optim.Muon's third positional argument is weight_decay, not momentum
         momentum: float = 0.95,
         nesterov: bool = True,
         ns_coefficients: str | tuple = "jordan",
@@ -90,7 +91,6 @@ class Muon(AdaptimOptimizer):
         eps: float = 1e-8,
         maximize: bool = False,
         foreach: bool | None = None,
-        *,
         adjust_lr_fn: str | None = NOT_GIVEN,
     ) -> None:
         defaults = dict(
@@ -151,6 +151,11 @@ class Muon(AdaptimOptimizer):
 
     def _decay_factor(self, group: dict[str, Any]) -> float:
         return group["lr"] * group["weight_decay"]  # both sides: (1 - lr wd) W, as torch.optim.Muon and AdamW
+
+    statistics_elementwise = True  # the AdamW side's v
+
+    def _needs_exact_squares(self, group: dict[str, Any]) -> bool:
+        return not group["use_muon"] and group["eps"] == 0  # the AdamW side's mbar / sqrt(vbar)
 
     def _squares_gradients(self, group: dict[str, Any]) -> bool:
         return not group["use_muon"]  # the AdamW side keeps g^2; Newton-Schulz is scale-free

@@ -41,6 +41,7 @@ class RMSProp(AdaptimOptimizer):
     weight_decay_kind = WeightDecay.L2
 
     squares_gradients = True
+    statistics_elementwise = True
     torch_names = ("alpha", "momentum", "centered", "capturable", "differentiable")
 
     def __init__(
@@ -100,7 +101,10 @@ class RMSProp(AdaptimOptimizer):
         if alpha is not None or momentum is not None:
             betas = entries.get("betas", fallback["betas"])
             b1, b2 = (betas[0], betas[1]) if isinstance(betas, (tuple, list)) and len(betas) == 2 else (None, None)
-            new = (0.0 if momentum is not None else b1, alpha if alpha is not None else b2)
+            # torch's RMSprop has no first moment unless momentum is set: alpha alone means betas = (0, alpha),
+            # unless betas were given too (then they must agree)
+            keep_b1 = momentum is None and "betas" in explicit
+            new = (b1 if keep_b1 else 0.0, alpha if alpha is not None else b2)
             spelled = ", ".join(f"{k}={v!r}" for k, v in (("alpha", alpha), ("momentum", momentum)) if v is not None)
             self._set_alias(entries, explicit, spelled, "betas", new)
         super()._from_torch(entries, given, explicit, fallback)
@@ -110,6 +114,9 @@ class RMSProp(AdaptimOptimizer):
         check_betas(group["betas"])
         check_range("eps", group["eps"], 0.0)
         check_range("weight_decay", group["weight_decay"], 0.0)
+
+    def _needs_exact_squares(self, group: dict[str, Any]) -> bool:
+        return group["eps"] == 0  # m / sqrt(v) with nothing added
 
     def _l2_coefficient(self, group: dict[str, Any]) -> float:
         return group["weight_decay"]

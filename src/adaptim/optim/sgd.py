@@ -104,6 +104,10 @@ class SGD(AdaptimOptimizer):
                 "lookahead=True evaluates the closure at the Nesterov point (28): it requires nesterov=True"
             )
 
+    def _shrink_factor(self, group: dict[str, Any]) -> float:
+        # the L2 term of a plain gradient step: w <- (1 - lr wd) w - lr g, which flips w when lr wd >= 1
+        return group["lr"] * group["weight_decay"]
+
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         if group["momentum"] == 0:
             return {}
