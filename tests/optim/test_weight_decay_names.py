@@ -112,3 +112,31 @@ def test_no_torch_optimizer_uses_the_name_independent_weight_decay():
         if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer):
             assert "independent_weight_decay" not in inspect.signature(cls.__init__).parameters, name
     assert "decoupled_weight_decay" in inspect.signature(torch.optim.Adam.__init__).parameters
+
+
+@pytest.mark.parametrize("old_flag,new_kw", [(True, dict(independent_weight_decay=True)), (False, {})])
+def test_checkpoint_saved_before_the_rename_resumes_its_trajectory(old_flag, new_kw):
+    """Before the rename, AdamW(decoupled_weight_decay=True) meant lambda_t = s_t wd and False meant lr wd; a
+    checkpoint of that time (its groups lack independent_weight_decay) resumes with the meaning it was saved with."""
+    gen = torch.Generator().manual_seed(0)
+    w0 = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    grads = [torch.randn(4, 3, generator=gen, dtype=torch.float64) for _ in range(6)]
+    ref_w = w0.clone().requires_grad_()
+    ref = adaptim.AdamW([ref_w], lr=0.1, weight_decay=0.05, **new_kw)
+    for g in grads[:3]:
+        ref_w.grad = g.clone()
+        ref.step()
+    saved = ref.state_dict()
+    for group in saved["param_groups"]:  # what the old code wrote
+        group.pop("independent_weight_decay")
+        group["decoupled_weight_decay"] = old_flag
+    w = ref_w.detach().clone().requires_grad_()
+    opt = adaptim.AdamW([w], lr=0.1, weight_decay=0.05)
+    opt.load_state_dict(saved)
+    assert opt.param_groups[0]["independent_weight_decay"] is old_flag
+    assert opt.param_groups[0]["decoupled_weight_decay"] is True
+    for g in grads[3:]:
+        ref_w.grad, w.grad = g.clone(), g.clone()
+        ref.step()
+        opt.step()
+    assert torch.equal(w.detach(), ref_w.detach())

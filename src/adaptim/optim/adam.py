@@ -161,6 +161,12 @@ class Adam(_AdamBase):
         return group["lr"] * group["weight_decay"] if group.get("decoupled_weight_decay", False) else 0.0
 
 
+def _from_old_adamw(group: dict[str, Any]) -> dict[str, Any]:
+    if "independent_weight_decay" in group or "decoupled_weight_decay" not in group:
+        return group
+    return {**group, "decoupled_weight_decay": True, "independent_weight_decay": bool(group["decoupled_weight_decay"])}
+
+
 class AdamW(_AdamBase):
     __doc__ = (
         """AdamW: the whole of Figure 1 (Loshchilov and Hutter, 2017), written out in
@@ -244,6 +250,17 @@ class AdamW(_AdamBase):
                     "decoupled_weight_decay=False"
                 )
             check_range("weight_decay", group["weight_decay"], 0.0, 1.0, high_open=True)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As :meth:`adaptim.AdaptimOptimizer.load_state_dict`, reading checkpoints saved before
+        ``independent_weight_decay`` existed (their groups lack the key) with the meaning they were saved with:
+        their ``decoupled_weight_decay=True`` was Figure 1's lambda_t = s_t weight_decay (now
+        ``independent_weight_decay=True``) and their ``False`` was AdamW's lambda_t = lr weight_decay (now the
+        default ``decoupled_weight_decay=True``), so an old checkpoint resumes its exact trajectory."""
+        groups = state_dict.get("param_groups", [])
+        if any("independent_weight_decay" not in g and "decoupled_weight_decay" in g for g in groups):
+            state_dict = {**state_dict, "param_groups": [_from_old_adamw(g) for g in groups]}
+        super().load_state_dict(state_dict)
 
     def _check_group_step(self, group):
         super()._check_group_step(group)
