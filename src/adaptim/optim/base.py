@@ -46,40 +46,11 @@ from typing import Any
 import torch
 
 from adaptim.functional.common import WeightDecay, apply_update_
+from adaptim.optim.guards import GradientChecks, state_dtype
+from adaptim.optim.torch_names import NOT_GIVEN, TORCH_SWITCHES, TorchNames
 from adaptim.validation import check_betas, check_bool, check_int, check_range
 
-__all__ = ["AdaptimOptimizer", "check_range", "check_int", "check_betas", "state_dtype"]
-
-
-class _NotGiven:
-    def __repr__(self) -> str:
-        return "<not given>"
-
-
-#: default of a torch.optim argument whose ``None`` means something (so ``None`` cannot mean "not given")
-NOT_GIVEN: Any = _NotGiven()
-
-#: torch.optim switches adaptim has no counterpart for: accepted off (torch's default, which computes what adaptim
-#: computes), refused on, with what to write instead
-TORCH_SWITCHES = {
-    "differentiable": "adaptim's steps run under torch.no_grad() and cannot be differentiated through; drop "
-    "differentiable=True",
-    "fused": "adaptim.{cls} has no fused kernel; drop fused=True (foreach=True, the default, is its fast path)",
-    "capturable": "adaptim.{cls} keeps its step counts on the CPU and cannot be captured in a CUDA graph; drop "
-    "capturable=True",
-}
-
-
-def _differs(a: Any, b: Any) -> bool:
-    try:
-        return bool(a != b)
-    except (RuntimeError, TypeError, ValueError):  # tensors of several entries: count as set by the caller
-        return True
-
-
-def state_dtype(p: torch.Tensor) -> torch.dtype:
-    """The dtype statistics are kept in for parameter ``p``: float64 for float64, float32 otherwise."""
-    return torch.float64 if p.dtype == torch.float64 else torch.float32
+__all__ = ["AdaptimOptimizer", "check_range", "check_int", "check_betas", "state_dtype", "NOT_GIVEN", "TORCH_SWITCHES"]
 
 
 def _as_float(x: Any) -> Any:
@@ -95,11 +66,6 @@ def _freeze(v: Any) -> Any:
     if isinstance(v, dict):
         return ("dict", *((k, _freeze(x)) for k, x in v.items()))
     return v
-
-
-def _underflows(g: torch.Tensor) -> torch.Tensor:
-    """0-dim bool: some nonzero entry of ``g`` squares to exactly 0 in ``g``'s dtype."""
-    return ((g * g == 0) & (g != 0)).any()
 
 
 def _state_mismatch(expected: dict[str, Any], got: dict[str, Any]) -> str | None:
@@ -130,27 +96,15 @@ def _signature(group: dict[str, Any]) -> tuple:
     return tuple((k, _freeze(v)) for k, v in group.items() if k not in ("params", "param_names"))
 
 
-class AdaptimOptimizer(torch.optim.Optimizer):
+class AdaptimOptimizer(GradientChecks, TorchNames, torch.optim.Optimizer):
     """Base class: parameter checks, ``maximize``, complex and low-precision handling, safe state loading."""
 
     #: whether complex parameters are optimized (as their real view) or refused at construction
     supports_complex: bool = True
-    #: raise RuntimeError before a step whose gradients hold NaN or infinity (nothing is changed then)
-    check_finite: bool = True
-    #: the statistics square the gradient (g^2, G G^T): then a finite gradient whose squared norm overflows the
-    #: statistics' dtype (|g| ~ 1e19 in float32), or would once added to the accumulated sums, is refused as well,
-    #: instead of giving inf statistics or NaN (see :meth:`_square_bounds`)
-    squares_gradients: bool = False
     #: how ``weight_decay`` enters the update (:class:`adaptim.functional.common.WeightDecay`): ``L2`` into the
     #: gradient, ``DECOUPLED`` as the factor (1 - lambda_t) of the last stage, ``DIRECTION`` added to the
     #: preconditioned direction; ``None`` for optimizers without weight decay. See :meth:`weight_decay_kind`.
     weight_decay_kind: WeightDecay | None = None
-    #: the squared gradients enter the statistics entry by entry (Adam's v, AdaGrad's sum): the overflow check
-    #: bounds them by the largest squared entry; otherwise (Gram matrices, row sums) by the squared norm
-    statistics_elementwise: bool = False
-    #: torch.optim's names for hyperparameters of this class, accepted as constructor keywords and param-group keys
-    #: and translated by :meth:`_from_torch` (or refused with what to write instead)
-    torch_names: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
         super().__init__(params, defaults)
@@ -286,45 +240,6 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             for g, t in tensors:
                 g["lr"] = t
 
-    def _with_torch_names(self, defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-        """The constructor's ``defaults`` with the torch.optim keywords ``given`` translated (see
-        :meth:`_from_torch`); an argument counts as set by the caller when it differs from its default."""
-        given = {k: v for k, v in given.items() if v is not NOT_GIVEN}
-        sig = inspect.signature(type(self).__init__).parameters
-        explicit = {
-            k
-            for k, v in defaults.items()
-            if k in sig and sig[k].default is not inspect.Parameter.empty and _differs(v, sig[k].default)
-        }
-        out = dict(defaults)
-        self._from_torch(out, given, explicit, defaults)
-        return out
-
-    def _from_torch(
-        self, entries: dict[str, Any], given: dict[str, Any], explicit: set[str], fallback: dict[str, Any]
-    ) -> None:
-        """Write torch.optim's hyperparameters ``given`` (name -> value) into ``entries`` (the constructor's
-        defaults or a param group) under this optimizer's names where they compute the same thing, or raise
-        ``ValueError`` saying what to write instead. ``explicit``: the entries the caller set (the same
-        hyperparameter set twice, differently, is refused); ``fallback``: the values of entries not in
-        ``entries``. Subclasses translate their own names and pass the rest here: the switches of
-        :data:`TORCH_SWITCHES`, accepted when off."""
-        for name, value in given.items():
-            if value:
-                raise ValueError(f"{name}={value!r}: " + TORCH_SWITCHES[name].format(cls=type(self).__name__))
-
-    @staticmethod
-    def _set_alias(entries: dict[str, Any], explicit: set[str], spelled: str, name: str, translated: Any) -> None:
-        """entries[name] = translated for torch.optim's arguments ``spelled`` (e.g. "alpha=0.9"), unless ``name``
-        was set to something else too."""
-        if name in explicit and _differs(entries[name], translated):
-            raise ValueError(
-                f"{spelled} (torch.optim's spelling) and {name}={entries[name]!r} set the same "
-                f"hyperparameter differently; pass one of them ({name}={translated!r} is what "
-                f"{spelled} means here)"
-            )
-        entries[name] = translated
-
     @classmethod
     @functools.cache
     def _flags(cls) -> list[str]:
@@ -389,150 +304,6 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             grads.append(g)
             states.append(state)
         return params, work, grads, states
-
-    def _check_finite_grads(self) -> None:
-        """Raise ``RuntimeError`` if any gradient of any group is sparse, has NaN or infinite entries, or (in a
-        group whose statistics square it, see :attr:`squares_gradients`) would make those statistics overflow,
-        or (in a group whose step depends on exact squares, see :meth:`_needs_exact_squares`) has nonzero entries
-        whose squares underflow to 0.
-
-        Called before any group is updated and before any state is created, so a refused step changes nothing.
-        One reduction per gradient (``torch.aminmax``; a norm where the statistics sum squares) and one host
-        sync for the whole step.
-        """
-        where, flags = [], []
-        for gi, group in enumerate(self.param_groups):
-            with_grad = []
-            for pi, p in enumerate(group["params"]):
-                if p.grad is None or p.numel() == 0:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError(
-                        f"{type(self).__name__} does not support sparse gradients (parameter {pi} "
-                        f"of group {gi}); the step was not taken"
-                    )
-                if self.check_finite:
-                    where.append((gi, pi, p))
-                    with_grad.append(p)
-            if not with_grad:
-                continue
-            squares = self._squares_gradients(group)
-            if squares and not self.statistics_elementwise:  # sums of squares: a norm bounds every statistic
-                group_flags = [b.isfinite() for b in self._square_bounds(group, with_grad)]
-            else:
-                group_flags = self._entry_flags(group, with_grad, squares)
-            if self._needs_exact_squares(group):
-                group_flags = [f & ~self._underflow_flag(p) for f, p in zip(group_flags, with_grad)]
-            flags.extend(group_flags)
-        if not flags:
-            return
-        finite = torch.stack([f.to(flags[0].device) for f in flags])
-        if not bool(finite.all()):
-            gi, pi, p = where[int((~finite).nonzero()[0, 0])]
-            self._raise_bad_gradient(gi, pi, p)
-
-    def _entry_flags(self, group: dict[str, Any], params: list[torch.Tensor], squares: bool) -> list[torch.Tensor]:
-        """One 0-dim bool per parameter: its gradient is finite and, when ``squares`` (elementwise statistics such
-        as Adam's v), (max |g| + l2 max |w|)^2 plus the largest accumulated entry is finite in the statistics'
-        dtype: a bound on every entry the statistics reach this step."""
-        l2 = self._l2_coefficient(group) if squares else 0.0
-        out = []
-        for p in params:
-            g = self._real(p.grad)
-            lo, hi = torch.aminmax(g)  # NaN propagates; one pass, far cheaper than isfinite().all()
-            if not squares:
-                out.append(lo.isfinite() & hi.isfinite())
-                continue
-            dtype = self._statistics_dtype(g)
-            m = torch.maximum(hi, -lo).to(dtype)
-            if l2 != 0:
-                wlo, whi = torch.aminmax(self._real(p))
-                m = m + l2 * torch.maximum(whi, -wlo).to(device=m.device, dtype=dtype)
-            bound = m * m
-            state = self.state.get(p)
-            for acc in self._accumulated(group, state) if state else []:
-                bound = bound + acc.abs().amax().to(device=bound.device, dtype=dtype)
-            out.append(bound.isfinite())
-        return out
-
-    def _needs_exact_squares(self, group: dict[str, Any]) -> bool:
-        """Whether the step divides by sqrt of the squared gradients with nothing added (eps = 0, Adam-atan2): then
-        a nonzero gradient whose square underflows to 0 (|g| below about 1e-19 in float32) would give a wrong
-        step (0/0 read as 0, or atan2(m, 0) = pi/2), so such a step is refused. False by default."""
-        return False
-
-    def _underflow_flag(self, p: torch.Tensor) -> torch.Tensor:
-        g = self._real(p.grad)
-        return _underflows(g.to(self._statistics_dtype(g)))  # squares are formed in the statistics' dtype
-
-    def _raise_bad_gradient(self, gi: int, pi: int, p: torch.Tensor) -> None:
-        g = self._real(p.grad)
-        dtype = self._statistics_dtype(g)
-        if not bool(g.isfinite().all()):
-            what = "has NaN or infinite entries"
-        elif self._needs_exact_squares(self.param_groups[gi]) and bool(self._underflow_flag(p)):
-            gs = g.to(dtype)
-            tiny = float(gs[(gs != 0) & (gs * gs == 0)].abs().max())
-            what = (
-                f"has nonzero entries as small as {tiny:.3g} whose squares underflow to 0 in {dtype}; with eps = 0 "
-                "(or Adam-atan2, which has none) the step would divide 0 by 0 there and be wrong. Use eps > 0, "
-                "float64 parameters, or scale the loss up"
-            )
-        elif self._squares_gradients(self.param_groups[gi]):
-            what = (
-                f"has entries up to {float(g.abs().max()):.3g}, whose squares overflow {dtype} in this "
-                "optimizer's statistics (added to the statistics accumulated so far, with any L2 term "
-                "weight_decay * w)"
-            )
-        else:
-            what = "cannot be stepped"
-        raise RuntimeError(
-            f"{type(self).__name__}: the gradient of parameter {pi} of group {gi} (shape {tuple(p.shape)}) "
-            f"{what}; the step was not taken and nothing was changed. Fix the loss, clip or unscale the "
-            "gradients first, or set check_finite = False on the optimizer to skip this check"
-        )
-
-    def _squares_gradients(self, group: dict[str, Any]) -> bool:
-        """Whether ``group``'s statistics square the gradient (see :attr:`squares_gradients`)."""
-        return self.squares_gradients
-
-    @staticmethod
-    def _squared_norm(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """||x||^2 in ``dtype``, squared explicitly: ``vector_norm`` of a single entry is |x|, never squared."""
-        n = torch.linalg.vector_norm(x, dtype=dtype)
-        return n * n
-
-    def _statistics_dtype(self, g: torch.Tensor) -> torch.dtype:
-        """The dtype the statistics of a parameter with gradient ``g`` are kept in."""
-        return state_dtype(g)
-
-    def _l2_coefficient(self, group: dict[str, Any]) -> float:
-        """The L2 coefficient added to the gradient before it is squared (``g + l2 w``); 0 by default."""
-        return 0.0
-
-    def _accumulated(self, group: dict[str, Any], state: dict[str, Any]) -> list[torch.Tensor]:
-        """The state tensors that sum squared gradients without bound (AdaGrad's sums): the check adds their
-        largest entry to the new square. EMA statistics stay below their largest input and need none."""
-        return []
-
-    def _square_bounds(self, group: dict[str, Any], params: list[torch.Tensor]) -> list[torch.Tensor]:
-        """For each of ``params`` (with gradients) a 0-dim bound on every entry its statistics can reach this
-        step: (||g|| + l2 ||w||)^2 (it bounds g'^2 and every Gram entry of g' = g + l2 w) plus the largest
-        accumulated entry, in the statistics' dtype; inf or NaN when they could overflow."""
-        l2 = self._l2_coefficient(group)
-        out = []
-        for p in params:
-            g = self._real(p.grad)
-            dtype = self._statistics_dtype(g)
-            n = torch.linalg.vector_norm(g, dtype=dtype)
-            if l2 != 0:
-                n = n + l2 * torch.linalg.vector_norm(self._real(p), dtype=dtype).to(n.device)
-            bound = n * n
-            state = self.state.get(p)
-            for acc in self._accumulated(group, state) if state else []:
-                bound = bound + acc.abs().amax().to(device=bound.device, dtype=dtype)
-            out.append(bound)
-        return out
 
     @staticmethod
     def _write_back(params: list[torch.Tensor], work: list[torch.Tensor]) -> None:
