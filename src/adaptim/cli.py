@@ -11,6 +11,7 @@ task or optimizer name exits with status 2 and lists the valid names.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -149,7 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``adaptim`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args, args.parser)
+    try:
+        return args.func(args, args.parser)
+    except BrokenPipeError:  # output piped into `head` and closed: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
