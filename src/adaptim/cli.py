@@ -2,6 +2,8 @@
 
     adaptim bench [--tasks digits,charlm,logreg] [--optimizers adam,sgd] [--steps N] [--lr X] [--seed S]
                   [--out DIR] [--threads N] [--sweep [--grid 1e-3,1e-2]] [--no-progress]
+    adaptim perf [--size 16M] [--optimizers adamw,sgd] [--threads N] [--device cpu|cuda] [--rounds R]
+                 [--scaling] [--out DIR]
     adaptim list
 
 Each subcommand is a ``_cmd_*`` function taking the parsed arguments and returning the exit status; an unknown
@@ -38,6 +40,15 @@ def _names(text: str) -> list[str]:
 
 def _grid(text: str) -> list[float]:
     return [_nonnegative_float(x) for x in _names(text)]
+
+
+def _size(text: str) -> int:
+    from adaptim.perf import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +89,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--no-progress", action="store_true", help="no progress bars")
     bench.set_defaults(func=_cmd_bench, parser=bench)
+
+    perf = sub.add_parser(
+        "perf",
+        help="time each optimizer's step against torch.optim's forloop / foreach / fused, with memory floors",
+        description="Time one step() of every contender, interleaved round by round in one process, next to the "
+        "triad bandwidth and each rule's byte floor; write perf.json, perf.md and perf.png to --out "
+        "(see docs/perf.md).",
+    )
+    perf.add_argument("--size", type=_size, default=16_000_000, help="parameter count, e.g. 4M, 20k (default: 16M)")
+    perf.add_argument("--optimizers", type=_names, default=None, help="comma-separated rule names (default: all)")
+    perf.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: min(2, CPUs))")
+    perf.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the tensors live (default: cpu)")
+    perf.add_argument("--rounds", type=_positive_int, default=10, help="timed steps per contender (default: 10)")
+    perf.add_argument(
+        "--scaling", action="store_true", help="also time the elementwise rules at 1M, 4M and 16M parameters"
+    )
+    perf.add_argument("--out", default="perf-out", help="output directory (default: perf-out)")
+    perf.set_defaults(func=_cmd_perf, parser=perf)
 
     lst = sub.add_parser(
         "list", help="list the bench's tasks and the optimizer names (of adaptim.create_optimizer and the bench)"
@@ -124,6 +153,34 @@ def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         results = run_bench(lr=args.lr, **common)
         paths = write_results(results, args.out)
         print(results_markdown(results))
+    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    return 0
+
+
+def _cmd_perf(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from adaptim.perf import KEYS, run_perf, write_perf
+    from adaptim.perf.report import perf_markdown
+    from adaptim.perf.runner import SCALING_SIZES
+
+    if args.optimizers is not None:
+        unknown = [n for n in args.optimizers if n not in KEYS]
+        if unknown or not args.optimizers:
+            parser.error(f"unknown optimizer name(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(KEYS)}")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: torch sees no GPU")
+    results = run_perf(
+        size=args.size,
+        optimizers=args.optimizers,
+        threads=args.threads,
+        device=args.device,
+        rounds=args.rounds,
+        scaling_sizes=SCALING_SIZES if args.scaling else None,
+    )
+    paths = write_perf(results, args.out)
+    print(perf_markdown(results))
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0
 
