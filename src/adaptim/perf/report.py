@@ -27,8 +27,8 @@ def perf_markdown(results: dict[str, Any]) -> str:
         f"device {meta['device']}, {meta['threads']} thread(s); {results['n_params']:,} parameters in "
         f"{len(results['shapes'])} tensors; {meta['rounds']} rounds, contenders interleaved round-robin.",
         "",
-        f"Triad a = b + s*c over {triad['entries']:,} float32 entries: median {triad['median_ms']:.2f} ms, "
-        f"**{triad['bandwidth_GBps']:.2f} GB/s**.",
+        f"Triad a = b + s*c over {triad['entries']:,} float32 entries (16 B each, write-allocate counted): "
+        f"median {triad['median_ms']:.2f} ms, **{triad['bandwidth_GBps']:.2f} GB/s**.",
         "",
         "ns/param and ratios use the median wall time of `step()`; *ref* is torch's fused variant of the same rule, "
         "else foreach, else the for-loop; *floor* is the rule's byte floor at the triad bandwidth.",
