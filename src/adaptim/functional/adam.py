@@ -25,6 +25,7 @@ becomes d_t, and vbar, which becomes den).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -185,41 +186,23 @@ def adam_single(
     steps,
     *,
     lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    l2: float = 0.0,
     decay: float = 0.0,
-    amsgrad: bool = False,
-    nesterov: bool = False,
-    eps_inside_sqrt: bool = False,
-    atan2: tuple[float, float] | None = None,
     step_fn: Callable = apply_update_,
+    **rule: Any,
 ) -> None:
     """One step of Figure 1 on each parameter, in place: d_t of :func:`adam_direction_single`, then
     ``step_fn(w, d, lr, decay)`` per parameter (default: w <- (1 - decay) w - lr d).
 
     Args:
-        params, grads, exp_avgs, exp_avg_sqs: w_t, g_t, m_{t-1}, v_{t-1}; real tensors of equal shapes.
-        max_exp_avg_sqs: the running max of the bias-corrected vbar (AMSGrad), or ``None``.
-        steps: t for each parameter (Python ints, already incremented, >= 1).
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps: as :func:`adam_direction_single`.
         lr: eta_t = s_t * eta_max.   decay: lambda_t of Figure 1 (d), a fraction in [0, 1).
-        l2: the coefficient of the L2 term added to the gradient (torch.optim.Adam's ``weight_decay``).
-        atan2: ``(a, b)`` for Adam-atan2, or ``None``.
         step_fn: the last stage, ``step_fn(params, directions, lr, decay)`` (one tensor or lists of them).
+        rule: the keywords of :func:`adam_direction_single` (``beta1``, ``beta2``, ``eps``, ``l2``, ``amsgrad``,
+            ``nesterov``, ``eps_inside_sqrt``, ``atan2``).
     """
-    kw = dict(
-        beta1=beta1,
-        beta2=beta2,
-        eps=eps,
-        l2=l2,
-        amsgrad=amsgrad,
-        nesterov=nesterov,
-        eps_inside_sqrt=eps_inside_sqrt,
-        atan2=atan2,
-    )
-    for i, (w, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs)):
-        step_fn(w, _direction(w, g, m, v, max_exp_avg_sqs[i] if amsgrad else None, steps[i], **kw), lr, decay)
+    directions = adam_direction_single(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, **rule)
+    for w, d in zip(params, directions):
+        step_fn(w, d, lr, decay)
 
 
 def adam_foreach(
@@ -231,39 +214,13 @@ def adam_foreach(
     steps,
     *,
     lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    l2: float = 0.0,
     decay: float = 0.0,
-    amsgrad: bool = False,
-    nesterov: bool = False,
-    eps_inside_sqrt: bool = False,
-    atan2: tuple[float, float] | None = None,
     step_fn: Callable = apply_update_,
+    **rule: Any,
 ) -> None:
     """The same step as :func:`adam_single` with ``torch._foreach_*`` kernels (bitwise equal); ``step_fn`` is
-    called once, on the lists."""
+    called once, on the lists. Same arguments."""
     if not params:
         return
-    step_fn(
-        params,
-        adam_direction_foreach(
-            params,
-            grads,
-            exp_avgs,
-            exp_avg_sqs,
-            max_exp_avg_sqs,
-            steps,
-            beta1=beta1,
-            beta2=beta2,
-            eps=eps,
-            l2=l2,
-            amsgrad=amsgrad,
-            nesterov=nesterov,
-            eps_inside_sqrt=eps_inside_sqrt,
-            atan2=atan2,
-        ),
-        lr,
-        decay,
-    )
+    directions = adam_direction_foreach(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, **rule)
+    step_fn(params, directions, lr, decay)

@@ -504,43 +504,17 @@ def shampoo_single(
     steps: list[int],
     *,
     lr: float,
-    beta2: float | None,
-    eps: float,
-    momentum: float = 0.0,
-    weight_decay: float = 0.0,
-    precondition_frequency: int = 1,
-    start_preconditioning_step: int = 1,
-    max_preconditioner_dim: int = 1024,
-    exponent_override: float | None = None,
-    grafting: str | None = None,
-    grafting_beta2: float = 0.999,
-    grafting_eps: float = 1e-8,
     step: StepFn = apply_update_,
+    **hyperparameters: Any,
 ) -> None:
     """One Shampoo step on each parameter, in place (the literal loop: one eigendecomposition per matrix).
 
-    :func:`shampoo_directions` (steps 1-5 of the module doc), then the last stage ``step(params, P, lr, 0.0)``
-    (default :func:`adaptim.functional.common.apply_update_`: w <- w - lr * P). Arguments as there; ``lr`` is
-    eta, in parameter units per unit of preconditioned gradient.
+    :func:`shampoo_directions` (steps 1-5 of the module doc; ``hyperparameters`` are its keywords: ``beta2``,
+    ``eps``, ``momentum``, ``weight_decay``, ``precondition_frequency``, ...), then the last stage
+    ``step(params, P, lr, 0.0)`` (default :func:`adaptim.functional.common.apply_update_`: w <- w - lr * P).
+    ``lr`` is eta, in parameter units per unit of preconditioned gradient.
     """
-    directions = shampoo_directions(
-        params,
-        grads,
-        states,
-        steps,
-        beta2=beta2,
-        eps=eps,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        precondition_frequency=precondition_frequency,
-        start_preconditioning_step=start_preconditioning_step,
-        max_preconditioner_dim=max_preconditioner_dim,
-        exponent_override=exponent_override,
-        grafting=grafting,
-        grafting_beta2=grafting_beta2,
-        grafting_eps=grafting_eps,
-        batched=False,
-    )
+    directions = shampoo_directions(params, grads, states, steps, **hyperparameters, batched=False)
     if params:
         step(params, directions, lr, 0.0)
 
@@ -552,39 +526,12 @@ def shampoo_batched(
     steps: list[int],
     *,
     lr: float,
-    beta2: float | None,
-    eps: float,
-    momentum: float = 0.0,
-    weight_decay: float = 0.0,
-    precondition_frequency: int = 1,
-    start_preconditioning_step: int = 1,
-    max_preconditioner_dim: int = 1024,
-    exponent_override: float | None = None,
-    grafting: str | None = None,
-    grafting_beta2: float = 0.999,
-    grafting_eps: float = 1e-8,
     step: StepFn = apply_update_,
+    **hyperparameters: Any,
 ) -> None:
     """The step of :func:`shampoo_single` with one eigendecomposition per bucket of equal size and exponent and
-    batched products per block shape; equal to the loop to rounding."""
-    directions = shampoo_directions(
-        params,
-        grads,
-        states,
-        steps,
-        beta2=beta2,
-        eps=eps,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        precondition_frequency=precondition_frequency,
-        start_preconditioning_step=start_preconditioning_step,
-        max_preconditioner_dim=max_preconditioner_dim,
-        exponent_override=exponent_override,
-        grafting=grafting,
-        grafting_beta2=grafting_beta2,
-        grafting_eps=grafting_eps,
-        batched=True,
-    )
+    batched products per block shape; equal to the loop to rounding. Same arguments."""
+    directions = shampoo_directions(params, grads, states, steps, **hyperparameters, batched=True)
     if params:
         step(params, directions, lr, 0.0)
 
@@ -641,25 +588,13 @@ def idealized_shampoo_single(
     steps: list[int],
     *,
     lr: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float = 0.0,
-    max_preconditioner_dim: int = 1024,
     step: StepFn = apply_update_,
+    **hyperparameters: Any,
 ) -> None:
     """The IdealizedShampooIteration of Section 6.2.1 on each parameter, in place (the literal loop):
-    :func:`idealized_shampoo_directions`, then ``step(params, D, lr, 0.0)`` (default w <- w - lr D)."""
-    directions = idealized_shampoo_directions(
-        params,
-        grads,
-        states,
-        steps,
-        beta2=beta2,
-        eps=eps,
-        weight_decay=weight_decay,
-        max_preconditioner_dim=max_preconditioner_dim,
-        batched=False,
-    )
+    :func:`idealized_shampoo_directions` (``hyperparameters`` are its keywords: ``beta2``, ``eps``,
+    ``weight_decay``, ``max_preconditioner_dim``), then ``step(params, D, lr, 0.0)`` (default w <- w - lr D)."""
+    directions = idealized_shampoo_directions(params, grads, states, steps, **hyperparameters, batched=False)
     if params:
         step(params, directions, lr, 0.0)
 
@@ -671,23 +606,11 @@ def idealized_shampoo_batched(
     steps: list[int],
     *,
     lr: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float = 0.0,
-    max_preconditioner_dim: int = 1024,
     step: StepFn = apply_update_,
+    **hyperparameters: Any,
 ) -> None:
-    """The step of :func:`idealized_shampoo_single` with batched eigendecompositions; equal to it to rounding."""
-    directions = idealized_shampoo_directions(
-        params,
-        grads,
-        states,
-        steps,
-        beta2=beta2,
-        eps=eps,
-        weight_decay=weight_decay,
-        max_preconditioner_dim=max_preconditioner_dim,
-        batched=True,
-    )
+    """The step of :func:`idealized_shampoo_single` with batched eigendecompositions; equal to it to rounding.
+    Same arguments."""
+    directions = idealized_shampoo_directions(params, grads, states, steps, **hyperparameters, batched=True)
     if params:
         step(params, directions, lr, 0.0)
