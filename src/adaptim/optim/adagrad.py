@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from adaptim.functional import fused
 from adaptim.functional.adagrad import (
     adagrad_direction_foreach,
     adagrad_direction_single,
@@ -32,9 +33,14 @@ class AdaGrad(AdaptimOptimizer):
         initial_accumulator_value: starting value of every sum, >= 0.
         weight_decay: L2 coefficient added to the gradient, >= 0.
         maximize, foreach: as in :class:`adaptim.SGD`.
-        lr_decay, differentiable, fused: ``torch.optim.Adagrad``'s, accepted at its defaults (0, False, None);
-            anything else is refused with what to write instead (``lr_decay``: the schedule
+        lr_decay, differentiable: ``torch.optim.Adagrad``'s, accepted at their defaults (0, False); anything else
+            is refused with what to write instead (``lr_decay``: the schedule
             ``LambdaLR(opt, lambda k: 1 / (1 + k * lr_decay))``, which gives torch's steps).
+        fused: the fused path (:mod:`adaptim.functional.fused`: the whole step in one compiled pass over p, g and
+            the state). ``None`` (default): taken when ``foreach`` is not set and torch.compile can build it here
+            (a C++ compiler on CPU, Triton on CUDA), else foreach; ``True``: required (``RuntimeError`` where it
+            cannot run); ``False``: never. The first step compiles it (see README). Equal to the literal path to
+            rounding (a few ulps per step).
 
     Raises:
         ValueError: a hyperparameter outside its range, a torch.optim argument with no counterpart here.
@@ -44,7 +50,8 @@ class AdaGrad(AdaptimOptimizer):
 
     squares_gradients = True
     statistics_elementwise = True
-    torch_names = ("lr_decay", "differentiable", "fused")
+    torch_names = ("lr_decay", "differentiable")
+    fused_rule = "adagrad"
 
     def __init__(
         self,
@@ -70,7 +77,9 @@ class AdaGrad(AdaptimOptimizer):
         )
         super().__init__(
             params,
-            self._with_torch_names(defaults, dict(lr_decay=lr_decay, differentiable=differentiable, fused=fused)),
+            self._with_torch_names(
+                {**defaults, "fused": fused}, dict(lr_decay=lr_decay, differentiable=differentiable)
+            ),
         )
 
     def _from_torch(self, entries, given, explicit, fallback) -> None:
@@ -101,6 +110,20 @@ class AdaGrad(AdaptimOptimizer):
 
     def _accumulated(self, group: dict[str, Any], state: dict[str, Any]) -> list[torch.Tensor]:
         return [state["sum"]]
+
+    def _fused_update(self, group, params, grads, states, flag) -> None:
+        row = dict(
+            sign=-1.0 if group["maximize"] else 1.0,
+            l2=group["weight_decay"],
+            eps=group["eps"],
+            keep=1 - self._decay_factor(group),
+            neg_lr=-group["lr"],
+            xs=1.0 if self._needs_exact_squares(group) else 0.0,
+        )
+        table = self.coefficient_table(
+            [0.0] * len(params), lambda t: [row[k] for k in fused.ADAGRAD_COEFFS], params[0].dtype, params[0].device
+        )
+        fused.fused_step("adagrad", params, grads, [[s["sum"] for s in states]], table, flag)
 
     def _update_group(self, group, params, grads, states) -> None:
         fn = adagrad_direction_foreach if self.use_foreach(group) else adagrad_direction_single

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from adaptim.functional.adam import adam_direction_foreach, adam_direction_single
+from adaptim.functional import fused
+from adaptim.functional.adam import adam_direction_foreach, adam_direction_single, bias_corrections
 from adaptim.functional.common import WeightDecay
 from adaptim.optim.base import AdaptimOptimizer
 from adaptim.validation import check_betas, check_range
@@ -20,6 +21,7 @@ class _AdamBase(AdaptimOptimizer):
 
     squares_gradients = True
     statistics_elementwise = True
+    fused_rule = "adam"
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -74,6 +76,39 @@ class _AdamBase(AdaptimOptimizer):
     def _atan2(self, group: dict[str, Any]) -> tuple[float, float] | None:
         return None
 
+    def _fused_update(self, group, params, grads, states, flag) -> None:
+        beta1, beta2 = group["betas"]
+        amsgrad, nesterov, atan2 = group.get("amsgrad", False), group.get("nesterov", False), self._atan2(group)
+        eps = 0.0 if atan2 is not None else group.get("eps", 0.0)
+        eps_in, eps_out = (eps, 0.0) if group.get("eps_inside_sqrt", False) else (0.0, eps)
+        a, b = atan2 if atan2 is not None else (1.0, 1.0)
+        fixed = dict(
+            sign=-1.0 if group.get("maximize", False) else 1.0,
+            l2=self._l2_coefficient(group),
+            w1=1 - beta1,
+            b2=beta2,
+            w2=1 - beta2,
+            eps_in=eps_in,
+            eps_out=eps_out,
+            a=a,
+            b=b,
+            keep=1 - self._decay_factor(group),
+            neg_lr=-group["lr"],
+            xs=1.0 if self._needs_exact_squares(group) else 0.0,
+        )
+
+        def row(t: float) -> list[float]:
+            cm, cg, bc2 = bias_corrections(int(t), beta1, beta2, nesterov)
+            return [{**fixed, "cm": cm, "cg": cg, "bc2": bc2}[k] for k in fused.ADAM_COEFFS]
+
+        table = self.coefficient_table(self.fused_steps(states), row, params[0].dtype, params[0].device)
+        slots = [
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["max_exp_avg_sq"] for s in states] if amsgrad else None,
+        ]
+        fused.fused_step("adam", params, grads, slots, table, flag, amsgrad=amsgrad, atan2=atan2 is not None)
+
 
 _ADAM_ARGS = """
     Args:
@@ -89,8 +124,13 @@ _ADAM_ARGS = """
         nesterov: Dozat's first moment (Section 4.3): b1/(1-b1^(t+1)) m_t + (1-b1)/(1-b1^t) g_t.
         eps_inside_sqrt: divide by sqrt(vbar + eps) (Figure 1 (e)) instead of sqrt(vbar) + eps.
         maximize, foreach: as in :class:`adaptim.SGD`; both foreach paths are bitwise equal.
-        capturable, differentiable, fused: torch.optim's, accepted off (their defaults); on they are refused with
-            what to write instead (no CUDA-graph capture, no autograd through the step, no fused kernel).
+        capturable, differentiable: torch.optim's, accepted off (their defaults); on they are refused with
+            what to write instead (no CUDA-graph capture, no autograd through the step).
+        fused: the fused path (:mod:`adaptim.functional.fused`: the whole step in one compiled pass over p, g and
+            the state). ``None`` (default): taken when ``foreach`` is not set and torch.compile can build it here
+            (a C++ compiler on CPU, Triton on CUDA), else foreach; ``True``: required (``RuntimeError`` where it
+            cannot run); ``False``: never. The first step compiles it (see README). Equal to the literal path to
+            rounding (a few ulps per step).
 """
 
 
@@ -114,7 +154,7 @@ class Adam(_AdamBase):
     )
 
     weight_decay_kind = WeightDecay.L2
-    torch_names = ("capturable", "differentiable", "fused")
+    torch_names = ("capturable", "differentiable")
 
     def __init__(
         self,
@@ -149,8 +189,9 @@ class Adam(_AdamBase):
                     maximize=maximize,
                     foreach=foreach,
                     decoupled_weight_decay=decoupled_weight_decay,
+                    fused=fused,
                 ),
-                dict(capturable=capturable, differentiable=differentiable, fused=fused),
+                dict(capturable=capturable, differentiable=differentiable),
             ),
         )
 
@@ -198,7 +239,7 @@ class AdamW(_AdamBase):
     )
 
     weight_decay_kind = WeightDecay.DECOUPLED
-    torch_names = ("capturable", "differentiable", "fused")
+    torch_names = ("capturable", "differentiable")
 
     def __init__(
         self,
@@ -235,8 +276,9 @@ class AdamW(_AdamBase):
                     maximize=maximize,
                     foreach=foreach,
                     independent_weight_decay=independent_weight_decay,
+                    fused=fused,
                 ),
-                dict(capturable=capturable, differentiable=differentiable, fused=fused),
+                dict(capturable=capturable, differentiable=differentiable),
             ),
         )
 
@@ -308,6 +350,11 @@ class AdamAtan2(_AdamBase):
         weight_decay: >= 0, multiplied by the current lr.
         a, b: the footnote's knobs, both > 0 (a = b keeps atan2(x, b y) a ~ x/y for small x/y).
         maximize, foreach: as in :class:`adaptim.SGD`.
+        fused: the fused path (:mod:`adaptim.functional.fused`: the whole step in one compiled pass over p, g and
+            the state). ``None`` (default): taken when ``foreach`` is not set and torch.compile can build it here
+            (a C++ compiler on CPU, Triton on CUDA), else foreach; ``True``: required (``RuntimeError`` where it
+            cannot run); ``False``: never. The first step compiles it (see README). Equal to the literal path to
+            rounding (a few ulps per step).
 
     Raises:
         ValueError: a hyperparameter outside its range.
@@ -325,10 +372,15 @@ class AdamAtan2(_AdamBase):
         b: float = 1.0,
         maximize: bool = False,
         foreach: bool | None = None,
+        *,
+        fused: bool | None = None,
     ) -> None:
         betas = tuple(betas) if isinstance(betas, list) else betas
         super().__init__(
-            params, dict(lr=lr, betas=betas, weight_decay=weight_decay, a=a, b=b, maximize=maximize, foreach=foreach)
+            params,
+            dict(
+                lr=lr, betas=betas, weight_decay=weight_decay, a=a, b=b, maximize=maximize, foreach=foreach, fused=fused
+            ),
         )
 
     def _validate_group(self, group):

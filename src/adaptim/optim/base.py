@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 
+from adaptim.functional import fused
 from adaptim.functional.common import WeightDecay, apply_update_
 from adaptim.optim.guards import GradientChecks, state_dtype
 from adaptim.optim.torch_names import NOT_GIVEN, TORCH_SWITCHES, TorchNames
@@ -105,6 +106,8 @@ class AdaptimOptimizer(GradientChecks, TorchNames, torch.optim.Optimizer):
     #: gradient, ``DECOUPLED`` as the factor (1 - lambda_t) of the last stage, ``DIRECTION`` added to the
     #: preconditioned direction; ``None`` for optimizers without weight decay. See :meth:`weight_decay_kind`.
     weight_decay_kind: WeightDecay | None = None
+    #: the rule of :mod:`adaptim.functional.fused` this class's fused path runs (``None``: no fused path)
+    fused_rule: str | None = None
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
         super().__init__(params, defaults)
@@ -150,8 +153,11 @@ class AdaptimOptimizer(GradientChecks, TorchNames, torch.optim.Optimizer):
         for key in self._flags():  # flags must be real booleans: amsgrad="no" would read as True
             if key in group:
                 check_bool(key, group[key])
-        if group.get("foreach") is not None:  # None: the default path; "no" would read as True
-            check_bool("foreach", group["foreach"])
+        for key in ("foreach", "fused"):  # None: the default path; "no" would read as True
+            if group.get(key) is not None:
+                check_bool(key, group[key])
+        if group.get("foreach") and group.get("fused"):
+            raise ValueError("fused=True and foreach=True are two different paths; set one of them")
         lr = group.get("lr")
         if isinstance(lr, torch.Tensor):
             if lr.numel() != 1:
@@ -272,15 +278,15 @@ class AdaptimOptimizer(GradientChecks, TorchNames, torch.optim.Optimizer):
     def _real(t: torch.Tensor) -> torch.Tensor:
         return torch.view_as_real(t) if t.is_complex() else t
 
-    def _gather(self, group: dict[str, Any]) -> tuple[list, list, list, list]:
+    def _gather(self, group: dict[str, Any], negate: bool = True) -> tuple[list, list, list, list]:
         """Collect (params, working params, grads, states) of the group's parameters that have a gradient.
 
         Working params are the parameter itself (float32/float64) or a float32 copy (float16/bfloat16) that
         :meth:`_write_back` copies back; grads are never the tensor in ``p.grad``'s storage when they will be
-        changed (``maximize`` negates a copy).
+        changed (``maximize`` negates a copy, unless ``negate`` is False: the fused step takes the sign itself).
         """
         params, work, grads, states = [], [], [], []
-        maximize = group.get("maximize", False)
+        maximize = group.get("maximize", False) and negate
         for p in group["params"]:
             if p.grad is None or p.numel() == 0:  # a parameter with no entries has nothing to update
                 continue
@@ -324,17 +330,151 @@ class AdaptimOptimizer(GradientChecks, TorchNames, torch.optim.Optimizer):
             The closure's loss, or ``None``.
         """
         self._revalidate_groups()  # hyperparameters set on a group since the last step, before anything runs
+        self._raise_pending_nonfinite()
         with self._float_lrs(self.param_groups):
             loss = self._evaluate_closure(closure)
-            self._check_finite_grads()  # every group's gradients, before anything changes
+            fused = [self.uses_fused(group) for group in self.param_groups]
+            self._check_finite_grads(fused)  # every group's gradients, before anything changes
             for group in self.param_groups:
                 self._check_group_step(group)
-            for group in self.param_groups:
-                params, work, grads, states = self._gather(group)
-                if params:
+            flags = []
+            for group, use_fused in zip(self.param_groups, fused):
+                params, work, grads, states = self._gather(group, negate=not use_fused)
+                if not params:
+                    continue
+                if use_fused:
+                    flags.append(self._fused_group_step(group, work, grads, states))
+                else:
                     self._update_group(group, work, grads, states)
-                    self._write_back(params, work)
+                self._write_back(params, work)
+            self._report_nonfinite(flags)
         return loss
+
+    # --------------------------------------------------------------------------------------------- fused path
+    def uses_fused(self, group: dict[str, Any]) -> bool:
+        """Whether ``group``'s next step takes the fused (compiled) path of :mod:`adaptim.functional.fused`.
+
+        Yes when the class has one (:attr:`fused_rule`), the group's ``fused`` is True, or None with ``foreach``
+        not set either (an explicit ``foreach`` choice keeps its path), the last stage is the Euclidean one (a
+        class overriding :meth:`_final_step` never fuses), the parameters are float32/float64 (complex: their real
+        views) on one device, and :func:`~adaptim.functional.fused.fused_available` on that device.
+
+        Raises:
+            RuntimeError: ``fused=True`` where the fused path cannot run (says why).
+        """
+        wanted = group.get("fused")
+        if self.fused_rule is None or wanted is False or (wanted is None and group.get("foreach") is not None):
+            return False
+        why = self._fused_obstacle(group)
+        if why is not None and wanted:
+            raise RuntimeError(f"{type(self).__name__}(fused=True): {why}; pass fused=None or False")
+        return why is None
+
+    def _fused_obstacle(self, group: dict[str, Any]) -> str | None:
+        """Why ``group`` cannot take the fused path, or ``None``."""
+        if type(self)._final_step is not AdaptimOptimizer._final_step or "_final_step" in self.__dict__:
+            return "this optimizer's last stage is not the Euclidean w <- (1 - lambda) w - lr d"
+        devices = {p.device for p in group["params"]}
+        dtypes = {self._real(p).dtype for p in group["params"]}
+        if len(devices) > 1:
+            return f"the group's parameters are on several devices {sorted(map(str, devices))}"
+        if not dtypes <= {torch.float32, torch.float64}:
+            return f"the fused path takes float32/float64 parameters, the group has {sorted(map(str, dtypes))}"
+        device = next(iter(devices), torch.device("cpu"))
+        if not fused.fused_available(device):
+            return (
+                f"torch.compile cannot build kernels for {device} here (no C++ compiler / Triton, or ADAPTIM_FUSED=0)"
+            )
+        return None
+
+    @staticmethod
+    def _fusable(p: torch.Tensor, g: torch.Tensor) -> bool:
+        return fused.fusable(p) and fused.fusable(g) and g.dtype == p.dtype and g.device == p.device
+
+    def _fused_group_step(
+        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict]
+    ) -> torch.Tensor:
+        """One step of a fused group: the compiled kernel on the contiguous parameters with >= 2 entries, the
+        foreach path on the others (after the eager check of their gradients). Returns the device flag "some entry
+        was left unchanged"."""
+        flag = torch.zeros((), dtype=torch.bool, device=params[0].device)
+        take = [self._fusable(w, g) for w, g in zip(params, grads)]
+        rest = [i for i, t in enumerate(take) if not t]
+        if rest:
+            rest_grads = [grads[i] for i in rest]
+            if group.get("maximize", False):
+                rest_grads = [torch.neg(g) for g in rest_grads]
+            self._update_group(group, [params[i] for i in rest], rest_grads, [states[i] for i in rest])
+        idx = [i for i, t in enumerate(take) if t]
+        buckets: dict[torch.dtype, list[int]] = {}
+        for i in idx:
+            buckets.setdefault(params[i].dtype, []).append(i)
+        for members in buckets.values():
+            self._fused_update(
+                group, [params[i] for i in members], [grads[i] for i in members], [states[i] for i in members], flag
+            )
+        return flag
+
+    def _fused_update(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        states: list[dict[str, Any]],
+        flag: torch.Tensor,
+    ) -> None:
+        """The fused step of :attr:`fused_rule` on ``params`` (one dtype): build the coefficient table and call
+        :func:`adaptim.functional.fused.fused_step`. Classes with a ``fused_rule`` implement it."""
+        raise NotImplementedError
+
+    @staticmethod
+    def fused_steps(states: list[dict[str, Any]]) -> list[float]:
+        """Increment every state's ``step`` tensor (one foreach op) and return the new counts (one host read for
+        the list, not one ``.item()`` per parameter)."""
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1)
+        return torch.stack(steps).tolist()
+
+    @staticmethod
+    def coefficient_table(
+        steps: list[float], row: Callable[[float], list[float]], dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """The (len(steps), C) table of a fused step: ``row(t)`` (Python floats, computed once per distinct t)
+        for each parameter's step t, cast to the parameters' dtype (as a Python scalar is in the literal path)."""
+        distinct = {t: k for k, t in enumerate(dict.fromkeys(steps))}
+        rows = torch.tensor([row(t) for t in distinct], dtype=torch.float64).to(dtype)
+        if len(distinct) > 1:
+            rows = rows[torch.tensor([distinct[t] for t in steps])]
+        else:
+            rows = rows.expand(len(steps), -1)
+        return rows.to(device, non_blocking=True)
+
+    def _report_nonfinite(self, flags: list[torch.Tensor]) -> None:
+        """Raise if a fused step left entries unchanged (read at once on CPU, where it costs no sync; on other
+        devices at the start of the next step)."""
+        if not flags or not self.check_finite:
+            return
+        bad = flags[0] if len(flags) == 1 else torch.stack([f.to(flags[0].device) for f in flags]).any()
+        if bad.device.type == "cpu":
+            if bool(bad):
+                self._raise_nonfinite_entries()
+        else:
+            self.__dict__["_pending_nonfinite"] = bad
+
+    def _raise_pending_nonfinite(self) -> None:
+        bad = self.__dict__.pop("_pending_nonfinite", None)
+        if bad is not None and bool(bad):
+            self._raise_nonfinite_entries(previous=True)
+
+    def _raise_nonfinite_entries(self, previous: bool = False) -> None:
+        when = "the previous step" if previous else "this step"
+        raise RuntimeError(
+            f"{type(self).__name__}: in {when} (fused path) some gradient entries were NaN or infinite, or their "
+            "squares overflowed (or, with eps = 0, underflowed to 0); those entries of the parameters and of the "
+            "state were left unchanged and every other entry took its step. Fix the loss, clip or unscale the "
+            "gradients first; set check_finite = 'eager' to refuse such a step before anything changes (one more "
+            "read of every gradient), or check_finite = False to skip the check"
+        )
 
     def _update_group(
         self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict[str, Any]]

@@ -29,8 +29,10 @@ def _underflows(g: torch.Tensor) -> torch.Tensor:
 class GradientChecks:
     """Mixin: :meth:`_check_finite_grads` and the per-class hooks it reads (see the module doc)."""
 
-    #: raise RuntimeError before a step whose gradients hold NaN or infinity (nothing is changed then)
-    check_finite: bool = True
+    #: True: raise RuntimeError before a step whose gradients hold NaN or infinity (nothing is changed then); on
+    #: the fused path the kernel checks every entry instead, leaves the bad ones unchanged and the step raises
+    #: after it. "eager": the check before the step on every path. False: no check.
+    check_finite: bool | str = True
     #: the statistics square the gradient (g^2, G G^T): then a finite gradient whose square overflows the
     #: statistics' dtype (|g| ~ 1e19 in float32), or would once added to the accumulated sums, is refused as well,
     #: instead of giving inf statistics or NaN
@@ -39,7 +41,7 @@ class GradientChecks:
     #: bounds them by the largest squared entry; otherwise (Gram matrices, row sums) by the squared norm
     statistics_elementwise: bool = False
 
-    def _check_finite_grads(self) -> None:
+    def _check_finite_grads(self, fused: list[bool] | None = None) -> None:
         """Raise ``RuntimeError`` if any gradient of any group is sparse, has NaN or infinite entries, or (in a
         group whose statistics square it, see :attr:`squares_gradients`) would make those statistics overflow,
         or (in a group whose step depends on exact squares, see :meth:`_needs_exact_squares`) has nonzero entries
@@ -48,9 +50,15 @@ class GradientChecks:
         Called before any group is updated and before any state is created, so a refused step changes nothing.
         One reduction per gradient (``torch.aminmax``; a norm where the statistics sum squares) and one host
         sync for the whole step.
+
+        ``fused[gi]`` true: group ``gi`` takes the fused path, whose kernel checks every entry itself (no extra
+        pass); only its gradients that the kernel does not take are checked here, unless ``check_finite`` is
+        ``"eager"`` (then all are).
         """
         where, flags = [], []
+        eager = self.check_finite == "eager"
         for gi, group in enumerate(self.param_groups):
+            in_kernel = bool(fused and fused[gi]) and not eager
             with_grad = []
             for pi, p in enumerate(group["params"]):
                 if p.grad is None or p.numel() == 0:
@@ -60,6 +68,8 @@ class GradientChecks:
                         f"{type(self).__name__} does not support sparse gradients (parameter {pi} "
                         f"of group {gi}); the step was not taken"
                     )
+                if in_kernel and self._fusable(self._real(p), self._real(p.grad)):
+                    continue
                 if self.check_finite:
                     where.append((gi, pi, p))
                     with_grad.append(p)

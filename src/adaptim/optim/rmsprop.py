@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from adaptim.functional import fused
 from adaptim.functional.common import WeightDecay
 from adaptim.functional.rmsprop import rmsprop_direction_foreach, rmsprop_direction_single
 from adaptim.optim.base import AdaptimOptimizer
@@ -32,6 +33,11 @@ class RMSProp(AdaptimOptimizer):
             Nonzero is refused: torch's momentum is heavy ball on the normalized step, not (45)'s EMA of g.
         centered, capturable, differentiable: ``torch.optim.RMSprop``'s, accepted off (its default); on they are
             refused with what to write instead.
+        fused: the fused path (:mod:`adaptim.functional.fused`: the whole step in one compiled pass over p, g and
+            the state). ``None`` (default): taken when ``foreach`` is not set and torch.compile can build it here
+            (a C++ compiler on CPU, Triton on CUDA), else foreach; ``True``: required (``RuntimeError`` where it
+            cannot run); ``False``: never. The first step compiles it (see README). Equal to the literal path to
+            rounding (a few ulps per step).
 
     Raises:
         ValueError: a hyperparameter outside its range, b2 given both as ``alpha`` and in ``betas`` (or b1 as
@@ -43,6 +49,7 @@ class RMSProp(AdaptimOptimizer):
     squares_gradients = True
     statistics_elementwise = True
     torch_names = ("alpha", "momentum", "centered", "capturable", "differentiable")
+    fused_rule = "rmsprop"
 
     def __init__(
         self,
@@ -59,6 +66,7 @@ class RMSProp(AdaptimOptimizer):
         centered: bool = False,
         capturable: bool = False,
         differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -67,6 +75,7 @@ class RMSProp(AdaptimOptimizer):
             weight_decay=weight_decay,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
         super().__init__(
             params,
@@ -141,3 +150,22 @@ class RMSProp(AdaptimOptimizer):
             weight_decay=group["weight_decay"],
         )
         self._final_step(group, params, directions, group["lr"], self._decay_factor(group))
+
+    def _fused_update(self, group, params, grads, states, flag) -> None:
+        beta1, beta2 = group["betas"]
+        row = dict(
+            sign=-1.0 if group["maximize"] else 1.0,
+            l2=group["weight_decay"],
+            w1=1 - beta1,
+            b2=beta2,
+            w2=1 - beta2,
+            eps=group["eps"],
+            keep=1 - self._decay_factor(group),
+            neg_lr=-group["lr"],
+            xs=1.0 if self._needs_exact_squares(group) else 0.0,
+        )
+        table = self.coefficient_table(
+            [0.0] * len(params), lambda t: [row[k] for k in fused.RMSPROP_COEFFS], params[0].dtype, params[0].device
+        )
+        slots = [[s["exp_avg_sq"] for s in states], [s["exp_avg"] for s in states] if beta1 != 0 else None]
+        fused.fused_step("rmsprop", params, grads, slots, table, flag, first_moment=beta1 != 0)

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from adaptim.functional import fused
 from adaptim.functional.common import WeightDecay, add_l2
 from adaptim.functional.sgd import lookahead_point, sgd_direction_foreach, sgd_direction_single
 from adaptim.optim.base import AdaptimOptimizer
@@ -41,9 +42,11 @@ class SGD(AdaptimOptimizer):
         maximize: ascend instead of descend.
         lookahead: evaluate the gradient at the look-ahead point (28); requires ``nesterov=True``.
         foreach: use the ``torch._foreach_*`` path (``None``: yes). Both paths give bitwise equal results.
-        dampening, differentiable, fused: ``torch.optim.SGD``'s, accepted at its defaults (0, False, None), where
-            it computes what this class does; anything else is refused (there is no dampening, no autograd through
-            the step, no fused kernel), with what to write instead.
+        fused: the fused path (:mod:`adaptim.functional.fused`: the whole step in one compiled pass over p, g and
+            the state). ``None`` (default): taken when ``foreach`` is not set and torch.compile can build it here
+            (a C++ compiler on CPU, Triton on CUDA), else foreach; ``True``: required (``RuntimeError`` where it
+            cannot run); ``False``: never. The first step compiles it (see README). Equal to the literal path to
+            rounding (a few ulps per step).
 
     Raises:
         ValueError: a hyperparameter outside its range, ``nesterov`` without momentum, ``lookahead`` without
@@ -52,7 +55,8 @@ class SGD(AdaptimOptimizer):
     """
 
     weight_decay_kind = WeightDecay.L2
-    torch_names = ("dampening", "differentiable", "fused")
+    torch_names = ("dampening", "differentiable")
+    fused_rule = "sgd"
 
     def __init__(
         self,
@@ -77,10 +81,11 @@ class SGD(AdaptimOptimizer):
             maximize=maximize,
             lookahead=lookahead,
             foreach=foreach,
+            fused=fused,
         )
         super().__init__(
             params,
-            self._with_torch_names(defaults, dict(dampening=dampening, differentiable=differentiable, fused=fused)),
+            self._with_torch_names(defaults, dict(dampening=dampening, differentiable=differentiable)),
         )
 
     def _from_torch(self, entries, given, explicit, fallback) -> None:
@@ -131,6 +136,27 @@ class SGD(AdaptimOptimizer):
         fn = sgd_direction_foreach if foreach else sgd_direction_single
         directions = fn(params, grads, bufs, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
         self._final_step(group, params, directions, group["lr"], self._decay_factor(group))
+
+    def _fused_obstacle(self, group: dict[str, Any]) -> str | None:
+        if group["lookahead"]:
+            return "lookahead=True evaluates the gradient at x_t (28); its step is not fused"
+        return super()._fused_obstacle(group)
+
+    def _fused_update(self, group, params, grads, states, flag) -> None:
+        momentum = group["momentum"] != 0
+        row = dict(
+            sign=-1.0 if group["maximize"] else 1.0,
+            l2=group["weight_decay"],
+            mu=group["momentum"],
+            keep=1 - self._decay_factor(group),
+            neg_lr=-group["lr"],
+            nesterov=1.0 if group["nesterov"] else 0.0,
+        )
+        table = self.coefficient_table(
+            [0.0] * len(params), lambda t: [row[k] for k in fused.SGD_COEFFS], params[0].dtype, params[0].device
+        )
+        slots = [[s["momentum_buffer"] for s in states] if momentum else None]
+        fused.fused_step("sgd", params, grads, slots, table, flag, momentum=momentum)
 
     def _evaluate_closure(self, closure: Callable[[], Any] | None) -> Any:
         """With ``lookahead=True`` groups, evaluate the closure (required) at x_t of (28), then put w_t back."""

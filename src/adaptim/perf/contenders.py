@@ -81,9 +81,14 @@ def make_params(shapes: list[tuple[int, ...]], device: torch.device | str, seed:
     return params
 
 
-def _adaptim(key: str) -> Callable[[list[torch.Tensor]], torch.optim.Optimizer]:
+def _adaptim(key: str, **path: bool) -> Callable[[list[torch.Tensor]], torch.optim.Optimizer]:
     name, extra, lr, _, _ = KEYS[key]
-    return lambda params: adaptim.create_optimizer(name, params, lr=lr, **extra)
+    return lambda params: adaptim.create_optimizer(name, params, lr=lr, **extra, **path)
+
+
+def _has_fused(key: str) -> bool:
+    probe = _adaptim(key)([torch.zeros(2, 2, requires_grad=True)])
+    return getattr(probe, "fused_rule", None) is not None
 
 
 def _torch(cls: type, lr: float | None, kwargs: dict) -> Callable[[list[torch.Tensor]], torch.optim.Optimizer]:
@@ -98,6 +103,8 @@ def build_contenders(keys: list[str], notes: list[str]) -> list[Contender]:
     for key in keys:
         _, _, lr, torch_name, torch_kwargs = KEYS[key]
         out.append(Contender(f"adaptim.{key}", key, "adaptim", "", _adaptim(key)))
+        if _has_fused(key):  # the default is the fused path: show the foreach path next to it
+            out.append(Contender(f"adaptim.{key}[foreach]", key, "adaptim", "foreach", _adaptim(key, foreach=True)))
         cls = getattr(torch.optim, torch_name, None) if torch_name else None
         if cls is None:
             notes.append(f"{key}: torch.optim {torch.__version__} has no equivalent")

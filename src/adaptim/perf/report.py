@@ -46,7 +46,14 @@ def perf_markdown(results: dict[str, Any]) -> str:
         )
     lines += ["", "Byte floors (float32, 4 B per entry):", ""]
     lines += [f"- {k}: {formula}" for k, formula in meta["floors"].items()]
-    lines += ["", "First step: no compiled path exists yet; the time is the eager first step (state allocation)."]
+    compiled = [r["name"] for r in results["rows"] if r.get("compiled")]
+    lines += [
+        "",
+        "First step: the state's allocation, and for the fused (compiled) path "
+        + (", ".join(compiled) if compiled else "(none here)")
+        + " torch.compile's build of its kernel when this process has not built it yet (inductor's on-disk cache "
+        "serves a later process from compiled code: a cold first step is longer than a warm one).",
+    ]
     if results.get("scaling"):
         sizes = results["scaling"]["sizes"]
         lines += ["", "## Scaling (ns/param, median)", ""]

@@ -88,7 +88,7 @@ def _measure(keys: list[str], size: int, rounds: int, device: torch.device, note
                 "variant": c.variant,
                 "n_params": n,
                 "first_step_ms": first[c.name],
-                "compiled": False,
+                "compiled": bool(getattr(c.optimizer, "uses_fused", lambda g: False)(c.optimizer.param_groups[0])),
                 "wall": _stats(wall),
                 "cpu": _stats(cpu),
                 "ns_per_param": statistics.median(wall) / n,
