@@ -240,6 +240,19 @@ def test_checkpoint_resumes_the_exact_trajectory(mode, cls, kwargs, via):
         assert any(not torch.equal(a, b) for a, b in zip(params, fresh3))
 
 
+@pytest.mark.parametrize("mode", ["stochastic", "kahan"])
+def test_a_deep_copy_continues_the_same_trajectory(mode):
+    params = _bf16_params()
+    opt = adaptim.AdamW([{"params": params, "low_precision": mode}], lr=1e-3)
+    _run(opt, params, 3, seed=0)
+    twin = copy.deepcopy(opt)
+    twin_params = twin.param_groups[0]["params"]
+    _run(opt, params, 3, seed=1)
+    _run(twin, twin_params, 3, seed=1)
+    for a, b in zip(params, twin_params):
+        assert_same(a.detach(), b.detach())
+
+
 def test_seed_decides_the_draws():
     def final(seed):
         params = _bf16_params()

@@ -11,7 +11,8 @@ copy becomes the parameter again:
   state. The random bits come from one ``torch.Generator`` per optimizer and device, seeded with the optimizer's
   attribute :attr:`LowPrecision.low_precision_seed` (default 0) when first used; its state is saved by
   ``state_dict()`` (key ``"low_precision_rng"``) and restored by ``load_state_dict()``, so a checkpoint resumes
-  the exact trajectory.
+  the exact trajectory (a deep copy or pickle of the optimizer carries the generators too). Set the seed before
+  the first stochastic step: a generator, once made, keeps its stream.
 * ``"kahan"``: a compensated update. The state entry ``"compensation"`` (the parameter's shape and dtype) keeps
   the rounding error of the last write-back; the next working copy is parameter + compensation, so updates
   smaller than an ulp accumulate (effectively a 16-bit mantissa for bfloat16) at the cost of a second
@@ -119,6 +120,13 @@ class LowPrecision:
                 gen.set_state(st.cpu() if isinstance(st, torch.Tensor) else torch.as_tensor(st, dtype=torch.uint8))
                 gens[key] = gen
         self.__dict__["_rounding_generators"] = gens
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a deep copy or a pickle continues the same random draws
+        state = super().__getstate__()
+        if "_rounding_generators" in self.__dict__:
+            state["_rounding_generators"] = self.__dict__["_rounding_generators"]
+        return state
 
     def state_dict(self) -> dict[str, Any]:
         """``torch.optim.Optimizer.state_dict()``, plus the states of the stochastic-rounding generators under
