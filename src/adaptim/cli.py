@@ -3,7 +3,7 @@
     adaptim bench [--tasks digits,charlm,logreg] [--optimizers adam,sgd] [--steps N] [--lr X] [--seed S]
                   [--out DIR] [--threads N] [--sweep [--grid 1e-3,1e-2]] [--no-progress]
     adaptim perf [--size 16M] [--optimizers adamw,sgd] [--threads N] [--device cpu|cuda] [--rounds R]
-                 [--scaling] [--out DIR]
+                 [--scaling] [--low-precision-steps N] [--out DIR]
     adaptim list
 
 Each subcommand is a ``_cmd_*`` function taking the parsed arguments and returning the exit status; an unknown
@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument(
         "--scaling", action="store_true", help="also time the elementwise rules at 1M, 4M and 16M parameters"
     )
+    perf.add_argument(
+        "--low-precision-steps",
+        type=_positive_int,
+        default=300,
+        help="steps of the bfloat16-vs-float32 trajectory runs of the low-precision section (default: 300)",
+    )
     perf.add_argument("--out", default="perf-out", help="output directory (default: perf-out)")
     perf.set_defaults(func=_cmd_perf, parser=perf)
 
@@ -178,6 +184,7 @@ def _cmd_perf(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         device=args.device,
         rounds=args.rounds,
         scaling_sizes=SCALING_SIZES if args.scaling else None,
+        low_precision_steps=args.low_precision_steps,
     )
     paths = write_perf(results, args.out)
     print(perf_markdown(results))

@@ -15,7 +15,9 @@ that ``torch.optim`` gets wrong or leaves to each class:
 * Complex parameters are optimized as :func:`torch.view_as_real` of themselves (so a complex optimizer gives
   exactly what it gives on the real view); classes with ``supports_complex = False`` refuse them at construction.
 * Statistics are kept in float32 whatever the parameter's dtype (float64 stays float64): a float16/bfloat16
-  parameter is updated through a float32 working copy and written back once.
+  parameter is updated through a float32 working copy and written back once, to the nearest value or, as the
+  group entry ``low_precision`` says, stochastically rounded or with a Kahan compensation
+  (:mod:`adaptim.optim.low_precision`).
 * A gradient with NaN or infinite entries, in any group, raises ``RuntimeError`` before anything changes (no
   parameter, state or group entry of any group; set the attribute ``check_finite = False`` on an optimizer to
   skip the check, e.g. under a loss scaler that skips such steps). Optimizers whose statistics square the
@@ -48,6 +50,7 @@ import torch
 from adaptim.functional import fused
 from adaptim.functional.common import WeightDecay, apply_update_
 from adaptim.optim.guards import GradientChecks, state_dtype
+from adaptim.optim.low_precision import RNG_KEY, LowPrecision, check_low_precision
 from adaptim.optim.torch_names import NOT_GIVEN, TORCH_SWITCHES, TorchNames
 from adaptim.validation import check_betas, check_bool, check_int, check_range
 
@@ -97,7 +100,7 @@ def _signature(group: dict[str, Any]) -> tuple:
     return tuple((k, _freeze(v)) for k, v in group.items() if k not in ("params", "param_names"))
 
 
-class AdaptimOptimizer(GradientChecks, TorchNames, torch.optim.Optimizer):
+class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Optimizer):
     """Base class: parameter checks, ``maximize``, complex and low-precision handling, safe state loading."""
 
     #: whether complex parameters are optimized (as their real view) or refused at construction
@@ -158,6 +161,8 @@ class AdaptimOptimizer(GradientChecks, TorchNames, torch.optim.Optimizer):
                 check_bool(key, group[key])
         if group.get("foreach") and group.get("fused"):
             raise ValueError("fused=True and foreach=True are two different paths; set one of them")
+        if "low_precision" in group:
+            check_low_precision(group["low_precision"])
         lr = group.get("lr")
         if isinstance(lr, torch.Tensor):
             if lr.numel() != 1:
@@ -223,6 +228,7 @@ class AdaptimOptimizer(GradientChecks, TorchNames, torch.optim.Optimizer):
             pr = self._real(p)
             with torch.random.fork_rng(devices=[]):  # an _init_state that draws must not move the global seed
                 expected = self._init_state(torch.empty(pr.shape, dtype=state_dtype(pr), device="meta"), group)
+            expected = self._with_compensation(expected, pr.to("meta"), group)
             problem = _state_mismatch(expected, got)
             if problem is not None:
                 raise ValueError(
@@ -302,20 +308,16 @@ class AdaptimOptimizer(GradientChecks, TorchNames, torch.optim.Optimizer):
                 g = torch.neg(g)
             state = self.state.get(p)  # .get: the defaultdict must not gain an empty entry
             if not state:
-                state = self._init_state(w, group)
+                state = self._with_compensation(self._init_state(w, group), pr, group)
                 if state:  # a rule with no state for p stores nothing (torch keeps no empty entries)
                     self.state[p] = state
+            if pr is not w:
+                self._add_compensation(w, state)
             params.append(pr)
             work.append(w)
             grads.append(g)
             states.append(state)
         return params, work, grads, states
-
-    @staticmethod
-    def _write_back(params: list[torch.Tensor], work: list[torch.Tensor]) -> None:
-        for p, w in zip(params, work):
-            if p is not w:
-                p.copy_(w)
 
     # ------------------------------------------------------------------------------------------------- step
     @torch.no_grad()
@@ -346,7 +348,7 @@ class AdaptimOptimizer(GradientChecks, TorchNames, torch.optim.Optimizer):
                     flags.append(self._fused_group_step(group, work, grads, states))
                 else:
                     self._update_group(group, work, grads, states)
-                self._write_back(params, work)
+                self._write_back(params, work, group, states)
             self._report_nonfinite(flags)
         return loss
 
@@ -648,7 +650,7 @@ class AdaptimOptimizer(GradientChecks, TorchNames, torch.optim.Optimizer):
                 if saved_state.get(pid):  # an empty entry (a stateless rule, older versions) is no state
                     pr = self._real(p)
                     w = pr if pr.dtype == state_dtype(pr) else pr.to(state_dtype(pr))
-                    expected = self._init_state(w, merged)
+                    expected = self._with_compensation(self._init_state(w, merged), pr, merged)
                     got = saved_state[pid]
                     problem = _state_mismatch(expected, got)
                     if problem is not None:
@@ -681,6 +683,7 @@ class AdaptimOptimizer(GradientChecks, TorchNames, torch.optim.Optimizer):
         # torch casts floating state to the parameter's dtype; restore the saved tensors' dtypes exactly.
         for p, got, expected in kept.values():
             self.state[p] = {k: self._loaded_entry(k, v, expected[k], p) for k, v in got.items()}
+        self._load_rounding_state(state_dict.get(RNG_KEY))
         for post_hook in post_hooks.values():
             post_hook(self)
 

@@ -22,6 +22,7 @@ from adaptim.optim.adafactor import Adafactor
 from adaptim.optim.adagrad import AdaGrad, AdaGradNorm, FullMatrixAdaGrad
 from adaptim.optim.adam import Adam, AdamAtan2, AdamW
 from adaptim.optim.adam_nmf import AdamNMF
+from adaptim.optim.low_precision import check_low_precision
 from adaptim.optim.muon import Muon, muon_param_groups
 from adaptim.optim.rmsprop import RMSProp
 from adaptim.optim.sgd import SGD
@@ -171,12 +172,30 @@ def _resolve(name_or_class: str | type) -> tuple[type, dict[str, Any]]:
     )
 
 
+def _with_low_precision(cls: type, mode: str) -> Any:
+    """``cls``, building with ``low_precision = mode`` in every group (unless the group sets it) and defaults."""
+    check_low_precision(mode)
+
+    def build(params: Any, **options: Any) -> torch.optim.Optimizer:
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        if not params:
+            return cls(params, **options)  # torch's refusal of an empty parameter list
+        if not isinstance(params[0], dict):
+            params = [{"params": params}]
+        opt = cls([{"low_precision": mode, **g} for g in params], **options)
+        opt.defaults["low_precision"] = mode
+        return opt
+
+    return build
+
+
 def create_optimizer(
     name_or_class: str | type[torch.optim.Optimizer],
     model_or_params: nn.Module | Iterable,
     lr: float | None = None,
     weight_decay: float | None = None,
     filter_bias_and_bn: bool = True,
+    low_precision: str | None = None,
     **kwargs: Any,
 ) -> torch.optim.Optimizer:
     """Build an optimizer by name or class, for a model (with the usual parameter groups) or for given params.
@@ -216,6 +235,10 @@ def create_optimizer(
         weight_decay: the decay coefficient; ``None`` keeps the name's preset or the class's default (AdamW's
             0.01). A nonzero value for a class without weight decay is refused.
         filter_bias_and_bn: exempt biases and normalization parameters from weight decay (models only).
+        low_precision: how bfloat16/float16 parameters are written back after each step (the group entry of
+            :mod:`adaptim.optim.low_precision`): ``"nearest"``, ``"stochastic"`` or ``"kahan"``, set on every
+            param group (a group's own entry wins) and as the default of groups added later; ``None`` sets
+            nothing (round to nearest).
         **kwargs: further keyword arguments of the class (they override the name's presets); ``adamw_lr``
             for Muon (above).
 
@@ -224,12 +247,14 @@ def create_optimizer(
 
     Raises:
         ValueError: an unknown name (the message lists the valid ones), a nonzero ``weight_decay`` for a class
-            that has none, or whatever the class raises for a hyperparameter out of its range.
+            that has none, a ``low_precision`` other than the three above, or whatever the class raises for a
+            hyperparameter out of its range.
         TypeError: ``name_or_class`` is neither a name nor an optimizer class, or a keyword argument the class
             does not take (the class's own error).
     """
     cls, options = _resolve(name_or_class)
     options.update(kwargs)
+    build = cls if low_precision is None else _with_low_precision(cls, low_precision)
     if lr is not None:
         options["lr"] = lr
         if issubclass(cls, Adafactor):
@@ -248,7 +273,7 @@ def create_optimizer(
                 "adamw_lr sets the AdamW side of the Muon split of a model; with parameters given "
                 "as groups, set the lr of the use_muon=False group instead"
             )
-        return cls(model_or_params, **options)
+        return build(model_or_params, **options)
 
     model = model_or_params
     decay = options.get("weight_decay", _signature_default(cls, "weight_decay"))
@@ -269,9 +294,9 @@ def create_optimizer(
             adamw_lr = _signature_default(muon_param_groups, "adamw_lr")
         side = {"use_muon": False} if adamw_lr is None else {"use_muon": False, "lr": adamw_lr}
         param_groups = ([{"params": muon, "use_muon": True}] if muon else []) + groups(adamw, **side)
-        return cls(param_groups, **options)
+        return build(param_groups, **options)
 
     params = [p for p in model.parameters() if p.requires_grad]
     if not split:
-        return cls(params, **options)
-    return cls(groups(params), **options)
+        return build(params, **options)
+    return build(groups(params), **options)

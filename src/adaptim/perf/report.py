@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from adaptim.perf.lowprec import low_precision_markdown
+
 __all__ = ["write_perf", "perf_markdown", "plot_perf"]
 
 
@@ -62,6 +64,8 @@ def perf_markdown(results: dict[str, Any]) -> str:
         for r in results["scaling"]["rows"]:
             cells = " | ".join(_f(r["ns_per_param"][str(s)]) for s in sizes)
             lines.append(f"| {r['name']} | {cells} | {_f(r['spread'])} |")
+    if results.get("low_precision"):
+        lines += low_precision_markdown(results["low_precision"])
     if meta["notes"]:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in meta["notes"]]
     return "\n".join(lines) + "\n"

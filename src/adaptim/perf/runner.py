@@ -16,6 +16,7 @@ import adaptim
 from adaptim.bench.runner import check_names, default_threads, state_bytes
 from adaptim.perf.bandwidth import ELEMENTWISE, RULES, Triad, clock, floor_bytes, theory_state_bytes
 from adaptim.perf.contenders import KEYS, Contender, build_contenders, gpt2_shapes, make_params
+from adaptim.perf.lowprec import low_precision_results
 
 __all__ = ["run_perf", "round_robin", "DEFAULT_KEYS", "SCALING_SIZES"]
 
@@ -126,6 +127,7 @@ def run_perf(
     device: str = "cpu",
     rounds: int = 10,
     scaling_sizes: Sequence[int] | None = None,
+    low_precision_steps: int = 300,
 ) -> dict[str, Any]:
     """Measure every contender's ``step()`` on about ``size`` parameters; return the results as a dict.
 
@@ -136,16 +138,19 @@ def run_perf(
         device: ``"cpu"`` or ``"cuda"``.
         rounds: timed steps per contender (the first, untimed here, is reported apart).
         scaling_sizes: when given, the elementwise rules among ``optimizers`` are measured again at each size.
+        low_precision_steps: steps of the bfloat16 trajectory runs of :mod:`adaptim.perf.lowprec` (0: memory only).
 
     Raises:
         KeyError: an unknown optimizer key.
-        ValueError: ``rounds`` < 1.
+        ValueError: ``rounds`` < 1 or ``low_precision_steps`` < 0.
         RuntimeError: ``device="cuda"`` without a GPU.
     """
     keys = list(optimizers) if optimizers is not None else DEFAULT_KEYS
     check_names("optimizer", keys, DEFAULT_KEYS)
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
+    if low_precision_steps < 0:
+        raise ValueError(f"low_precision_steps must be >= 0, got {low_precision_steps}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' asked for, but torch sees no GPU")
@@ -160,6 +165,7 @@ def run_perf(
             elementwise = [k for k in keys if k in ELEMENTWISE]
             runs = {s: _measure(elementwise, s, rounds, dev, []) for s in scaling_sizes}
             scaling = {"sizes": list(scaling_sizes), "rows": _scaling_rows(runs)}
+        low_precision = low_precision_results(gpt2_shapes(size), low_precision_steps, dev)
     finally:
         torch.set_num_threads(prev)
     meta = {
@@ -174,7 +180,7 @@ def run_perf(
         "floors": {k: RULES[k][3] for k in keys},
         "notes": notes,
     }
-    return {"meta": meta, **main, "scaling": scaling}
+    return {"meta": meta, **main, "scaling": scaling, "low_precision": low_precision}
 
 
 def _scaling_rows(runs: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
