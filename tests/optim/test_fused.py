@@ -114,11 +114,19 @@ def test_default_is_fused_and_an_explicit_foreach_keeps_its_path():
 
 
 def test_fused_is_not_taken_where_it_cannot_run():
-    low = [torch.zeros(4, dtype=torch.bfloat16, requires_grad=True)]
-    opt = adaptim.AdamW(low)
-    assert not opt.uses_fused(opt.param_groups[0])  # bfloat16: the float32 working copy path
-    with pytest.raises(RuntimeError, match="fused=True.*float32/float64"):
-        adaptim.AdamW(low, fused=True).step()
+    # a bfloat16 parameter in a fused group takes the float32 working-copy path, the float32 one the kernel; each
+    # parameter's step is what it would be alone (no dependence on the group's other members)
+    low = torch.linspace(-1, 1, 6, dtype=torch.bfloat16).requires_grad_()
+    high, alone = torch.linspace(-1, 1, 6).requires_grad_(), torch.linspace(-1, 1, 6).requires_grad_()
+    low_ref = low.detach().clone().requires_grad_()
+    mixed = adaptim.AdamW([low, high], lr=0.1, fused=True)
+    ref_low = adaptim.AdamW([low_ref], lr=0.1, foreach=True)
+    ref_high = adaptim.AdamW([alone], lr=0.1, fused=True)
+    for p in (low, high, alone, low_ref):
+        p.grad = torch.full_like(p, 0.5)
+    for opt in (mixed, ref_low, ref_high):
+        opt.step()
+    assert torch.equal(low, low_ref) and torch.equal(high, alone)
 
     class Retracted(adaptim.SGD):  # a last stage of its own (a manifold) is never fused
         def _final_step(self, group, params, directions, lr, decay=0.0):

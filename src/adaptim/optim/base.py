@@ -358,8 +358,11 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
 
         Yes when the class has one (:attr:`fused_rule`), the group's ``fused`` is True, or None with ``foreach``
         not set either (an explicit ``foreach`` choice keeps its path), the last stage is the Euclidean one (a
-        class overriding :meth:`_final_step` never fuses), the parameters are float32/float64 (complex: their real
-        views) on one device, and :func:`~adaptim.functional.fused.fused_available` on that device.
+        class overriding :meth:`_final_step` never fuses), and :func:`~adaptim.functional.fused.fused_available`
+        on the group's devices. Within a fused group each parameter is decided alone (:meth:`_fusable`): a
+        contiguous float32/float64 tensor (a complex one as its real view) with at least 2 entries goes through the
+        kernel, any other (float16/bfloat16, one entry, non-contiguous) through the foreach path; so a parameter's
+        trajectory does not depend on the others in its group.
 
         Raises:
             RuntimeError: ``fused=True`` where the fused path cannot run (says why).
@@ -376,29 +379,25 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
         """Why ``group`` cannot take the fused path, or ``None``."""
         if type(self)._final_step is not AdaptimOptimizer._final_step or "_final_step" in self.__dict__:
             return "this optimizer's last stage is not the Euclidean w <- (1 - lambda) w - lr d"
-        devices = {p.device for p in group["params"]}
-        dtypes = {self._real(p).dtype for p in group["params"]}
-        if len(devices) > 1:
-            return f"the group's parameters are on several devices {sorted(map(str, devices))}"
-        if not dtypes <= {torch.float32, torch.float64}:
-            return f"the fused path takes float32/float64 parameters, the group has {sorted(map(str, dtypes))}"
-        device = next(iter(devices), torch.device("cpu"))
-        if not fused.fused_available(device):
+        missing = sorted({str(p.device) for p in group["params"] if not fused.fused_available(p.device)})
+        if missing:
             return (
-                f"torch.compile cannot build kernels for {device} here (no C++ compiler / Triton, or ADAPTIM_FUSED=0)"
+                f"torch.compile cannot build kernels for {', '.join(missing)} here (no C++ compiler / Triton, "
+                "or ADAPTIM_FUSED=0)"
             )
         return None
 
     @staticmethod
     def _fusable(p: torch.Tensor, g: torch.Tensor) -> bool:
+        """Whether the (real, working) parameter ``p`` with gradient ``g`` goes through the fused kernel."""
         return fused.fusable(p) and fused.fusable(g) and g.dtype == p.dtype and g.device == p.device
 
     def _fused_group_step(
         self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict]
     ) -> torch.Tensor:
-        """One step of a fused group: the compiled kernel on the contiguous parameters with >= 2 entries, the
-        foreach path on the others (after the eager check of their gradients). Returns the device flag "some entry
-        was left unchanged"."""
+        """One step of a fused group: the compiled kernel on the parameters :meth:`_fusable` takes (one call per
+        dtype and device), the foreach path on the others (their gradients were checked before the step). Returns
+        the flag "some entry was left unchanged" (on the first parameter's device)."""
         flag = torch.zeros((), dtype=torch.bool, device=params[0].device)
         take = [self._fusable(w, g) for w, g in zip(params, grads)]
         rest = [i for i, t in enumerate(take) if not t]
@@ -407,14 +406,17 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
             if group.get("maximize", False):
                 rest_grads = [torch.neg(g) for g in rest_grads]
             self._update_group(group, [params[i] for i in rest], rest_grads, [states[i] for i in rest])
-        idx = [i for i, t in enumerate(take) if t]
-        buckets: dict[torch.dtype, list[int]] = {}
-        for i in idx:
-            buckets.setdefault(params[i].dtype, []).append(i)
-        for members in buckets.values():
+        buckets: dict[tuple, list[int]] = {}
+        for i, t in enumerate(take):
+            if t:
+                buckets.setdefault((params[i].dtype, params[i].device), []).append(i)
+        for (_, device), members in buckets.items():
+            here = flag if device == flag.device else torch.zeros((), dtype=torch.bool, device=device)
             self._fused_update(
-                group, [params[i] for i in members], [grads[i] for i in members], [states[i] for i in members], flag
+                group, [params[i] for i in members], [grads[i] for i in members], [states[i] for i in members], here
             )
+            if here is not flag:
+                flag |= here.to(flag.device)
         return flag
 
     def _fused_update(
@@ -448,7 +450,7 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
         if len(distinct) > 1:
             rows = rows[torch.tensor([distinct[t] for t in steps])]
         else:
-            rows = rows.expand(len(steps), -1)
+            rows = rows.expand(len(steps), -1).contiguous()  # one layout for the compiled kernel to see
         return rows.to(device, non_blocking=True)
 
     def _report_nonfinite(self, flags: list[torch.Tensor]) -> None:
