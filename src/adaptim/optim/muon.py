@@ -79,8 +79,8 @@ class Muon(AdaptimOptimizer):
             reference); they agree to rounding (float32: about 1e-6 relative in the direction).
 
     Raises:
-        ValueError: a hyperparameter out of range (``ns_dtype`` not one of the values above); a tensor with fewer than 2 dimensions in a Muon group (the message
-            says to put it in a ``use_muon=False`` group).
+        ValueError: a hyperparameter out of range (``ns_dtype`` not one of the values above); a tensor with fewer
+            than 2 dimensions in a Muon group (the message says to put it in a ``use_muon=False`` group).
         TypeError: complex or sparse parameters.
         RuntimeError: at ``step``, a NaN or infinite gradient (checked before anything changes; with
             ``check_finite = False`` Newton-Schulz still refuses a non-finite momentum), or lr * weight_decay >= 1
