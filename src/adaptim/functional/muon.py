@@ -21,8 +21,9 @@ the step after an all-zero first gradient is a fresh optimizer's first step. A t
 or the Stiefel manifold) replaces only the last stage.
 
 ``muon_single`` is the literal loop over parameters; ``muon_batched`` stacks the matrices of one shape (and dtype
-and device) and makes one batched Newton-Schulz / SVD call per shape. The two agree to rounding, not bitwise: a
-batched matrix product may round differently from the same products taken one at a time.
+and device) and makes one batched Newton-Schulz / SVD call per shape, with each Newton-Schulz step written as fused
+matrix multiply-adds (``newton_schulz(..., fused=True)``). The two agree to rounding, not bitwise: a batched,
+fused matrix product rounds differently from the same products taken one at a time.
 """
 
 from __future__ import annotations
@@ -97,9 +98,9 @@ def muon_momentum_(
     return list(torch._foreach_lerp(grads, momentum_buffers, momentum)) if nesterov else list(momentum_buffers)
 
 
-def _orth(X: torch.Tensor, orth: str, ns_coefficients, ns_steps: int) -> torch.Tensor:
+def _orth(X: torch.Tensor, orth: str, ns_coefficients, ns_steps: int, ns_dtype, fused: bool) -> torch.Tensor:
     if orth == "newton_schulz":
-        return newton_schulz(X, ns_coefficients, ns_steps)
+        return newton_schulz(X, ns_coefficients, ns_steps, dtype=ns_dtype, fused=fused)
     return orthogonalize(X, method=orth)
 
 
@@ -111,6 +112,7 @@ def muon_directions(
     ns_steps: int = 5,
     orthogonalize: str = "newton_schulz",
     batched: bool = True,
+    ns_dtype: str | torch.dtype | None = None,
 ) -> list[torch.Tensor]:
     """The orthogonalization stage: D = a(m, n) Orth(N) for each N of ``updates`` (read only).
 
@@ -120,7 +122,10 @@ def muon_directions(
         adjust_lr: see :func:`adjust_lr_ratio`; the ratio is folded into the direction.
         ns_coefficients, ns_steps: see :func:`adaptim.linalg.newton_schulz`.
         orthogonalize: "newton_schulz" or "svd" (exact U V^T).
-        batched: one Newton-Schulz / SVD call per (matrix shape, dtype, device) instead of one per tensor.
+        batched: one Newton-Schulz / SVD call per (matrix shape, dtype, device) instead of one per tensor, with
+            the fused multiply-add form of the Newton-Schulz step; ``False`` is the literal reference.
+        ns_dtype: the precision of Newton-Schulz (``dtype`` of :func:`adaptim.linalg.newton_schulz`): None (float32,
+            float64 for float64 tensors), "float32", "float64" or "bfloat16"; ignored by "svd".
 
     Returns:
         New tensors of the updates' shapes and dtypes.
@@ -128,14 +133,14 @@ def muon_directions(
     out: list[torch.Tensor] = [None] * len(updates)  # type: ignore[list-item]
     if not batched:
         for k, n in enumerate(updates):
-            out[k] = _orth(as_matrix(n), orthogonalize, ns_coefficients, ns_steps).view_as(n)
+            out[k] = _orth(as_matrix(n), orthogonalize, ns_coefficients, ns_steps, ns_dtype, False).view_as(n)
             a = adjust_lr_ratio(n.shape, adjust_lr)
             if a != 1:
                 out[k].mul_(a)
         return out
     buckets = bucket_indices(updates, key=lambda k, t: (matrix_view_shape(t.shape), t.dtype, t.device))
     for (shape, _, _), idx in buckets.items():
-        ortho = _orth(stack(updates, idx, as_matrix), orthogonalize, ns_coefficients, ns_steps)
+        ortho = _orth(stack(updates, idx, as_matrix), orthogonalize, ns_coefficients, ns_steps, ns_dtype, True)
         a = adjust_lr_ratio(shape, adjust_lr)
         if a != 1:
             ortho.mul_(a)
@@ -159,6 +164,7 @@ def _muon(
     orthogonalize,
     step,
     batched,
+    ns_dtype=None,
 ) -> None:
     if not params:
         return
@@ -170,6 +176,7 @@ def _muon(
         ns_steps=ns_steps,
         orthogonalize=orthogonalize,
         batched=batched,
+        ns_dtype=ns_dtype,
     )
     step(params, directions, lr, lr * weight_decay)
 
@@ -188,6 +195,7 @@ def muon_single(
     ns_steps: int = 5,
     orthogonalize: str = "newton_schulz",
     step: StepFn = apply_update_,
+    ns_dtype: str | torch.dtype | None = None,
 ) -> None:
     """One Muon step on each parameter, in place; the literal loop of the module's three stages.
 
@@ -200,6 +208,8 @@ def muon_single(
         adjust_lr: see :func:`adjust_lr_ratio`.
         ns_coefficients, ns_steps: see :func:`adaptim.linalg.newton_schulz`.
         orthogonalize: "newton_schulz" or "svd" (exact U V^T).
+        ns_dtype: the precision of Newton-Schulz: None (float32; float64 for float64 tensors), "float32",
+            "float64" or "bfloat16" (see :func:`muon_directions`).
         step: the last stage ``step(params, directions, lr, decay)``; default
             :func:`adaptim.functional.common.apply_update_`.
     """
@@ -220,6 +230,8 @@ def muon_batched(
     ns_steps: int = 5,
     orthogonalize: str = "newton_schulz",
     step: StepFn = apply_update_,
+    ns_dtype: str | torch.dtype | None = None,
 ) -> None:
-    """The step of :func:`muon_single` with foreach momentum and one batched orthogonalization per matrix shape."""
+    """The step of :func:`muon_single` with foreach momentum and one batched orthogonalization per matrix shape
+    (Newton-Schulz in its fused multiply-add form)."""
     _muon(**locals(), batched=True)

@@ -12,11 +12,13 @@ from adaptim.linalg.iteration import (
 from adaptim.linalg.kron import kron, nearest_kronecker_product, rearrange, unvec, vec
 from adaptim.linalg.newton_schulz import (
     NS_COEFFICIENTS,
+    NS_DTYPES,
     check_ns_bounded,
     newton_schulz,
     newton_schulz_coefficients,
     orthogonalize,
     resolve_ns_coefficients,
+    resolve_ns_dtype,
 )
 from adaptim.linalg.nmf import idiv, nmf, nmf_step, rank1_nmf
 from adaptim.linalg.norms import (
@@ -52,6 +54,8 @@ __all__ = [
     "orthogonalize",
     "NS_COEFFICIENTS",
     "resolve_ns_coefficients",
+    "NS_DTYPES",
+    "resolve_ns_dtype",
     "check_ns_bounded",
     "rms",
     "frobenius_norm",
