@@ -23,6 +23,7 @@ ROW_KEYS = {
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("perf")
     argv = ["perf", "--size", "20k", "--rounds", "2", "--optimizers", "adamw,sgd,adafactor", "--threads", "1"]
+    argv += ["--low-precision-steps", "20"]
     assert main([*argv, "--out", str(out)]) == 0
     return out
 
