@@ -138,6 +138,7 @@ def check_error_input(case, err) -> None:
             case.make(params, **kwargs)
         return
     opt = case.make(params, **kwargs)
+    opt.check_finite = "eager"  # all or nothing on every path (the fused default: tests/optim/test_fused.py)
     if err.mutate is not None:
         err.mutate(opt)
     plist = [p for g in opt.param_groups for p in g["params"]]
@@ -1030,23 +1031,31 @@ def test_deliberate_differences_from_torch():
     ours.step()
     theirs.step()
     assert ours.state[h]["exp_avg"].dtype == torch.float32 and theirs.state[h2]["exp_avg"].dtype == torch.bfloat16
-    # a non-finite gradient raises before anything changes; torch steps into NaN
-    q, q2 = leaf(torch.ones(3)), leaf(torch.ones(3))
-    q.grad = q2.grad = torch.tensor([1.0, float("nan"), 1.0])
+    # a non-finite gradient entry never enters the parameters or the state, and the step raises; torch steps into
+    # NaN. The fused path (the default) leaves that entry unchanged and steps the others; check_finite="eager"
+    # refuses the whole step before anything changes
+    q, q2, q3 = leaf(torch.ones(3)), leaf(torch.ones(3)), leaf(torch.ones(3))
+    q.grad = q2.grad = q3.grad = torch.tensor([1.0, float("nan"), 1.0])
     with pytest.raises(RuntimeError, match="NaN"):
         adaptim.Adam([q]).step()
+    eager = adaptim.Adam([q3])
+    eager.check_finite = "eager"
+    with pytest.raises(RuntimeError, match="NaN"):
+        eager.step()
     torch.optim.Adam([q2]).step()
-    assert torch.equal(q.detach(), torch.ones(3)) and bool(q2.isnan().any())
+    assert q[1] == 1 and torch.isfinite(q).all() and bool(q2.isnan().any())
+    assert torch.equal(q3.detach(), torch.ones(3))
     # sparse gradients are refused (torch's SGD and Adagrad take them)
     s = leaf(torch.ones(3))
     s.grad = torch.ones(3).to_sparse()
     with pytest.raises(RuntimeError, match="sparse"):
         adaptim.SGD([s], lr=0.1).step()
-    # torch's implementation flags (fused, capturable, differentiable) do not exist here
-    for flag in ("fused", "capturable", "differentiable"):  # torch's switches: accepted off, refused on
+    # torch's implementation flags capturable and differentiable do not exist here (fused does: the compiled path)
+    for flag in ("capturable", "differentiable"):  # torch's switches: accepted off, refused on
         adaptim.Adam([p], **{flag: False})
         with pytest.raises(ValueError, match=flag):
             adaptim.Adam([p], **{flag: True})
+    assert adaptim.Adam([p], fused=True).uses_fused(adaptim.Adam([p], fused=True).param_groups[0])
     # not a difference: the step counter is float64 under a float64 default dtype, as torch's
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)

@@ -233,6 +233,7 @@ def test_l2_term_whose_square_overflows_is_refused(make):
     """L2 decay squares g + wd w: a weight of 1e21 with wd 0.1 gives (1e20)^2 = inf in float32 statistics."""
     p = torch.full((3,), 1e21, requires_grad=True)
     opt = make([p])
+    opt.check_finite = "eager"  # the refusal before anything changes (the fused default: test_fused.py)
     snap = _snapshot(opt, [p])
     p.grad = torch.ones(3)
     with pytest.raises(RuntimeError, match="L2 term"):

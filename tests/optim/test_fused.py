@@ -290,3 +290,101 @@ def test_step_counts_are_read_once_per_group_not_per_parameter(monkeypatch):
     params = _params(shapes=[(4, 4)] * 6)
     _run(lambda p: adaptim.AdamW(p, lr=1e-2), params, steps=2)
     assert calls == []
+
+
+# ------------------------------------------------------------------------------------------- inside torch.compile
+@pytest.fixture(autouse=True)
+def _room_for_every_test_optimizer():
+    # every test here compiles AdaptimOptimizer.step for optimizers of its own: more than torch's default limit of
+    # 8 graphs per code object in one process (a training process compiles one optimizer's step)
+    with torch._dynamo.config.patch(cache_size_limit=64):
+        yield
+
+
+def _model_pair():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    return model, copy.deepcopy(model)
+
+
+def _train(models_and_steps, n):
+    X, Y = torch.randn(64, 8, generator=torch.Generator().manual_seed(1)), torch.randn(64, 1)
+    graphs = []
+    for _ in range(n):
+        for model, opt, step in models_and_steps:
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(X), Y).backward()
+            step()
+        graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    return graphs
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd", "adagrad", "rmsprop"])
+def test_compiled_step_is_one_graph_and_a_changing_tensor_lr_recompiles_nothing(name):
+    """torch.compile(fullgraph=True) of step(): the first call makes the state (one graph), the second is the
+    steady step (another); then the lr, a tensor changed in place every step, recompiles nothing. The trajectory is
+    the literal path's to rounding."""
+    kw = {"adamw": {}, "sgd": dict(momentum=0.9, nesterov=True), "adagrad": {}, "rmsprop": {}}[name]
+    model, ref = _model_pair()
+    opt = adaptim.create_optimizer(name, model.parameters(), lr=torch.tensor(1e-2), **kw)
+    ref_opt = adaptim.create_optimizer(name, ref.parameters(), lr=torch.tensor(1e-2), foreach=False, **kw)
+    compiled = torch.compile(opt.step, fullgraph=True)
+
+    def step():
+        compiled()
+        opt.param_groups[0]["lr"].mul_(0.9)
+
+    def ref_step():
+        ref_opt.step()
+        ref_opt.param_groups[0]["lr"].mul_(0.9)
+
+    graphs = _train([(model, opt, step), (ref, ref_opt, ref_step)], 6)
+    assert graphs[-1] == graphs[1], f"recompiled as the lr changed: unique graphs per step {graphs}"
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_step_with_a_lambdalr_scheduler_compiles_once():
+    """The pattern of torch's tutorial (a tensor lr, opt.step() and sched.step() in one compiled function; the
+    scheduler's wrapper breaks the graph, as it does for torch.optim): after the first two steps nothing
+    recompiles while LambdaLR changes the lr."""
+    model, ref = _model_pair()
+    opt = adaptim.AdamW(model.parameters(), lr=torch.tensor(1e-2))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 / (1 + k))
+    ref_opt = adaptim.AdamW(ref.parameters(), lr=torch.tensor(1e-2), foreach=False)
+    ref_sched = torch.optim.lr_scheduler.LambdaLR(ref_opt, lambda k: 1 / (1 + k))
+
+    @torch.compile
+    def step():
+        opt.step()
+        sched.step()
+
+    def ref_step():
+        ref_opt.step()
+        ref_sched.step()
+
+    graphs = _train([(model, opt, step), (ref, ref_opt, ref_step)], 6)
+    assert graphs[-1] == graphs[2], f"recompiled as the lr changed: unique graphs per step {graphs}"
+    assert float(opt.param_groups[0]["lr"]) == pytest.approx(1e-2 / 7)
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_non_finite_entries_inside_a_compiled_step_raise_at_the_next_eager_step():
+    p = torch.ones(4, requires_grad=True)
+    opt = adaptim.AdamW([p], lr=0.1)
+    compiled = torch.compile(opt.step, fullgraph=True)
+    p.grad = torch.tensor([0.5, float("nan"), 0.5, 0.5])
+    compiled()
+    assert p[1] == 1 and torch.isfinite(p).all() and (p[[0, 2, 3]] < 1).all()
+    p.grad = torch.full((4,), 0.5)
+    with pytest.raises(RuntimeError, match="previous step"):
+        opt.step()
+    opt.step()  # the flag was read: the next step runs
+
+
+def test_the_kernel_is_one_graph_with_no_break():
+    torch._dynamo.utils.counters["graph_break"].clear()
+    _run(lambda p: adaptim.AdamW(p, lr=1e-2, amsgrad=True), _params(), steps=2)
+    _run(lambda p: adaptim.RMSProp(p, lr=1e-2), _params(), steps=2)
+    assert not torch._dynamo.utils.counters["graph_break"]

@@ -171,9 +171,9 @@ def _run(case, sc: Scenario) -> None:
         grads = [g.to(sc.dtype) for g in grads64]
         before = _snapshot(opt, params)
         err = _try_step(case, opt, params, grads)
-        if err is not None:
+        if err is not None and "left unchanged" not in str(err):
             _assert_unchanged(opt, params, before)
-        else:
+        else:  # a step taken, or the fused path's (bad entries left as they were, the others stepped): finite
             _assert_finite(opt, params)
         if twin is not None:
             twin_err = _try_step(case, twin, twin_params, grads)

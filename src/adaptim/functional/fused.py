@@ -87,7 +87,7 @@ def _adam(p, g, m, v, vmax, c, *, amsgrad: bool, atan2: bool):
         den = _where(den == 0, 1.0, den)  # safe_denominator_: 0/0 := 0
         d = mbar / den
     p2 = p * keep + neg_lr * d  # apply_update_: decay_, then w - lr d
-    ok = _finite(p2, m2, v2) & _squares_ok(g, xs)
+    ok = _finite(p2, m2, v2, *([vmax2] if amsgrad else [])) & _squares_ok(g, xs)
     out = [_keep(ok, p2, p), _keep(ok, m2, m), _keep(ok, v2, v)]
     if amsgrad:
         out.append(_keep(ok, vmax2, vmax))

@@ -111,8 +111,8 @@ class AdaGrad(AdaptimOptimizer):
     def _accumulated(self, group: dict[str, Any], state: dict[str, Any]) -> list[torch.Tensor]:
         return [state["sum"]]
 
-    def _fused_update(self, group, params, grads, states, flag) -> None:
-        row = dict(
+    def _fused_rule_args(self, group, states):
+        fixed = dict(
             sign=-1.0 if group["maximize"] else 1.0,
             l2=group["weight_decay"],
             eps=group["eps"],
@@ -120,10 +120,7 @@ class AdaGrad(AdaptimOptimizer):
             neg_lr=-group["lr"],
             xs=1.0 if self._needs_exact_squares(group) else 0.0,
         )
-        table = self.coefficient_table(
-            [0.0] * len(params), lambda t: [row[k] for k in fused.ADAGRAD_COEFFS], params[0].dtype, params[0].device
-        )
-        fused.fused_step("adagrad", params, grads, [[s["sum"] for s in states]], table, flag)
+        return {}, [[s["sum"] for s in states]], lambda t: [fixed[k] for k in fused.ADAGRAD_COEFFS]
 
     def _update_group(self, group, params, grads, states) -> None:
         fn = adagrad_direction_foreach if self.use_foreach(group) else adagrad_direction_single

@@ -76,7 +76,7 @@ class _AdamBase(AdaptimOptimizer):
     def _atan2(self, group: dict[str, Any]) -> tuple[float, float] | None:
         return None
 
-    def _fused_update(self, group, params, grads, states, flag) -> None:
+    def _fused_rule_args(self, group, states):
         beta1, beta2 = group["betas"]
         amsgrad, nesterov, atan2 = group.get("amsgrad", False), group.get("nesterov", False), self._atan2(group)
         eps = 0.0 if atan2 is not None else group.get("eps", 0.0)
@@ -97,17 +97,16 @@ class _AdamBase(AdaptimOptimizer):
             xs=1.0 if self._needs_exact_squares(group) else 0.0,
         )
 
-        def row(t: float) -> list[float]:
-            cm, cg, bc2 = bias_corrections(int(t), beta1, beta2, nesterov)
+        def row(t):  # t: the step, a float (eager) or a tensor (inside torch.compile)
+            cm, cg, bc2 = bias_corrections(t, beta1, beta2, nesterov)
             return [{**fixed, "cm": cm, "cg": cg, "bc2": bc2}[k] for k in fused.ADAM_COEFFS]
 
-        table = self.coefficient_table(self.fused_steps(states), row, params[0].dtype, params[0].device)
         slots = [
             [s["exp_avg"] for s in states],
             [s["exp_avg_sq"] for s in states],
             [s["max_exp_avg_sq"] for s in states] if amsgrad else None,
         ]
-        fused.fused_step("adam", params, grads, slots, table, flag, amsgrad=amsgrad, atan2=atan2 is not None)
+        return dict(amsgrad=amsgrad, atan2=atan2 is not None), slots, row
 
 
 _ADAM_ARGS = """

@@ -150,6 +150,8 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
             self.param_groups.pop()  # a refused group must not stay behind for step() to use
             raise
         self._validated_signatures()[id(group)] = _signature(group)
+        if self.fused_rule is not None:
+            self._make_traced_flags(group["params"])
 
     def _validate_all(self, group: dict[str, Any]) -> None:
         """Every check of a group's hyperparameters (construction, ``step()`` after a change, loading)."""
@@ -331,6 +333,8 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
         Returns:
             The closure's loss, or ``None``.
         """
+        if torch.compiler.is_compiling():
+            return self._traced_step(closure)
         self._revalidate_groups()  # hyperparameters set on a group since the last step, before anything runs
         self._raise_pending_nonfinite()
         with self._float_lrs(self.param_groups):
@@ -351,6 +355,76 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
                 self._write_back(params, work, group, states)
             self._report_nonfinite(flags)
         return loss
+
+    def _traced_step(self, closure: Callable[[], Any] | None) -> Any:
+        """``step()`` inside ``torch.compile``: the fused rule of each group traced into the caller's graph.
+
+        For the elementwise classes (a :attr:`fused_rule`) this is one graph with no break (``fullgraph=True``
+        works): the step counts, bias corrections and a tensor lr stay tensors, so a scheduler that changes a tensor
+        lr (``param_group["lr"].fill_``) recompiles nothing. What the eager step does on the host is skipped here:
+        the hyperparameters are the ones validated at construction or at the last eager step, and non-finite
+        entries are left unchanged by the rule's own check and recorded in a flag that the next eager ``step()``
+        raises on. Other classes run their eager step (torch.compile breaks the graph where it must).
+        """
+        loss = self._evaluate_closure(closure)
+        for group in self.param_groups:
+            # (no device check: torch.compile is building this graph already)
+            if self.fused_rule is None or group.get("fused") is False or self._fused_obstacle(group, False):
+                self._eager_group_step(group)
+                continue
+            params, grads, states = [], [], []
+            for p in group["params"]:
+                if p.grad is None or p.numel() == 0:
+                    continue
+                pr, g = self._real(p), self._real(p.grad)
+                state = self.state.get(p)
+                if not state:
+                    state = self._init_state(pr, group)
+                    if state:
+                        self.state[p] = state
+                params.append(pr)
+                grads.append(g.to(pr.dtype))
+                states.append(state)
+            if not params:
+                continue
+            if any(p.dtype not in (torch.float32, torch.float64) for p in params):
+                self._eager_group_step(group)
+                continue
+            flags, slots, row = self._fused_rule_args(group, states)
+            kernel = fused.RULES[self.fused_rule][0]
+            bad = self._traced_flag(params[0].device)
+            for i, (p, g) in enumerate(zip(params, grads)):
+                t = 0.0
+                if "step" in states[i]:
+                    states[i]["step"] += 1
+                    t = states[i]["step"]
+                c = torch.stack([torch.as_tensor(x, dtype=p.dtype, device=p.device) for x in row(t)])
+                state = [None if slot is None else slot[i] for slot in slots]
+                ok, out = kernel(p, g, *state, c, **flags)
+                for target, new in zip([p, *(x for x in state if x is not None)], out):
+                    target.copy_(new)
+                bad |= (~ok).any()
+        return loss
+
+    def _eager_group_step(self, group: dict[str, Any]) -> None:
+        params, work, grads, states = self._gather(group)
+        if params:
+            self._update_group(group, work, grads, states)
+            self._write_back(params, work, group, states)
+
+    def _traced_flag(self, device: torch.device) -> torch.Tensor:
+        """The flag of non-finite entries left unchanged inside torch.compile (read by the next eager step); made
+        eagerly, per device, by :meth:`add_param_group`, so that the compiled graph mutates this very tensor."""
+        flags = self.__dict__.get("_traced_nonfinite", {})
+        if device not in flags:  # an unpickled or deep-copied optimizer: made here (the flag then lives in the graph)
+            self._make_traced_flags([torch.empty(0, device=device)])
+        return self.__dict__["_traced_nonfinite"][device]
+
+    def _make_traced_flags(self, params: list[torch.Tensor]) -> None:
+        flags = self.__dict__.setdefault("_traced_nonfinite", {})
+        for p in params:
+            if isinstance(p, torch.Tensor) and p.device not in flags:
+                flags[p.device] = torch.zeros((), dtype=torch.bool, device=p.device)
 
     # --------------------------------------------------------------------------------------------- fused path
     def uses_fused(self, group: dict[str, Any]) -> bool:
@@ -375,10 +449,12 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
             raise RuntimeError(f"{type(self).__name__}(fused=True): {why}; pass fused=None or False")
         return why is None
 
-    def _fused_obstacle(self, group: dict[str, Any]) -> str | None:
-        """Why ``group`` cannot take the fused path, or ``None``."""
+    def _fused_obstacle(self, group: dict[str, Any], devices: bool = True) -> str | None:
+        """Why ``group`` cannot take the fused path, or ``None`` (``devices``: check that kernels can be built)."""
         if type(self)._final_step is not AdaptimOptimizer._final_step or "_final_step" in self.__dict__:
             return "this optimizer's last stage is not the Euclidean w <- (1 - lambda) w - lr d"
+        if not devices:
+            return None
         missing = sorted({str(p.device) for p in group["params"] if not fused.fused_available(p.device)})
         if missing:
             return (
@@ -427,8 +503,20 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
         states: list[dict[str, Any]],
         flag: torch.Tensor,
     ) -> None:
-        """The fused step of :attr:`fused_rule` on ``params`` (one dtype): build the coefficient table and call
-        :func:`adaptim.functional.fused.fused_step`. Classes with a ``fused_rule`` implement it."""
+        """The fused step of :attr:`fused_rule` on ``params`` (one dtype and device): the coefficient table of
+        :meth:`_fused_rule_args` and one call of :func:`adaptim.functional.fused.fused_step`."""
+        flags, slots, row = self._fused_rule_args(group, states)
+        steps = self.fused_steps(states) if "step" in states[0] else [0.0] * len(params)
+        table = self.coefficient_table(steps, row, params[0].dtype, params[0].device)
+        fused.fused_step(self.fused_rule, params, grads, slots, table, flag, **flags)
+
+    def _fused_rule_args(
+        self, group: dict[str, Any], states: list[dict[str, Any]]
+    ) -> tuple[dict[str, bool], list[list[torch.Tensor] | None], Callable[[Any], list[Any]]]:
+        """What the fused rule needs for ``group``: its compile-time switches, its state slots (one list per slot
+        of ``fused.RULES[rule][1]``, ``None`` for an absent one) and ``row(t)``, the coefficients at step t in the
+        order of ``fused.RULES[rule][2]`` (Python floats, or tensors when t or the lr is one). Classes with a
+        :attr:`fused_rule` implement it."""
         raise NotImplementedError
 
     @staticmethod
@@ -469,6 +557,10 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
         bad = self.__dict__.pop("_pending_nonfinite", None)
         if bad is not None and bool(bad):
             self._raise_nonfinite_entries(previous=True)
+        for flag in self.__dict__.get("_traced_nonfinite", {}).values():
+            if bool(flag):
+                flag.zero_()
+                self._raise_nonfinite_entries(previous=True)
 
     def _raise_nonfinite_entries(self, previous: bool = False) -> None:
         when = "the previous step" if previous else "this step"

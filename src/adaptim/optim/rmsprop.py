@@ -151,9 +151,9 @@ class RMSProp(AdaptimOptimizer):
         )
         self._final_step(group, params, directions, group["lr"], self._decay_factor(group))
 
-    def _fused_update(self, group, params, grads, states, flag) -> None:
+    def _fused_rule_args(self, group, states):
         beta1, beta2 = group["betas"]
-        row = dict(
+        fixed = dict(
             sign=-1.0 if group["maximize"] else 1.0,
             l2=group["weight_decay"],
             w1=1 - beta1,
@@ -164,8 +164,5 @@ class RMSProp(AdaptimOptimizer):
             neg_lr=-group["lr"],
             xs=1.0 if self._needs_exact_squares(group) else 0.0,
         )
-        table = self.coefficient_table(
-            [0.0] * len(params), lambda t: [row[k] for k in fused.RMSPROP_COEFFS], params[0].dtype, params[0].device
-        )
         slots = [[s["exp_avg_sq"] for s in states], [s["exp_avg"] for s in states] if beta1 != 0 else None]
-        fused.fused_step("rmsprop", params, grads, slots, table, flag, first_moment=beta1 != 0)
+        return dict(first_moment=beta1 != 0), slots, lambda t: [fixed[k] for k in fused.RMSPROP_COEFFS]

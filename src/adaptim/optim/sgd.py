@@ -137,14 +137,14 @@ class SGD(AdaptimOptimizer):
         directions = fn(params, grads, bufs, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
         self._final_step(group, params, directions, group["lr"], self._decay_factor(group))
 
-    def _fused_obstacle(self, group: dict[str, Any]) -> str | None:
+    def _fused_obstacle(self, group: dict[str, Any], devices: bool = True) -> str | None:
         if group["lookahead"]:
             return "lookahead=True evaluates the gradient at x_t (28); its step is not fused"
-        return super()._fused_obstacle(group)
+        return super()._fused_obstacle(group, devices)
 
-    def _fused_update(self, group, params, grads, states, flag) -> None:
+    def _fused_rule_args(self, group, states):
         momentum = group["momentum"] != 0
-        row = dict(
+        fixed = dict(
             sign=-1.0 if group["maximize"] else 1.0,
             l2=group["weight_decay"],
             mu=group["momentum"],
@@ -152,11 +152,8 @@ class SGD(AdaptimOptimizer):
             neg_lr=-group["lr"],
             nesterov=1.0 if group["nesterov"] else 0.0,
         )
-        table = self.coefficient_table(
-            [0.0] * len(params), lambda t: [row[k] for k in fused.SGD_COEFFS], params[0].dtype, params[0].device
-        )
         slots = [[s["momentum_buffer"] for s in states] if momentum else None]
-        fused.fused_step("sgd", params, grads, slots, table, flag, momentum=momentum)
+        return dict(momentum=momentum), slots, lambda t: [fixed[k] for k in fused.SGD_COEFFS]
 
     def _evaluate_closure(self, closure: Callable[[], Any] | None) -> Any:
         """With ``lookahead=True`` groups, evaluate the closure (required) at x_t of (28), then put w_t back."""
