@@ -680,12 +680,13 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
 
     @staticmethod
     def step_counts(states: list[dict[str, Any]]) -> list[int]:
-        """Increment every state's ``step`` tensor and return the new counts as Python ints."""
-        out = []
-        for s in states:
-            s["step"] += 1
-            out.append(int(s["step"].item()))
-        return out
+        """Increment every state's ``step`` tensor and return the new counts as Python ints (one foreach op and
+        one host read for the list, not one ``.item()`` per parameter)."""
+        if not states:
+            return []
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1)
+        return [int(t) for t in torch.stack(steps).tolist()]
 
     @staticmethod
     def new_step() -> torch.Tensor:
