@@ -32,6 +32,7 @@ import functools
 import os
 import shutil
 import types
+import weakref
 from collections.abc import Callable, Sequence
 
 import torch
@@ -44,37 +45,53 @@ CHUNK = 8
 _where = torch.where
 
 
-def _keep(ok: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    return _where(ok, new, old)
+def _keep(bad: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    return _where(bad, old, new)
 
 
-def _finite(*xs: torch.Tensor) -> torch.Tensor:
-    ok = xs[0].isfinite()
+def _nonfinite(*xs: torch.Tensor) -> torch.Tensor:
+    """Where some x is NaN or infinite: x - x is 0 for a finite x and NaN otherwise (cheaper than ``isfinite``)."""
+    acc = xs[0] - xs[0]
     for x in xs[1:]:
-        ok = ok & x.isfinite()
-    return ok
+        acc = acc + (x - x)
+    return acc != 0
 
 
-def _squares_ok(g: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-    """Where the step needs exact squares (``xs`` = 1: eps = 0, Adam-atan2), a nonzero g must not square to 0."""
-    return (xs == 0) | ~((g * g == 0) & (g != 0))
+def _underflows(g: torch.Tensor) -> torch.Tensor:
+    """Where a nonzero g squares to 0 (a step dividing by sqrt(v) with nothing added would read 0/0)."""
+    return (g * g == 0) & (g != 0)
+
+
+def _gradient(p, g, c_l2, *, maximize: bool, l2: bool):
+    g = -g if maximize else g  # maximize: negated, exact
+    return g + c_l2 * p if l2 else g  # add_l2
+
+
+def _ema(m, g, w, *, lerp_hi: bool):
+    """ema_ = ``m.lerp_(g, w)`` in torch's two forms: m + w (g - m) for w < 0.5, else g + (w - 1) (g - m)."""
+    return g + (w - 1) * (g - m) if lerp_hi else m + w * (g - m)
 
 
 # ---------------------------------------------------------------------------------------------------- the rules
 # Each rule takes one parameter's 1-D tensors (p, g, state...) and its row ``c`` of the coefficient table, and
-# returns (ok, new p, new state...). The arithmetic follows the literal functions op for op; the comments name them.
+# returns (bad, new p, new state...). The arithmetic follows the literal functions op for op; the comments name
+# them. The switches are compile-time: a switch off removes its operations from the loop. Which outputs are checked:
+# a bad gradient (NaN, inf) makes every output NaN or inf, and a finite one whose square overflows makes the
+# second moment inf (d is then finite: m / inf = 0), so the second moment (and AMSGrad's max) is checked; for SGD,
+# which squares nothing, the parameter.
 
 #: the coefficient table of the Adam family (one row per parameter), in this order
-ADAM_COEFFS = ("sign", "l2", "w1", "b2", "w2", "cm", "cg", "bc2", "eps_in", "eps_out", "a", "b", "keep", "neg_lr", "xs")
+ADAM_COEFFS = ("l2", "w1", "b2", "w2", "cm", "cg", "bc2", "eps", "a", "b", "keep", "neg_lr")
 
 
-def _adam(p, g, m, v, vmax, c, *, amsgrad: bool, atan2: bool):
-    sign, l2, w1, b2, w2, cm, cg, bc2, eps_in, eps_out, a, b, keep, neg_lr, xs = (c[i] for i in range(15))
-    g = g * sign  # maximize: the sign is -1 (exact)
-    g = _where(l2 != 0, g + l2 * p, g)  # add_l2
-    m2 = torch.lerp(m, g, w1)  # ema_
+def _adam(
+    p, g, m, v, vmax, c, *, amsgrad, atan2, exact_squares, maximize, l2, nesterov, eps_inside_sqrt, lerp_hi, decay
+):
+    c_l2, w1, b2, w2, cm, cg, bc2, eps, a, b, keep, neg_lr = (c[i] for i in range(12))
+    g = _gradient(p, g, c_l2, maximize=maximize, l2=l2)
+    m2 = _ema(m, g, w1, lerp_hi=lerp_hi)  # ema_
     v2 = v * b2 + w2 * g * g  # ema_sq_
-    mbar = m2 * cm + g * cg  # Nesterov's cg is 0 otherwise (exact)
+    mbar = m2 * cm + g * cg if nesterov else m2 * cm  # Figure 1 (b): Dozat's first moment or m_t / (1 - b1^t)
     vbar = v2 / bc2
     vmax2 = None
     if amsgrad:
@@ -83,76 +100,78 @@ def _adam(p, g, m, v, vmax, c, *, amsgrad: bool, atan2: bool):
     if atan2:
         d = a * torch.atan2(mbar, vbar.sqrt() * b)
     else:
-        den = (vbar + eps_in).sqrt() + eps_out  # eps inside or outside the root: the other one is 0
-        den = _where(den == 0, 1.0, den)  # safe_denominator_: 0/0 := 0
+        den = (vbar + eps).sqrt() if eps_inside_sqrt else vbar.sqrt() + eps
+        if exact_squares:
+            den = _where(den == 0, 1.0, den)  # safe_denominator_ (eps = 0): 0/0 := 0
         d = mbar / den
-    p2 = p * keep + neg_lr * d  # apply_update_: decay_, then w - lr d
-    ok = _finite(p2, m2, v2, *([vmax2] if amsgrad else [])) & _squares_ok(g, xs)
-    out = [_keep(ok, p2, p), _keep(ok, m2, m), _keep(ok, v2, v)]
+    p2 = (p * keep if decay else p) + neg_lr * d  # apply_update_: decay_, then w - lr d
+    bad = _nonfinite(v2, *([vmax2] if amsgrad else []))
+    if exact_squares:
+        bad = bad | _underflows(g)
+    out = [_keep(bad, p2, p), _keep(bad, m2, m), _keep(bad, v2, v)]
     if amsgrad:
-        out.append(_keep(ok, vmax2, vmax))
-    return ok, out
+        out.append(_keep(bad, vmax2, vmax))
+    return bad, out
 
 
-SGD_COEFFS = ("sign", "l2", "mu", "keep", "neg_lr", "nesterov")
+SGD_COEFFS = ("l2", "mu", "keep", "neg_lr")
 
 
-def _sgd(p, g, buf, c, *, momentum: bool):
-    sign, l2, mu, keep, neg_lr, nesterov = (c[i] for i in range(6))
-    g = g * sign
-    g = _where(l2 != 0, g + l2 * p, g)
-    out_state = []
+def _sgd(p, g, buf, c, *, momentum, maximize, l2, nesterov, decay):
+    c_l2, mu, keep, neg_lr = (c[i] for i in range(4))
+    g = _gradient(p, g, c_l2, maximize=maximize, l2=l2)
+    d = g
     if momentum:
         buf2 = buf * mu + g  # v_t = mu v_{t-1} + g  (25)
-        d = _where(nesterov != 0, g + mu * buf2, buf2)  # Nesterov: d_t = g + mu v_t
-        out_state = [buf2]
-    else:
-        d = g
-    p2 = p * keep + neg_lr * d
-    ok = _finite(p2, *out_state)
-    out = [_keep(ok, p2, p)]
+        d = g + mu * buf2 if nesterov else buf2  # Nesterov: d_t = g + mu v_t
+    p2 = (p * keep if decay else p) + neg_lr * d
+    bad = _nonfinite(p2)  # a bad g or buffer makes p2 NaN or inf
+    out = [_keep(bad, p2, p)]
     if momentum:
-        out.append(_keep(ok, out_state[0], buf))
-    return ok, out
+        out.append(_keep(bad, buf2, buf))
+    return bad, out
 
 
-ADAGRAD_COEFFS = ("sign", "l2", "eps", "keep", "neg_lr", "xs")
+ADAGRAD_COEFFS = ("l2", "eps", "keep", "neg_lr")
 
 
-def _adagrad(p, g, s, c):
-    sign, l2, eps, keep, neg_lr, xs = (c[i] for i in range(6))
-    g = g * sign
-    g = _where(l2 != 0, g + l2 * p, g)
+def _adagrad(p, g, s, c, *, exact_squares, maximize, l2, decay):
+    c_l2, eps, keep, neg_lr = (c[i] for i in range(4))
+    g = _gradient(p, g, c_l2, maximize=maximize, l2=l2)
     s2 = s + g * g  # S_t = S_{t-1} + g^2  (44)
     den = s2.sqrt() + eps
-    den = _where(den == 0, 1.0, den)
-    p2 = p * keep + neg_lr * (g / den)
-    ok = _finite(p2, s2) & _squares_ok(g, xs)
-    return ok, [_keep(ok, p2, p), _keep(ok, s2, s)]
+    if exact_squares:
+        den = _where(den == 0, 1.0, den)
+    p2 = (p * keep if decay else p) + neg_lr * (g / den)
+    bad = _nonfinite(s2)
+    if exact_squares:
+        bad = bad | _underflows(g)
+    return bad, [_keep(bad, p2, p), _keep(bad, s2, s)]
 
 
-RMSPROP_COEFFS = ("sign", "l2", "w1", "b2", "w2", "eps", "keep", "neg_lr", "xs")
+RMSPROP_COEFFS = ("l2", "w1", "b2", "w2", "eps", "keep", "neg_lr")
 
 
-def _rmsprop(p, g, v, m, c, *, first_moment: bool):
-    sign, l2, w1, b2, w2, eps, keep, neg_lr, xs = (c[i] for i in range(9))
-    g = g * sign
-    g = _where(l2 != 0, g + l2 * p, g)
+def _rmsprop(p, g, v, m, c, *, first_moment, exact_squares, maximize, l2, lerp_hi, decay):
+    c_l2, w1, b2, w2, eps, keep, neg_lr = (c[i] for i in range(7))
+    g = _gradient(p, g, c_l2, maximize=maximize, l2=l2)
     v2 = v * b2 + w2 * g * g  # (45)
     num = g
-    news = [v2]
+    m2 = None
     if first_moment:
-        m2 = torch.lerp(m, g, w1)
+        m2 = _ema(m, g, w1, lerp_hi=lerp_hi)
         num = m2
-        news.append(m2)
     den = v2.sqrt() + eps
-    den = _where(den == 0, 1.0, den)
-    p2 = p * keep + neg_lr * (num / den)
-    ok = _finite(p2, *news) & _squares_ok(g, xs)
-    out = [_keep(ok, p2, p), _keep(ok, v2, v)]
+    if exact_squares:
+        den = _where(den == 0, 1.0, den)
+    p2 = (p * keep if decay else p) + neg_lr * (num / den)
+    bad = _nonfinite(v2)
+    if exact_squares:
+        bad = bad | _underflows(g)
+    out = [_keep(bad, p2, p), _keep(bad, v2, v)]
     if first_moment:
-        out.append(_keep(ok, news[1], m))
-    return ok, out
+        out.append(_keep(bad, m2, m))
+    return bad, out
 
 
 #: rule name -> (kernel, names of its state tensors given the flags, coefficient names)
@@ -172,11 +191,11 @@ def _chunk(tensors, coeffs, flag):
     bad = []
     for i in range(len(tensors)):
         p, g, *state = tensors[i]
-        ok, out = _KERNEL(p, g, *state, coeffs[i], **_FLAGS)  # noqa: F821
+        bad_i, out = _KERNEL(p, g, *state, coeffs[i], **_FLAGS)  # noqa: F821
         targets = [p] + [s for s in state if s is not None]
         for t, new in zip(targets, out):
             t.copy_(new)
-        bad.append((~ok).any())
+        bad.append(bad_i.any())
     flag.copy_(flag | torch.stack(bad).any())
 
 
@@ -232,12 +251,31 @@ def fused_available(device: torch.device | str) -> bool:
     return _compiler_found(torch.device(device).type)
 
 
-def _flat(t: torch.Tensor) -> torch.Tensor:
-    """A 1-D tensor on ``t``'s storage (``t`` contiguous), not a view in autograd's sense: no ``_base`` and no
-    ``requires_grad`` for torch.compile to guard on, so parameters, views and plain tensors share one kernel."""
+def _alias(t: torch.Tensor) -> torch.Tensor:
     return torch.empty(0, dtype=t.dtype, device=t.device).set_(
         t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,)
     )
+
+
+#: id(t) -> (weak reference to t, (data_ptr, numel), alias); an entry leaves with its tensor
+_ALIASES: dict[int, tuple] = {}
+
+
+def _flat(t: torch.Tensor, keep: bool = True) -> torch.Tensor:
+    """A 1-D tensor on ``t``'s storage (``t`` contiguous), not a view in autograd's sense: no ``_base`` and no
+    ``requires_grad`` for torch.compile to guard on, so parameters, views and plain tensors share one kernel.
+
+    With ``keep`` (parameters and state, which live across steps) the alias is kept for ``t``'s next step, and made
+    again when ``t`` has moved to other memory (``p.data = ...``, a loaded state)."""
+    if not keep:
+        return _alias(t)
+    key = (t.data_ptr(), t.numel())
+    got = _ALIASES.get(id(t))
+    if got is None or got[0]() is not t or got[1] != key:
+        k = id(t)
+        got = (weakref.ref(t, lambda _, k=k: _ALIASES.pop(k, None)), key, _alias(t))
+        _ALIASES[k] = got
+    return got[2]
 
 
 def fusable(t: torch.Tensor) -> bool:
@@ -295,8 +333,10 @@ def fused_step(
             parameter, or ``None`` for an absent slot.
         coeffs: (len(params), len(RULES[rule][2])) table of the step's scalars, in the params' dtype and device.
         flag: a 0-dim bool tensor on the params' device, or-ed with "some entry was left unchanged".
-        flags: the rule's compile-time switches (Adam: ``amsgrad``, ``atan2``; SGD: ``momentum``; RMSProp:
-            ``first_moment``), each a state tensor more or another formula; everything else is a coefficient.
+        flags: the rule's compile-time switches (Adam: ``amsgrad``, ``atan2``, ``exact_squares``; SGD:
+            ``momentum``; AdaGrad: ``exact_squares``; RMSProp: ``first_moment``, ``exact_squares``), each a state
+            tensor more or another formula (``exact_squares``: eps = 0 or Adam-atan2, where the step divides by
+            sqrt(v) with nothing added); everything else is a coefficient.
     """
     if not params:
         return
@@ -311,7 +351,7 @@ def fused_step(
     scratch = _scratch(padded * width, dtype, device) if padded else []
     for k in range(0, n, CHUNK):
         tensors = [
-            (_flat(params[i]), _flat(grads[i]), *(None if s is None else _flat(s[i]) for s in states))
+            (_flat(params[i]), _flat(grads[i], keep=False), *(None if s is None else _flat(s[i]) for s in states))
             for i in range(k, min(k + CHUNK, n))
         ]
         for j in range(CHUNK - len(tensors)):

@@ -113,14 +113,10 @@ class AdaGrad(AdaptimOptimizer):
 
     def _fused_rule_args(self, group, states):
         fixed = dict(
-            sign=-1.0 if group["maximize"] else 1.0,
-            l2=group["weight_decay"],
-            eps=group["eps"],
-            keep=1 - self._decay_factor(group),
-            neg_lr=-group["lr"],
-            xs=1.0 if self._needs_exact_squares(group) else 0.0,
+            l2=group["weight_decay"], eps=group["eps"], keep=1 - self._decay_factor(group), neg_lr=-group["lr"]
         )
-        return {}, [[s["sum"] for s in states]], lambda t: [fixed[k] for k in fused.ADAGRAD_COEFFS]
+        flags = dict(exact_squares=self._needs_exact_squares(group), **self._fused_common_flags(group))
+        return flags, [[s["sum"] for s in states]], lambda t: [fixed[k] for k in fused.ADAGRAD_COEFFS]
 
     def _update_group(self, group, params, grads, states) -> None:
         fn = adagrad_direction_foreach if self.use_foreach(group) else adagrad_direction_single

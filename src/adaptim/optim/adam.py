@@ -79,22 +79,17 @@ class _AdamBase(AdaptimOptimizer):
     def _fused_rule_args(self, group, states):
         beta1, beta2 = group["betas"]
         amsgrad, nesterov, atan2 = group.get("amsgrad", False), group.get("nesterov", False), self._atan2(group)
-        eps = 0.0 if atan2 is not None else group.get("eps", 0.0)
-        eps_in, eps_out = (eps, 0.0) if group.get("eps_inside_sqrt", False) else (0.0, eps)
         a, b = atan2 if atan2 is not None else (1.0, 1.0)
         fixed = dict(
-            sign=-1.0 if group.get("maximize", False) else 1.0,
             l2=self._l2_coefficient(group),
             w1=1 - beta1,
             b2=beta2,
             w2=1 - beta2,
-            eps_in=eps_in,
-            eps_out=eps_out,
+            eps=0.0 if atan2 is not None else group.get("eps", 0.0),
             a=a,
             b=b,
             keep=1 - self._decay_factor(group),
             neg_lr=-group["lr"],
-            xs=1.0 if self._needs_exact_squares(group) else 0.0,
         )
 
         def row(t):  # t: the step, a float (eager) or a tensor (inside torch.compile)
@@ -106,7 +101,15 @@ class _AdamBase(AdaptimOptimizer):
             [s["exp_avg_sq"] for s in states],
             [s["max_exp_avg_sq"] for s in states] if amsgrad else None,
         ]
-        return dict(amsgrad=amsgrad, atan2=atan2 is not None), slots, row
+        flags = dict(
+            amsgrad=amsgrad,
+            atan2=atan2 is not None,
+            exact_squares=self._needs_exact_squares(group),
+            nesterov=nesterov,
+            eps_inside_sqrt=group.get("eps_inside_sqrt", False) and atan2 is None,
+            **self._fused_common_flags(group, 1 - beta1),
+        )
+        return flags, slots, row
 
 
 _ADAM_ARGS = """

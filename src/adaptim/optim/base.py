@@ -519,6 +519,20 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
         :attr:`fused_rule` implement it."""
         raise NotImplementedError
 
+    def _fused_common_flags(self, group: dict[str, Any], ema_weight: float | None = None) -> dict[str, bool]:
+        """The compile-time switches every fused rule has: ``maximize``, ``l2`` (an L2 term), ``decay`` (a
+        multiplicative decay) and, for a rule with an EMA of weight ``ema_weight`` (1 - b1), ``lerp_hi`` (torch's
+        second form of ``lerp`` for weights >= 0.5). Each is off in the common case and its operations then leave
+        the loop; none depends on a scheduled value (the lr), so a schedule never recompiles."""
+        flags = dict(
+            maximize=bool(group.get("maximize", False)),
+            l2=self._l2_coefficient(group) != 0,
+            decay=self.group_weight_decay_kind(group) is WeightDecay.DECOUPLED and group.get("weight_decay", 0) != 0,
+        )
+        if ema_weight is not None:
+            flags["lerp_hi"] = abs(ema_weight) >= 0.5
+        return flags
+
     @staticmethod
     def fused_steps(states: list[dict[str, Any]]) -> list[float]:
         """Increment every state's ``step`` tensor (one foreach op) and return the new counts (one host read for

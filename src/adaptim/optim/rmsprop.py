@@ -154,7 +154,6 @@ class RMSProp(AdaptimOptimizer):
     def _fused_rule_args(self, group, states):
         beta1, beta2 = group["betas"]
         fixed = dict(
-            sign=-1.0 if group["maximize"] else 1.0,
             l2=group["weight_decay"],
             w1=1 - beta1,
             b2=beta2,
@@ -162,7 +161,11 @@ class RMSProp(AdaptimOptimizer):
             eps=group["eps"],
             keep=1 - self._decay_factor(group),
             neg_lr=-group["lr"],
-            xs=1.0 if self._needs_exact_squares(group) else 0.0,
         )
         slots = [[s["exp_avg_sq"] for s in states], [s["exp_avg"] for s in states] if beta1 != 0 else None]
-        return dict(first_moment=beta1 != 0), slots, lambda t: [fixed[k] for k in fused.RMSPROP_COEFFS]
+        flags = dict(
+            first_moment=beta1 != 0,
+            exact_squares=self._needs_exact_squares(group),
+            **self._fused_common_flags(group, 1 - beta1),
+        )
+        return flags, slots, lambda t: [fixed[k] for k in fused.RMSPROP_COEFFS]

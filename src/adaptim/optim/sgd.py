@@ -145,15 +145,12 @@ class SGD(AdaptimOptimizer):
     def _fused_rule_args(self, group, states):
         momentum = group["momentum"] != 0
         fixed = dict(
-            sign=-1.0 if group["maximize"] else 1.0,
-            l2=group["weight_decay"],
-            mu=group["momentum"],
-            keep=1 - self._decay_factor(group),
-            neg_lr=-group["lr"],
-            nesterov=1.0 if group["nesterov"] else 0.0,
+            l2=group["weight_decay"], mu=group["momentum"], keep=1 - self._decay_factor(group), neg_lr=-group["lr"]
         )
         slots = [[s["momentum_buffer"] for s in states] if momentum else None]
-        return dict(momentum=momentum), slots, lambda t: [fixed[k] for k in fused.SGD_COEFFS]
+        common = {**self._fused_common_flags(group), "l2": group["weight_decay"] != 0}  # SGD's L2 is in its rule
+        flags = dict(momentum=momentum, nesterov=group["nesterov"], **common)
+        return flags, slots, lambda t: [fixed[k] for k in fused.SGD_COEFFS]
 
     def _evaluate_closure(self, closure: Callable[[], Any] | None) -> Any:
         """With ``lookahead=True`` groups, evaluate the closure (required) at x_t of (28), then put w_t back."""
