@@ -77,8 +77,9 @@ def _ema(m, g, w, *, lerp_hi: bool):
 # returns (bad, new p, new state...). The arithmetic follows the literal functions op for op; the comments name
 # them. The switches are compile-time: a switch off removes its operations from the loop. Which outputs are checked:
 # a bad gradient (NaN, inf) makes every output NaN or inf, and a finite one whose square overflows makes the
-# second moment inf (d is then finite: m / inf = 0), so the second moment (and AMSGrad's max) is checked; for SGD,
-# which squares nothing, the parameter.
+# second moment inf (d is then finite: m / inf = 0), so the second moment (and AMSGrad's max) is checked with the
+# parameter; for SGD, which squares nothing, the parameter. (Checking the parameter too also makes inductor compute
+# the flag in the loop that writes the outputs, instead of a loop of its own that reads the inputs again.)
 
 #: the coefficient table of the Adam family (one row per parameter), in this order
 ADAM_COEFFS = ("l2", "w1", "b2", "w2", "cm", "cg", "bc2", "eps", "a", "b", "keep", "neg_lr")
@@ -105,7 +106,7 @@ def _adam(
             den = _where(den == 0, 1.0, den)  # safe_denominator_ (eps = 0): 0/0 := 0
         d = mbar / den
     p2 = (p * keep if decay else p) + neg_lr * d  # apply_update_: decay_, then w - lr d
-    bad = _nonfinite(v2, *([vmax2] if amsgrad else []))
+    bad = _nonfinite(v2, p2, *([vmax2] if amsgrad else []))
     if exact_squares:
         bad = bad | _underflows(g)
     out = [_keep(bad, p2, p), _keep(bad, m2, m), _keep(bad, v2, v)]
@@ -143,7 +144,7 @@ def _adagrad(p, g, s, c, *, exact_squares, maximize, l2, decay):
     if exact_squares:
         den = _where(den == 0, 1.0, den)
     p2 = (p * keep if decay else p) + neg_lr * (g / den)
-    bad = _nonfinite(s2)
+    bad = _nonfinite(s2, p2)
     if exact_squares:
         bad = bad | _underflows(g)
     return bad, [_keep(bad, p2, p), _keep(bad, s2, s)]
@@ -165,7 +166,7 @@ def _rmsprop(p, g, v, m, c, *, first_moment, exact_squares, maximize, l2, lerp_h
     if exact_squares:
         den = _where(den == 0, 1.0, den)
     p2 = (p * keep if decay else p) + neg_lr * (num / den)
-    bad = _nonfinite(v2)
+    bad = _nonfinite(v2, p2)
     if exact_squares:
         bad = bad | _underflows(g)
     out = [_keep(bad, p2, p), _keep(bad, v2, v)]
@@ -192,14 +193,15 @@ def _chunk(tensors, coeffs, flag):
     for i in range(len(tensors)):
         p, g, *state = tensors[i]
         bad_i, out = _KERNEL(p, g, *state, coeffs[i], **_FLAGS)  # noqa: F821
+        bad.append(bad_i.any())  # before the writes below: then inductor fuses it into their loop
         targets = [p] + [s for s in state if s is not None]
         for t, new in zip(targets, out):
             t.copy_(new)
-        bad.append(bad_i.any())
     flag.copy_(flag | torch.stack(bad).any())
 
 
 _COMPILED: dict[tuple, Callable] = {}
+_OPTIONS = {"aggressive_fusion": True}
 _COMPILES = [0]
 
 
@@ -218,7 +220,7 @@ def _compiled(rule: str, flags: tuple[tuple[str, bool], ...]) -> Callable:
         scope = {**_chunk.__globals__, "_KERNEL": kernel, "_FLAGS": dict(flags)}
         # fullgraph stays off so that a process exceeding torch's recompile limit (8 per code object) runs the same
         # function eagerly instead of failing; the tests check that the kernel is one graph with no break
-        fn = torch.compile(types.FunctionType(code, scope, code.co_name), dynamic=True)
+        fn = torch.compile(types.FunctionType(code, scope, code.co_name), dynamic=True, options=_OPTIONS)
         _COMPILED[key] = fn
         _COMPILES[0] += 1
     return fn
