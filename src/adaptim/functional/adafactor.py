@@ -33,8 +33,17 @@ D_t = max(eps2, RMS(W_t)) Uhat_t (or Uhat_t), so that alpha_t Uhat_t = rho_t D_t
 then steps W <- (1 - rho_t weight_decay) W - rho_t D_t through the common last stage
 (:func:`adaptim.functional.common.apply_update_`, or a replacement), once per distinct rho_t.
 
-``adafactor_single`` is the literal loop, ``adafactor_batched`` stacks parameters of one shape, step count and kind
-of state and updates each stack at once; they agree to rounding. Moments are updated in place.
+``adafactor_single`` is the literal loop and the reference. ``adafactor_batched`` is the fast path (the default of
+the optimizer): the same equations in the parameter's dtype, in three passes over G and one update of W. It takes
+row and column sums of G^2 (adding n eps1 and m eps1 to the sums instead of eps1 to every entry), forms the unit
+U' = N_ij x_i rsqrt(s_j) with the row factor x = sqrt(1^T a / c) rsqrt(a) computed in float64 and rounded once,
+keeps the scalars (1/sqrt(c) unfactored, 1/(1 - beta1^t), the clip and max(eps2, RMS(W))) out of every entry, and
+steps W <- (1 - rho_t wd) W - (rho_t s) U' with that scalar s. Only tensors below ``STACK_BELOW`` entries are
+stacked by (shape, dtype, step count, kind of state): a stack copies every gradient and statistic in and out. The
+RMS of U' and W are float32 norms read on the host once per step (per bucket on CPU, where a read costs no sync);
+where one overflowed or underflowed in a way that matters, that tensor's direction is formed again in the literal
+float64 arithmetic. The two paths agree to a few float32 roundings (tests/optim/test_factored_fast.py states the
+tolerances; float64 parameters agree to 1e-12). Moments are updated in place.
 """
 
 from __future__ import annotations
@@ -420,7 +429,8 @@ def adafactor_directions(
             ``None`` entries; exp_avg_sqs: v_{t-1} (the parameter's shape) for unfactored ones, else ``None``.
         steps: t per parameter (Python ints >= 1, already incremented).
         Other keywords: see the module doc; eps1 > 0, eps2 >= 0, clip_threshold > 0 or None.
-        batched: stack parameters of one shape, dtype, device, kind of state and step count.
+        batched: the fast path of the module doc (the directions then cost one more multiply each than in
+            :func:`adafactor_batched`, which folds the scalar into the step size).
 
     Returns:
         New tensors of the parameters' shapes.
@@ -598,6 +608,7 @@ def adafactor_batched(
     weight_decay: float,
     step: StepFn = apply_update_,
 ) -> None:
-    """The step of :func:`adafactor_single`, with parameters of one shape, dtype, device, kind of state and step
-    count stacked and updated as one batch. Same arguments; equal to rounding."""
+    """The step of :func:`adafactor_single` on the fast path of the module doc (float32 arithmetic for float32
+    parameters, small tensors of one shape, dtype, device, kind of state and step count stacked). Same arguments;
+    equal to a few roundings. ``step`` is called once per parameter, with rho_t times that parameter's scalar."""
     _adafactor(**locals(), batched=True)
