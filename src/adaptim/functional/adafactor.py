@@ -500,7 +500,7 @@ def _adafactor(
     step,
     batched,
 ) -> None:
-    if batched:  # the fast path: the scalar of each D_i goes into that parameter's step size
+    if batched and step is apply_update_:  # the Euclidean last stage: each D_i's scalar goes into its step size
 
         def last_stage(i: int, unit: torch.Tensor, scale: float) -> None:
             rho = adafactor_step_size(steps[i], lr, relative_step, warmup_init)
@@ -610,5 +610,7 @@ def adafactor_batched(
 ) -> None:
     """The step of :func:`adafactor_single` on the fast path of the module doc (float32 arithmetic for float32
     parameters, small tensors of one shape, dtype, device, kind of state and step count stacked). Same arguments;
-    equal to a few roundings. ``step`` is called once per parameter, with rho_t times that parameter's scalar."""
+    equal to a few roundings. With the default ``step`` (:func:`~adaptim.functional.common.apply_update_`) each
+    parameter is stepped with rho_t times its scalar s, D_i = s U'_i never formed; any other ``step`` receives the
+    directions D_i once per distinct rho_t, as documented for :func:`adafactor_last_stage`."""
     _adafactor(**locals(), batched=True)

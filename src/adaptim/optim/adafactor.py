@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from adaptim.functional.adafactor import adafactor_batched, adafactor_single, adafactor_step_size
-from adaptim.functional.common import WeightDecay
+from adaptim.functional.common import WeightDecay, apply_update_
 from adaptim.optim.base import AdaptimOptimizer
 from adaptim.validation import check_range
 
@@ -215,5 +215,12 @@ class Adafactor(AdaptimOptimizer):
             scale_parameter=group["scale_parameter"],
             warmup_init=group["warmup_init"],
             weight_decay=group["weight_decay"],
-            step=functools.partial(self._final_step, group),
+            step=self._last_stage(group),
         )
+
+    def _last_stage(self, group: dict[str, Any]):
+        # the Euclidean last stage is apply_update_ itself, which lets the fast path put each parameter's scalar
+        # into its step size; an overridden _final_step receives the directions as documented
+        if type(self)._final_step is AdaptimOptimizer._final_step and "_final_step" not in self.__dict__:
+            return apply_update_
+        return functools.partial(self._final_step, group)
