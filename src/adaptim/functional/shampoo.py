@@ -55,6 +55,7 @@ bitwise: LAPACK/BLAS round a matrix differently inside a batch than alone. ``gra
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -176,17 +177,21 @@ def kron_views(kron: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return kron[1:], kron[:-1]
 
 
+@functools.lru_cache(maxsize=64)
+def _triangle(n: int, device: torch.device, lower: bool) -> torch.Tensor:
+    mask = torch.ones(n, n, dtype=torch.bool, device=device)
+    return mask.tril() if lower else mask.triu()
+
+
 def symmetric_from(view: torch.Tensor, lower: bool) -> torch.Tensor:
-    """The symmetric matrix (..., n, n) whose lower (``lower=True``) or upper triangle is that of ``view``."""
-    tri = view.tril() if lower else view.triu()
-    return tri + (tri.tril(-1) if lower else tri.triu(1)).transpose(-1, -2)
+    """The symmetric matrix (..., n, n) whose lower (``lower=True``) or upper triangle is that of ``view``: one
+    pass, each entry read from its own triangle or mirrored from the other."""
+    return torch.where(_triangle(view.shape[-1], view.device, lower), view, view.transpose(-1, -2))
 
 
 def _set_triangle_(view: torch.Tensor, value: torch.Tensor, lower: bool) -> None:
     """Write the lower (or upper) triangle of ``value`` into ``view``, leaving its other entries unchanged."""
-    n = view.shape[-1]
-    mask = torch.ones(n, n, dtype=torch.bool, device=view.device)
-    view.copy_(torch.where(mask.tril() if lower else mask.triu(), value, view))
+    view.copy_(torch.where(_triangle(view.shape[-1], view.device, lower), value, view))
 
 
 def merge_factor_and_root(state: dict[str, Any]) -> dict[str, Any]:
