@@ -79,8 +79,9 @@ def _reference_direction(G_list, eps, freq, exponent=-0.25):
 @pytest.mark.parametrize("shape", [(6, 5), (40, 33)])
 def test_roots_keep_their_precision(shape):
     """After N steps the float32 direction (from the packed statistic and root) matches the float64 literal one
-    to 1e-5 of its largest entry (measured: 9e-7 and 1.4e-6, equal to three digits to the former full-matrix layout); the stored roots are exactly symmetric and equal the full root's upper
-    triangle to float32 rounding."""
+    to 1e-5 of its largest entry (measured: 9e-7 and 1.4e-6, the same to three digits as with the former
+    full-matrix layout); the stored roots are exactly symmetric and equal the float64 root of the stored
+    statistic to float32 rounding."""
     gen = torch.Generator().manual_seed(0)
     grads = [torch.randn(shape, generator=gen) for _ in range(12)]
     W = torch.zeros(shape, requires_grad=True)
