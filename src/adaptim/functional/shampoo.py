@@ -46,7 +46,8 @@ and w <- w - lr (D + weight_decay w). With I_emp = Lhat (x) Rhat / tr Lhat (64),
 eps in Rhat: full-matrix RMSProp.
 
 The statistics and roots of a parameter are read through :class:`ShampooPreconditioner`, a view over the tensors
-of its state dict (keys ``factor_{b}_{i}``, ``inv_root_{b}_{i}``, ``factor_diag``, ``inv_root_diag``).
+of its state dict (keys ``kron_{b}_{i}``: A_i and Q_i as two triangles of one (n + 1, n) tensor, see
+:func:`kron_views`; ``factor_{b}_{i}`` without cached roots; ``factor_diag``, ``inv_root_diag``).
 ``shampoo_single``/``idealized_shampoo_single`` are the literal loops (one eigendecomposition per matrix);
 ``shampoo_batched``/``idealized_shampoo_batched`` compute the same numbers with one batched eigendecomposition
 per (size, exponent, dtype, device) bucket and batched products per block shape. They agree to rounding, not
@@ -144,8 +145,10 @@ def init_shampoo_state(
 ) -> dict[str, torch.Tensor]:
     """Zero statistics (and identity cached roots) for the working tensor ``p`` (float32 or float64).
 
-    Keys: ``factor_{b}_{i}`` (n_i, n_i) statistic A_i of block b, ``inv_root_{b}_{i}`` its cached inverse root;
-    or, for a vector longer than ``max_dim`` (Shampoo only), ``factor_diag`` and ``inv_root_diag`` of its length.
+    Keys: ``kron_{b}_{i}`` (n_i + 1, n_i), the statistic A_i of block b and its cached inverse root as two
+    triangles (:func:`kron_views`: n_i (n_i + 1) floats, as distributed Shampoo's packed storage), or with
+    ``cache_roots=False`` ``factor_{b}_{i}`` (n_i, n_i) alone; for a vector longer than ``max_dim`` (Shampoo only),
+    ``factor_diag`` and ``inv_root_diag`` of its length.
     :meth:`ShampooPreconditioner.from_state` reads them back.
     """
     view = _view_shape(p.shape, matrix_view)
