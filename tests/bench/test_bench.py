@@ -201,9 +201,9 @@ def test_state_bytes_of_the_matrix_methods():
         4 * p.numel() + step for p in vecs
     )
     assert stepped("adam_nmf") == sum(4 * (m + n) + step for m, n in (p.shape for p in mats)) + step * len(vecs)
-    # per tensor: one statistic and one cached root per dimension (a vector: one full matrix), Adam grafting's
-    # second moment and the momentum buffer (the parameter's size each)
-    assert stepped("shampoo") == sum(4 * (2 * sum(d * d for d in p.shape) + 2 * p.numel()) + step for p in params)
+    # per tensor: one statistic and one cached root per dimension d (a vector: one full matrix), the two
+    # symmetric matrices in d (d + 1) floats; Adam grafting's second moment and the momentum buffer
+    assert stepped("shampoo") == sum(4 * (sum(d * (d + 1) for d in p.shape) + 2 * p.numel()) + step for p in params)
     # IdealizedShampoo: the two statistics of the matrix view (a vector is an (n, 1) column), no cached roots
     assert stepped("idealized_shampoo") == sum(
         4 * (p.shape[0] ** 2 + (p.numel() // p.shape[0]) ** 2) + step for p in params

@@ -19,7 +19,13 @@ from _assertions import assert_same, assert_same_state
 import adaptim
 from adaptim import functional as F
 from adaptim.functional.common import apply_update_
-from adaptim.functional.shampoo import ShampooPreconditioner, block_slices, init_shampoo_state
+from adaptim.functional.shampoo import (
+    ShampooPreconditioner,
+    block_slices,
+    init_shampoo_state,
+    kron_views,
+    symmetric_from,
+)
 from adaptim.linalg import as_matrix, check_ns_bounded, matrix_view_shape, newton_schulz
 
 F64 = torch.float64
@@ -353,24 +359,28 @@ def test_shampoo_preconditioner_is_a_view_over_the_state_with_the_old_keys():
     p = torch.zeros(5, 7, dtype=F64)
     state = init_shampoo_state(p, 3)
     blocks = block_slices((5, 7), 3)
-    assert sorted(state) == sorted(
-        [f"{kind}_{b}_{i}" for kind in ("factor", "inv_root") for b in range(6) for i in range(2)]
-    )
+    assert sorted(state) == sorted([f"kron_{b}_{i}" for b in range(6) for i in range(2)])
     pc = ShampooPreconditioner.from_state(state, p.shape, 3)
     assert [blk.index for blk in pc.blocks] == list(range(6)) and [blk.slices for blk in pc.blocks] == blocks
     for blk in pc.blocks:
-        for i in range(2):
-            assert blk.factors[i] is state[f"factor_{blk.index}_{i}"]
-            assert blk.roots[i] is state[f"inv_root_{blk.index}_{i}"]
+        for i in range(2):  # the statistic and the root are the two triangles of one (n + 1, n) state tensor
+            kron = state[f"kron_{blk.index}_{i}"]
+            n = kron.shape[1]
+            assert kron.shape == (n + 1, n) and blk.packed
+            assert blk.factors[i].data_ptr() == kron[1:].data_ptr() and blk.roots[i].data_ptr() == kron.data_ptr()
+            assert torch.equal(blk.root(i), torch.eye(n, dtype=F64)) and not blk.statistic(i).any()
     G = randn(5, 7, seed=5)
     pc.update(pc.split(G), None)  # (53): A_0 = G_b G_b^T, A_1 = G_b^T G_b per block, written into the state
     pc.compute_roots(1, None, 1e-3)
     D = pc.precondition(pc.split(G))
     for b, sl in enumerate(blocks):
         Gb = G[sl]
-        torch.testing.assert_close(state[f"factor_{b}_0"], Gb @ Gb.T, rtol=1e-14, atol=1e-14)
-        torch.testing.assert_close(state[f"factor_{b}_1"], Gb.T @ Gb, rtol=1e-14, atol=1e-14)
+        blk = ShampooPreconditioner.from_state(state, p.shape, 3).blocks[b]
+        torch.testing.assert_close(blk.statistic(0), Gb @ Gb.T, rtol=1e-14, atol=1e-14)
+        torch.testing.assert_close(blk.statistic(1), Gb.T @ Gb, rtol=1e-14, atol=1e-14)
         L, R = _mpow(Gb @ Gb.T, -0.25, 1e-3), _mpow(Gb.T @ Gb, -0.25, 1e-3)
+        torch.testing.assert_close(blk.root(0), L, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(blk.root(1), R, rtol=1e-9, atol=1e-12)
         # (54): vec(D_b) = (L^{1/4} (x) R^{1/4})^{-1} vec(G_b), row-major vec
         torch.testing.assert_close(D[sl].reshape(-1), torch.kron(L, R) @ Gb.reshape(-1), rtol=1e-9, atol=1e-12)
     # the methods are one parameter's share of the functional rule: one step of shampoo_single gives the same
@@ -393,17 +403,28 @@ def test_shampoo_diagonal_preconditioner_for_a_long_vector():
     torch.testing.assert_close(pc.precondition(pc.split(g)), g / (g * g + 1e-6).sqrt(), rtol=1e-12, atol=0)
 
 
-def test_shampoo_checkpoint_keys_are_unchanged():
-    """A checkpoint saved with the state-dict keys of before loads and continues bitwise."""
+@pytest.mark.parametrize("old_layout", [False, True], ids=["kron", "factor_and_inv_root"])
+def test_shampoo_checkpoint_keys_are_unchanged(old_layout):
+    """A checkpoint loads and continues bitwise, also one saved with the older layout (each statistic and its
+    root as two (n, n) matrices ``factor_{b}_{i}``, ``inv_root_{b}_{i}``), which loads into ``kron_{b}_{i}``."""
     ps = [randn(4, 3, seed=7).requires_grad_(), randn(9, seed=8).requires_grad_()]
     opt = adaptim.Shampoo(ps, lr=0.1, max_preconditioner_dim=3, grafting="adagrad", momentum=0.5)
     set_grads(ps, seed=9)
     opt.step()
     sd = opt.state_dict()
     assert sorted(sd["state"][0]) == sorted(
-        ["step", "grafting_sum_sq", "momentum_buffer"]
-        + [f"{k}_{b}_{i}" for k in ("factor", "inv_root") for b in range(2) for i in range(2)]
+        ["step", "grafting_sum_sq", "momentum_buffer"] + [f"kron_{b}_{i}" for b in range(2) for i in range(2)]
     )
+    if old_layout:  # what older versions saved: full symmetric statistic and root
+        old = {}
+        for k, v in sd["state"][0].items():
+            if k.startswith("kron_"):
+                a, q = kron_views(v)
+                old[f"factor_{k[5:]}"] = symmetric_from(a, lower=True)
+                old[f"inv_root_{k[5:]}"] = symmetric_from(q, lower=False)
+            else:
+                old[k] = v
+        sd = {**sd, "state": {**sd["state"], 0: old}}
     assert sorted(sd["state"][1]) == ["factor_diag", "grafting_sum_sq", "inv_root_diag", "momentum_buffer", "step"]
     qs = [p.detach().clone().requires_grad_() for p in ps]
     opt2 = adaptim.Shampoo(qs, lr=0.1, max_preconditioner_dim=3, grafting="adagrad", momentum=0.5)

@@ -46,7 +46,8 @@ and w <- w - lr (D + weight_decay w). With I_emp = Lhat (x) Rhat / tr Lhat (64),
 eps in Rhat: full-matrix RMSProp.
 
 The statistics and roots of a parameter are read through :class:`ShampooPreconditioner`, a view over the tensors
-of its state dict (keys ``factor_{b}_{i}``, ``inv_root_{b}_{i}``, ``factor_diag``, ``inv_root_diag``).
+of its state dict (keys ``kron_{b}_{i}``: A_i and Q_i as two triangles of one (n + 1, n) tensor, see
+:func:`kron_views`; ``factor_{b}_{i}`` without cached roots; ``factor_diag``, ``inv_root_diag``).
 ``shampoo_single``/``idealized_shampoo_single`` are the literal loops (one eigendecomposition per matrix);
 ``shampoo_batched``/``idealized_shampoo_batched`` compute the same numbers with one batched eigendecomposition
 per (size, exponent, dtype, device) bucket and batched products per block shape. They agree to rounding, not
@@ -55,6 +56,7 @@ bitwise: LAPACK/BLAS round a matrix differently inside a batch than alone. ``gra
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -143,8 +145,10 @@ def init_shampoo_state(
 ) -> dict[str, torch.Tensor]:
     """Zero statistics (and identity cached roots) for the working tensor ``p`` (float32 or float64).
 
-    Keys: ``factor_{b}_{i}`` (n_i, n_i) statistic A_i of block b, ``inv_root_{b}_{i}`` its cached inverse root;
-    or, for a vector longer than ``max_dim`` (Shampoo only), ``factor_diag`` and ``inv_root_diag`` of its length.
+    Keys: ``kron_{b}_{i}`` (n_i + 1, n_i), the statistic A_i of block b and its cached inverse root as two
+    triangles (:func:`kron_views`: n_i (n_i + 1) floats, as distributed Shampoo's packed storage), or with
+    ``cache_roots=False`` ``factor_{b}_{i}`` (n_i, n_i) alone; for a vector longer than ``max_dim`` (Shampoo only),
+    ``factor_diag`` and ``inv_root_diag`` of its length.
     :meth:`ShampooPreconditioner.from_state` reads them back.
     """
     view = _view_shape(p.shape, matrix_view)
@@ -158,10 +162,59 @@ def init_shampoo_state(
     for b, sl in enumerate(block_slices(view, max_dim)):
         for i, s in enumerate(sl):
             n = s.stop - s.start
-            state[f"factor_{b}_{i}"] = torch.zeros(n, n, **kw)
-            if cache_roots:
-                state[f"inv_root_{b}_{i}"] = torch.eye(n, **kw)
+            if cache_roots:  # A_i and Q_i, both symmetric, share one (n + 1, n) tensor: see :func:`kron_views`
+                state[f"kron_{b}_{i}"] = torch.zeros(n + 1, n, **kw)
+                state[f"kron_{b}_{i}"][:-1].diagonal().fill_(1.0)  # Q_i = I
+            else:
+                state[f"factor_{b}_{i}"] = torch.zeros(n, n, **kw)
     return state
+
+
+def kron_views(kron: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The statistic and root views of one ``kron_{b}_{i}`` state tensor K of shape (n + 1, n).
+
+    A_i (symmetric) is the lower triangle, diagonal included, of ``K[1:]``; the cached root Q_i (symmetric) is
+    the upper triangle, diagonal included, of ``K[:-1]``. The two triangles are disjoint (K[r, c] is A's for
+    r > c, Q's for r <= c), so both matrices take n (n + 1) entries, as two packed triangles would, and each is
+    read back exactly (:func:`symmetric_from`). Returns ``(K[1:], K[:-1])``, two (n, n) views."""
+    return kron[1:], kron[:-1]
+
+
+@functools.lru_cache(maxsize=64)
+def _triangle(n: int, device: torch.device, lower: bool) -> torch.Tensor:
+    mask = torch.ones(n, n, dtype=torch.bool, device=device)
+    return mask.tril() if lower else mask.triu()
+
+
+def symmetric_from(view: torch.Tensor, lower: bool) -> torch.Tensor:
+    """The symmetric matrix (..., n, n) whose lower (``lower=True``) or upper triangle is that of ``view``: one
+    pass, each entry read from its own triangle or mirrored from the other."""
+    return torch.where(_triangle(view.shape[-1], view.device, lower), view, view.transpose(-1, -2))
+
+
+def _set_triangle_(view: torch.Tensor, value: torch.Tensor, lower: bool) -> None:
+    """Write the lower (or upper) triangle of ``value`` into ``view``, leaving its other entries unchanged."""
+    view.copy_(torch.where(_triangle(view.shape[-1], view.device, lower), value, view))
+
+
+def merge_factor_and_root(state: dict[str, Any]) -> dict[str, Any]:
+    """A Shampoo state saved with separate ``factor_{b}_{i}`` and ``inv_root_{b}_{i}`` (n, n) matrices (older
+    versions) in the ``kron_{b}_{i}`` layout of :func:`init_shampoo_state`; other entries are kept as they are.
+    The statistic's lower triangle and the root's upper triangle are kept, bit for bit."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith("inv_root_") and key != "inv_root_diag":
+            continue
+        if key.startswith("factor_") and key != "factor_diag" and f"inv_root_{key[7:]}" in state:
+            root = state[f"inv_root_{key[7:]}"]
+            kron = torch.zeros(value.shape[0] + 1, value.shape[0], dtype=value.dtype, device=value.device)
+            a, q = kron_views(kron)
+            _set_triangle_(a, value, lower=True)
+            _set_triangle_(q, root.to(kron), lower=False)
+            out[f"kron_{key[7:]}"] = kron
+        else:
+            out[key] = value
+    return out
 
 
 # ------------------------------------------------------------------------------------ the preconditioner
@@ -175,6 +228,17 @@ class ShampooBlock:
     slices: tuple[slice, ...]
     factors: list[torch.Tensor]
     roots: list[torch.Tensor] | None
+    #: ``factors`` and ``roots`` are the triangle views of ``kron_{index}_{i}`` (:func:`kron_views`): A_i is the
+    #: lower triangle of ``factors[i]``, Q_i the upper triangle of ``roots[i]``
+    packed: bool = False
+
+    def statistic(self, i: int) -> torch.Tensor:
+        """A_i as a full symmetric (n_i, n_i) matrix (a new tensor when packed)."""
+        return symmetric_from(self.factors[i], lower=True) if self.packed else self.factors[i]
+
+    def root(self, i: int) -> torch.Tensor:
+        """The cached Q_i as a full symmetric (n_i, n_i) matrix (a new tensor when packed)."""
+        return symmetric_from(self.roots[i], lower=False) if self.packed else self.roots[i]
 
 
 @dataclass
@@ -207,8 +271,11 @@ class ShampooPreconditioner:
             return cls(view, [], state["factor_diag"], state.get("inv_root_diag"))
         blocks = []
         for b, sl in enumerate(block_slices(view, max_dim)):
-            roots = [state[f"inv_root_{b}_{i}"] for i in range(len(sl))] if f"inv_root_{b}_0" in state else None
-            blocks.append(ShampooBlock(b, sl, [state[f"factor_{b}_{i}"] for i in range(len(sl))], roots))
+            if f"kron_{b}_0" in state:
+                views = [kron_views(state[f"kron_{b}_{i}"]) for i in range(len(sl))]
+                blocks.append(ShampooBlock(b, sl, [a for a, _ in views], [q for _, q in views], packed=True))
+            else:
+                blocks.append(ShampooBlock(b, sl, [state[f"factor_{b}_{i}"] for i in range(len(sl))], None))
         return cls(view, blocks)
 
     @property
@@ -233,7 +300,8 @@ class ShampooPreconditioner:
     def corrected(self, step: int, beta2: float | None) -> list[list[torch.Tensor]]:
         """Per block, the statistics as used at ``step``: A_i / (1 - b2^t) for an EMA, A_i itself for sums."""
         bc = 1.0 if beta2 is None else bias_correction(beta2, step)
-        return [[a if bc == 1.0 else a / bc for a in blk.factors] for blk in self.blocks]
+        stats = [[blk.statistic(i) for i in range(len(blk.factors))] for blk in self.blocks]
+        return [[a if bc == 1.0 else a / bc for a in per_block] for per_block in stats]
 
     def update(self, grad_blocks: list[torch.Tensor], beta2: float | None) -> None:
         """Step 1: accumulate the blocks' Gram matrices (sums, or the EMA with ``beta2``), in place."""
@@ -329,7 +397,16 @@ def update_statistics(
     """
     full = [(pc, xs) for pc, xs in zip(preconditioners, grad_blocks) if not pc.is_diagonal]
     stats = [a for pc, _ in full for blk in pc.blocks for a in blk.factors]
+    packed = [blk.packed for pc, _ in full for blk in pc.blocks for _ in blk.factors]
     grams = [a for g in _GRAMS[batched]([x for _, xs in full for x in xs]) for a in g]
+    if any(packed):  # only A's triangle changes; adding zeros leaves the root's triangle as it is
+        grams = [g.tril_() if p else g for g, p in zip(grams, packed)]
+        if beta2 is not None:  # the EMA as A + (1 - b2) (gram - A), on A's triangle only
+            packed_stats = [a for a, p in zip(stats, packed) if p]
+            deltas = [(g - a).tril_() for g, a, p in zip(grams, stats, packed) if p]
+            torch._foreach_add_(packed_stats, deltas, alpha=1 - beta2)
+            stats = [a for a, p in zip(stats, packed) if not p]
+            grams = [g for g, p in zip(grams, packed) if not p]
     diag = [pc.diag for pc in preconditioners if pc.is_diagonal]
     dx = [xs[0] for pc, xs in zip(preconditioners, grad_blocks) if pc.is_diagonal]
     if beta2 is None:
@@ -365,9 +442,13 @@ def compute_roots(
         for blk, corrected in zip(pc.blocks, pc.corrected(t, beta2)):
             mats += corrected
             exps += [e] * len(corrected)
-            targets += blk.roots
+            targets += [(q, blk.packed) for q in blk.roots]
     if targets:
-        torch._foreach_copy_(targets, _POWERS[batched](mats, exps, eps))
+        for (q, packed), root in zip(targets, _POWERS[batched](mats, exps, eps)):
+            if packed:  # Q's upper triangle; the lower one holds A
+                _set_triangle_(q, root, lower=False)
+            else:
+                q.copy_(root)
 
 
 def precondition(
@@ -387,7 +468,11 @@ def precondition(
         batched: one batched product per block shape and dimension instead of one per block.
     """
     items = [(k, b) for k, pc in enumerate(preconditioners) if not pc.is_diagonal for b in range(len(pc.blocks))]
-    qs = [preconditioners[k].blocks[b].roots if roots is None else roots[k][b] for k, b in items]
+    qs = [
+        [blk.root(i) for i in range(len(blk.roots))] if roots is None else roots[k][b]
+        for k, b in items
+        for blk in (preconditioners[k].blocks[b],)
+    ]
     ys = _PRECONDITION[batched]([grad_blocks[k][b] for k, b in items], qs)
     out = []
     for k, pc in enumerate(preconditioners):

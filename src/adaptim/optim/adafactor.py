@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from adaptim.functional.adafactor import adafactor_directions, adafactor_last_stage, adafactor_step_size
-from adaptim.functional.common import WeightDecay
+from adaptim.functional.adafactor import adafactor_batched, adafactor_single, adafactor_step_size
+from adaptim.functional.common import WeightDecay, apply_update_
 from adaptim.optim.base import AdaptimOptimizer
 from adaptim.validation import check_range
 
@@ -46,8 +46,9 @@ class Adafactor(AdaptimOptimizer):
     State per parameter, besides the float32 ``step``: factored m x n: ``exp_avg_sq_row`` (m) and
     ``exp_avg_sq_col`` (n), i.e. exactly m + n floats; unfactored: ``exp_avg_sq`` (the parameter's shape);
     with a float beta1 also ``exp_avg``. Statistics are float32 (float64 for float64 parameters); bfloat16 and
-    float16 parameters are updated through a float32 copy. Within a group, parameters of one shape (and step
-    count) are updated as one stacked batch.
+    float16 parameters are updated through a float32 copy. The default path is
+    :func:`adaptim.functional.adafactor.adafactor_batched` (float32 arithmetic, the per-tensor scalars folded into
+    the step size, small tensors of one shape stacked); ``foreach=False`` is the literal float64 loop.
 
     Args:
         params: tensors or param groups (real; complex parameters are refused).
@@ -65,7 +66,8 @@ class Adafactor(AdaptimOptimizer):
         factored: change 1.
         weight_decay: >= 0, decoupled: W is multiplied by (1 - rho_t weight_decay) (not by RMS(W_t)).
         maximize: ascend instead of descend (weight decay still pulls toward 0).
-        foreach: batched path (``None``: yes) or the literal per-parameter loop; they agree to rounding.
+        foreach: the fast path (``None``: yes) or the literal per-parameter loop; they agree to a few float32
+            roundings (tests/optim/test_factored_fast.py).
         beta2_decay, d: ``torch.optim.Adafactor``'s names for ``decay_rate`` and ``clip_threshold`` (same
             meaning). Its ``eps=(None, ...)`` (machine epsilon, clamping the second moment) is refused with what
             to write instead: eps1 is added to G^2 here, as in the paper.
@@ -193,7 +195,8 @@ class Adafactor(AdaptimOptimizer):
     def _update_group(self, group, params, grads, states) -> None:
         eps1, eps2 = group["eps"]
         steps = self.step_counts(states)
-        directions = adafactor_directions(
+        rule = adafactor_batched if self.use_foreach(group) else adafactor_single
+        rule(
             params,
             grads,
             [s.get("exp_avg") for s in states],
@@ -201,22 +204,23 @@ class Adafactor(AdaptimOptimizer):
             [s.get("exp_avg_sq_col") for s in states],
             [s.get("exp_avg_sq") for s in states],
             steps,
+            lr=group["lr"],
             beta1=group["beta1"],
             beta2=group["beta2"],
             decay_rate=group["decay_rate"],
             eps1=eps1,
             eps2=eps2,
             clip_threshold=group["clip_threshold"],
-            scale_parameter=group["scale_parameter"],
-            batched=self.use_foreach(group),
-        )
-        adafactor_last_stage(
-            params,
-            directions,
-            steps,
-            lr=group["lr"],
             relative_step=group["relative_step"],
+            scale_parameter=group["scale_parameter"],
             warmup_init=group["warmup_init"],
             weight_decay=group["weight_decay"],
-            step=functools.partial(self._final_step, group),
+            step=self._last_stage(group),
         )
+
+    def _last_stage(self, group: dict[str, Any]):
+        # the Euclidean last stage is apply_update_ itself, which lets the fast path put each parameter's scalar
+        # into its step size; an overridden _final_step receives the directions as documented
+        if type(self)._final_step is AdaptimOptimizer._final_step and "_final_step" not in self.__dict__:
+            return apply_update_
+        return functools.partial(self._final_step, group)

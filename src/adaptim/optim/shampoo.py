@@ -7,7 +7,12 @@ from typing import Any
 import torch
 
 from adaptim.functional.common import WeightDecay
-from adaptim.functional.shampoo import idealized_shampoo_directions, init_shampoo_state, shampoo_directions
+from adaptim.functional.shampoo import (
+    idealized_shampoo_directions,
+    init_shampoo_state,
+    merge_factor_and_root,
+    shampoo_directions,
+)
 from adaptim.optim.base import AdaptimOptimizer
 from adaptim.validation import check_choice, check_int, check_range
 
@@ -158,12 +163,22 @@ class Shampoo(AdaptimOptimizer):
         return group["lr"] * group["weight_decay"]
 
     def _accumulated(self, group: dict[str, Any], state: dict[str, Any]) -> list[torch.Tensor]:
-        # sums (53) and AdaGrad grafting grow without bound; EMA statistics stay below their inputs
+        # sums (53) and AdaGrad grafting grow without bound; EMA statistics stay below their inputs (a kron_
+        # tensor holds the root's triangle too: its entries, at most eps^(-1/2), only loosen the bound)
         return [
             v
             for k, v in state.items()
-            if (group["beta2"] is None and k.startswith("factor_")) or k == "grafting_sum_sq"
+            if (group["beta2"] is None and k.startswith(("factor_", "kron_"))) or k == "grafting_sum_sq"
         ]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """:meth:`adaptim.AdaptimOptimizer.load_state_dict`; a checkpoint of older versions, which kept each
+        statistic and its cached root as two (n, n) matrices ``factor_{b}_{i}`` and ``inv_root_{b}_{i}``, loads
+        into today's ``kron_{b}_{i}`` (the statistic's lower and the root's upper triangle, kept bit for bit)."""
+        saved = state_dict.get("state", {})
+        if any(k.startswith("inv_root_") and k != "inv_root_diag" for st in saved.values() for k in st):
+            state_dict = {**state_dict, "state": {i: merge_factor_and_root(st) for i, st in saved.items()}}
+        super().load_state_dict(state_dict)
 
     def _update_group(self, group, params, grads, states) -> None:
         directions = shampoo_directions(
