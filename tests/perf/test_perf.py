@@ -49,7 +49,8 @@ def test_tiny_run_writes_every_field(tiny_run):
         assert r["state_bytes"] > 0 and r["ratio_floor"] > 0 and r["first_step_ms"] > 0
         # the default adaptim path of an elementwise rule is the fused (compiled) one; torch's and adaptim's
         # foreach rows, and Adafactor, are eager
-        assert r["compiled"] is (r["library"] == "adaptim" and r["variant"] == "" and r["key"] in ("adamw", "sgd"))
+        fused_row = r["library"] == "adaptim" and r["variant"] in ("", "unchecked") and r["key"] in ("adamw", "sgd")
+        assert r["compiled"] is fused_row
     ref = {r["key"]: r["reference"] for r in results["rows"]}
     assert ref == {"adamw": "torch.AdamW[fused]", "sgd": "torch.SGD[fused]", "adafactor": "torch.Adafactor[foreach]"}
     for r in results["rows"]:
@@ -77,7 +78,7 @@ def test_order_is_round_robin_and_recorded():
     notes: list[str] = []
     run = _measure(["sgd"], 2_000, 3, torch.device("cpu"), notes)
     names = ["triad", *[r["name"] for r in run["rows"]]]
-    assert len(names) == 6  # triad, adaptim (fused) and adaptim[foreach], torch forloop / foreach / fused
+    assert len(names) == 7  # triad, adaptim (fused), [foreach] and [unchecked], torch forloop / foreach / fused
     assert run["order"] == names * 3
 
 
@@ -86,7 +87,8 @@ def test_scaling_covers_the_elementwise_rules_only():
     scaling = results["scaling"]
     assert scaling["sizes"] == [1_000, 2_000]
     assert {r["name"] for r in scaling["rows"]} == {
-        "adaptim.sgd", "adaptim.sgd[foreach]", "torch.SGD[forloop]", "torch.SGD[foreach]", "torch.SGD[fused]",
+        "adaptim.sgd", "adaptim.sgd[foreach]", "adaptim.sgd[unchecked]",
+        "torch.SGD[forloop]", "torch.SGD[foreach]", "torch.SGD[fused]",
     }  # fmt: skip
     for r in scaling["rows"]:
         assert set(r["ns_per_param"]) == {"1000", "2000"} and r["spread"] >= 1

@@ -86,7 +86,23 @@ ADAM_COEFFS = ("l2", "w1", "b2", "w2", "cm", "cg", "bc2", "eps", "a", "b", "keep
 
 
 def _adam(
-    p, g, m, v, vmax, c, *, amsgrad, atan2, exact_squares, maximize, l2, nesterov, eps_inside_sqrt, lerp_hi, decay
+    p,
+    g,
+    m,
+    v,
+    vmax,
+    c,
+    *,
+    amsgrad,
+    atan2,
+    exact_squares,
+    maximize,
+    l2,
+    nesterov,
+    eps_inside_sqrt,
+    lerp_hi,
+    decay,
+    check,
 ):
     c_l2, w1, b2, w2, cm, cg, bc2, eps, a, b, keep, neg_lr = (c[i] for i in range(12))
     g = _gradient(p, g, c_l2, maximize=maximize, l2=l2)
@@ -106,19 +122,19 @@ def _adam(
             den = _where(den == 0, 1.0, den)  # safe_denominator_ (eps = 0): 0/0 := 0
         d = mbar / den
     p2 = (p * keep if decay else p) + neg_lr * d  # apply_update_: decay_, then w - lr d
+    out = [p2, m2, v2, *([vmax2] if amsgrad else [])]
+    if not check:
+        return None, out
     bad = _nonfinite(v2, p2, *([vmax2] if amsgrad else []))
     if exact_squares:
         bad = bad | _underflows(g)
-    out = [_keep(bad, p2, p), _keep(bad, m2, m), _keep(bad, v2, v)]
-    if amsgrad:
-        out.append(_keep(bad, vmax2, vmax))
-    return bad, out
+    return bad, [_keep(bad, new, old) for new, old in zip(out, [p, m, v, vmax])]
 
 
 SGD_COEFFS = ("l2", "mu", "keep", "neg_lr")
 
 
-def _sgd(p, g, buf, c, *, momentum, maximize, l2, nesterov, decay):
+def _sgd(p, g, buf, c, *, momentum, maximize, l2, nesterov, decay, check):
     c_l2, mu, keep, neg_lr = (c[i] for i in range(4))
     g = _gradient(p, g, c_l2, maximize=maximize, l2=l2)
     d = g
@@ -126,34 +142,41 @@ def _sgd(p, g, buf, c, *, momentum, maximize, l2, nesterov, decay):
         buf2 = buf * mu + g  # v_t = mu v_{t-1} + g  (25)
         d = g + mu * buf2 if nesterov else buf2  # Nesterov: d_t = g + mu v_t
     p2 = (p * keep if decay else p) + neg_lr * d
+    out = [p2, *([buf2] if momentum else [])]
+    if not check:
+        return None, out
     bad = _nonfinite(p2)  # a bad g or buffer makes p2 NaN or inf
-    out = [_keep(bad, p2, p)]
-    if momentum:
-        out.append(_keep(bad, buf2, buf))
-    return bad, out
+    return bad, [_keep(bad, new, old) for new, old in zip(out, [p, buf])]
 
 
 ADAGRAD_COEFFS = ("l2", "eps", "keep", "neg_lr")
 
 
-def _adagrad(p, g, s, c, *, exact_squares, maximize, l2, decay):
+def _adagrad(p, g, s, c, *, exact_squares, maximize, l2, decay, check):
     c_l2, eps, keep, neg_lr = (c[i] for i in range(4))
     g = _gradient(p, g, c_l2, maximize=maximize, l2=l2)
-    s2 = s + g * g  # S_t = S_{t-1} + g^2  (44)
+    g2 = g * g
+    s2 = s + g2  # S_t = S_{t-1} + g^2  (44)
     den = s2.sqrt() + eps
     if exact_squares:
         den = _where(den == 0, 1.0, den)
-    p2 = (p * keep if decay else p) + neg_lr * (g / den)
+    step = neg_lr * (g / den)
+    p2 = (p * keep if decay else p) + step
+    if not check:
+        return None, [p2, s2]
     bad = _nonfinite(s2, p2)
     if exact_squares:
         bad = bad | _underflows(g)
-    return bad, [_keep(bad, p2, p), _keep(bad, s2, s)]
+    # written as x + (bad ? 0 : increment), which is exactly x_t or x: with a select of the old value for both
+    # outputs, inductor wrote one of them to a fresh temporary and copied it (an extra pass and an allocation)
+    p_out = _keep(bad, p2, p) if decay else p + _where(bad, 0.0, step)
+    return bad, [p_out, s + _where(bad, 0.0, g2)]
 
 
 RMSPROP_COEFFS = ("l2", "w1", "b2", "w2", "eps", "keep", "neg_lr")
 
 
-def _rmsprop(p, g, v, m, c, *, first_moment, exact_squares, maximize, l2, lerp_hi, decay):
+def _rmsprop(p, g, v, m, c, *, first_moment, exact_squares, maximize, l2, lerp_hi, decay, check):
     c_l2, w1, b2, w2, eps, keep, neg_lr = (c[i] for i in range(7))
     g = _gradient(p, g, c_l2, maximize=maximize, l2=l2)
     v2 = v * b2 + w2 * g * g  # (45)
@@ -166,13 +189,13 @@ def _rmsprop(p, g, v, m, c, *, first_moment, exact_squares, maximize, l2, lerp_h
     if exact_squares:
         den = _where(den == 0, 1.0, den)
     p2 = (p * keep if decay else p) + neg_lr * (num / den)
+    out = [p2, v2, *([m2] if first_moment else [])]
+    if not check:
+        return None, out
     bad = _nonfinite(v2, p2)
     if exact_squares:
         bad = bad | _underflows(g)
-    out = [_keep(bad, p2, p), _keep(bad, v2, v)]
-    if first_moment:
-        out.append(_keep(bad, m2, m))
-    return bad, out
+    return bad, [_keep(bad, new, old) for new, old in zip(out, [p, v, m])]
 
 
 #: rule name -> (kernel, names of its state tensors given the flags, coefficient names)
@@ -193,11 +216,13 @@ def _chunk(tensors, coeffs, flag):
     for i in range(len(tensors)):
         p, g, *state = tensors[i]
         bad_i, out = _KERNEL(p, g, *state, coeffs[i], **_FLAGS)  # noqa: F821
-        bad.append(bad_i.any())  # before the writes below: then inductor fuses it into their loop
+        if bad_i is not None:
+            bad.append(bad_i.any())  # before the writes below: then inductor fuses it into their loop
         targets = [p] + [s for s in state if s is not None]
         for t, new in zip(targets, out):
             t.copy_(new)
-    flag.copy_(flag | torch.stack(bad).any())
+    if bad:
+        flag.copy_(flag | torch.stack(bad).any())
 
 
 _COMPILED: dict[tuple, Callable] = {}

@@ -400,10 +400,11 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
                     t = states[i]["step"]
                 c = torch.stack([torch.as_tensor(x, dtype=p.dtype, device=p.device) for x in row(t)])
                 state = [None if slot is None else slot[i] for slot in slots]
-                ok, out = kernel(p, g, *state, c, **flags)
+                bad_here, out = kernel(p, g, *state, c, **flags)
                 for target, new in zip([p, *(x for x in state if x is not None)], out):
                     target.copy_(new)
-                bad |= (~ok).any()
+                if bad_here is not None:
+                    bad |= bad_here.any()
         return loss
 
     def _eager_group_step(self, group: dict[str, Any]) -> None:
@@ -525,6 +526,7 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
         second form of ``lerp`` for weights >= 0.5). Each is off in the common case and its operations then leave
         the loop; none depends on a scheduled value (the lr), so a schedule never recompiles."""
         flags = dict(
+            check=bool(self.check_finite),  # False: no check in the kernel either (its cost shows in adaptim perf)
             maximize=bool(group.get("maximize", False)),
             l2=self._l2_coefficient(group) != 0,
             decay=self.group_weight_decay_kind(group) is WeightDecay.DECOUPLED and group.get("weight_decay", 0) != 0,

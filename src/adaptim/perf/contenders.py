@@ -86,6 +86,17 @@ def _adaptim(key: str, **path: bool) -> Callable[[list[torch.Tensor]], torch.opt
     return lambda params: adaptim.create_optimizer(name, params, lr=lr, **extra, **path)
 
 
+def _unchecked(build: Callable[[list[torch.Tensor]], torch.optim.Optimizer]):
+    """``build`` with ``check_finite = False``: the fused kernel without its check of every entry."""
+
+    def make(params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        opt = build(params)
+        opt.check_finite = False
+        return opt
+
+    return make
+
+
 def _has_fused(key: str) -> bool:
     probe = _adaptim(key)([torch.zeros(2, 2, requires_grad=True)])
     return getattr(probe, "fused_rule", None) is not None
@@ -103,8 +114,9 @@ def build_contenders(keys: list[str], notes: list[str]) -> list[Contender]:
     for key in keys:
         _, _, lr, torch_name, torch_kwargs = KEYS[key]
         out.append(Contender(f"adaptim.{key}", key, "adaptim", "", _adaptim(key)))
-        if _has_fused(key):  # the default is the fused path: show the foreach path next to it
+        if _has_fused(key):  # the default is the fused path: show the foreach path, and the kernel unchecked
             out.append(Contender(f"adaptim.{key}[foreach]", key, "adaptim", "foreach", _adaptim(key, foreach=True)))
+            out.append(Contender(f"adaptim.{key}[unchecked]", key, "adaptim", "unchecked", _unchecked(_adaptim(key))))
         cls = getattr(torch.optim, torch_name, None) if torch_name else None
         if cls is None:
             notes.append(f"{key}: torch.optim {torch.__version__} has no equivalent")
