@@ -696,12 +696,13 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
 
     @staticmethod
     def step_counts(states: list[dict[str, Any]]) -> list[int]:
-        """Increment every state's ``step`` tensor and return the new counts as Python ints (one foreach op and
-        one host read for the list, not one ``.item()`` per parameter)."""
+        """Increment every state's ``step`` tensor and return the new counts as Python ints (one host read for the
+        list, not one ``.item()`` per parameter; no foreach kernel, so ``foreach=False`` stays the literal loop)."""
         if not states:
             return []
         steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1)
+        for t in steps:
+            t.add_(1)
         return [int(t) for t in torch.stack(steps).tolist()]
 
     @staticmethod
