@@ -413,3 +413,17 @@ def test_without_the_check_the_kernel_computes_the_same_step_and_lets_nan_throug
 def _unchecked(opt):
     opt.check_finite = False
     return opt
+
+
+def test_compiled_step_with_a_bfloat16_parameter_takes_the_working_copy_path():
+    """Inside torch.compile a float16/bfloat16 parameter is stepped as in eager mode (the float32 working copy),
+    with maximize: the same result as the eager step."""
+    a = torch.linspace(-1, 1, 6, dtype=torch.bfloat16).requires_grad_()
+    b = a.detach().clone().requires_grad_()
+    opt_a, opt_b = adaptim.AdamW([a], lr=0.1, maximize=True), adaptim.AdamW([b], lr=0.1, maximize=True)
+    compiled = torch.compile(opt_a.step)
+    for _ in range(2):
+        a.grad, b.grad = torch.full_like(a, 0.5), torch.full_like(b, 0.5)
+        compiled()
+        opt_b.step()
+    assert torch.equal(a, b) and not torch.equal(a, torch.linspace(-1, 1, 6, dtype=torch.bfloat16))

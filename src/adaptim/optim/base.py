@@ -372,23 +372,12 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
             if self.fused_rule is None or group.get("fused") is False or self._fused_obstacle(group, False):
                 self._eager_group_step(group)
                 continue
-            params, grads, states = [], [], []
-            for p in group["params"]:
-                if p.grad is None or p.numel() == 0:
-                    continue
-                pr, g = self._real(p), self._real(p.grad)
-                state = self.state.get(p)
-                if not state:
-                    state = self._init_state(pr, group)
-                    if state:
-                        self.state[p] = state
-                params.append(pr)
-                grads.append(g.to(pr.dtype))
-                states.append(state)
+            params, work, grads, states = self._gather(group, negate=False)  # the fused rule takes the sign
             if not params:
                 continue
-            if any(p.dtype not in (torch.float32, torch.float64) for p in params):
-                self._eager_group_step(group)
+            if any(w is not p for w, p in zip(work, params)):  # float16/bfloat16: the working-copy path
+                self._update_group(group, work, [torch.neg(g) if group.get("maximize") else g for g in grads], states)
+                self._write_back(params, work, group, states)
                 continue
             flags, slots, row = self._fused_rule_args(group, states)
             kernel = fused.RULES[self.fused_rule][0]
