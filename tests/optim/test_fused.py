@@ -254,6 +254,41 @@ def test_one_compile_per_rule_whatever_the_shapes_the_count_and_the_schedule():
     assert frames["ok"] == ok, "the fused kernel was compiled again"
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: adaptim.AdamW(p, lr=1e-2, amsgrad=True, weight_decay=0.1),
+        lambda p: adaptim.Adam(p, lr=1e-2),  # an absent slot (no vmax) inside each chunk's tuples
+        lambda p: adaptim.SGD(p, lr=1e-2, momentum=0.9, nesterov=True),
+        lambda p: adaptim.SGD(p, lr=1e-2),
+        lambda p: adaptim.AdaGrad(p, lr=1e-2),
+        lambda p: adaptim.RMSProp(p, lr=1e-2, betas=(0.9, 0.99)),
+    ],
+    ids=["adamw-amsgrad", "adam", "sgd-nesterov", "sgd-plain", "adagrad", "rmsprop"],
+)
+def test_direct_calls_of_the_compiled_graph_equal_the_calls_through_dynamo(make, monkeypatch):
+    # more parameters than one chunk, sizes equal and distinct, a shape of several dims
+    shapes = [(3, 4), (5,), (12,), (2, 2, 3), (7,), (5,), (9, 2)]
+    a, b = _params(shapes=shapes, seed=2), _params(shapes=shapes, seed=2)
+    calls = []
+    fused_step = fused.fused_step
+    monkeypatch.setattr(fused, "fused_step", lambda *x, **k: calls.append(1) or fused_step(*x, **k))
+    _run(make, a)
+    assert calls and all(v is not None for k, v in fused._DIRECT.items()), "a kernel without its direct call"
+    monkeypatch.setattr(fused, "DIRECT", False)
+    _run(make, b)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_a_direct_call_plan_refuses_a_graph_it_cannot_map():
+    # a graph whose placeholders are not a chunk's: no plan (then the calls go through dynamo)
+    gm = torch.fx.symbolic_trace(lambda x: x + 1)
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            n.meta["example_value"] = torch.zeros(3)
+    assert fused._call_plan(gm, lambda *a: None, 4) is None
+
+
 def test_tensor_lr_is_bitwise_the_float_lr():
     a, b = _params(), _params()
     _run(lambda p: adaptim.AdamW(p, lr=torch.tensor(3e-3)), a)

@@ -29,7 +29,9 @@ Entry points: :func:`fused_step` (one rule on lists of tensors) and :func:`fused
 from __future__ import annotations
 
 import functools
+import operator
 import os
+import re
 import shutil
 import types
 import weakref
@@ -41,6 +43,9 @@ __all__ = ["CHUNK", "RULES", "fused_available", "fused_step", "compile_count"]
 
 #: tensors per compiled call; a chunk shorter than this is padded with scratch tensors of 2 entries
 CHUNK = 8
+#: call the compiled graphs directly, without dynamo's per-call guards (their checks are fused_step's own: one dtype
+#: and device, contiguous tensors of >= 2 entries); False: every call through dynamo (the tests compare the two)
+DIRECT = True
 
 _where = torch.where
 
@@ -226,13 +231,73 @@ def _chunk(tensors, coeffs, flag):
 
 
 _COMPILED: dict[tuple, Callable] = {}
-_OPTIONS = {"aggressive_fusion": True}
+# size_asserts off: the sizes are the caller's (dynamo's guards, or fused_step's own checks for a direct call)
+_OPTIONS = {"aggressive_fusion": True, "size_asserts": False}
 _COMPILES = [0]
+#: the key (rule, flags, dtype, device, absent slots) whose first call is running, for _backend to file its graph
+_CAPTURING: list = [None]
+#: that key -> (inductor's compiled callable, where each of its arguments comes from), or None
+_DIRECT: dict[tuple, tuple[Callable, Callable] | None] = {}
 
 
 def compile_count() -> int:
     """How many compiled kernels this process has built (each (rule, flags) once; dtype/device add entries)."""
     return _COMPILES[0]
+
+
+def _backend(gm: torch.fx.GraphModule, example_inputs: list) -> Callable:
+    """torch.compile's inductor backend, which also keeps the compiled graph of a first call (see _call_plan)."""
+    from torch._inductor.compile_fx import compile_fx
+
+    compiled = compile_fx(gm, example_inputs, config_patches=_OPTIONS)
+    if _CAPTURING[0] is not None:
+        key = _CAPTURING[0]
+        _DIRECT[key] = _call_plan(gm, compiled, 2 + len(key[-1]))
+    return compiled
+
+
+def _call_plan(gm: torch.fx.GraphModule, compiled: Callable, width: int) -> tuple[Callable, Callable] | None:
+    """How to call ``compiled`` without dynamo, or None.
+
+    Dynamo calls a graph with the input tensors it reads and one integer per symbolic size; calling the same graph
+    directly skips its guard evaluation and frame handling (half the cost of a call on a small model). The call
+    gathers its arguments from one list, ``tensors + sizes + [rows, flag, rows.shape[0], rows.shape[1]]``
+    (``tensors``: the chunk's (p, g, *state) tuples of ``width`` entries concatenated, ``sizes``: one numel per
+    parameter); the plan is an ``itemgetter`` of that list. Every size must be a symbol owned by one parameter's
+    tensors or by the rows; anything else (a placeholder of another kind, one size symbol for two parameters) gives
+    None, and the calls go through dynamo."""
+    nodes = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    tail = CHUNK * width + CHUNK  # where rows, flag and the rows' two sizes sit in the list
+    owner: dict[str, int] = {}
+    index: dict[str, int] = {}
+    for n in nodes:
+        v = n.meta.get("example_value")
+        if not isinstance(v, torch.Tensor):
+            continue
+        m = re.fullmatch(r"l_tensors_(\d+)_(\d+)_", n.name)
+        if m:
+            index[n.name] = int(m[1]) * width + int(m[2])
+            sizes = [CHUNK * width + int(m[1])]
+        elif n.name in ("l_coeffs_", "l_flag_"):
+            index[n.name] = tail + (n.name == "l_flag_")
+            sizes = [tail + 2, tail + 3]
+        else:
+            return None
+        for d, size in enumerate(v.shape):
+            if isinstance(size, torch.SymInt) and owner.setdefault(str(size), sizes[d]) != sizes[d]:
+                return None  # one size symbol for two parameters (or a parameter and the rows)
+    order = []
+    for n in nodes:
+        v = n.meta.get("example_value")
+        if isinstance(v, torch.Tensor):
+            order.append(index[n.name])
+        elif isinstance(v, torch.SymInt) and str(v) in owner:
+            order.append(owner[str(v)])
+        else:
+            return None
+    if len(order) < 2:
+        return None
+    return compiled, operator.itemgetter(*order)
 
 
 def _compiled(rule: str, flags: tuple[tuple[str, bool], ...]) -> Callable:
@@ -245,7 +310,7 @@ def _compiled(rule: str, flags: tuple[tuple[str, bool], ...]) -> Callable:
         scope = {**_chunk.__globals__, "_KERNEL": kernel, "_FLAGS": dict(flags)}
         # fullgraph stays off so that a process exceeding torch's recompile limit (8 per code object) runs the same
         # function eagerly instead of failing; the tests check that the kernel is one graph with no break
-        fn = torch.compile(types.FunctionType(code, scope, code.co_name), dynamic=True, options=_OPTIONS)
+        fn = torch.compile(types.FunctionType(code, scope, code.co_name), dynamic=True, backend=_backend)
         _COMPILED[key] = fn
         _COMPILES[0] += 1
     return fn
@@ -314,20 +379,22 @@ def fusable(t: torch.Tensor) -> bool:
 _WARM: set[tuple] = set()
 
 
-def _warm_up(fn, states, n_coeffs, dtype, device) -> None:
-    """The first call of ``fn`` for a dtype and device, on scratch tensors of distinct sizes: torch.compile then
-    gives every tensor of the chunk a size of its own (equal sizes would be assumed equal ever after, and the first
-    model with other sizes would compile again)."""
-    key = (id(fn), dtype, device, tuple(s is None for s in states))
+def _warm_up(fn, key: tuple, states, n_coeffs: int, dtype, device) -> None:
+    """The first call of ``fn`` for ``key`` (rule, flags, dtype, device, absent slots), on scratch tensors of
+    distinct sizes: torch.compile then gives every tensor of the chunk a size of its own (equal sizes would be
+    assumed equal ever after, and the first model with other sizes would compile again). The sizes (1001, 1003, ...)
+    differ from the coefficient table's (CHUNK, n_coeffs) too. Files the compiled graph for direct calls."""
     if key in _WARM:
         return
     zeros = functools.partial(torch.zeros, dtype=dtype, device=device)
-    tensors = [
-        (zeros(3 + 2 * i), zeros(3 + 2 * i), *(None if s is None else zeros(3 + 2 * i) for s in states))
-        for i in range(CHUNK)
-    ]
+    sizes = [1001 + 2 * i for i in range(CHUNK)]
+    tensors = [(zeros(n), zeros(n), *(None if s is None else zeros(n) for s in states)) for n in sizes]
     coeffs = torch.ones(CHUNK, n_coeffs, dtype=dtype, device=device)
-    fn(tensors, coeffs, torch.zeros((), dtype=torch.bool, device=device))
+    _CAPTURING[0] = key
+    try:
+        fn(tensors, coeffs, torch.zeros((), dtype=torch.bool, device=device))
+    finally:
+        _CAPTURING[0] = None
     _WARM.add(key)
 
 
@@ -367,15 +434,40 @@ def fused_step(
     """
     if not params:
         return
-    fn = _compiled(rule, tuple(sorted(flags.items())))
+    key = tuple(sorted(flags.items()))
+    fn = _compiled(rule, key)
     n = len(params)
     dtype, device = params[0].dtype, params[0].device
-    _warm_up(fn, states, coeffs.shape[1], dtype, device)
+    key = (rule, key, dtype, device, tuple(s is None for s in states))
+    _warm_up(fn, key, states, coeffs.shape[1], dtype, device)
+    direct = _DIRECT.get(key) if DIRECT else None
     padded = -n % CHUNK
     if padded:  # rows for the scratch tensors of the last chunk: any valid row
         coeffs = torch.cat([coeffs, coeffs[:1].expand(padded, -1)])
     width = 2 + len(states)
     scratch = _scratch(padded * width, dtype, device) if padded else []
+    if direct is not None:
+        compiled, take = direct
+        tensors = []
+        for i, (p, g) in enumerate(zip(params, grads)):
+            # no dynamo guards to satisfy here: a 1-D view of the gradient will do (a parameter's alias is kept)
+            tensors += (
+                _flat(p),
+                g if g.dim() == 1 else g.view(-1),
+                *(None if s is None else _flat(s[i]) for s in states),
+            )
+        tensors += scratch
+        sizes = [p.numel() for p in params] + [2] * padded
+        cols = coeffs.shape[1]
+        for k in range(0, n, CHUNK):
+            compiled(
+                *take(
+                    tensors[k * width : (k + CHUNK) * width]
+                    + sizes[k : k + CHUNK]
+                    + [coeffs[k : k + CHUNK], flag, CHUNK, cols]
+                )
+            )
+        return
     for k in range(0, n, CHUNK):
         tensors = [
             (_flat(params[i]), _flat(grads[i], keep=False), *(None if s is None else _flat(s[i]) for s in states))

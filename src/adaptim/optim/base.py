@@ -445,6 +445,9 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
             return "this optimizer's last stage is not the Euclidean w <- (1 - lambda) w - lr d"
         if not devices:
             return None
+        kinds = {p.device.type for p in group["params"]}
+        if all(fused.fused_available(k) for k in kinds):
+            return None
         missing = sorted({str(p.device) for p in group["params"] if not fused.fused_available(p.device)})
         if missing:
             return (
@@ -539,7 +542,8 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
         """The (len(steps), C) table of a fused step: ``row(t)`` (Python floats, computed once per distinct t)
         for each parameter's step t, cast to the parameters' dtype (as a Python scalar is in the literal path)."""
         distinct = {t: k for k, t in enumerate(dict.fromkeys(steps))}
-        rows = torch.tensor([row(t) for t in distinct], dtype=torch.float64).to(dtype)
+        # the Python floats (doubles) rounded to dtype once, as a Python scalar is in the literal path
+        rows = torch.tensor([row(t) for t in distinct], dtype=dtype)
         if len(distinct) > 1:
             rows = rows[torch.tensor([distinct[t] for t in steps])]
         else:
