@@ -23,6 +23,14 @@ state is left as it was and a flag is raised on the device; the other entries ta
 the flag after the step (see :class:`adaptim.AdaptimOptimizer`). No extra pass and no host sync: the check is part
 of the one loop.
 
+**Called directly.** torch.compile evaluates its guards (sizes, dtypes, strides, aliasing) at every call of a
+compiled function, about half the cost of a call over a chunk of small tensors. Each kernel's first call (the
+warm-up) keeps the graph inductor compiled for it (:func:`_backend`) and where each of its arguments comes from
+(:func:`_call_plan`); later calls go straight to that graph with what the guards would have checked already true
+by construction: one dtype and device per call, contiguous tensors of at least 2 entries, the same absent state
+slots. A graph whose arguments cannot be mapped falls back to the call through torch.compile (``DIRECT = False``
+forces that; the tests compare the two bitwise).
+
 Entry points: :func:`fused_step` (one rule on lists of tensors) and :func:`fused_available`.
 """
 
