@@ -51,6 +51,7 @@ from adaptim.functional import fused
 from adaptim.functional.common import WeightDecay, apply_update_
 from adaptim.optim.guards import GradientChecks, state_dtype
 from adaptim.optim.low_precision import RNG_KEY, LowPrecision, check_low_precision
+from adaptim.optim.on_manifold import OnManifold
 from adaptim.optim.torch_names import NOT_GIVEN, TORCH_SWITCHES, TorchNames
 from adaptim.validation import check_betas, check_bool, check_int, check_range
 
@@ -100,7 +101,7 @@ def _signature(group: dict[str, Any]) -> tuple:
     return tuple((k, _freeze(v)) for k, v in group.items() if k not in ("params", "param_names"))
 
 
-class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Optimizer):
+class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, OnManifold, torch.optim.Optimizer):
     """Base class: parameter checks, ``maximize``, complex and low-precision handling, safe state loading."""
 
     #: whether complex parameters are optimized (as their real view) or refused at construction
@@ -150,6 +151,7 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
             self.param_groups.pop()  # a refused group must not stay behind for step() to use
             raise
         self._validated_signatures()[id(group)] = _signature(group)
+        self._onto_manifold(group)  # a group with a manifold: its points projected onto it (on_manifold.py)
         if self.fused_rule is not None:
             self._make_traced_flags(group["params"])
 
@@ -165,6 +167,8 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
             raise ValueError("fused=True and foreach=True are two different paths; set one of them")
         if "low_precision" in group:
             check_low_precision(group["low_precision"])
+        if group.get("manifold") is not None:
+            self._check_manifold(group)
         lr = group.get("lr")
         if isinstance(lr, torch.Tensor):
             if lr.numel() != 1:
@@ -351,7 +355,7 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
                 if use_fused:
                     flags.append(self._fused_group_step(group, work, grads, states))
                 else:
-                    self._update_group(group, work, grads, states)
+                    self._group_update(group, work, grads, states)
                 self._write_back(params, work, group, states)
             self._report_nonfinite(flags)
         return loss
@@ -399,8 +403,18 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
     def _eager_group_step(self, group: dict[str, Any]) -> None:
         params, work, grads, states = self._gather(group)
         if params:
-            self._update_group(group, work, grads, states)
+            self._group_update(group, work, grads, states)
             self._write_back(params, work, group, states)
+
+    def _group_update(self, group: dict[str, Any], params: list, grads: list, states: list) -> None:
+        """:meth:`_update_group`, on the tangent gradients and with the state transported after it when the group
+        has a manifold (:mod:`adaptim.optim.on_manifold`)."""
+        m = group.get("manifold")
+        if m is None:
+            self._update_group(group, params, grads, states)
+            return
+        self._update_group(group, params, self._tangent_grads(m, params, grads), states)
+        self._transport_state(m, params, states)
 
     def _traced_flag(self, device: torch.device) -> torch.Tensor:
         """The flag of non-finite entries left unchanged inside torch.compile (read by the next eager step); made
@@ -443,6 +457,8 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
         """Why ``group`` cannot take the fused path, or ``None`` (``devices``: check that kernels can be built)."""
         if type(self)._final_step is not AdaptimOptimizer._final_step or "_final_step" in self.__dict__:
             return "this optimizer's last stage is not the Euclidean w <- (1 - lambda) w - lr d"
+        if group.get("manifold") is not None:
+            return "the group's last stage is a retraction onto its manifold"
         if not devices:
             return None
         kinds = {p.device.type for p in group["params"]}
@@ -680,7 +696,14 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, torch.optim.Opt
             params: working parameters (float32/float64 real views), updated in place.
             directions: d_t, one per parameter, same shapes.
             lr: eta_t.   decay: lambda_t in [0, 1).
+
+        A group with a ``manifold`` entry ends with w <- R(w - lr P_w(d)) instead (its decay is 0; see
+        :mod:`adaptim.optim.on_manifold`).
         """
+        m = group.get("manifold")
+        if m is not None:
+            self._retract_step(m, params, directions, lr)
+            return
         if self.use_foreach(group):
             apply_update_(params, directions, lr, decay)
         else:  # the literal per-tensor loop: no foreach kernel (same arithmetic, bitwise equal)
