@@ -51,3 +51,7 @@ __all__ = [
     "__version__",
 ]
 __all__ += ["create_optimizer", "list_optimizers"]
+
+from adaptim.optim.sphere import SphereSGD  # noqa: E402
+
+__all__ += ["SphereSGD"]

@@ -334,6 +334,26 @@ _CLASS_ERRORS: dict[type, list[ErrorInput]] = {
     ],
 }
 
+#: issue 8, the sphere (Section 8.1)
+_CLASS_ERRORS[adaptim.SphereSGD] = [
+    ErrorInput("radius 0", ValueError, "radius must be a positive finite number", kwargs=dict(radius=0.0)),
+    ErrorInput("unknown method", ValueError, "method must be one of", kwargs=dict(method="exact")),
+    ErrorInput("unknown norm", ValueError, "norm must be one of", kwargs=dict(norm="l3")),
+    ErrorInput("norm l1 with pin", ValueError, "needs method='trust_region'", kwargs=dict(method="pin", norm="l1")),
+    ErrorInput(
+        "a zero parameter", ValueError, "zero vector cannot be projected", params=lambda c: [leaf(torch.zeros(2, 3))]
+    ),
+    ErrorInput("a dim the parameter lacks", ValueError, "no dimension dim=2", kwargs=dict(dim=2)),
+    ErrorInput(
+        "a complex parameter",
+        TypeError,
+        "view_as_real",
+        params=lambda c: [leaf(torch.ones(2, 2, dtype=torch.complex64))],
+    ),
+    ErrorInput("method set to an unknown one", ValueError, "method", on="step", mutate=_set("method", "exact")),
+    ErrorInput("radius set to -1", ValueError, "radius", on="step", mutate=_set("radius", -1.0)),
+]
+
 
 def error_inputs(case) -> list[ErrorInput]:
     """Every input ``case``'s class must refuse: the generic ones, then the class's own."""

@@ -73,6 +73,13 @@ class OptimizerCase:
         return self.cls in _MATRIX_BATCHED and not (self.cls is adaptim.Muon and not self.matrix_only)
 
     @property
+    def fixed_norm(self) -> bool:
+        """Whether the configuration keeps each parameter on a sphere (``SphereSGD``): it refuses an all-zero
+        parameter (a zero vector has no nearest point on a sphere), a radial gradient (that of ||p||^2) moves
+        nothing, and a 0-dim parameter never moves (its tangent space is {0})."""
+        return self.cls is adaptim.SphereSGD
+
+    @property
     def has_foreach(self) -> bool:
         return "foreach" in inspect.signature(self.cls.__init__).parameters
 
@@ -212,6 +219,21 @@ for _case in ALL_OPTIMIZERS:
     _first.setdefault(_case.cls, _case)
 ALL_OPTIMIZER_CLASSES: list[OptimizerCase] = list(_first.values())
 assert len(ALL_OPTIMIZER_CLASSES) == 14
+
+#: issue 8, the sphere (Section 8.1): each method, the trust region under each norm, momentum, rows as spheres
+_SPHERE = [
+    OptimizerCase("sphere_sgd", adaptim.SphereSGD, dict(lr=0.1)),
+    OptimizerCase("sphere_sgd_tangent_momentum", adaptim.SphereSGD, dict(lr=0.1, method="tangent", momentum=0.9)),
+    OptimizerCase("sphere_sgd_trust_region_rows", adaptim.SphereSGD, dict(lr=0.05, method="trust_region", dim=-1)),
+    OptimizerCase("sphere_sgd_trust_region_l1", adaptim.SphereSGD, dict(lr=0.05, method="trust_region", norm="l1")),
+    OptimizerCase(
+        "sphere_sgd_trust_region_linf_momentum",
+        adaptim.SphereSGD,
+        dict(lr=0.02, method="trust_region", norm="linf", momentum=0.5),
+    ),
+]
+ALL_OPTIMIZERS += _SPHERE
+ALL_OPTIMIZER_CLASSES.append(_SPHERE[0])
 
 _BY_ARGNAME = {
     "optimizer_case": ALL_OPTIMIZERS,

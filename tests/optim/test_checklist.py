@@ -100,7 +100,10 @@ def accepts(case, name: str) -> bool:
 def conv_bn(dtype=torch.float32):
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Conv2d(4, 2, 1, stride=2), torch.nn.BatchNorm2d(2, eps=1e-05, momentum=0.1))
-    return model.to(dtype), torch.rand(1, 4, 16, 16, dtype=dtype)
+    inp = torch.rand(1, 4, 16, 16, dtype=dtype)
+    with torch.no_grad():  # a nonzero bias: a sphere optimizer refuses a zero vector
+        model[1].bias.fill_(0.1)
+    return model.to(dtype), inp
 
 
 def model_step(opt, model, inp):

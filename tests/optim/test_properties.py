@@ -152,8 +152,8 @@ def _run(case, sc: Scenario) -> None:
     for shape, e in zip([case.shape(s) for s in sc.shapes], sc.param_exps):
         w = (
             torch.zeros(shape, dtype=torch.float64)
-            if e is None
-            else torch.randn(shape, generator=gen, dtype=torch.float64) * 10.0**e
+            if e is None and not case.fixed_norm  # a sphere refuses a zero vector
+            else torch.randn(shape, generator=gen, dtype=torch.float64) * 10.0 ** (e or 0)
         )
         params.append(w.to(sc.dtype).requires_grad_())
     opt = case.make(params)

@@ -81,6 +81,8 @@ def test_final_step_gets_the_checked_decay_and_is_apply_update(request, optimize
             s.step()
     assert len(decays) == len(grads)
     assert all(got == want for got, want in decays)
+    if type(opt)._final_step is not adaptim.AdaptimOptimizer._final_step:
+        return  # a manifold's last stage is its retraction, not apply_update_ (its own tests check it)
     for p, q in zip(params, ref_params):
         assert_same(p.detach(), q.detach())
         assert_same_state(opt.state[p], ref.state[q])
