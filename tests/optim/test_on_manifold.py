@@ -140,3 +140,48 @@ def test_bad_manifold_entries_are_refused_with_clear_messages():
 
     with pytest.raises(TypeError, match="ends its step on its own geometry"):
         OwnLastStage([{"params": [w], "manifold": UnitSphere()}], lr=0.1)
+
+
+# ------------------------------------------------------------------------------- with adaptim.manifolds' classes
+def test_adam_keeps_each_row_on_its_sphere_as_the_literal_loop_does():
+    from adaptim.manifolds import Sphere
+
+    gen = torch.Generator().manual_seed(4)
+    W0 = torch.randn(3, 5, generator=gen, dtype=torch.float64)
+    grads = [torch.randn(3, 5, generator=gen, dtype=torch.float64) for _ in range(15)]
+    W = W0.clone().requires_grad_(True)
+    opt = adaptim.Adam([{"params": [W], "manifold": Sphere(radius=2.0, dim=1)}], lr=0.05)
+    for g in grads:
+        W.grad = g.clone()
+        opt.step()
+    # the literal loop, row by row, from (71) and the renormalization of (70)
+    rows = [2.0 * r / r.norm() for r in W0]  # projected onto the radius-2 spheres when the group was added
+    for i in range(3):
+        w, m, v = rows[i], torch.zeros(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+        for t, G in enumerate(grads, 1):
+            g = G[i] - (w @ G[i]) / (w @ w) * w
+            m = 0.9 * m + 0.1 * g
+            v = 0.999 * v + 0.001 * g * g
+            d = (m / (1 - 0.9**t)) / ((v / (1 - 0.999**t)).sqrt() + 1e-8)
+            d = d - (w @ d) / (w @ w) * w
+            w = 2.0 * (w - 0.05 * d) / (w - 0.05 * d).norm()
+            m = m - (w @ m) / (w @ w) * w
+        rows[i] = w
+    torch.testing.assert_close(W.detach(), torch.stack(rows), rtol=1e-10, atol=1e-12)
+
+
+def test_muon_on_a_sphere_keeps_each_matrix_norm():
+    from adaptim.manifolds import Sphere
+
+    gen = torch.Generator().manual_seed(5)
+    Ws = [torch.randn(6, 4, generator=gen).requires_grad_(True) for _ in range(2)]
+    norms = [float(W.detach().norm()) for W in Ws]
+    starts = [W.detach().clone() for W in Ws]
+    opt = adaptim.Muon([{"params": Ws, "manifold": Sphere()}], lr=0.05)  # radius=None: each matrix keeps its own
+    for _ in range(200):
+        for W in Ws:
+            W.grad = torch.randn(6, 4, generator=gen)
+        opt.step()
+    for W, r, W0 in zip(Ws, norms, starts):
+        assert abs(float(W.detach().norm()) / r - 1) < 1e-4
+        assert float((W.detach() - W0).norm()) > 0.1 * r  # the weights moved on the sphere

@@ -32,6 +32,11 @@ class Manifold(abc.ABC):
     def retract(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``x`` (a point moved from the manifold by a step) back onto the manifold."""
 
+    def retract_from(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`retract` of ``x``, the point ``w`` moved by a step (a manifold whose size is each point's own, as
+        ``Sphere(radius=None)``, reads it from ``w``)."""
+        return self.retract(x)
+
     @abc.abstractmethod
     def is_tangent(self, w: torch.Tensor, v: torch.Tensor, tol: float) -> bool:
         """Whether ``v`` is tangent at ``w`` to within ``tol`` (relative to ``v``'s size)."""

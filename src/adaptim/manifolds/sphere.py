@@ -142,6 +142,11 @@ class Sphere(Manifold):
             )
         return self._scale_to(x, radius)
 
+    def retract_from(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`retract` of ``x`` (``w`` moved by a step) to the sphere's radius, or to ``w``'s own norms when the
+        sphere has none (``radius=None``: each step keeps the point's current norm)."""
+        return self.retract(x, None if self.radius is not None else self.radius_of(w))
+
     def is_tangent(self, w: torch.Tensor, v: torch.Tensor, tol: float) -> bool:
         """Whether |<w, v>| <= tol ||w|| ||v|| for every slice."""
         W, V = self.rows(w), self.rows(v)

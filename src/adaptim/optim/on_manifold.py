@@ -88,7 +88,7 @@ class OnManifold:
     def _retract_step(m: Manifold, params: list[torch.Tensor], directions: list[torch.Tensor], lr: float) -> None:
         """w <- R(w - lr P_w(d)) for each parameter, in place."""
         for w, d in zip(params, directions):
-            w.copy_(m.retract(w - lr * m.project_tangent(w, d)))
+            w.copy_(m.retract_from(w, w - lr * m.project_tangent(w, d)))
 
     def _transport_state(self, m: Manifold, params: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
         """Project each tangent state entry onto the tangent space at the parameter's new point, in place."""
