@@ -51,3 +51,7 @@ __all__ = [
     "__version__",
 ]
 __all__ += ["create_optimizer", "list_optimizers"]
+
+from adaptim.optim.mirror import ExponentiatedGradient, MirrorDescent  # noqa: E402
+
+__all__ += ["MirrorDescent", "ExponentiatedGradient"]

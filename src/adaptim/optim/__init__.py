@@ -35,3 +35,7 @@ __all__ = [
     "inverse_sqrt",
 ]
 __all__ += ["create_optimizer", "list_optimizers", "NAMED_OPTIMIZERS"]
+
+from adaptim.optim.mirror import ExponentiatedGradient, MirrorDescent  # noqa: E402
+
+__all__ += ["MirrorDescent", "ExponentiatedGradient"]
