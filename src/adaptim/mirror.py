@@ -215,7 +215,8 @@ class Box:
             raise ValueError(f"Box needs low <= high entrywise, got low={self.low!r}, high={self.high!r}")
 
     def contains(self, x: torch.Tensor, tol: float = 1e-9) -> bool:
-        return bool(((x >= torch.as_tensor(self.low) - tol) & (x <= torch.as_tensor(self.high) + tol)).all())
+        lo, hi = torch.as_tensor(self.low, dtype=x.dtype), torch.as_tensor(self.high, dtype=x.dtype)
+        return bool(((x >= lo - tol) & (x <= hi + tol)).all())
 
 
 @dataclass(frozen=True)
