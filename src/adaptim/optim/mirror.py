@@ -48,7 +48,7 @@ class _SimplexChecks:
             p = p[1] if isinstance(p, tuple) else p
             label = f"parameter {i} of param group {gi}" + (f" ({names[i]!r})" if names else "")
             nd = max(p.dim(), 1)
-            if dim is not None and not -nd <= dim < nd:
+            if dim is not None and p.numel() and not -nd <= dim < nd:  # (an empty parameter is skipped)
                 raise ValueError(f"dim={dim} is out of range for {label} of shape {tuple(p.shape)}")
             check_simplex(p, dim, label)
 
