@@ -184,12 +184,11 @@ class MirrorDescent(_SimplexChecks, AdaptimOptimizer):
         replaced or written in place)."""
         A = group["A"]
         cache = self.__dict__.setdefault("_weighted_maps", {})
-        key = (id(A), A._version)
         hit = cache.get(id(group))
-        if hit is None or hit[0] != key:
-            hit = (key, Weighted(A))
+        if hit is None or hit[0] is not A or hit[1] != A._version:  # (holding A: its id is not reused)
+            hit = (A, A._version, Weighted(A))
             cache[id(group)] = hit
-        return hit[1]
+        return hit[2]
 
     def _update_group(self, group, params, grads, states) -> None:
         self._final_step(group, params, grads, group["lr"])
