@@ -332,6 +332,34 @@ _CLASS_ERRORS: dict[type, list[ErrorInput]] = {
         ErrorInput("unknown rule", ValueError, "rule", kwargs=dict(rule="exact")),
         ErrorInput("norm set to an unknown one", ValueError, "norm", on="step", mutate=_set("norm", "l1")),
     ],
+    # (a parameter off the simplex cannot come through the simplex cases, which place parameters on it: those
+    # refusals are in tests/optim/test_mirror_descent.py)
+    adaptim.MirrorDescent: [
+        ErrorInput("an unknown mirror map", ValueError, "mirror_map must be one of", kwargs=dict(mirror_map="kl")),
+        ErrorInput("weighted without A", ValueError, "needs A", kwargs=dict(mirror_map="weighted")),
+        ErrorInput(
+            "an A that is not positive definite",
+            ValueError,
+            "positive definite",
+            kwargs=dict(mirror_map="weighted", A=-torch.eye(6)),
+        ),
+        ErrorInput("A of another size", ValueError, "6 entries", kwargs=dict(mirror_map="weighted", A=torch.eye(4))),
+        ErrorInput("A for the euclidean map", ValueError, "A is used by", kwargs=dict(A=torch.eye(6))),
+        ErrorInput(
+            "a complex parameter",
+            TypeError,
+            "view_as_real",
+            params=lambda c: [leaf(torch.ones(2, 2, dtype=torch.complex64))],
+        ),
+        ErrorInput(
+            "mirror map set to an unknown one", ValueError, "mirror_map", on="step", mutate=_set("mirror_map", "l1")
+        ),
+    ],
+    adaptim.ExponentiatedGradient: [
+        ErrorInput("dim out of range", ValueError, "dim=2 is out of range", kwargs=dict(dim=2)),
+        ErrorInput("dim not an int", ValueError, "dim must be None", kwargs=dict(dim=1.0)),
+        ErrorInput("dim set to a non-int", ValueError, "dim must be None", on="step", mutate=_set("dim", "rows")),
+    ],
 }
 
 #: issue 8, the sphere (Section 8.1)

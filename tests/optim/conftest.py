@@ -6,7 +6,7 @@ with several ``conftest.py`` files and no ``__init__.py``):
 * ``optimizer_case``           -- every entry of :data:`ALL_OPTIMIZERS`;
 * ``foreach_optimizer_case``   -- those whose class has a ``foreach`` path;
 * ``stateful_optimizer_case``  -- those that keep per-parameter state tensors;
-* ``optimizer_class``          -- each of the fourteen classes once (see :data:`ALL_OPTIMIZER_CLASSES`).
+* ``optimizer_class``          -- each class once (see :data:`ALL_OPTIMIZER_CLASSES`).
 
 The fixture ``make_optimizer_case`` returns the :class:`OptimizerCase` class itself, for one-off configurations.
 
@@ -40,8 +40,14 @@ class OptimizerCase:
     kwargs: dict[str, Any] = field(default_factory=dict)
     #: entries added to every param group (e.g. Muon's ``use_muon=False``), under the test's own group entries
     group_extra: dict[str, Any] = field(default_factory=dict)
+    #: the class takes points of the probability simplex only (ExponentiatedGradient, MirrorDescent("entropy")):
+    #: ``make`` first moves every parameter given to it that is not one onto it, in place (see :func:`on_simplex`)
+    simplex: bool = False
 
     def make(self, params, **overrides) -> torch.optim.Optimizer:
+        if self.simplex and not isinstance(params, torch.Tensor):  # (a bare tensor: the class's own TypeError)
+            params = list(params)
+            on_simplex(params)
         if self.group_extra:
             params = list(params)
             if params and isinstance(params[0], dict):
@@ -49,6 +55,12 @@ class OptimizerCase:
             else:
                 params = [{"params": params, **self.group_extra}]
         return self.cls(params, **{**self.kwargs, **overrides})
+
+    def place(self, params) -> None:
+        """For a simplex case, move ``params`` onto the simplex as :meth:`make` does (for a test that builds the
+        optimizer itself, or keeps the starting values); nothing otherwise."""
+        if self.simplex:
+            on_simplex(params)
 
     @property
     def matrix_only(self) -> bool:
@@ -86,7 +98,7 @@ class OptimizerCase:
     @property
     def per_param_state(self) -> bool:
         """Whether the configuration keeps state tensors per parameter (plain SGD and AdaGradNorm do not)."""
-        if self.cls is adaptim.AdaGradNorm:
+        if self.cls in (adaptim.AdaGradNorm, adaptim.MirrorDescent, adaptim.ExponentiatedGradient):
             return False
         if self.cls in (adaptim.SGD, adaptim.Steepest):
             return self.kwargs.get("momentum", 0.0) != 0
@@ -213,12 +225,19 @@ ALL_OPTIMIZERS += [
     ),
 ]
 
-#: the fourteen classes of issues 2 and 3, each with its first (simplest) configuration above
+#: mirror descent (1)-(3) and exponentiated gradient (91) of issue 8 (the simplex ones take simplex points only)
+ALL_OPTIMIZERS += [
+    OptimizerCase("mirror_descent", adaptim.MirrorDescent, dict(lr=0.1)),
+    OptimizerCase("mirror_descent_entropy", adaptim.MirrorDescent, dict(lr=0.5, mirror_map="entropy"), simplex=True),
+    OptimizerCase("exponentiated_gradient", adaptim.ExponentiatedGradient, dict(lr=0.5), simplex=True),
+]
+
+#: the classes of issues 2, 3 and 8, each with its first (simplest) configuration above
 _first: dict[type, OptimizerCase] = {}
 for _case in ALL_OPTIMIZERS:
     _first.setdefault(_case.cls, _case)
 ALL_OPTIMIZER_CLASSES: list[OptimizerCase] = list(_first.values())
-assert len(ALL_OPTIMIZER_CLASSES) == 14
+assert len(ALL_OPTIMIZER_CLASSES) == 16
 
 #: issue 8, the sphere (Section 8.1): each method, the trust region under each norm, momentum, rows as spheres
 _SPHERE = [
@@ -241,6 +260,28 @@ _BY_ARGNAME = {
     "stateful_optimizer_case": [c for c in ALL_OPTIMIZERS if c.per_param_state],
     "optimizer_class": ALL_OPTIMIZER_CLASSES,
 }
+
+
+def on_simplex(params) -> None:
+    """Move every parameter in ``params`` (tensors, (name, tensor) pairs or param-group dicts) that is not a point of
+    the probability simplex onto it, in place: softmax over all its entries (in float64, then rounded to its dtype).
+
+    PyTorch's checklist draws parameters from randn; a simplex optimizer refuses those at construction, so its
+    cases place them first. Points already on the simplex are left bitwise as they are (a copy of a trained
+    parameter stays the same), and so are tensors the check cannot take (integer, complex, sparse, empty), which
+    the optimizer refuses or skips itself."""
+    from adaptim.mirror import simplex_violation
+
+    for item in params:
+        if isinstance(item, dict):
+            on_simplex(item["params"] if not isinstance(item["params"], torch.Tensor) else [item["params"]])
+            continue
+        t = item[1] if isinstance(item, tuple) else item
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.is_sparse or t.numel() == 0:
+            continue
+        if simplex_violation(t.detach()) is not None:
+            with torch.no_grad():
+                t.copy_(torch.softmax(t.detach().double().reshape(-1), 0).reshape(t.shape).to(t.dtype))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

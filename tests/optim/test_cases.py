@@ -246,10 +246,12 @@ def test_c03_kind_decay_applied_once_per_parameter(optimizer_case):
     for foreach in [False, True] if case.has_foreach else [None]:
         mode = {} if foreach is None else {"foreach": foreach}
         params = [leaf(torch.ones(case.shape((2,)), dtype=d)) for d in (torch.float32, torch.float64)]
+        case.place(params)  # (a simplex case: (1/2, 1/2))
+        starts = [p.detach().clone() for p in params]
         opt = case.make(params, **overrides, **mode)
         case.step(opt, params, [torch.zeros_like(p) for p in params])
-        for p, rtol in zip(params, (2e-7, 1e-15)):  # (1 - lam) in the parameter's dtype, to rounding
-            torch.testing.assert_close(p.detach(), torch.full_like(p.detach(), 1 - lam), rtol=rtol, atol=0)
+        for p, start, rtol in zip(params, starts, (2e-7, 1e-15)):  # (1 - lam) in the parameter's dtype, to rounding
+            torch.testing.assert_close(p.detach(), start * (1 - lam), rtol=rtol, atol=0)
         assert_finite_state(opt)
 
 
@@ -416,6 +418,7 @@ def test_c05_kind_zero_grads_leave_half_params_unchanged(optimizer_case, dtype):
         overrides["weight_decay"] = 0.0
     lam = decay_per_step(optimizer_case)
     p = leaf(optimizer_case.tensor(torch.tensor(HALF_VALUES, dtype=dtype)))
+    optimizer_case.place([p])
     expected = zero_grad_trajectory(optimizer_case, p.detach().clone(), 3)
     opt = optimizer_case.make([p], **overrides)
     for _ in range(3):

@@ -1,7 +1,7 @@
 """PyTorch's optimizer checklist (``TestOptimRenewed`` in pytorch's test/test_optim.py), for every adaptim optimizer.
 
-One test per property, each parametrized over every configuration of ``conftest.py`` (``optimizer_case``, 32
-configurations of the 14 classes) or over the classes (``optimizer_class``); the inputs each class must refuse
+One test per property, each parametrized over every configuration of ``conftest.py`` (``optimizer_case``, 35
+configurations of the 16 classes) or over the classes (``optimizer_class``); the inputs each class must refuse
 and the schedulers live in ``_checklist.py`` (PyTorch's ``OptimizerInfo`` database). Where adaptim deliberately
 differs from ``torch.optim`` the test says so and checks adaptim's behaviour instead of skipping: duplicate
 parameters raise, non-finite and sparse gradients raise, the step counter stays float32 under a float64 default
@@ -506,6 +506,7 @@ def test_param_groups_lr(optimizer_case):
     outer = {**case.kwargs, "lr": 1e-28}  # the other group: the same configuration at lr = 1e-28
     w, b, x = regression(case)
     irrelevant = Parameter(torch.randn(case.shape((2,)), generator=torch.Generator().manual_seed(5)))
+    case.place([w, b, irrelevant])  # (the simplex cases; case.cls is called directly below)
     start = irrelevant.detach().clone()
     opt = case.cls(
         [{"params": [w, b], **case.group_extra, **inner}, {"params": [irrelevant], **case.group_extra}], **outer
@@ -547,6 +548,7 @@ def test_step_is_noop_for_zero_grads(optimizer_case):
     weights whatever the gradient, is set to 0 as in torch's test."""
     case = optimizer_case
     p = leaf(torch.randn(case.shape((5, 1)), generator=torch.Generator().manual_seed(0)))
+    case.place([p])
     start = p.detach().clone()
     opt = case.make([p], **({"weight_decay": 0.0} if accepts(case, "weight_decay") else {}))
     for _ in range(3):

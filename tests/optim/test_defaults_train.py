@@ -102,8 +102,12 @@ def test_defaults_train_a_small_cnn(optimizer_class, digits, adam_reference):
         got = train(model, at_defaults(cls, model), digits)
         assert got["accuracy"] >= 0.8 and got["loss"] <= 0.25 * got["initial"], got
         return
+    if optimizer_class.simplex:  # its parameters are probability vectors: a CNN's weights are refused, clearly
+        with pytest.raises(ValueError, match="probability simplex"):
+            at_defaults(cls, model)
+        return
     got = train(model, at_defaults(cls, model), digits)
-    if cls is adaptim.SGD:
+    if cls in (adaptim.SGD, adaptim.MirrorDescent):  # MirrorDescent's default map is Euclidean: SGD, bitwise
         twin = cnn()
         want = train(twin, torch.optim.SGD(twin.parameters()), digits)
         assert got == want and got["loss"] < got["initial"], (got, want)

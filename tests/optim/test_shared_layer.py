@@ -21,6 +21,7 @@ def _problem(case, seed=0):
     shapes = [case.shape(s) for s in [(3, 2), (4,), (2, 2)]]
     params = [torch.randn(s, generator=gen, dtype=torch.float64).requires_grad_(True) for s in shapes]
     grads = [[torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes] for _ in range(3)]
+    case.place(params)  # (the simplex cases)
     return params, grads
 
 
@@ -55,7 +56,7 @@ def test_final_step_gets_the_checked_decay_and_is_apply_update(request, optimize
     """The last stage receives lambda_t = ``_decay_factor(group)`` (the number the base class refused when >= 1)
     when the decay is multiplicative (``WeightDecay.DECOUPLED``), and 0 otherwise (L2 decay is in the gradient,
     direction decay in the direction); applying ``apply_update_`` to what it receives reproduces the optimizer's own run
-    bitwise."""
+    bitwise (for a class with its own last stage, a mirror step: that stage applied to what it receives)."""
     params, grads = _problem(optimizer_case)
     opt = optimizer_case.make(params)
     ref_params, _ = _problem(optimizer_case)
@@ -65,9 +66,13 @@ def test_final_step_gets_the_checked_decay_and_is_apply_update(request, optimize
     def final_step(group, ps, ds, lr, decay=0.0):
         decoupled = opt.group_weight_decay_kind(group) is WeightDecay.DECOUPLED
         decays.append((decay, opt._decay_factor(group) if decoupled else 0.0))
+        if own is not None:
+            own(opt, group, ps, ds, lr, decay)
+            return
         for w, d in zip(ps, ds):
             apply_update_(w, d, lr, decay)
 
+    own = type(opt)._final_step if type(opt)._final_step is not adaptim.AdaptimOptimizer._final_step else None
     opt._final_step = final_step
     scheds = [
         torch.optim.lr_scheduler.LambdaLR(o, lambda k: 1 / (1 + k))

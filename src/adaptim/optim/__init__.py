@@ -39,3 +39,6 @@ __all__ += ["create_optimizer", "list_optimizers", "NAMED_OPTIMIZERS"]
 from adaptim.optim.sphere import SphereSGD  # noqa: E402
 
 __all__ += ["SphereSGD"]
+from adaptim.optim.mirror import ExponentiatedGradient, MirrorDescent  # noqa: E402
+
+__all__ += ["MirrorDescent", "ExponentiatedGradient"]
