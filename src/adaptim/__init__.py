@@ -51,3 +51,6 @@ __all__ = [
     "__version__",
 ]
 __all__ += ["create_optimizer", "list_optimizers"]
+from adaptim.optim import StiefelSGD  # noqa: E402
+
+__all__ += ["StiefelSGD"]

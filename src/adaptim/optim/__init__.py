@@ -35,3 +35,6 @@ __all__ = [
     "inverse_sqrt",
 ]
 __all__ += ["create_optimizer", "list_optimizers", "NAMED_OPTIMIZERS"]
+from adaptim.optim.stiefel import StiefelSGD  # noqa: E402
+
+__all__ += ["StiefelSGD"]

@@ -1,0 +1,4 @@
+from adaptim.manifolds.base import Manifold
+from adaptim.manifolds.stiefel import Stiefel
+
+__all__ = ["Manifold", "Stiefel"]
