@@ -204,9 +204,12 @@ def manifold_muon_direction(
     halved whenever the tangency error grew since the previous iterate (the oscillation of a too-long step) and
     lengthened by 10% when it fell. Where H* = G + W Lambda* has full rank d the objective is smooth near Lambda*
     and the iteration reaches small tolerances (measured on random 64 x 16 and 4 x 3 problems: 1e-6 in about 20
-    updates); where H* is rank-deficient (a gradient of rank below d) the subgradient Orth(H) of the iterates is
-    not the tangent one, and the iteration may stop at ``dual_steps`` with a large tangency error: the projected
-    and rescaled candidate is still a feasible step of (78), not its maximizer.
+    updates). Where H* is rank-deficient (generic for some shapes, e.g. 3 x 2; or a gradient of rank below d) the
+    subgradient Orth(H) of the iterates is not the tangent one and the iteration does not reach ``tol``; then, as
+    in the proof of Lemma S.22, the tangent element of the subdifferential at the best iterate (its singular values
+    below a tenth of the largest treated as zero) is solved for directly: U_r V_r^T + U_0 C V_0^T with
+    sym(W^T Z) = 0 a linear system for C, kept if ||C||_2 <= 1 and it is more tangent (systems above 2^22 entries
+    are skipped, large layers keep the projected candidate).
 
     The kept Z is then projected onto the tangent space and rescaled to spectral norm 1, so the returned direction
     is always feasible for (78) -- exactly tangent (up to rounding) with ||Z||_2 = 1 -- and close to optimal when
@@ -235,21 +238,67 @@ def manifold_muon_direction(
         return TangentStep(torch.zeros_like(g), 0.0, 0, True)
     lam = -sym(w.mT @ g) / 2
     step = dual_lr * gnorm / math.sqrt(d)
-    best_z, best_err, prev_err, k = None, math.inf, math.inf, 0
+    best_z, best_err, best_h, prev_err, k = None, math.inf, None, math.inf, 0
     for k in range(dual_steps + 1):
-        z = manifold.orthogonalize_direction(g + w @ (lam + lam.mT))
+        h = g + w @ (lam + lam.mT)
+        z = manifold.orthogonalize_direction(h)
         r = w.mT @ z + z.mT @ w
         znorm = float(torch.linalg.vector_norm(z))
         err = float(torch.linalg.vector_norm(r)) / znorm if znorm > 0 else 0.0
         if err < best_err:
-            best_z, best_err = z, err
+            best_z, best_err, best_h = z, err, h
         if err <= tol or k == dual_steps:
             break
         step *= 0.5 if err > prev_err else 1.1
         prev_err = err
         lam = lam - step * r
+    if best_err > tol:  # a rank-deficient H*: look for the tangent subgradient Lemma S.22 says exists
+        completed = _tangent_subgradient(w, best_h)
+        if completed is not None and completed[1] < best_err:
+            best_z, best_err = completed
     z = manifold.project_tangent(w, best_z)
     spec = float(torch.linalg.matrix_norm(z, ord=2))
     if spec == 0.0:  # a guard against 0/0
         return TangentStep(torch.zeros_like(g), best_err, k, best_err <= tol)
     return TangentStep(z / spec, best_err, k, best_err <= tol)
+
+
+#: the largest linear system (entries) :func:`_tangent_subgradient` builds; larger problems keep the projection
+_COMPLETION_MAX_ENTRIES = 1 << 22
+
+
+def _tangent_subgradient(w: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, float] | None:
+    """A tangent Z in the subdifferential of the nuclear norm at h (up to singular values of h treated as zero),
+    or ``None``.
+
+    Where h = U_r S_r V_r^T has rank r < d, the subdifferential is {U_r V_r^T + U_0 C V_0^T : ||C||_2 <= 1} with
+    U_0, V_0 orthonormal bases of the complements of range(U_r) in R^D and of range(V_r) in R^d (Appendix R.2,
+    (152)); the Z of Lemma S.22 is one of them with sym(W^T Z) = 0, a linear condition on C. For each candidate
+    rank r (a gap sigma_{r+1} <= sigma_1 / 10) this solves it for the least-squares C; of the Z with
+    ||C||_2 <= 1 + 1e-6 it returns (Z, its relative tangency error) of the smallest error (``None`` if there is
+    none). Candidate ranks whose system would have more than 2^22 entries are skipped.
+    """
+    D, d = w.shape
+    U, S, Vh = torch.linalg.svd(h, full_matrices=True)
+    if float(S[0]) == 0.0:
+        return None
+    best = None
+    for r in range(d - 1, 0, -1):
+        if float(S[r]) > 0.1 * float(S[0]):
+            continue
+        m, k = D - r, d - r
+        if d * d * m * k > _COMPLETION_MAX_ENTRIES:
+            continue
+        z0 = U[:, :r] @ Vh[:r]
+        a, v0, u0 = w.mT @ U[:, r:], Vh[r:].mT, U[:, r:]  # (d, m), (d, k), (D, m)
+        t = torch.einsum("ai,bj->abij", a, v0)  # C -> A C V0^T, entry (a, b) per entry (i, j) of C
+        t = ((t + t.transpose(0, 1)) / 2).reshape(d * d, m * k)
+        rhs = -sym(w.mT @ z0).reshape(d * d, 1)
+        c = torch.linalg.lstsq(t, rhs, driver="gelsd" if t.device.type == "cpu" else None).solution.reshape(m, k)
+        if float(torch.linalg.matrix_norm(c, ord=2)) > 1 + 1e-6:
+            continue
+        z = z0 + u0 @ c @ v0.mT
+        err = float(torch.linalg.vector_norm(w.mT @ z + z.mT @ w)) / float(torch.linalg.vector_norm(z))
+        if best is None or err < best[1]:
+            best = (z, err)
+    return best
