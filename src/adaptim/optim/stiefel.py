@@ -38,10 +38,11 @@ class StiefelSGD(AdaptimOptimizer):
     with no tangent component under "manifold_muon") leaves W exactly unchanged (no retraction of W itself, which
     would change it by rounding).
 
-    Momentum (``momentum = mu > 0``): the heavy ball of the gradient, B_t = mu B_{t-1} + G_t (B_0 = 0, as
-    ``torch.optim.SGD``), replaces G_t above; after each step the buffer is projected onto the tangent space at
-    W_{t+1} (P(B) = B - W sym(W^T B), the projection as vector transport, as geoopt's ``RiemannianSGD`` does), so
-    the old directions it carries are tangent where they are used next.
+    Momentum (``momentum = mu > 0``): the heavy ball of the gradient replaces G_t above, with the buffer carried
+    from one point to the next by projection onto the tangent space (P_W(B) = B - W sym(W^T B), the projection as
+    vector transport, as geoopt's ``RiemannianSGD`` does): B_t = mu P_{W_t}(B_{t-1}) + G_t (B_0 = 0, no dampening,
+    as ``torch.optim.SGD``). The projection of the buffer after each step is taken when the buffer is next used
+    (at the start of the next step, at the same point W_t), so the state holds the buffer as the step used it.
 
     Parameters: real D x d matrices with D >= d (a wide matrix: optimize its transpose). A parameter not on the
     manifold when it is given to the optimizer (||W^T W - I||_F / sqrt(d) above 100 eps of its dtype) is
@@ -138,13 +139,11 @@ class StiefelSGD(AdaptimOptimizer):
         if mu == 0:
             self._final_step(group, params, grads, group["lr"])
             return
-        bufs = [s["momentum_buffer"] for s in states]
-        for b, g in zip(bufs, grads):
-            b.mul_(mu).add_(g)
-        self._final_step(group, params, bufs, group["lr"])
         manifold = self.manifold(group)
-        for w, b in zip(params, bufs):  # transport: the buffer made tangent at W_{t+1}
-            b.copy_(manifold.project_tangent(w, b))
+        bufs = [s["momentum_buffer"] for s in states]
+        for w, b, g in zip(params, bufs, grads):  # transport: the old buffer made tangent at the current W first
+            b.copy_(manifold.project_tangent(w, b)).mul_(mu).add_(g)
+        self._final_step(group, params, bufs, group["lr"])
 
     def _final_step(
         self,
