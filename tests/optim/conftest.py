@@ -24,6 +24,7 @@ rounding only (the tests compare those to a tight tolerance, and everything else
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,8 @@ class OptimizerCase:
         if self.cls is adaptim.StiefelSGD:  # D x d with D >= d: a vector as a column, a wide matrix transposed
             if len(shape) == 1:
                 return (shape[0], 1) if shape[0] else (0, 0)
+            if len(shape) > 2:  # the (shape[0], rest) flattening
+                shape = (shape[0], math.prod(shape[1:]))
             if len(shape) == 2 and shape[0] < shape[1]:
                 return (shape[1], shape[0])
         if not self.matrix_only or len(shape) >= 2:
@@ -72,6 +75,16 @@ class OptimizerCase:
     def tensor(self, t: torch.Tensor) -> torch.Tensor:
         """``t`` reshaped to :meth:`shape` (same values, row-major)."""
         return t.reshape(self.shape(t.shape))
+
+    @property
+    def takes_whole_models(self) -> bool:
+        """Whether the configuration takes every parameter of a model (biases, convolution weights), directly or
+        through :func:`split_for` (Muon's AdamW side); StiefelSGD keeps every parameter on the Stiefel manifold."""
+        return self.cls is not adaptim.StiefelSGD
+
+    def skip_unless_whole_models(self) -> None:
+        if not self.takes_whole_models:
+            pytest.skip(f"{self.name} takes D x d matrices with D >= d only (no model's biases or conv weights)")
 
     @property
     def batched_to_rounding(self) -> bool:

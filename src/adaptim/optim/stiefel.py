@@ -34,8 +34,8 @@ class StiefelSGD(AdaptimOptimizer):
 
     Orth(M) = U V^T is computed by SVD (``orthogonalize="svd"``, exact) or by ``ns_steps`` quintic Newton-Schulz
     steps ((147), Appendix Q.3.1; :class:`adaptim.manifolds.Stiefel` states its accuracy), for the retraction and
-    for the dual iteration's candidates alike. A step whose move is zero (a zero gradient, lr = 0, or a gradient
-    with no tangent component under "manifold_muon") leaves W exactly unchanged (no retraction of W itself, which
+    for the dual iteration's candidates alike. A step whose move is zero (a zero gradient, lr = 0 or an lr so small that
+    W - Delta rounds to W, a gradient with no tangent component under "manifold_muon") leaves W exactly unchanged (no retraction of W itself, which
     would change it by rounding).
 
     Momentum (``momentum = mu > 0``): the heavy ball of the gradient replaces G_t above, with the buffer carried
@@ -163,6 +163,7 @@ class StiefelSGD(AdaptimOptimizer):
                     manifold, w, g, dual_steps=group["dual_steps"], dual_lr=group["dual_lr"], tol=group["tol"]
                 )
                 delta = lr * step.direction
-            if not bool(delta.any()):  # nothing moves: keep W bitwise (a retraction would round it)
+            moved = w - delta
+            if torch.equal(moved, w):  # nothing moves (to rounding): keep W bitwise (a retraction would round it)
                 continue
-            w.copy_(manifold.retract(w - delta))
+            w.copy_(manifold.retract(moved))
