@@ -34,9 +34,9 @@ class StiefelSGD(AdaptimOptimizer):
 
     Orth(M) = U V^T is computed by SVD (``orthogonalize="svd"``, exact) or by ``ns_steps`` quintic Newton-Schulz
     steps ((147), Appendix Q.3.1; :class:`adaptim.manifolds.Stiefel` states its accuracy), for the retraction and
-    for the dual iteration's candidates alike. A step whose move is zero (a zero gradient, lr = 0 or an lr so small that
-    W - Delta rounds to W, a gradient with no tangent component under "manifold_muon") leaves W exactly unchanged (no retraction of W itself, which
-    would change it by rounding).
+    for the dual iteration's candidates alike. A step whose move is zero (a zero gradient, lr = 0 or an lr so
+    small that W - Delta rounds to W, a gradient with no tangent component under "manifold_muon") leaves W exactly
+    unchanged (no retraction of W itself, which would change it by rounding).
 
     Momentum (``momentum = mu > 0``): the heavy ball of the gradient replaces G_t above, with the buffer carried
     from one point to the next by projection onto the tangent space (P_W(B) = B - W sym(W^T B), the projection as
