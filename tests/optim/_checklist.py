@@ -327,6 +327,14 @@ _CLASS_ERRORS: dict[type, list[ErrorInput]] = {
         ErrorInput("unknown orthogonalize", ValueError, "orthogonalize", kwargs=dict(orthogonalize="qr")),
         ErrorInput("ns_steps set to 0", ValueError, "ns_steps", on="step", mutate=_set("ns_steps", 0)),
     ],
+    adaptim.StiefelSGD: [
+        ErrorInput("a wide matrix (D < d)", ValueError, "D < d", params=lambda c: [leaf(torch.ones(2, 3))]),
+        ErrorInput("a vector", ValueError, "2 dimensions", params=lambda c: [leaf(torch.ones(3))]),
+        ErrorInput("unknown method", ValueError, "method", kwargs=dict(method="riemannian")),
+        ErrorInput("unknown orthogonalize", ValueError, "orthogonalize", kwargs=dict(orthogonalize="qr")),
+        ErrorInput("dual_lr 0", ValueError, "dual_lr", kwargs=dict(dual_lr=0.0)),
+        ErrorInput("method set to an unknown one", ValueError, "method", on="step", mutate=_set("method", "qr")),
+    ],
     adaptim.Steepest: [
         ErrorInput("unknown norm", ValueError, "norm", kwargs=dict(norm="l1")),
         ErrorInput("unknown rule", ValueError, "rule", kwargs=dict(rule="exact")),

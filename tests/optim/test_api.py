@@ -116,8 +116,8 @@ def test_state_dict_round_trip(optimizer_case, through_bytes):
 def test_closure_returns_loss_with_grad_enabled(optimizer_case):
     p = optimizer_case.tensor(torch.tensor([1.0, -2.0])).requires_grad_()
     optimizer_case.place([p])  # a simplex case: softmax(1, -2), loss 0.91
-    start_loss = float((p.detach() ** 2).sum())
     opt = optimizer_case.make([p])
+    expected = float((p.detach() ** 2).sum())  # 5 (StiefelSGD orthonormalizes p at construction: 1)
     calls = []
 
     def closure():
@@ -130,13 +130,12 @@ def test_closure_returns_loss_with_grad_enabled(optimizer_case):
     with torch.no_grad():  # the step enables grad for the closure whatever the caller's mode
         loss = opt.step(closure)
     assert calls == [True]
-    assert isinstance(loss, torch.Tensor) and loss.item() == pytest.approx(start_loss, rel=1e-6)
+    assert isinstance(loss, torch.Tensor) and loss.item() == pytest.approx(expected, rel=1e-6)
     if optimizer_case.simplex:  # on the simplex ||p||^2 descends toward the uniform point
-        assert float((p.detach() ** 2).sum()) < start_loss
+        assert float((p.detach() ** 2).sum()) < expected
     elif optimizer_case.fixed_norm:  # the gradient 2p of ||p||^2 is radial: a sphere's step leaves p as it is
         assert torch.equal(p.detach(), optimizer_case.tensor(torch.tensor([1.0, -2.0])))
     else:
-        assert start_loss == 5.0
         assert torch.all(p.detach().abs() < optimizer_case.tensor(torch.tensor([1.0, 2.0])))  # it descended
     if not optimizer_case.kwargs.get("lookahead"):
         assert opt.step() is None  # without a closure: None (grads from the closure above are reused)
@@ -157,8 +156,8 @@ def test_closure_loss_object_is_returned():
 def test_params_without_grad_are_skipped(optimizer_case):
     (p1, p2), grads = params_and_grads(3, case=optimizer_case)
     optimizer_case.place([p1, p2])
-    before = p2.detach().clone()
     opt = optimizer_case.make([p1, p2])
+    before = p2.detach().clone()  # after construction (which may put it on a manifold)
     alone = clones([p1])
     opt_alone = optimizer_case.make(alone)
     for g1, _ in grads:
@@ -708,10 +707,10 @@ def test_sparse_grads_refused(optimizer_class):
     shape = optimizer_class.shape((4,))
     p = torch.ones(shape, requires_grad=True)
     opt = optimizer_class.make([p])
-    start = p.detach().clone()  # (ones; a simplex case's make placed them on the simplex)
+    before = p.detach().clone()  # after construction (which may put it on a manifold)
     with pytest.raises((RuntimeError, TypeError), match="sparse"):
         optimizer_class.step(opt, [p], [torch.ones(shape).to_sparse()])
-    assert torch.equal(p.detach(), start)
+    assert torch.equal(p.detach(), before)
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool])

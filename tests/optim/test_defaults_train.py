@@ -93,6 +93,7 @@ def test_reference_trains(adam_reference):
 
 
 def test_defaults_train_a_small_cnn(optimizer_class, digits, adam_reference):
+    optimizer_class.skip_unless_whole_models()
     cls = optimizer_class.cls
     model = cnn()
     if cls is adaptim.FullMatrixAdaGrad:

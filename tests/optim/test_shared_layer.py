@@ -37,8 +37,8 @@ def test_a_step_writes_the_parameters_only_through_final_step(request, optimizer
     """With the last stage replaced by one that moves nothing, no parameter moves, while the state advances as in
     a normal run (the directions are computed)."""
     params, grads = _problem(optimizer_case)
-    kept = [p.detach().clone() for p in params]
     opt = optimizer_case.make(params)
+    kept = [p.detach().clone() for p in params]  # after construction (which may put them on a manifold)
     calls = []
     opt._final_step = lambda group, ps, ds, lr, decay=0.0: calls.append(len(ps))
     ref_params, _ = _problem(optimizer_case)
