@@ -185,3 +185,51 @@ def test_muon_on_a_sphere_keeps_each_matrix_norm():
     for W, r, W0 in zip(Ws, norms, starts):
         assert abs(float(W.detach().norm()) / r - 1) < 1e-4
         assert float((W.detach() - W0).norm()) > 0.1 * r  # the weights moved on the sphere
+
+
+def _polar(M):
+    u, _, vt = torch.linalg.svd(M, full_matrices=False)
+    return u @ vt
+
+
+def test_adam_on_the_stiefel_manifold_matches_the_literal_loop_and_keeps_w_orthonormal():
+    from adaptim.manifolds import Stiefel
+
+    gen = torch.Generator().manual_seed(6)
+    W0 = _polar(torch.randn(5, 3, generator=gen, dtype=torch.float64))
+    grads = [torch.randn(5, 3, generator=gen, dtype=torch.float64) for _ in range(12)]
+    W = W0.clone().requires_grad_(True)
+    opt = adaptim.Adam([{"params": [W], "manifold": Stiefel()}], lr=0.05)
+    for g in grads:
+        W.grad = g.clone()
+        opt.step()
+
+    def tangent(X, V):  # V - X sym(X^T V)
+        S = X.T @ V
+        return V - X @ (S + S.T) / 2
+
+    X, m, v = W0.clone(), torch.zeros_like(W0), torch.zeros_like(W0)
+    for t, G in enumerate(grads, 1):
+        g = tangent(X, G)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        d = (m / (1 - 0.9**t)) / ((v / (1 - 0.999**t)).sqrt() + 1e-8)
+        X = _polar(X - 0.05 * tangent(X, d))  # (77)
+        m = tangent(X, m)
+    torch.testing.assert_close(W.detach(), X, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(W.detach().T @ W.detach(), torch.eye(3, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_muon_on_the_stiefel_manifold_keeps_w_orthonormal_in_float32():
+    from adaptim.manifolds import Stiefel
+
+    gen = torch.Generator().manual_seed(7)
+    W = torch.randn(8, 4, generator=gen).requires_grad_(True)
+    opt = adaptim.Muon([{"params": [W], "manifold": Stiefel()}], lr=0.02)  # projected onto the manifold here
+    start = W.detach().clone()
+    for _ in range(300):
+        W.grad = torch.randn(8, 4, generator=gen)
+        opt.step()
+    eye = torch.eye(4)
+    assert float((W.detach().T @ W.detach() - eye).abs().max()) < 1e-5
+    assert float((W.detach() - start).norm()) > 0.1
