@@ -58,3 +58,6 @@ __all__ += ["SphereSGD"]
 from adaptim.optim.mirror import ExponentiatedGradient, MirrorDescent  # noqa: E402
 
 __all__ += ["MirrorDescent", "ExponentiatedGradient"]
+from adaptim.optim import StiefelSGD  # noqa: E402
+
+__all__ += ["StiefelSGD"]

@@ -14,7 +14,9 @@ Each case is an :class:`OptimizerCase`: ``case.make(params, **overrides)`` build
 ``case.step(opt, params, grads)`` takes one step with the given gradients through a closure (so
 ``SGD(lookahead=True)``, which requires one, runs like the others). Shapes go through ``case.shape(shape)``
 (and fixed values through ``case.tensor(t)``): Muon groups take matrices only, so for Muon a vector (n,) becomes
-the row (1, n) and a scalar (1, 1); every other case keeps the shape. ``case.batched_to_rounding`` says whether
+the row (1, n) and a scalar (1, 1); StiefelSGD takes D x d matrices with D >= d, so a vector (n,) becomes the
+column (n, 1) (an empty one (0, 0)), a wide matrix (a, b) the tall (b, a) and a scalar (1, 1); every other case
+keeps the shape. ``case.batched_to_rounding`` says whether
 the class stacks matrices of one shape into batched matrix kernels, which agree with the per-parameter loop to
 rounding only (the tests compare those to a tight tolerance, and everything else bitwise).
 """
@@ -65,11 +67,16 @@ class OptimizerCase:
     @property
     def matrix_only(self) -> bool:
         """Whether the configuration refuses parameters with fewer than 2 dimensions (Muon groups)."""
-        return self.cls is adaptim.Muon and self.group_extra.get("use_muon", True)
+        return (self.cls is adaptim.Muon and self.group_extra.get("use_muon", True)) or self.cls is adaptim.StiefelSGD
 
     def shape(self, shape) -> tuple[int, ...]:
         """The test shape ``shape`` for this case: a row (1, n) or (1, 1) for matrix-only cases, else itself."""
         shape = tuple(shape)
+        if self.cls is adaptim.StiefelSGD:  # D x d with D >= d: a vector as a column, a wide matrix transposed
+            if len(shape) == 1:
+                return (shape[0], 1) if shape[0] else (0, 0)
+            if len(shape) == 2 and shape[0] < shape[1]:
+                return (shape[1], shape[0])
         if not self.matrix_only or len(shape) >= 2:
             return shape
         return (1, shape[0]) if shape else (1, 1)
@@ -100,7 +107,7 @@ class OptimizerCase:
         """Whether the configuration keeps state tensors per parameter (plain SGD and AdaGradNorm do not)."""
         if self.cls in (adaptim.AdaGradNorm, adaptim.MirrorDescent, adaptim.ExponentiatedGradient):
             return False
-        if self.cls in (adaptim.SGD, adaptim.Steepest):
+        if self.cls in (adaptim.SGD, adaptim.Steepest, adaptim.StiefelSGD):
             return self.kwargs.get("momentum", 0.0) != 0
         return True
 
@@ -232,12 +239,22 @@ ALL_OPTIMIZERS += [
     OptimizerCase("exponentiated_gradient", adaptim.ExponentiatedGradient, dict(lr=0.5), simplex=True),
 ]
 
+#: the Stiefel manifold of issue 8 (Section 8.2): D x d matrices with D >= d (see ``OptimizerCase.shape``)
+ALL_OPTIMIZERS += [
+    OptimizerCase("stiefel_sgd", adaptim.StiefelSGD, dict(lr=0.1)),
+    OptimizerCase(
+        "stiefel_manifold_muon_ns_momentum",
+        adaptim.StiefelSGD,
+        dict(lr=0.05, method="manifold_muon", orthogonalize="newton_schulz", momentum=0.9),
+    ),
+]
+
 #: the classes of issues 2, 3 and 8, each with its first (simplest) configuration above
 _first: dict[type, OptimizerCase] = {}
 for _case in ALL_OPTIMIZERS:
     _first.setdefault(_case.cls, _case)
 ALL_OPTIMIZER_CLASSES: list[OptimizerCase] = list(_first.values())
-assert len(ALL_OPTIMIZER_CLASSES) == 16
+assert len(ALL_OPTIMIZER_CLASSES) == 17
 
 #: issue 8, the sphere (Section 8.1): each method, the trust region under each norm, momentum, rows as spheres
 _SPHERE = [

@@ -2,7 +2,6 @@
 
 from adaptim.manifolds.base import Manifold
 from adaptim.manifolds.sphere import Sphere
+from adaptim.manifolds.stiefel import Stiefel
 
-__all__ = ["Manifold", "Sphere"]
-
-# the Stiefel manifold (8.2)
+__all__ = ["Manifold", "Sphere", "Stiefel"]
