@@ -237,7 +237,9 @@ class DigitsSphereTask(_ConstrainedDigits):
             self._baseline(),
             OptimizerSpec(
                 "sphere_sgd",
-                self._paired(lambda p, lr: adaptim.SphereSGD(p, lr=lr, radius=1.0, dim=1, method="tangent", momentum=0.9)),
+                self._paired(
+                    lambda p, lr: adaptim.SphereSGD(p, lr=lr, radius=1.0, dim=1, method="tangent", momentum=0.9)
+                ),
                 lrs={t: 1.0},
                 sweep_center=0.3,
                 description="SphereSGD(method='tangent', momentum=0.9) (72) on the rows, AdamW on the rest",
@@ -394,9 +396,7 @@ class MixtureTask(Task):
     tolerance = 1e-12  # | sum pi - 1 | in float64
     unconstrained = ()
 
-    def __init__(
-        self, components: int = 32, dims: int = 10, bandwidth: float = 0.5, steps: int | None = None
-    ) -> None:
+    def __init__(self, components: int = 32, dims: int = 10, bandwidth: float = 0.5, steps: int | None = None) -> None:
         if components < 2 or dims < 1 or not bandwidth > 0:
             raise ValueError(
                 f"components must be >= 2, dims >= 1 and bandwidth > 0, got {components!r}, {dims!r}, {bandwidth!r}"
