@@ -204,7 +204,6 @@ def _cmd_perf(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from adaptim.bench import OPTIMIZERS, TASKS
-
     from adaptim.bench.tasks import DEFAULT_TASKS, make_task
 
     print("tasks:")

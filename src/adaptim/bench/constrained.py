@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -214,7 +214,7 @@ class DigitsSphereTask(_ConstrainedDigits):
     name = "digits_sphere"
     description = "digits MLP, hidden weight with unit-norm rows (sphere, 8.1; cross-entropy, nats)"
     constraint = "each row of layers.0.weight (128 x 64) at unit norm: Sphere(radius=1, dim=1)"
-    constraint_metrics = {"row_norm_error": "max abs(norm(row) - 1)"}
+    constraint_metrics: ClassVar[dict[str, str]] = {"row_norm_error": "max abs(norm(row) - 1)"}
 
     def manifold(self) -> Manifold:
         return Sphere(radius=1.0, dim=1)
@@ -276,7 +276,7 @@ class DigitsStiefelTask(_ConstrainedDigits):
     name = "digits_stiefel"
     description = "digits MLP, orthonormal hidden weight (Stiefel, 8.2; cross-entropy, nats)"
     constraint = "layers.0.weight (128 x 64) orthonormal, W^T W = I: Stiefel()"
-    constraint_metrics = {"orthonormality_error": "norm(W^T W - I) (Frobenius)"}
+    constraint_metrics: ClassVar[dict[str, str]] = {"orthonormality_error": "norm(W^T W - I) (Frobenius)"}
     tolerance = 1e-4  # a Frobenius norm over 64 x 64 entries, each at float32 rounding
 
     def manifold(self) -> Manifold:
@@ -392,7 +392,7 @@ class MixtureTask(Task):
     eval_every = 25
     sweep_metric = "optimality_gap"
     constraint = "pi on the probability simplex (entries >= 0 summing to 1)"
-    constraint_metrics = {"sum_error": "abs(sum pi - 1)", "min_weight": "min pi"}
+    constraint_metrics: ClassVar[dict[str, str]] = {"sum_error": "abs(sum pi - 1)", "min_weight": "min pi"}
     tolerance = 1e-12  # | sum pi - 1 | in float64
     unconstrained = ()
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -96,7 +96,7 @@ class Task:
 
     # A constrained task (adaptim.bench.constrained) runs its own contenders and reports its constraint's violation.
     #: name -> label of each number :meth:`constraint_violation` reports (empty: the task has no constraint)
-    constraint_metrics: dict[str, str] = {}
+    constraint_metrics: ClassVar[dict[str, str]] = {}
 
     def contenders(self) -> list[OptimizerSpec] | None:
         """The task's own optimizer configurations (with their rates), run instead of the bench's registry; ``None``
