@@ -195,7 +195,8 @@ class _ConstrainedDigits(DigitsTask):
             worst = max(v.values(), default=None) if None not in v.values() else None
             out.append(
                 (
-                    f"{r['optimizer']}: constraint violation at the end {worst} <= {self.tolerance:g}",
+                    f"{r['optimizer']}: constraint violation at the end "
+                    f"{'-' if worst is None else format(worst, '.2e')} <= {self.tolerance:g}",
                     worst is not None and worst <= self.tolerance,
                 )
             )
