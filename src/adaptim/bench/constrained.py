@@ -2,8 +2,8 @@
 
 A constrained task's weight lives on a manifold or on the probability simplex, so the bench's global optimizers
 (which know nothing of the constraint) are not its contenders: :meth:`Task.contenders` names the task's own
-configurations, each with its learning rate (chosen by ``adaptim bench --sweep --tasks <task>``, see
-docs/bench.md), and the unconstrained AdamW as the baseline where it applies. Every run records the constraint's
+configurations, each with its learning rate (chosen by ``adaptim bench --sweep --tasks <task>``: a 7-rate grid
+around the entry's ``sweep_center``, extended at an edge; the tables are in docs/bench.md), and the unconstrained AdamW as the baseline where it applies. Every run records the constraint's
 violation at the end (``constraint_violation``).
 
 * ``digits_sphere``: the digits MLP 64-128-10 with each row of its hidden weight ``layers.0.weight`` (128 x 64) at
@@ -241,21 +241,21 @@ class DigitsSphereTask(_ConstrainedDigits):
                 self._paired(
                     lambda p, lr: adaptim.SphereSGD(p, lr=lr, radius=1.0, dim=1, method="tangent", momentum=0.9)
                 ),
-                lrs={t: 1.0},
+                lrs={t: 0.3},
                 sweep_center=0.3,
                 description="SphereSGD(method='tangent', momentum=0.9) (72) on the rows, AdamW on the rest",
             ),
             OptimizerSpec(
                 "adamw_sphere",
                 self._manifold_adamw,
-                lrs={t: 0.03},
+                lrs={t: 0.1},
                 sweep_center=3e-3,
                 description="AdamW, the hidden weight in a group with 'manifold': Sphere(radius=1, dim=1)",
             ),
             OptimizerSpec(
                 "muon_sphere",
                 self._muon,
-                lrs={t: 0.03},
+                lrs={t: 0.3},
                 sweep_center=0.01,
                 description="Muon on the hidden weight kept on Sphere(radius=1, dim=1), AdamW on the rest",
             ),
@@ -294,7 +294,7 @@ class DigitsStiefelTask(_ConstrainedDigits):
             OptimizerSpec(
                 "stiefel_project",
                 self._paired(lambda p, lr: adaptim.StiefelSGD(p, lr=lr, method="project", momentum=0.9)),
-                lrs={t: 0.3},
+                lrs={t: 0.1},
                 sweep_center=0.3,
                 description="StiefelSGD(method='project', momentum=0.9): Orth(W - lr B) (77), AdamW on the rest",
             ),
@@ -303,7 +303,7 @@ class DigitsStiefelTask(_ConstrainedDigits):
                 self._paired(
                     lambda p, lr: adaptim.StiefelSGD(p, lr=lr, method="manifold_muon", momentum=0.9, dual_steps=20)
                 ),
-                lrs={t: 0.03},
+                lrs={t: 0.1},
                 sweep_center=0.03,
                 description="StiefelSGD(method='manifold_muon', momentum=0.9, dual_steps=20) (78)-(79), AdamW on the "
                 "rest",
@@ -311,7 +311,7 @@ class DigitsStiefelTask(_ConstrainedDigits):
             OptimizerSpec(
                 "adamw_stiefel",
                 self._manifold_adamw,
-                lrs={t: 0.01},
+                lrs={t: 0.1},
                 sweep_center=3e-3,
                 description="AdamW, the hidden weight in a group with 'manifold': Stiefel()",
             ),
@@ -508,14 +508,14 @@ class MixtureTask(Task):
             OptimizerSpec(
                 "projected_sgd",
                 _projected_sgd,
-                lrs={t: 0.1},
+                lrs={t: 0.03},
                 sweep_center=0.1,
                 description="MirrorDescent('euclidean') then the Euclidean projection onto the simplex (86)",
             ),
             OptimizerSpec(
                 "adam_softmax",
                 _adam_softmax,
-                lrs={t: 0.1},
+                lrs={t: 0.3},
                 sweep_center=0.03,
                 description="Adam on logits, pi = softmax(logits)",
             ),
