@@ -3,8 +3,9 @@
 A constrained task's weight lives on a manifold or on the probability simplex, so the bench's global optimizers
 (which know nothing of the constraint) are not its contenders: :meth:`Task.contenders` names the task's own
 configurations, each with its learning rate (chosen by ``adaptim bench --sweep --tasks <task>``: a 7-rate grid
-around the entry's ``sweep_center``, extended at an edge; the tables are in docs/bench.md), and the unconstrained AdamW as the baseline where it applies. Every run records the constraint's
-violation at the end (``constraint_violation``).
+around the entry's ``sweep_center``, extended at an edge; the tables are in docs/bench.md), and the unconstrained
+AdamW as the baseline where it applies. Every run records the constraint's violation at the end
+(``constraint_violation``).
 
 * ``digits_sphere``: the digits MLP 64-128-10 with each row of its hidden weight ``layers.0.weight`` (128 x 64) at
   unit norm, :class:`~adaptim.manifolds.Sphere` ``(radius=1, dim=1)`` (8.1: "a row of layer W").
