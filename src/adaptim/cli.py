@@ -1,6 +1,6 @@
 """The ``adaptim`` command line.
 
-    adaptim bench [--tasks digits,charlm,logreg] [--optimizers adam,sgd] [--steps N] [--lr X] [--seed S]
+    adaptim bench [--tasks digits,charlm,logreg,mixture] [--optimizers adam,sgd] [--steps N] [--lr X] [--seed S]
                   [--out DIR] [--threads N] [--sweep [--grid 1e-3,1e-2]] [--no-progress]
     adaptim perf [--size 16M] [--optimizers adamw,sgd] [--threads N] [--device cpu|cuda] [--rounds R]
                  [--scaling] [--low-precision-steps N] [--out DIR]
@@ -62,8 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train every task with every optimizer and write results.json, results.md "
         "and one PNG of loss curves per task to --out (see docs/bench.md).",
     )
-    bench.add_argument("--tasks", type=_names, default=None, help="comma-separated task names (default: all)")
-    bench.add_argument("--optimizers", type=_names, default=None, help="comma-separated optimizer names (default: all)")
+    bench.add_argument(
+        "--tasks", type=_names, default=None, help="comma-separated task names (default: digits, charlm, logreg)"
+    )
+    bench.add_argument(
+        "--optimizers",
+        type=_names,
+        default=None,
+        help="comma-separated optimizer names, each run on the tasks that have it (default: all of each task's)",
+    )
     bench.add_argument("--steps", type=_positive_int, default=None, help="steps of every run (default: per task)")
     bench.add_argument(
         "--lr",
@@ -122,11 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_bench_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    from adaptim.bench import OPTIMIZERS, TASKS
+    from adaptim.bench import TASKS
+    from adaptim.bench.runner import optimizer_names
 
-    for kind, names, valid in (("task", args.tasks, TASKS), ("optimizer", args.optimizers, OPTIMIZERS)):
+    for kind, names, valid in (("task", args.tasks, TASKS), ("optimizer", args.optimizers, None)):
         if names is None:
             continue
+        if valid is None:  # the names the chosen tasks run (a constrained task has its own contenders)
+            valid = optimizer_names(args.tasks)
         unknown = [n for n in names if n not in valid]
         if unknown or not names:
             parser.error(
@@ -194,10 +204,12 @@ def _cmd_perf(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from adaptim.bench import OPTIMIZERS, TASKS
+    from adaptim.bench.tasks import DEFAULT_TASKS, make_task
 
     print("tasks:")
     for name, cls in TASKS.items():
-        print(f"  {name:<22} {cls.description} ({cls.steps} steps)")
+        default = "" if name in DEFAULT_TASKS else "; not in the default run: --tasks " + name
+        print(f"  {name:<22} {cls.description} ({cls.steps} steps{default})")
     from adaptim.optim.factory import NAMED_OPTIMIZERS
 
     # the names adaptim.create_optimizer takes, then any entry registered with the bench alone
@@ -207,6 +219,12 @@ def _cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         description = spec.description if spec is not None else NAMED_OPTIMIZERS[name].description
         lrs = ", ".join(f"{t} {lr:.3g}" for t, lr in spec.lrs.items()) if spec is not None else "not in the bench"
         print(f"  {name:<22} {description}; lr: {lrs}")
+    for name in TASKS:  # a constrained task runs its own contenders instead of the registry's
+        own = make_task(name).contenders()
+        if own is not None:
+            print(f"contenders of {name} (bench learning rate):")
+            for spec in own:
+                print(f"  {spec.name:<22} {spec.description}; lr: {spec.lr_for(name):.3g}")
     return 0
 
 

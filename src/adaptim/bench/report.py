@@ -45,17 +45,26 @@ def results_markdown(results: dict[str, Any], images: dict[str, str] | None = No
                 f"**{info['target_bits']:.3f} bits/char**.",
                 "",
             ]
-        if "optimum" in info:
+        if "optimum" in info and "l2" in info:
             lines += [
                 f"Training objective optimum f* = {info['optimum']:.10f} (lambda = {info['l2']:g}; "
                 f"{info['optimum_solver']}, final gradient norm {info['optimum_grad_norm']:.1e}).",
                 "",
             ]
+        elif "optimum" in info:
+            lines += [
+                f"Training objective optimum f* = {info['optimum']:.10f} ({info['optimum_solver']}; certified: "
+                f"f - f* <= {info['optimum_certificate']:.1e} there).",
+                "",
+            ]
+        metrics = info.get("constraint_metrics", {})  # a constrained task: one column per violation metric
+        if metrics:
+            lines += [f"Constraint: {info['constraint']}; violation at the end of each run in the last columns.", ""]
         unit = info["loss_unit"]
         lines += [
             f"| optimizer | lr | steps | train loss ({unit}) | val loss ({unit}) | val acc | optimality gap "
-            "| state | wall s | note |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| state | wall s | note |" + "".join(f" {label} |" for label in metrics.values()),
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |" + " ---: |" * len(metrics),
         ]
         for r in (r for r in runs if r["task"] == task):
             note = (
@@ -70,6 +79,7 @@ def results_markdown(results: dict[str, Any], images: dict[str, str] | None = No
                 f"| {r['optimizer']} | {r['lr']:.3g} | {r['steps']} | {_fmt(r['final_train_loss'], '.4f')} "
                 f"| {_fmt(r['final_val_loss'], '.4f')} | {acc} | {_fmt(r['optimality_gap'], '.2e')} "
                 f"| {_bytes(r['state_bytes'])} | {_fmt(r['wall_time_s'], '.2f')} | {note} |"
+                + "".join(f" {_fmt((r['constraint_violation'] or {}).get(k), '.1e')} |" for k in metrics)
             )
         if images and task in images:
             lines += ["", f"![{task} loss curves]({images[task]})"]

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 import adaptim
 from adaptim.bench.registry import OPTIMIZERS, OptimizerSpec, ladder, ladder_index, sweep_grid
-from adaptim.bench.tasks import TASKS, Task, make_task
+from adaptim.bench.tasks import DEFAULT_TASKS, TASKS, Task, make_task
 
 __all__ = [
     "run_one",
@@ -31,6 +31,7 @@ __all__ = [
     "run_sweep",
     "state_bytes",
     "check_names",
+    "optimizer_names",
     "default_threads",
     "PROGRESS_FRACTION",
     "SWEEP_TIE",
@@ -92,6 +93,8 @@ def _record(task: Task, spec: OptimizerSpec, lr: float, steps: int) -> dict[str,
         "curve": [],
         "skipped": None,
         "diverged": None,
+        # a constrained task's runs: the violation at the end, per metric (None while skipped)
+        **({"constraint_violation": None} if task.constraint_metrics else {}),
     }
 
 
@@ -161,20 +164,49 @@ def run_one(
         if rec["final_train_loss"] is None:
             rec["diverged"] = steps
     rec["wall_time_s"] = round(time.perf_counter() - start, 3)
+    if task.constraint_metrics:
+        rec["constraint_violation"] = {k: _finite(v) for k, v in task.constraint_violation(model).items()}
     rec["state_bytes"] = state_bytes(optimizer)
     rec["curve"] = curve
     return rec
 
 
+def _pool(task: Task) -> list[OptimizerSpec]:
+    """The configurations ``task`` runs: its own contenders, else the registry's."""
+    own = task.contenders()
+    return list(OPTIMIZERS.values()) if own is None else own
+
+
+def optimizer_names(tasks: list[str] | None = None) -> list[str]:
+    """The optimizer names valid on ``tasks`` (default: the default tasks): the registry's, then each task's own
+    contenders (in task order, without repeats)."""
+    names: dict[str, None] = {}
+    for name in DEFAULT_TASKS if tasks is None else tasks:
+        names.update((s.name, None) for s in _pool(make_task(name)))
+    return list(names)
+
+
 def _resolve(
     tasks: list[str] | None, optimizers: list[str] | None, task_options: dict[str, dict[str, Any]] | None
-) -> tuple[list[Task], list[OptimizerSpec]]:
-    task_names = list(TASKS) if tasks is None else list(tasks)
-    opt_names = list(OPTIMIZERS) if optimizers is None else list(optimizers)
+) -> list[tuple[Task, list[OptimizerSpec]]]:
+    """(task, its configurations to run) pairs: each task's pool (:func:`_pool`), filtered to ``optimizers`` in
+    their order; a task left with none is dropped."""
+    task_names = list(DEFAULT_TASKS) if tasks is None else list(tasks)
     check_names("task", task_names, list(TASKS))
-    check_names("optimizer", opt_names, list(OPTIMIZERS))
     task_options = task_options or {}
-    return ([make_task(n, **task_options.get(n, {})) for n in task_names], [OPTIMIZERS[n] for n in opt_names])
+    task_objs = [make_task(n, **task_options.get(n, {})) for n in task_names]
+    pools = [{s.name: s for s in _pool(t)} for t in task_objs]
+    if optimizers is not None:
+        valid: dict[str, None] = {}
+        for pool in pools:
+            valid.update(dict.fromkeys(pool))
+        check_names("optimizer", list(optimizers), list(valid))
+    plan = []
+    for t, pool in zip(task_objs, pools):
+        specs = list(pool.values()) if optimizers is None else [pool[n] for n in optimizers if n in pool]
+        if specs:
+            plan.append((t, specs))
+    return plan
 
 
 def _meta(seed: int, threads: int, task_objs: list[Task], **extra: Any) -> dict[str, Any]:
@@ -208,6 +240,10 @@ def quality_checks(task_objs: list[Task], runs: list[dict[str, Any]]) -> list[di
         for r in mine:
             if r["skipped"]:
                 continue
+            own = t.progress_target(r, PROGRESS_FRACTION)
+            if own is not None:
+                checks.append({"task": t.name, "statement": own[0], "holds": bool(own[1])})
+                continue
             initial, final = r["curve"][0][1], r["final_train_loss"]
             ok = initial is not None and final is not None and final <= PROGRESS_FRACTION * initial
             checks.append(
@@ -235,7 +271,9 @@ def run_bench(
     """Run every (task, optimizer) pair and return ``{"meta": ..., "runs": [...]}`` (see docs/bench.md).
 
     Args:
-        tasks, optimizers: names (default: all registered, in registry order).
+        tasks, optimizers: names (default: the default tasks, :data:`adaptim.bench.tasks.DEFAULT_TASKS`, and every
+            optimizer a task runs: the registry's, in registry order, or a constrained task's own contenders).
+            Given optimizer names run, in their order, on each task that has them; a task with none is left out.
         steps: steps of every run (default: each task's ``steps``).
         lr: learning rate of every run (default: each optimizer's tuned rate for the task).
         seed: seeds the model initialization and the minibatch sequence of every run.
@@ -244,17 +282,19 @@ def run_bench(
         progress: show tqdm progress bars on stderr.
 
     Raises:
-        KeyError: an unknown task or optimizer name (the message lists the valid names).
+        KeyError: an unknown task name, or an optimizer name none of the tasks runs (the message lists the valid
+            names).
     """
-    task_objs, specs = _resolve(tasks, optimizers, task_options)
+    plan = _resolve(tasks, optimizers, task_options)
+    task_objs = [t for t, _ in plan]
     threads = threads or default_threads()
     runs = []
     start = time.perf_counter()
     with deterministic_torch(threads):
         for t in task_objs:
             t.setup()
-        outer = tqdm(total=len(task_objs) * len(specs), desc="adaptim bench", disable=not progress, file=sys.stderr)
-        for t in task_objs:
+        outer = tqdm(total=sum(len(s) for _, s in plan), desc="adaptim bench", disable=not progress, file=sys.stderr)
+        for t, specs in plan:
             for spec in specs:
                 run_lr = lr if lr is not None else spec.lr_for(t.name)
                 runs.append(run_one(t, spec, run_lr, steps or t.steps, seed=seed, progress=progress))
@@ -359,16 +399,17 @@ def run_sweep(
     Raises:
         KeyError: an unknown task or optimizer name.
     """
-    task_objs, specs = _resolve(tasks, optimizers, task_options)
+    plan = _resolve(tasks, optimizers, task_options)
+    task_objs = [t for t, _ in plan]
     threads = threads or default_threads()
     rows = []
     start = time.perf_counter()
     with deterministic_torch(threads):
         for t in task_objs:
             t.setup()
-        total = sum(len(grid or sweep_grid(s.sweep_center)) for s in specs) * len(task_objs)
+        total = sum(len(grid or sweep_grid(s.sweep_center)) for _, specs in plan for s in specs)
         bar = tqdm(total=total, desc="adaptim bench --sweep", disable=not progress, file=sys.stderr)
-        for t in task_objs:
+        for t, specs in plan:
             for spec in specs:
                 rows.append(_sweep_pair(t, spec, grid, steps or t.steps, seed, progress, max_extend, bar))
         bar.close()

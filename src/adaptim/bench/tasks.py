@@ -9,6 +9,9 @@ Every size is a constructor argument, so a test can run a task in a fraction of 
   losses in bits per character.
 * ``logreg``: L2-regularized logistic regression on the standardized breast-cancer table (convex), full batch;
   the optimality gap is measured against SciPy's L-BFGS.
+
+The constrained tasks (``digits_sphere``, ``digits_stiefel``, ``mixture``) are in :mod:`adaptim.bench.constrained`
+and registered in :data:`TASKS` at the end of this module.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -26,7 +29,10 @@ from torch import nn
 from adaptim.bench.data import CHAR_VOCAB_SIZE, load_breast_cancer_split, load_digits_split, load_stdlib_corpus
 from adaptim.bench.models import MLP, CharTransformer
 
-__all__ = ["Evaluation", "Task", "DigitsTask", "CharLMTask", "LogRegTask", "TASKS", "make_task"]
+if TYPE_CHECKING:
+    from adaptim.bench.registry import OptimizerSpec
+
+__all__ = ["Evaluation", "Task", "DigitsTask", "CharLMTask", "LogRegTask", "TASKS", "DEFAULT_TASKS", "make_task"]
 
 LN2 = math.log(2.0)
 
@@ -87,6 +93,24 @@ class Task:
     def targets(self, runs: list[dict[str, Any]]) -> list[tuple[str, bool]]:
         """Task-specific quality targets as (statement, holds) pairs, judged on this task's run records."""
         return []
+
+    # A constrained task (adaptim.bench.constrained) runs its own contenders and reports its constraint's violation.
+    #: name -> label of each number :meth:`constraint_violation` reports (empty: the task has no constraint)
+    constraint_metrics: ClassVar[dict[str, str]] = {}
+
+    def contenders(self) -> list[OptimizerSpec] | None:
+        """The task's own optimizer configurations (with their rates), run instead of the bench's registry; ``None``
+        (the default): every registered optimizer."""
+        return None
+
+    def constraint_violation(self, model: nn.Module) -> dict[str, float]:
+        """How far ``model`` is from the constraint, one number per key of :attr:`constraint_metrics`."""
+        return {}
+
+    def progress_target(self, run: dict[str, Any], fraction: float) -> tuple[str, bool] | None:
+        """The (statement, holds) of "real progress" for ``run``; ``None``: the runner's default (final training
+        loss at most ``fraction`` x the initial one)."""
+        return None
 
 
 def _run_of(runs: list[dict[str, Any]], optimizer: str) -> dict[str, Any] | None:
@@ -383,6 +407,8 @@ class LogRegTask(Task):
 
 #: task name -> constructor (called with keyword options; the defaults are the bench's default setting)
 TASKS: dict[str, Callable[..., Task]] = {"digits": DigitsTask, "charlm": CharLMTask, "logreg": LogRegTask}
+#: the tasks ``adaptim bench`` runs when none are named
+DEFAULT_TASKS: tuple[str, ...] = ("digits", "charlm", "logreg")
 
 
 def make_task(name: str, **options: Any) -> Task:
@@ -394,3 +420,12 @@ def make_task(name: str, **options: Any) -> Task:
     if name not in TASKS:
         raise KeyError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
     return TASKS[name](**options)
+
+
+def _register_constrained() -> None:
+    from adaptim.bench.constrained import CONSTRAINED_TASKS  # (it imports this module's classes)
+
+    TASKS.update(CONSTRAINED_TASKS)
+
+
+_register_constrained()
