@@ -208,7 +208,7 @@ def manifold_muon_direction(
     subgradient Orth(H) of the iterates is not the tangent one and the iteration does not reach ``tol``; then, as
     in the proof of Lemma S.22, the tangent element of the subdifferential at the best iterate (its singular values
     below a tenth of the largest treated as zero) is solved for directly: U_r V_r^T + U_0 C V_0^T with
-    sym(W^T Z) = 0 a linear system for C, kept if ||C||_2 <= 1 and it is more tangent (systems above 2^22 entries
+    sym(W^T Z) = 0 a linear system for C, kept if ||C||_2 <= 1 and it is more tangent (systems above 2^18 entries
     are skipped, large layers keep the projected candidate).
 
     The kept Z is then projected onto the tangent space and rescaled to spectral norm 1, so the returned direction
@@ -264,7 +264,7 @@ def manifold_muon_direction(
 
 
 #: the largest linear system (entries) :func:`_tangent_subgradient` builds; larger problems keep the projection
-_COMPLETION_MAX_ENTRIES = 1 << 22
+_COMPLETION_MAX_ENTRIES = 1 << 18
 
 
 def _tangent_subgradient(w: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, float] | None:
@@ -276,7 +276,7 @@ def _tangent_subgradient(w: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor
     (152)); the Z of Lemma S.22 is one of them with sym(W^T Z) = 0, a linear condition on C. For each candidate
     rank r (a gap sigma_{r+1} <= sigma_1 / 10) this solves it for the least-squares C; of the Z with
     ||C||_2 <= 1 + 1e-6 it returns (Z, its relative tangency error) of the smallest error (``None`` if there is
-    none). Candidate ranks whose system would have more than 2^22 entries are skipped.
+    none). Candidate ranks whose system would have more than 2^18 entries are skipped.
     """
     D, d = w.shape
     U, S, Vh = torch.linalg.svd(h, full_matrices=True)
