@@ -4,6 +4,7 @@
                   [--out DIR] [--threads N] [--sweep [--grid 1e-3,1e-2]] [--no-progress]
     adaptim perf [--size 16M] [--optimizers adamw,sgd] [--threads N] [--device cpu|cuda] [--rounds R]
                  [--scaling] [--low-precision-steps N] [--out DIR]
+    adaptim reproduce [NAME ...] [--out DIR] [--quick] [--list]
     adaptim list
 
 Each subcommand is a ``_cmd_*`` function taking the parsed arguments and returning the exit status; an unknown
@@ -121,6 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--out", default="perf-out", help="output directory (default: perf-out)")
     perf.set_defaults(func=_cmd_perf, parser=perf)
 
+    rep = sub.add_parser(
+        "reproduce",
+        help="check the notes' quantitative claims with the library's own optimizers",
+        description="Run the named claims of the notes (all by default), write claims.json, claims.md and one "
+        "PNG per claim with a figure to --out, print a table, and exit 1 if any claim fails (see docs/claims.md).",
+    )
+    rep.add_argument("names", nargs="*", metavar="NAME", help="claim names (default: every claim; --list lists them)")
+    rep.add_argument("--out", default="claims-out", help="output directory (default: claims-out)")
+    rep.add_argument(
+        "--quick", action="store_true", help="small sizes: every claim in under 3 minutes on 2 CPU cores (CI runs it)"
+    )
+    rep.add_argument("--list", action="store_true", help="list the claims with their sections and exit")
+    rep.set_defaults(func=_cmd_reproduce, parser=rep)
+
     lst = sub.add_parser(
         "list", help="list the bench's tasks and the optimizer names (of adaptim.create_optimizer and the bench)"
     )
@@ -200,6 +215,39 @@ def _cmd_perf(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(perf_markdown(results))
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from adaptim.claims import all_claims, run_claims, write_claims
+
+    claims = all_claims()
+    if args.list:
+        for claim in claims.values():
+            print(f"{claim.name:<32} {claim.section:<28} {claim.statement}")
+        return 0
+    unknown = [n for n in args.names if n not in claims]
+    if unknown:
+        parser.error(f"unknown claim name(s) {', '.join(unknown)}; claims: {', '.join(claims)}")
+    out = args.out
+    if os.path.exists(out) and not os.path.isdir(out):
+        parser.error(f"--out {out!r} exists and is not a directory")
+
+    def show(r) -> None:
+        status = "pass" if r.passed else "FAIL"
+        passed = sum(c.passed for c in r.checks)
+        detail = f"  {r.error}" if r.error else ""
+        print(f"{status}  {r.name:<32} {passed:>3}/{len(r.checks):<3} checks {r.seconds:7.2f} s{detail}", flush=True)
+
+    results = run_claims(args.names or None, quick=args.quick, out=out, progress=show)
+    paths = write_claims(results, out, quick=args.quick)
+    failed = [r.name for r in results if not r.passed]
+    total = sum(r.seconds for r in results)
+    print(
+        f"{len(results) - len(failed)}/{len(results)} claims passed in {total:.1f} s"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

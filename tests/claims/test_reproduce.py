@@ -1,0 +1,108 @@
+"""`adaptim reproduce --quick` passes every claim; the runner's contract (JSON, figures, exit codes)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from adaptim.claims import Claim, Context, all_claims, run_claims
+from adaptim.cli import main
+
+NAMES = list(all_claims())
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("claims")
+    status = main(["reproduce", "--quick", "--out", str(out)])
+    return status, json.loads((out / "claims.json").read_text()), out
+
+
+def test_quick_run_exits_zero(quick_run):
+    status, payload, _ = quick_run
+    failed = [c["name"] for c in payload["claims"] if not c["passed"]]
+    assert status == 0, f"failed claims: {failed}"
+    assert [c["name"] for c in payload["claims"]] == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_claim_passes(quick_run, name):
+    _, payload, out = quick_run
+    (claim,) = [c for c in payload["claims"] if c["name"] == name]
+    bad = [c for c in claim["checks"] if not c["passed"]]
+    assert claim["error"] is None, claim["error"] + "\n" + claim["notes"].get("traceback", "")
+    assert claim["checks"] and not bad, bad
+    assert claim["passed"]
+    for key in ("section", "statement", "predicted", "measured", "tolerance", "figure"):
+        assert key in claim
+    if claim["figure"] is not None:
+        assert (out / claim["figure"]).stat().st_size > 1000
+
+
+def test_every_claim_has_section_and_statement():
+    for claim in all_claims().values():
+        assert claim.name == claim.name.lower() and " " not in claim.name
+        assert claim.section.strip() and len(claim.statement) > 20, claim.name
+
+
+def test_unknown_name_exits_2_and_lists_names(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "no-such-claim"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "no-such-claim" in err and NAMES[0] in err
+
+
+def test_list(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in NAMES)
+
+
+def test_out_naming_a_file_is_refused_before_running(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "rms", "--out", str(f)])
+    assert e.value.code == 2
+
+
+def test_failing_and_crashing_claims_fail_without_stopping_others(monkeypatch, tmp_path):
+    import adaptim.claims._core as core
+
+    def fails(ctx: Context):
+        ctx.close("one is two", 1.0, 2.0, rtol=1e-9)
+
+    def crashes(ctx: Context):
+        raise ArithmeticError("boom")
+
+    def silent(ctx: Context):
+        return None
+
+    fake = {
+        c.name: c
+        for c in (
+            Claim("fails", "1", "a claim that fails", fails),
+            Claim("crashes", "1", "a claim that crashes", crashes),
+            Claim("silent", "1", "a claim that checks nothing", silent),
+            all_claims()["rms"],
+        )
+    }
+    monkeypatch.setattr(core, "_REGISTRY", fake)
+    results = {r.name: r for r in run_claims(out=tmp_path)}
+    assert not results["fails"].passed and results["fails"].error is None
+    assert not results["crashes"].passed and "boom" in results["crashes"].error
+    assert not results["silent"].passed and "no check" in results["silent"].error
+    assert results["rms"].passed
+    assert main(["reproduce", "fails", "rms", "--out", str(tmp_path)]) == 1
+
+
+def test_context_checks():
+    ctx = Context()
+    assert ctx.close("a", 1.0, 1.0 + 1e-10, rtol=1e-9)
+    assert not ctx.close("b", 1.0, float("nan"), atol=1.0)
+    assert ctx.le("c", 1.0, 2.0) and not ctx.le("d", 3.0, 2.0) and ctx.le("e", 3.0, 2.0, factor=1.5)
+    assert ctx.ge("f", 2.0, 1.0) and not ctx.ge("g", 0.5, 1.0)
+    assert not ctx.close("h", [1.0, 2.0], [1.0], atol=1)
+    assert [c.passed for c in ctx.checks] == [True, False, True, False, True, True, False, False]
