@@ -4,7 +4,7 @@
                   [--out DIR] [--threads N] [--sweep [--grid 1e-3,1e-2]] [--no-progress]
     adaptim perf [--size 16M] [--optimizers adamw,sgd] [--threads N] [--device cpu|cuda] [--rounds R]
                  [--scaling] [--low-precision-steps N] [--out DIR]
-    adaptim reproduce [NAME ...] [--out DIR] [--quick] [--list]
+    adaptim reproduce [NAME ...] [--out DIR] [--quick] [--list] [--doc FILE]
     adaptim list
 
 Each subcommand is a ``_cmd_*`` function taking the parsed arguments and returning the exit status; an unknown
@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="small sizes: every claim in under 3 minutes on 2 CPU cores (CI runs it)"
     )
     rep.add_argument("--list", action="store_true", help="list the claims with their sections and exit")
+    rep.add_argument(
+        "--doc", default=None, help="also write the Markdown report here, its figure links pointing into --out"
+    )
     rep.set_defaults(func=_cmd_reproduce, parser=rep)
 
     lst = sub.add_parser(
@@ -239,7 +242,7 @@ def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         print(f"{status}  {r.name:<32} {passed:>3}/{len(r.checks):<3} checks {r.seconds:7.2f} s{detail}", flush=True)
 
     results = run_claims(args.names or None, quick=args.quick, out=out, progress=show)
-    paths = write_claims(results, out, quick=args.quick)
+    paths = write_claims(results, out, quick=args.quick, doc=args.doc)
     failed = [r.name for r in results if not r.passed]
     total = sum(r.seconds for r in results)
     print(

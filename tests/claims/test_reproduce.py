@@ -106,3 +106,22 @@ def test_context_checks():
     assert ctx.ge("f", 2.0, 1.0) and not ctx.ge("g", 0.5, 1.0)
     assert not ctx.close("h", [1.0, 2.0], [1.0], atol=1)
     assert [c.passed for c in ctx.checks] == [True, False, True, False, True, True, False, False]
+
+
+def test_doc_copy_links_figures_in_out(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    import adaptim.claims._core as core
+
+    def drawn(ctx: Context):
+        ctx.true("drawn", True)
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        return fig
+
+    monkeypatch.setattr(core, "_REGISTRY", {"drawn": Claim("drawn", "1", "a claim with a figure", drawn)})
+    doc = tmp_path / "docs" / "claims.md"
+    doc.parent.mkdir()
+    assert main(["reproduce", "--out", str(tmp_path / "docs" / "claims"), "--doc", str(doc)]) == 0
+    text = doc.read_text()
+    assert "![drawn](claims/drawn.png)" in text and (tmp_path / "docs" / "claims" / "drawn.png").exists()

@@ -290,18 +290,38 @@ def run_claims(
     return results
 
 
-def write_claims(results: Sequence[ClaimResult], out: str | os.PathLike, *, quick: bool = False) -> list[Path]:
-    """Write ``out/claims.json`` and ``out/claims.md`` (atomically: a temporary file renamed into place)."""
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
+
+
+def write_claims(
+    results: Sequence[ClaimResult],
+    out: str | os.PathLike,
+    *,
+    quick: bool = False,
+    doc: str | os.PathLike | None = None,
+) -> list[Path]:
+    """Write ``out/claims.json`` and ``out/claims.md`` (atomically: a temporary file renamed into place).
+
+    ``doc``, when given, is a second copy of the Markdown report anywhere else (e.g. ``docs/claims.md``) whose
+    figure links point into ``out``.
+    """
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"quick": quick, "claims": [r.as_json() for r in results]}
     paths = []
     for name, text in (("claims.json", json.dumps(payload, indent=1)), ("claims.md", claims_markdown(results))):
-        path = out_dir / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, path)
-        paths.append(path)
+        _write_atomic(out_dir / name, text)
+        paths.append(out_dir / name)
+    if doc is not None:
+        doc = Path(doc)
+        prefix = os.path.relpath(out_dir.resolve(), doc.resolve().parent).replace(os.sep, "/") + "/"
+        command = f"adaptim reproduce{' --quick' if quick else ''} --out {out_dir.as_posix()} --doc {doc.as_posix()}"
+        header = f"<!-- written by `{command}`; do not edit by hand -->\n"
+        _write_atomic(doc, header + claims_markdown(results, figure_prefix=prefix))
+        paths.append(doc)
     return paths
 
 
@@ -316,8 +336,12 @@ def _short(value: Any, width: int = 60) -> str:
     return text.replace("|", "\\|")  # a literal bar would end the table cell
 
 
-def claims_markdown(results: Sequence[ClaimResult]) -> str:
-    """A Markdown report: one section per claim with its statement, every check and its figure."""
+def claims_markdown(results: Sequence[ClaimResult], figure_prefix: str = "") -> str:
+    """A Markdown report: one section per claim with its statement, every check and its figure.
+
+    ``figure_prefix`` is prepended to each figure's file name in the links (the figures' folder, relative to
+    where the Markdown file will live).
+    """
     lines = [
         "# Claims of the notes, reproduced",
         "",
@@ -345,5 +369,5 @@ def claims_markdown(results: Sequence[ClaimResult]) -> str:
             if key != "traceback":
                 lines.append(f"\n- {key}: {_short(value, 200)}")
         if r.figure:
-            lines += ["", f"![{r.name}]({r.figure})"]
+            lines += ["", f"![{r.name}]({figure_prefix}{r.figure})"]
     return "\n".join(lines)
