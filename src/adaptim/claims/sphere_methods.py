@@ -177,7 +177,7 @@ def run(ctx: Context):
             opt.zero_grad()
             (0.5 * p @ torch.tensor(H) @ p + torch.tensor(b) @ p).backward()
             opt.step()
-            drift = max(drift, abs(float(torch.linalg.vector_norm(p)) - r))
+            drift = max(drift, abs(float(torch.linalg.vector_norm(p.detach())) - r))
         ctx.close(f"{method}: max | ||w_t|| - r | over {steps} float64 steps", 0.0, drift, atol=1e-13)
 
     import matplotlib.pyplot as plt
