@@ -139,11 +139,11 @@ def run(ctx: Context):
     lam = np.linalg.eigvalsh(A.numpy())
     fmin = float(np.sort(lam)[:dn] @ np.arange(dn, 0, -1))
     W0 = torch.tensor(_random_point(rng, Dn, dn))
-    steps = ctx.size(150, 1500)
+    steps = ctx.size(60, 1500)
     curves, dist = {}, {}
     for method, lr in (("project", 0.01), ("manifold_muon", 0.02)):
         p = W0.clone().requires_grad_(True)
-        opt = adaptim.StiefelSGD([p], lr=lr, method=method, momentum=0.5, dual_steps=30)
+        opt = adaptim.StiefelSGD([p], lr=lr, method=method, momentum=0.5, dual_steps=ctx.size(10, 30))
         f, worst = [], 0.0
         for _ in range(steps):
             opt.zero_grad()
