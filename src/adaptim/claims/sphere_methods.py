@@ -168,7 +168,7 @@ def run(ctx: Context):
     )
 
     # every method keeps ||w|| = r over many steps
-    steps = ctx.size(100, 2000)
+    steps = ctx.size(100, 1000)
     for method in ("pin", "tangent", "trust_region"):
         p = torch.tensor(w, requires_grad=True)
         opt = adaptim.SphereSGD([p], lr=0.05, method=method, radius=r)

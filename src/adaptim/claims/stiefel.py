@@ -139,7 +139,7 @@ def run(ctx: Context):
     lam = np.linalg.eigvalsh(A.numpy())
     fmin = float(np.sort(lam)[:dn] @ np.arange(dn, 0, -1))
     W0 = torch.tensor(_random_point(rng, Dn, dn))
-    steps = ctx.size(60, 1500)
+    steps = ctx.size(60, 800)
     curves, dist = {}, {}
     for method, lr in (("project", 0.01), ("manifold_muon", 0.02)):
         p = W0.clone().requires_grad_(True)
