@@ -16,6 +16,17 @@ from adaptim.online.adversaries import (
     ReddiCounterexample,
     breast_cancer_stream,
 )
+from adaptim.online.batch import OnlineToBatch, excess_risk, online_to_batch, sample_stream
+from adaptim.online.bounds import (
+    heavy_ball_bound,
+    heavy_ball_optimal_bound,
+    heavy_ball_optimal_lr,
+    mirror_descent_bound,
+    sgd_anytime_bound,
+    sgd_bound,
+    sgd_optimal_bound,
+    sgd_optimal_lr,
+)
 from adaptim.online.hindsight import best_fixed
 from adaptim.online.protocol import Box, L2Ball, OnlineRun, box, l2_ball, run_online
 
@@ -36,4 +47,16 @@ __all__ = [
     "ReddiCounterexample",
     "breast_cancer_stream",
     "best_fixed",
+    "mirror_descent_bound",
+    "sgd_bound",
+    "sgd_optimal_lr",
+    "sgd_optimal_bound",
+    "sgd_anytime_bound",
+    "heavy_ball_bound",
+    "heavy_ball_optimal_lr",
+    "heavy_ball_optimal_bound",
+    "online_to_batch",
+    "OnlineToBatch",
+    "sample_stream",
+    "excess_risk",
 ]

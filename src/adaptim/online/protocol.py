@@ -172,6 +172,14 @@ class OnlineRun:
             lu = torch.stack([self.adversary.loss(t, u).detach().to(torch.float64) for t in range(self.T)])
         return torch.cumsum(self.losses - lu, 0)
 
+    def distances(self, u: torch.Tensor | None = None) -> torch.Tensor:
+        """(T,) float64: ||w_t - u||_2 for t = 1..T (``u=None``: u*).
+
+        Raises:
+            ValueError: a run without iterates; ``u`` with the wrong number of entries.
+        """
+        return torch.linalg.vector_norm(self._need_iterates() - self._u(u), dim=1)
+
     def _need_iterates(self) -> torch.Tensor:
         if self.iterates is None:
             raise ValueError("this run was made with record_iterates=False: D, D1 and D_inf need the iterates")
