@@ -116,3 +116,53 @@ def test_bad_input_is_refused():
         adagrad_diagonal_bound(RUN, tight=True)
     with pytest.raises(ValueError, match="iterates"):
         adagrad_norm_oracle_bound(_run([[1.0, 0.0]], None, [0.0, 0.0]))
+
+
+# the bounds hold for the library's optimizers on real runs: regret <= (18) itself <= the bound after Fact 2.1
+
+
+def test_adagrad_norm_regret_below_34_on_a_projected_logistic_stream():
+    import adaptim
+    from adaptim.online import LogisticLosses, breast_cancer_stream, run_online
+
+    X, y = breast_cancer_stream(0)
+    adv = LogisticLosses(X[:80], y[:80], radius=1.0)
+    run = run_online(lambda p: adaptim.AdaGradNorm(p, lr=1.0), adv, projection=adv.domain)
+    tight = adagrad_norm_bound(run, 1.0, eps=1e-10, tight=True)
+    assert 0 < run.regret() <= tight <= adagrad_norm_bound(run, 1.0, eps=1e-10)
+
+
+def test_diagonal_adagrad_regret_below_its_bound_on_a_boxed_hinge_stream():
+    import adaptim
+    from adaptim.online import HingeLosses, breast_cancer_stream, run_online
+
+    X, y = breast_cancer_stream(0)
+    adv = HingeLosses(X[:80, :6], y[:80], bound=0.5)
+    run = run_online(lambda p: adaptim.AdaGrad(p, lr=0.5, fused=False), adv, projection=adv.domain)
+    tight = adagrad_diagonal_bound(run, 0.5, eps=1e-10, tight=True)
+    assert run.regret() <= tight <= adagrad_diagonal_bound(run, 0.5, eps=1e-10)
+    assert adagrad_diagonal_bound(run, oracle=True) <= adagrad_norm_oracle_bound(run)
+
+
+def test_full_matrix_adagrad_regret_below_43():
+    import adaptim
+    from adaptim.online import QuadraticLosses, run_online
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(40, 4, generator=gen, dtype=torch.float64) @ torch.randn(4, 4, generator=gen, dtype=torch.float64)
+    run = run_online(lambda p: adaptim.FullMatrixAdaGrad(p, lr=1.0, eps=1e-12), QuadraticLosses(z + 1.0))
+    tight = full_matrix_adagrad_bound(run, 1.0, kind="tight", eps=1e-12)
+    assert run.regret() <= tight <= full_matrix_adagrad_bound(run, 1.0, eps=1e-12)
+    assert full_matrix_adagrad_bound(run, kind="oracle") < full_matrix_adagrad_bound(run, kind="diagonal")
+
+
+def test_shampoo_regret_below_section_5_bound():
+    import adaptim
+    from adaptim.online import QuadraticLosses, run_online
+
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(30, 3, 2, generator=gen, dtype=torch.float64) + 2.0
+    make = lambda p: adaptim.Shampoo(p, lr=1.0, eps=1e-12, grafting=None, precondition_frequency=1)
+    run = run_online(make, QuadraticLosses(z))
+    tight = shampoo_bound(run, 1.0, eps=1e-12, tight=True)
+    assert run.regret() <= tight <= shampoo_bound(run, 1.0, eps=1e-12)

@@ -60,3 +60,20 @@ __all__ = [
     "sample_stream",
     "excess_risk",
 ]
+
+# AdaGrad's (Section 3) and Shampoo's (Section 5) regret bounds
+from adaptim.online.bounds_adaptive import (
+    adagrad_diagonal_bound,
+    adagrad_norm_bound,
+    adagrad_norm_oracle_bound,
+    full_matrix_adagrad_bound,
+    shampoo_bound,
+)
+
+__all__ += [
+    "adagrad_norm_oracle_bound",
+    "adagrad_norm_bound",
+    "adagrad_diagonal_bound",
+    "full_matrix_adagrad_bound",
+    "shampoo_bound",
+]
