@@ -22,7 +22,7 @@ def run(ctx: Context):
     # perimeter, area, ...: strongly correlated, so O_T is far from diagonal); no projection, since a Euclidean
     # projection is not the A_t-norm one the analysis needs
     X, y = breast_cancer_stream(seed=0)
-    T = ctx.size(150, X.shape[0])
+    T = ctx.size(100, X.shape[0])
     adv = LogisticLosses(X[:T, :10], y[:T])
     D1 = float(adv.best_fixed()[0].norm())  # the notes' eta = D, with D ≈ D_1 known in hindsight
     fm = run_online(lambda p: adaptim.FullMatrixAdaGrad(p, lr=D1, eps=EPS), adv)
@@ -54,7 +54,7 @@ def run(ctx: Context):
     )
 
     # 3. Lemma S.1 (153) on random gradient matrices with correlated columns: tr(O_T^{1/2}) = ||G||_nuc
-    n = ctx.size(200, 2000)
+    n = ctx.size(100, 2000)
     gaps, points = [], []
     for _ in range(n):
         d = int(torch.randint(2, 8, (1,), generator=gen))
