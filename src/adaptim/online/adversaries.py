@@ -9,7 +9,10 @@ also projections) and ``best_fixed()`` -> ``(u*, sum_t l_t(u*))`` (u* a float64 
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -362,6 +365,22 @@ class LogisticLosses(_Examples):
         return torch.from_numpy(u), v
 
 
+@functools.lru_cache(maxsize=1)
+def _breast_cancer() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's breast-cancer table (569 x 30 features, targets 0 = malignant, 1 = benign), read from the CSV
+    it ships without importing scikit-learn (whose import takes seconds); ``load_breast_cancer`` as fallback."""
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(root) / "datasets" / "data" / "breast_cancer.csv"
+        if path.is_file():
+            table = np.loadtxt(path, delimiter=",", skiprows=1)
+            return table[:, :-1].copy(), table[:, -1].astype(np.int64)
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    return np.asarray(data.data, dtype=np.float64), np.asarray(data.target, dtype=np.int64)
+
+
 def breast_cancer_stream(seed: int = 0, standardize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's breast-cancer data (569 examples, 30 features) in a fixed shuffled order.
 
@@ -372,11 +391,8 @@ def breast_cancer_stream(seed: int = 0, standardize: bool = True) -> tuple[torch
     Returns:
         ``(X, y)``: X (569, 30) float64, y (569,) float64 in {-1, +1} (+1 = benign).
     """
-    from sklearn.datasets import load_breast_cancer
-
-    data = load_breast_cancer()
-    X = np.asarray(data.data, dtype=np.float64)
-    y = np.where(np.asarray(data.target) == 1, 1.0, -1.0)
+    X, target = _breast_cancer()
+    y = np.where(target == 1, 1.0, -1.0)
     if standardize:
         X = (X - X.mean(0)) / X.std(0)
     perm = np.random.default_rng(seed).permutation(len(y))

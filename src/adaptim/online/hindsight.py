@@ -154,14 +154,17 @@ def _ridge_newton(
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
             step = np.linalg.lstsq(H, g, rcond=None)[0]
+        decrement = float(g @ step)  # Newton decrement²: f - min of the local quadratic model is half of it
+        if decrement <= 1e-15 * max(1.0, abs(f)):
+            return u, H
         a = 1.0
         while True:  # backtracking (Armijo)
             v = u - a * step
             fv = F(v)
-            if fv <= f - 1e-4 * a * float(g @ step) or a < 1e-10:
+            if fv <= f - 1e-4 * a * decrement or a < 1e-10:
                 break
             a *= 0.5
-        if a < 1e-10:  # no decrease possible: at the minimum to rounding
+        if a < 1e-10 or fv >= f:  # no decrease possible: at the minimum to rounding
             return u, H
         u, f = v, fv
         if np.linalg.norm(u) > max_norm:  # heading off to infinity (separable data without a ball)
@@ -169,12 +172,23 @@ def _ridge_newton(
     return None, None
 
 
+def _separable(X: np.ndarray, y: np.ndarray) -> bool:
+    """Whether some v != 0 has y_t x_t^T v >= 0 for every t with one > 0 (then the logistic sum decreases
+    forever along v: no minimizer on R^d). A linear program: max sum_t y_t x_t^T v over that cone, |v_i| <= 1."""
+    from scipy.optimize import linprog
+
+    M = y[:, None] * X
+    res = linprog(-M.sum(0), A_ub=-M, b_ub=np.zeros(len(y)), bounds=[(-1, 1)] * X.shape[1], method="highs")
+    return res.status == 0 and -res.fun > 1e-9 * max(1.0, float(np.abs(M).sum()))
+
+
 def logistic_best_fixed(X: np.ndarray, y: np.ndarray, radius: float | None = None) -> tuple[np.ndarray, float]:
     """argmin over ||u||_2 <= radius (or R^d) of sum_t log(1 + exp(-y_t x_t^T u)).
 
-    Unconstrained: Newton's method. On the ball, when the unconstrained minimizer lies outside it, the KKT point
-    u(lam) = argmin sum_t l_t(u) + lam/2 ||u||² with ||u(lam)|| = radius, found by Brent's method on log lam
-    (||u(lam)|| decreases in lam).
+    Separable data (a linear program decides) have no minimizer on R^d; otherwise Newton's method. On the ball,
+    when the unconstrained minimizer lies outside it (or there is none), the KKT point u(lam) = argmin
+    sum_t l_t(u) + lam/2 ||u||² with ||u(lam)|| = radius, lam found by a safeguarded Newton iteration on
+    1/||u(lam)|| - 1/radius (which increases in lam).
 
     Args:
         X: (T, d) features; y: (T,) labels in {-1, +1}.
@@ -186,10 +200,13 @@ def logistic_best_fixed(X: np.ndarray, y: np.ndarray, radius: float | None = Non
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     d = X.shape[1]
-    u, _ = _ridge_newton(X, y, 0.0, np.zeros(d), max_norm=1e8 if radius is None else 1e3 * (1.0 + radius))
-    if u is not None and (radius is None or np.linalg.norm(u) <= radius):
-        return u, _logistic_value(X, y, u)
-    if radius is None:
+    if not _separable(X, y):
+        u, _ = _ridge_newton(X, y, 0.0, np.zeros(d), max_iter=500)
+        if u is None:
+            raise RuntimeError("Newton's method did not converge on the logistic losses")
+        if radius is None or np.linalg.norm(u) <= radius:
+            return u, _logistic_value(X, y, u)
+    elif radius is None:
         raise ValueError("the logistic losses are separable: no best fixed point on R^d; give a radius")
     # the multiplier: phi(lam) = 1/||u(lam)|| - 1/radius is increasing and nearly linear in lam (as in trust-region
     # subproblems); safeguarded Newton with d u / d lam = -(H + lam I)^{-1} u, bisection on a bracket as fallback
