@@ -22,7 +22,7 @@ def run(ctx: Context):
     # perimeter, area, ...: strongly correlated, so O_T is far from diagonal); no projection, since a Euclidean
     # projection is not the A_t-norm one the analysis needs
     X, y = breast_cancer_stream(seed=0)
-    T = ctx.size(100, X.shape[0])
+    T = ctx.size(200, X.shape[0])  # shorter prefixes are (nearly) separable
     adv = LogisticLosses(X[:T, :10], y[:T])
     D1 = float(adv.best_fixed()[0].norm())  # the notes' eta = D, with D ≈ D_1 known in hindsight
     fm = run_online(lambda p: adaptim.FullMatrixAdaGrad(p, lr=D1, eps=EPS), adv)
