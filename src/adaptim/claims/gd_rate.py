@@ -1,4 +1,4 @@
-"""(158), Lemma S.5: gradient descent with step 1/L on a convex L-smooth J has J(w_{T+1}) - J^* <= L||w_1 - w^*||^2/(2T)."""
+"""(158), Lemma S.5: GD with step 1/L on a convex L-smooth J has J(w_{T+1}) - J^* <= L||w_1 - w^*||^2/(2T)."""
 
 from __future__ import annotations
 
