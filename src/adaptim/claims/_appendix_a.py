@@ -4,12 +4,13 @@ table (real data) and a convex quadratic on which gradient descent's O(1/t) and 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-__all__ = ["Logistic", "SlowQuadratic", "logistic_problem", "slow_quadratic"]
+__all__ = ["Logistic", "SlowQuadratic", "logistic_problem", "slow_quadratic", "softplus_problem"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,22 @@ def slow_quadratic(d: int, L: float = 1.0) -> SlowQuadratic:
     a = L * (np.arange(1, d + 1) / d) ** 2
     mass = d * np.diff(np.concatenate([[0.0], a])) / L
     return SlowQuadratic(torch.tensor(a), torch.tensor(np.sqrt(mass / a)), float(L))
+
+
+def softplus_problem(d: int, m: float):
+    """J(w) = sum_i [softplus(q_i^T w) - (sigma(c_i) + m c_i) q_i^T w] + (m/2)||w||^2, Q orthogonal.
+
+    In z = Q^T w it is separable with J_i'' = sigma'(z_i) + m in [m, m + 1/4] and |J_i'''| = |sigma''| <=
+    1/(6 sqrt 3); so J is m-strongly convex, M = m + 1/4 smooth, its Hessian is L = 1/(6 sqrt 3)-Lipschitz
+    (in operator norm), and w^* = Q c (the gradient vanishes at z = c). J'''(w^*) != 0, so Newton's
+    convergence is exactly quadratic (not cubic).
+    """
+    q, _ = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64))
+    c = torch.randn(d, dtype=torch.float64)
+    coef = torch.sigmoid(c) + m * c
+
+    def f(w):
+        z = q.T @ w
+        return (torch.nn.functional.softplus(z) - coef * z).sum() + 0.5 * m * (w @ w)
+
+    return f, q @ c, m, m + 0.25, 1 / (6 * math.sqrt(3))

@@ -8,34 +8,15 @@ import math
 import numpy as np
 import torch
 
-from adaptim.claims._appendix_a import logistic_problem, slow_quadratic
+from adaptim.claims._appendix_a import logistic_problem, slow_quadratic, softplus_problem
 from adaptim.claims._core import Claim, Context
 from adaptim.solvers import fit_rate, gradient_descent, nesterov_agd, newton
-
-
-def _softplus_problem(d: int, m: float):
-    """J(w) = sum_i [softplus(q_i^T w) - (sigma(c_i) + m c_i) q_i^T w] + (m/2)||w||^2, Q orthogonal.
-
-    In z = Q^T w it is separable with J_i'' = sigma'(z_i) + m in [m, m + 1/4] and |J_i'''| = |sigma''| <=
-    1/(6 sqrt 3); so J is m-strongly convex, M = m + 1/4 smooth, its Hessian is L = 1/(6 sqrt 3)-Lipschitz
-    (in operator norm), and w^* = Q c (the gradient vanishes at z = c). J'''(w^*) != 0, so Newton's
-    convergence is exactly quadratic (not cubic).
-    """
-    q, _ = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64))
-    c = torch.randn(d, dtype=torch.float64)
-    coef = torch.sigmoid(c) + m * c
-
-    def f(w):
-        z = q.T @ w
-        return (torch.nn.functional.softplus(z) - coef * z).sum() + 0.5 * m * (w @ w)
-
-    return f, q @ c, m, m + 0.25, 1 / (6 * math.sqrt(3))
 
 
 def run(ctx: Context):
     import matplotlib.pyplot as plt
 
-    f, w_star, m, M, L = _softplus_problem(10, 0.05)
+    f, w_star, m, M, L = softplus_problem(10, 0.05)
     j_star = float(f(w_star))
     radius = m / L
     u = torch.randn(10, dtype=torch.float64)
