@@ -118,8 +118,12 @@ def _hessian(f: Objective, w: torch.Tensor, hessian: Callable | None) -> torch.T
         if h.shape != (d, d):
             raise ValueError(f"hessian must return a tensor of shape {(d, d)}, got {tuple(h.shape)}")
         return h
+    fn = lambda x: f(x).reshape(())
     with torch.enable_grad():
-        h = torch.autograd.functional.hessian(lambda x: f(x).reshape(()), w.detach().clone())
+        try:  # vmap over the d backward passes; some callables cannot be vmapped (data-dependent Python)
+            h = torch.autograd.functional.hessian(fn, w.detach().clone(), vectorize=True)
+        except RuntimeError:
+            h = torch.autograd.functional.hessian(fn, w.detach().clone())
     return h.detach().to(torch.float64).reshape(d, d)
 
 
