@@ -34,7 +34,7 @@ def run(ctx: Context):
 
     gen = torch.Generator().manual_seed(ctx.seed)
     grid = np.array(ctx.size([16, 32, 64, 128, 256], [16, 64, 256, 1024, 4096]))
-    reps = ctx.size(4000, 40000)
+    reps = ctx.size(4000, 8000)
     sigma = 1.0
     means, ses = [], []
     for T in grid:
