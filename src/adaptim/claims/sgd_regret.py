@@ -114,6 +114,8 @@ def run(ctx: Context):
     ax.loglog(horizons, bounds, "s--", label="bound (23) D_1 L sqrt(T)")
     c = regrets[-1] / math.sqrt(horizons[-1])
     ax.loglog(horizons, [c * math.sqrt(h) for h in horizons], ":", color="gray", label="∝ sqrt(T)")
+    ax.set_xticks(horizons, [str(h) for h in horizons], minor=False)
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("horizon T (rounds of the breast-cancer stream)")
     ax.set_ylabel("regret against the best u in hindsight")
     ax.set_title(f"sgd-regret (2.1, (22)-(24)): slope {slope:.2f}")
