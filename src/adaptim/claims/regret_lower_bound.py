@@ -9,6 +9,7 @@ import torch
 
 import adaptim
 from adaptim.claims._core import Claim, Context
+from adaptim.claims._single_thread import single_threaded
 from adaptim.online import RandomSign, run_online
 
 
@@ -17,18 +18,8 @@ def _expected_abs_sum(T: int) -> float:
     return sum(math.comb(T, k) * abs(2 * k - T) for k in range(T + 1)) / 2**T  # exact integers, then one division
 
 
+@single_threaded
 def run(ctx: Context):
-    # the games are long vectors of cheap elementwise ops: torch's intra-op threads only add contention (3x slower
-    # on a loaded 2-core machine), so this claim runs single-threaded and restores the setting afterwards
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _run(ctx)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run(ctx: Context):
     import matplotlib.pyplot as plt
 
     T = ctx.size(100, 400)
