@@ -8,8 +8,7 @@ import torch
 from scipy.optimize import minimize
 
 from adaptim.claims._core import Claim, Context
-from adaptim.claims._matrix import one_thread, sym_power
-from adaptim.claims.steepest_descent_closed_forms import np_norm, numerical_max
+from adaptim.claims._matrix import np_norm, numerical_max, one_thread, sym_power
 from adaptim.linalg import DUAL_NORM, NORMS, dual_norm, matrix_norm
 from adaptim.mirror import dual_weighted_norm, weighted_norm
 
