@@ -240,7 +240,9 @@ def run_claims(
 ) -> list[ClaimResult]:
     """Run the named claims (all by default), saving each figure under ``out`` when given.
 
-    Each claim runs with seed 0 in torch, numpy and ``random``; torch's default dtype is restored after it.
+    Each claim runs with seed 0 in torch, numpy and ``random``, on one torch CPU thread (its tensors are small:
+    a thread pool only adds contention, most of all on a shared machine, and the figures then do not depend on
+    the core count); torch's default dtype and thread count are restored after it.
     An exception inside a claim fails that claim with the
     traceback's last line as ``error``; it does not stop the others.
 
@@ -264,7 +266,8 @@ def run_claims(
         _seed_everything(ctx.seed)
         start = time.perf_counter()
         figure_path, error, fig = None, None, None
-        default_dtype = torch.get_default_dtype()
+        default_dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+        torch.set_num_threads(1)
         try:
             fig = claim.run(ctx)
         except Exception as e:  # a claim that crashes fails; the others still run
@@ -272,6 +275,7 @@ def run_claims(
             ctx.notes["traceback"] = traceback.format_exc(limit=6)
         finally:
             torch.set_default_dtype(default_dtype)
+            torch.set_num_threads(threads)
         seconds = time.perf_counter() - start
         if fig is not None:
             if out_dir is not None:

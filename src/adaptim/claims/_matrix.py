@@ -3,33 +3,13 @@
 Nothing here re-implements a method of the library: these are the generic pieces of linear algebra the
 predictions are written with (a symmetric matrix power by eigendecomposition, a log-log slope, the largest
 principal angle between two subspaces, the five matrix norms from their definitions, a numerical maximization of
-a linear function over a norm ball), plus a context that runs torch on one thread.
+a linear function over a norm ball), (the runner runs every claim on one torch thread).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import numpy as np
-import torch
 from scipy.optimize import linprog, minimize
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread inside the block (restored after).
-
-    The claims use matrices of a few rows; on a loaded 2-core machine torch's thread pool made each
-    ``tril_``/``triu`` on a 4 x 4 matrix take about 15 ms (a barrier waiting for a descheduled thread), so
-    Shampoo's steps cost 100x their arithmetic. One thread computes the same numbers.
-    """
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
 
 
 def sym_power(A: np.ndarray, p: float, *, floor: float = 0.0) -> np.ndarray:

@@ -8,7 +8,7 @@ import torch
 from scipy.optimize import minimize
 
 from adaptim.claims._core import Claim, Context
-from adaptim.claims._matrix import np_norm, numerical_max, one_thread, sym_power
+from adaptim.claims._matrix import np_norm, numerical_max, sym_power
 from adaptim.linalg import DUAL_NORM, NORMS, dual_norm, matrix_norm
 from adaptim.mirror import dual_weighted_norm, weighted_norm
 
@@ -144,9 +144,8 @@ def _check_weighted(ctx: Context, rng: np.random.Generator) -> None:
 
 def run(ctx: Context) -> None:
     rng = np.random.default_rng(ctx.seed)
-    with one_thread():
-        _check_matrix_norms(ctx, rng)
-        _check_weighted(ctx, rng)
+    _check_matrix_norms(ctx, rng)
+    _check_weighted(ctx, rng)
 
 
 CLAIM = Claim(

@@ -8,7 +8,6 @@ import torch
 
 import adaptim
 from adaptim.claims._core import Claim, Context
-from adaptim.claims._single_thread import single_threaded
 from adaptim.online import (
     LinearLosses,
     LogisticLosses,
@@ -20,7 +19,6 @@ from adaptim.online import (
 )
 
 
-@single_threaded
 def run(ctx: Context):
     import matplotlib.pyplot as plt
 

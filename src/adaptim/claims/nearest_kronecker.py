@@ -8,7 +8,7 @@ import torch
 from scipy.optimize import minimize
 
 from adaptim.claims._core import Claim, Context
-from adaptim.claims._matrix import one_thread, sym_power
+from adaptim.claims._matrix import sym_power
 from adaptim.linalg import kron, nearest_kronecker_product, psd_power, rearrange, vec
 
 
@@ -186,10 +186,9 @@ def run(ctx: Context):
     import matplotlib.pyplot as plt
 
     rng = np.random.default_rng(ctx.seed)
-    with one_thread():
-        _check_identities(ctx, rng)
-        traces, res_lib = _check_nearest(ctx, rng)
-        _check_outer_bounds(ctx, rng)
+    _check_identities(ctx, rng)
+    traces, res_lib = _check_nearest(ctx, rng)
+    _check_outer_bounds(ctx, rng)
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for i, tr in enumerate(traces):
         ax.semilogy(

@@ -9,7 +9,6 @@ from numpy.polynomial import Polynomial
 from torch.utils.flop_counter import FlopCounterMode
 
 from adaptim.claims._core import Claim, Context
-from adaptim.claims._matrix import one_thread
 from adaptim.linalg import NS_COEFFICIENTS, newton_schulz, newton_schulz_coefficients, orthogonal_iteration
 
 F64 = torch.float64
@@ -200,10 +199,9 @@ def run(ctx: Context):
 
     rng = np.random.default_rng(ctx.seed)
     _check_systems(ctx)
-    with one_thread():
-        _check_order(ctx, rng)
-        _check_jordan(ctx, rng)
-        _check_flops(ctx, rng)
+    _check_order(ctx, rng)
+    _check_jordan(ctx, rng)
+    _check_flops(ctx, rng)
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     x = np.linspace(0, 1.25, 500)

@@ -9,7 +9,6 @@ import torch
 
 import adaptim
 from adaptim.claims._core import Claim, Context
-from adaptim.claims._single_thread import single_threaded
 from adaptim.online import (
     LogisticLosses,
     breast_cancer_stream,
@@ -23,7 +22,6 @@ from adaptim.online import (
 RADIUS = 5.0
 
 
-@single_threaded
 def run(ctx: Context):
     import matplotlib.pyplot as plt
 

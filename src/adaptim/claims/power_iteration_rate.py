@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from adaptim.claims._core import Claim, Context
-from adaptim.claims._matrix import log_rate, one_thread, sin_theta
+from adaptim.claims._matrix import log_rate, sin_theta
 from adaptim.linalg import OnlineOrthogonalIteration, orthogonal_iteration, power_iteration
 
 
@@ -179,8 +179,7 @@ def run(ctx: Context):
     import matplotlib.pyplot as plt
 
     rng = np.random.default_rng(ctx.seed)
-    with one_thread():
-        d = _check_power(ctx, rng) | _check_orthogonal(ctx, rng) | _check_online(ctx, rng)
+    d = _check_power(ctx, rng) | _check_orthogonal(ctx, rng) | _check_online(ctx, rng)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     meas, pred = d["power"]
     t = np.arange(len(meas))

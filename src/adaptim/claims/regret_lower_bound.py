@@ -9,7 +9,6 @@ import torch
 
 import adaptim
 from adaptim.claims._core import Claim, Context
-from adaptim.claims._single_thread import single_threaded
 from adaptim.online import RandomSign, run_online
 
 
@@ -18,7 +17,6 @@ def _expected_abs_sum(T: int) -> float:
     return sum(math.comb(T, k) * abs(2 * k - T) for k in range(T + 1)) / 2**T  # exact integers, then one division
 
 
-@single_threaded
 def run(ctx: Context):
     import matplotlib.pyplot as plt
 

@@ -8,7 +8,6 @@ import numpy as np
 
 import adaptim
 from adaptim.claims._core import Claim, Context
-from adaptim.claims._single_thread import single_threaded
 from adaptim.online import (
     LinearLosses,
     LogisticLosses,
@@ -26,7 +25,6 @@ def _sgd(lr: float):
     return lambda p: adaptim.SGD(p, lr=lr, foreach=True)
 
 
-@single_threaded
 def run(ctx: Context):
     import matplotlib.pyplot as plt
 

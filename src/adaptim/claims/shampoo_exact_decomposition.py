@@ -9,7 +9,7 @@ import torch
 
 import adaptim
 from adaptim.claims._core import Claim, Context
-from adaptim.claims._matrix import one_thread, sym_power
+from adaptim.claims._matrix import sym_power
 from adaptim.linalg import kron, nearest_kronecker_product, power_iteration, rearrange
 
 F64 = torch.float64
@@ -179,9 +179,8 @@ def _check_idealized(ctx: Context, rng: np.random.Generator) -> None:
 
 def run(ctx: Context) -> None:
     rng = np.random.default_rng(ctx.seed)
-    with one_thread():
-        _check_lemma(ctx, rng)
-        _check_idealized(ctx, rng)
+    _check_lemma(ctx, rng)
+    _check_idealized(ctx, rng)
 
 
 CLAIM = Claim(

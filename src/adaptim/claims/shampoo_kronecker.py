@@ -10,7 +10,7 @@ import torch
 
 import adaptim
 from adaptim.claims._core import Claim, Context
-from adaptim.claims._matrix import loglog_slope, one_thread, sym_power
+from adaptim.claims._matrix import loglog_slope, sym_power
 from adaptim.functional.shampoo import ShampooPreconditioner
 from adaptim.linalg import kron
 
@@ -174,10 +174,9 @@ def run(ctx: Context):
     from matplotlib.ticker import NullFormatter
 
     rng = np.random.default_rng(ctx.seed)
-    with one_thread():
-        _check_53_54(ctx, rng)
-        _check_55(ctx, rng)
-        Ts, trL, trR, bL, bR = _check_growth(ctx, rng)
+    _check_53_54(ctx, rng)
+    _check_55(ctx, rng)
+    Ts, trL, trR, bL, bR = _check_growth(ctx, rng)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.loglog(Ts, trL, "o-", label=r"tr$(L_T^{1/4})$ (Shampoo's statistic)")
     ax.loglog(Ts, trR, "s-", label=r"tr$(R_T^{1/4})$")

@@ -8,7 +8,7 @@ import torch
 
 import adaptim
 from adaptim.claims._core import Claim, Context
-from adaptim.claims._matrix import np_norm, numerical_max, one_thread
+from adaptim.claims._matrix import np_norm, numerical_max
 from adaptim.linalg import NORMS, dual_norm, steepest_direction
 
 F64 = torch.float64
@@ -118,10 +118,9 @@ def run(ctx: Context):
 
     rng = np.random.default_rng(ctx.seed)
     G = rng.standard_normal((3, 2))
-    with one_thread():
-        maxima = {norm: numerical_max(G, norm, rng, ctx.size(2, 10)) for norm in NORMS}
-        _check_directions(ctx, rng, G, maxima)
-        _check_69(ctx, rng, G, maxima)
+    maxima = {norm: numerical_max(G, norm, rng, ctx.size(2, 10)) for norm in NORMS}
+    _check_directions(ctx, rng, G, maxima)
+    _check_69(ctx, rng, G, maxima)
     # the picture for a 2-vector G: each norm's unit ball and its steepest direction
     G = np.array([[0.55], [0.25]])
     fig, ax = plt.subplots(figsize=(4.6, 4.6))
