@@ -7,33 +7,11 @@ import numpy as np
 import torch
 
 import adaptim
-from adaptim.claims._adaptive import breast_cancer, logistic_losses, single_thread
+from adaptim.claims._adaptive import batches, breast_cancer, logistic_losses, single_thread, train_rows
 from adaptim.claims._core import Claim, Context
 
 EPS, LR, BATCH = 1e-8, 0.01, 64
 POWERS = tuple(range(-60, 21, 5))  # c = 2^k: 1e-18 .. 1e6 (powers of two keep c g, c^2 g^2 free of rounding)
-
-
-def _train(x, y, order, steps, runs):
-    """Train logistic regressions with one adaptim.Adam: ``runs`` is a list of (scales, eps), scales of shape
-    (R, d); each becomes one param group of R independent rows (Adam is elementwise), every gradient multiplied
-    elementwise by its row of scales. Returns each group's iterates, shape (steps + 1, R, d)."""
-    params = [torch.zeros(scales.shape, dtype=torch.float64) for scales, _ in runs]
-    opt = adaptim.Adam([{"params": [p], "eps": eps} for p, (_, eps) in zip(params, runs)], lr=LR, fused=False)
-    scales = torch.cat([s for s, _ in runs])
-    sizes = [len(s) for s, _ in runs]
-    path = torch.empty(steps + 1, len(scales), scales.shape[1], dtype=torch.float64)
-    path[0] = 0.0
-    for t in range(steps):
-        batch = order[t * BATCH : (t + 1) * BATCH]
-        xb, w = x[batch], torch.cat(params)
-        # the mean logistic loss's gradient, X^T (sigmoid(X w) - y) / B, for every row at once; then g -> c g
-        grads = (torch.sigmoid(xb @ w.T) - y[batch, None]).T @ xb / BATCH * scales
-        for p, g in zip(params, grads.split(sizes)):
-            p.grad = g
-        opt.step()
-        path[t + 1] = torch.cat(params)
-    return list(path.split(sizes, dim=1))
 
 
 def run(ctx: Context):
@@ -43,7 +21,7 @@ def run(ctx: Context):
     gen = torch.Generator().manual_seed(ctx.seed)
     x, y = breast_cancer()
     n, d = x.shape
-    order = torch.cat([torch.randperm(n, generator=gen) for _ in range(steps * BATCH // n + 1)])
+    order = batches(n, steps, BATCH, gen)
     cs = np.array([2.0**k for k in POWERS])
     one = POWERS.index(0)
     scalar_rows = torch.tensor(cs, dtype=torch.float64)[:, None].expand(len(cs), d)
@@ -51,13 +29,14 @@ def run(ctx: Context):
     sub = [POWERS.index(k) for k in (-30, 0, 20)]
     unscaled = torch.ones(1, d, dtype=torch.float64)
     with single_thread():
-        exact, smooth, *moved_eps = _train(
+        exact, smooth, *moved_eps = train_rows(
+            adaptim.Adam,
+            [(torch.cat([scalar_rows, per_coordinate]), {"eps": 0.0}), (scalar_rows, {"eps": EPS})]
+            + [(unscaled, {"eps": EPS / cs[i]}) for i in sub],
             x,
             y,
             order,
-            steps,
-            [(torch.cat([scalar_rows, per_coordinate]), 0.0), (scalar_rows, EPS)]
-            + [(unscaled, EPS / cs[i]) for i in sub],
+            lr=LR,
         )
     moved_eps = torch.cat(moved_eps, 1)
     ref = exact[:, one]  # eps = 0, c = 1
@@ -82,7 +61,7 @@ def run(ctx: Context):
         atol=rounding,
     )
     # the first step in closed form: w_2 - w_1 = -lr c g_1 / (c |g_1| + eps) (mbar_1 = c g_1, vbar_1 = c^2 g_1^2)
-    b1 = order[:BATCH]
+    b1 = order[0]
     g1 = (x[b1].T @ (0.5 - y[b1]) / BATCH).numpy()  # the logistic loss's gradient at w = 0
     first = -LR * cs[:, None] * g1 / (cs[:, None] * np.abs(g1) + EPS)
     ctx.close(
