@@ -31,7 +31,7 @@ def _stats(x: torch.Tensor) -> tuple[float, float, float]:
 def run(ctx: Context):
     import matplotlib.pyplot as plt
 
-    n, steps = ctx.size(100_000, 1_000_000), ctx.size(60, 400)
+    n, steps = ctx.size(100_000, 500_000), ctx.size(60, 400)
     gen = torch.Generator().manual_seed(ctx.seed)
     # the moments of g and of g^2 (Y = E - 1 has E Y = 0, E Y^2 = 1, E Y^3 = 2, E Y^4 = 9)
     eg, eg2 = MU, MU**2 + SIGMA**2
@@ -80,8 +80,8 @@ def run(ctx: Context):
         20 * Z_MAX,
     )
     ctx.ge(
-        f"uncorrected v_T at T = {steps}: |mean v_T - E[g^2]| / standard error",
-        abs(mean_v[-1] - eg2) / se_v[-1],
+        "uncorrected v_1: |mean v_1 - E[g^2]| / standard error",
+        abs(mean_v[0] - eg2) / se_v[0],
         20 * Z_MAX,
     )
 
