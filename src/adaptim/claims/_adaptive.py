@@ -1,49 +1,13 @@
-"""Shared pieces of the Section 2.2-4.5 claims (momentum, Adam): a real training problem and a thread setting.
+"""Shared pieces of the Section 2.2-4.5 claims (momentum, Adam): a real training problem.
 
 Not a claim module (the leading underscore keeps it out of discovery).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread inside the block (restored after).
-
-    These claims step small tensors thousands of times; on a shared 2-core machine a second thread only adds
-    synchronization (measured: 10x slower steps on 20 000 entries), and one thread changes no result.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _breast_cancer_arrays():
-    """The (569, 30) features and (569,) targets of ``sklearn.datasets.load_breast_cancer``, read from the CSV
-    scikit-learn ships (importing scikit-learn itself takes seconds; it is the fallback)."""
-    import importlib.util
-    from pathlib import Path
-
-    import numpy as np
-
-    spec = importlib.util.find_spec("sklearn")
-    csv = Path(spec.origin).parent / "datasets" / "data" / "breast_cancer.csv" if spec and spec.origin else None
-    if csv is not None and csv.is_file():
-        table = np.loadtxt(csv, delimiter=",", skiprows=1)
-        if table.shape == (569, 31):
-            return table[:, :30], table[:, 30]
-    from sklearn.datasets import load_breast_cancer
-
-    bunch = load_breast_cancer()
-    return bunch.data, bunch.target
+from adaptim.online.adversaries import breast_cancer_table
 
 
 def breast_cancer(dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +16,7 @@ def breast_cancer(dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, tor
     Returns:
         ``(X, y)``: X of shape (569, 31) (30 standardized features, then 1.0), y of shape (569,) in {0, 1}.
     """
-    data, target = _breast_cancer_arrays()
+    data, target = breast_cancer_table()
     x = torch.as_tensor(data, dtype=dtype)
     x = (x - x.mean(0)) / x.std(0)
     x = torch.cat([x, torch.ones(len(x), 1, dtype=dtype)], 1)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 import adaptim
-from adaptim.claims._adaptive import batches, breast_cancer, single_thread, train_rows
+from adaptim.claims._adaptive import batches, breast_cancer, train_rows
 from adaptim.claims._core import Claim, Context
 
 LR = 2.0**-10  # a power of two: (w_t - w_{t+1}) / lr is the direction, with nothing lost to the division
@@ -42,9 +42,8 @@ def run(ctx: Context):
     cs = torch.tensor([2.0**k for k in POWERS], dtype=torch.float64)
     rows = cs[:, None].expand(len(cs), x.shape[1])
     one, k_small = POWERS.index(0), POWERS.index(-40)
-    with single_thread():
-        (atan,) = train_rows(adaptim.AdamAtan2, [(rows, {})], x, y, order, lr=0.01)
-        (adam,) = train_rows(adaptim.Adam, [(rows[[one, k_small]], {})], x, y, order, lr=0.01)  # eps = 1e-8
+    (atan,) = train_rows(adaptim.AdamAtan2, [(rows, {})], x, y, order, lr=0.01)
+    (adam,) = train_rows(adaptim.Adam, [(rows[[one, k_small]], {})], x, y, order, lr=0.01)  # eps = 1e-8
     path = (atan[:, one] - atan[0, one]).abs().max().item()
     ctx.close(
         f"AdamAtan2 iterates for gradients x c, c = 2^k, k = {POWERS[0]}..{POWERS[-1]}, vs c = 1 (no eps: exact)",
@@ -79,15 +78,14 @@ def run(ctx: Context):
     )
     d_adam = torch.empty(t_len, 2, 3 * n, dtype=torch.float64)
     d_atan = torch.empty(t_len, len(KNOBS) + 1, 3 * n, dtype=torch.float64)
-    with single_thread():
-        for t in range(t_len):
-            before_adam, before_atan = torch.stack(w_adam), torch.stack(w_atan)
-            for w in w_adam + w_atan:
-                w.grad = grads[t]
-            opt_adam.step()
-            opt_atan.step()
-            d_adam[t] = (before_adam - torch.stack(w_adam)) / LR  # mbar / sqrt(vbar)
-            d_atan[t] = (before_atan - torch.stack(w_atan)) / LR  # a atan2(mbar, b sqrt(vbar))
+    for t in range(t_len):
+        before_adam, before_atan = torch.stack(w_adam), torch.stack(w_atan)
+        for w in w_adam + w_atan:
+            w.grad = grads[t]
+        opt_adam.step()
+        opt_atan.step()
+        d_adam[t] = (before_adam - torch.stack(w_adam)) / LR  # mbar / sqrt(vbar)
+        d_atan[t] = (before_atan - torch.stack(w_atan)) / LR  # a atan2(mbar, b sqrt(vbar))
     r = d_adam[:, 0].numpy()
     for k, (a, b) in enumerate(KNOBS):
         ctx.close(

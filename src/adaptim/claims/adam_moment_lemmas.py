@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 import adaptim
-from adaptim.claims._adaptive import single_thread
 from adaptim.claims._core import Claim, Context
 
 BETA1, LR = 0.9, 2.0**-10
@@ -48,20 +47,19 @@ def run(ctx: Context):
         [{"params": [p], "betas": (BETA1, b2)} for p, b2 in zip(ps, beta2s)], lr=LR, eps=0.0, fused=False
     )
     sums = torch.zeros(3, len(beta2s), n, dtype=torch.float64)  # per run: sum of M^2 Delta, Delta^4, O^2
-    with single_thread():
-        for t in range(burn + samples):
-            g = torch.randn(n, generator=gen, dtype=torch.float64)
-            before = [p.clone() for p in ps] if t >= burn else None
-            for p in ps:
-                p.grad = g
-            opt.step()
-            if before is not None:
-                for k, p in enumerate(ps):
-                    o = (before[k] - p) / LR  # Adam's update mbar / sqrt(vbar), from the step it took
-                    m, delta = opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"] - SIGMA2
-                    sums[0, k].addcmul_(m * m, delta)
-                    sums[1, k].add_(delta.square().square_())
-                    sums[2, k].addcmul_(o, o)
+    for t in range(burn + samples):
+        g = torch.randn(n, generator=gen, dtype=torch.float64)
+        before = [p.clone() for p in ps] if t >= burn else None
+        for p in ps:
+            p.grad = g
+        opt.step()
+        if before is not None:
+            for k, p in enumerate(ps):
+                o = (before[k] - p) / LR  # Adam's update mbar / sqrt(vbar), from the step it took
+                m, delta = opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"] - SIGMA2
+                sums[0, k].addcmul_(m * m, delta)
+                sums[1, k].add_(delta.square().square_())
+                sums[2, k].addcmul_(o, o)
     per_run = sums / samples  # time averages: one estimate per independent run
     est, se = per_run.mean(-1).numpy(), (per_run.std(-1) / math.sqrt(n)).numpy()
     ctx.note(

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 import adaptim
-from adaptim.claims._adaptive import batches, breast_cancer, single_thread
+from adaptim.claims._adaptive import batches, breast_cancer
 from adaptim.claims._core import Claim, Context
 from adaptim.optim.effective_lr import adam_effective_lr
 
@@ -59,15 +59,14 @@ def run(ctx: Context):
     def absolute(t, w):  # sum_i c_i |w_i - z_ti|: the gradient's sign moves with w, its size c_i never changes
         return c * torch.sign(w - z[t])
 
-    with single_thread():
-        runs = {
-            (name, mode): _run(f, steps, d, mode)
-            for name, f, modes in (
-                ("logistic", logistic, ("true", "dozat", "corrected")),
-                ("absolute", absolute, ("true", "dozat")),
-            )
-            for mode in modes
-        }
+    runs = {
+        (name, mode): _run(f, steps, d, mode)
+        for name, f, modes in (
+            ("logistic", logistic, ("true", "dozat", "corrected")),
+            ("absolute", absolute, ("true", "dozat")),
+        )
+        for mode in modes
+    }
     gaps = {}
     for name in ("logistic", "absolute"):
         true = runs[name, "true"]

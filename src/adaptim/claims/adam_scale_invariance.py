@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 import adaptim
-from adaptim.claims._adaptive import batches, breast_cancer, logistic_losses, single_thread, train_rows
+from adaptim.claims._adaptive import batches, breast_cancer, logistic_losses, train_rows
 from adaptim.claims._core import Claim, Context
 
 EPS, LR, BATCH = 1e-8, 0.01, 64
@@ -28,16 +28,15 @@ def run(ctx: Context):
     per_coordinate = 2.0 ** torch.randint(-20, 21, (1, d), generator=gen).double()  # c in R^d, 1e-6 .. 1e6
     sub = [POWERS.index(k) for k in (-30, 0, 20)]
     unscaled = torch.ones(1, d, dtype=torch.float64)
-    with single_thread():
-        exact, smooth, *moved_eps = train_rows(
-            adaptim.Adam,
-            [(torch.cat([scalar_rows, per_coordinate]), {"eps": 0.0}), (scalar_rows, {"eps": EPS})]
-            + [(unscaled, {"eps": EPS / cs[i]}) for i in sub],
-            x,
-            y,
-            order,
-            lr=LR,
-        )
+    exact, smooth, *moved_eps = train_rows(
+        adaptim.Adam,
+        [(torch.cat([scalar_rows, per_coordinate]), {"eps": 0.0}), (scalar_rows, {"eps": EPS})]
+        + [(unscaled, {"eps": EPS / cs[i]}) for i in sub],
+        x,
+        y,
+        order,
+        lr=LR,
+    )
     moved_eps = torch.cat(moved_eps, 1)
     ref = exact[:, one]  # eps = 0, c = 1
     path = (ref - ref[0]).abs().max().item()

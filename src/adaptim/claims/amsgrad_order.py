@@ -7,7 +7,6 @@ import numpy as np
 import torch
 
 import adaptim
-from adaptim.claims._adaptive import single_thread
 from adaptim.claims._core import Claim, Context
 from adaptim.optim.effective_lr import adam_effective_lr
 
@@ -51,18 +50,17 @@ def run(ctx: Context):
     helper = np.empty((steps, d))
     measured = np.empty((2, steps, d))  # (w_t - w_{t+1}) / mbar_t: the step size each optimizer applied
     usable = np.empty((2, steps, d), dtype=bool)
-    with single_thread():
-        gmax = torch.zeros(d, dtype=torch.float64)  # max_s<=t |g_s|: the scale below which mbar_t counts as ~0
-        for t in range(1, steps + 1):
-            torch.maximum(gmax, grads[t - 1].abs(), out=gmax)
-            for k, (o, p) in enumerate(((opt, ours), (ref, theirs))):
-                before = p.clone()
-                p.grad = grads[t - 1]
-                o.step()
-                mbar = o.state[p]["exp_avg"] / (1 - BETAS[0] ** t)
-                measured[k, t - 1] = ((before - p) / mbar).numpy()
-                usable[k, t - 1] = (mbar.abs() > 1e-6 * gmax).numpy()
-            helper[t - 1] = adam_effective_lr(opt, ours).numpy()
+    gmax = torch.zeros(d, dtype=torch.float64)  # max_s<=t |g_s|: the scale below which mbar_t counts as ~0
+    for t in range(1, steps + 1):
+        torch.maximum(gmax, grads[t - 1].abs(), out=gmax)
+        for k, (o, p) in enumerate(((opt, ours), (ref, theirs))):
+            before = p.clone()
+            p.grad = grads[t - 1]
+            o.step()
+            mbar = o.state[p]["exp_avg"] / (1 - BETAS[0] ** t)
+            measured[k, t - 1] = ((before - p) / mbar).numpy()
+            usable[k, t - 1] = (mbar.abs() > 1e-6 * gmax).numpy()
+        helper[t - 1] = adam_effective_lr(opt, ours).numpy()
     notes, torch_order = _predicted(grads.numpy())
 
     ctx.close(

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 import adaptim
-from adaptim.claims._adaptive import single_thread
 from adaptim.claims._core import Claim, Context
 from adaptim.functional.adam import bias_corrections
 
@@ -41,13 +40,12 @@ def run(ctx: Context):
     p = torch.zeros(n, dtype=torch.float64)
     opt = adaptim.Adam([p], lr=1e-3, betas=(BETA1, BETA2), fused=False)
     rows = []  # t, mean/var/se of m_t and v_t, means of the bias-corrected estimates
-    with single_thread():
-        for t in range(1, steps + 1):
-            p.grad = MU + SIGMA * (torch.empty(n, dtype=torch.float64).exponential_(generator=gen) - 1)
-            opt.step()
-            m, v = opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"]
-            cm, _, bc2 = bias_corrections(t, BETA1, BETA2, False)  # the library's 1/(1 - b1^t) and 1 - b2^t
-            rows.append((*_stats(m), *_stats(v), (m * cm).mean().item(), (v / bc2).mean().item()))
+    for t in range(1, steps + 1):
+        p.grad = MU + SIGMA * (torch.empty(n, dtype=torch.float64).exponential_(generator=gen) - 1)
+        opt.step()
+        m, v = opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"]
+        cm, _, bc2 = bias_corrections(t, BETA1, BETA2, False)  # the library's 1/(1 - b1^t) and 1 - b2^t
+        rows.append((*_stats(m), *_stats(v), (m * cm).mean().item(), (v / bc2).mean().item()))
     r = np.asarray(rows)
     t = np.arange(1, steps + 1)
     mean_m, var_m, se_var_m, mean_v, var_v, se_var_v, mean_mbar, mean_vbar = r.T

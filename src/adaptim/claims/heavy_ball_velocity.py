@@ -7,7 +7,6 @@ import math
 import torch
 
 import adaptim
-from adaptim.claims._adaptive import single_thread
 from adaptim.claims._core import Claim, Context
 
 MOMENTA = (0.5, 0.9, 0.95, 0.99)
@@ -37,37 +36,36 @@ def run(ctx: Context):
     lr = 2.0**-10  # a power of two: (w_t - w_{t+1}) / lr loses nothing to the division
     g = torch.randn(4, dtype=torch.float64)
     fig, ax = plt.subplots(figsize=(6, 4))
-    with single_thread():
-        for mu in MOMENTA:
-            # enough steps for mu^T < 1e-13 (v_T = g/(1 - mu) to rounding), capped in --quick
-            steps = min(math.ceil(math.log(1e-13) / math.log(mu)), ctx.size(600, 10**6))
-            velocity, buffer, gap, size = _velocities(mu, g, steps, lr)
-            t = torch.arange(1, steps + 1, dtype=torch.float64)
-            # v_t = g + mu g + ... + mu^(t-1) g = (1 - mu^t)/(1 - mu) g: the partial sums whose limit is (27)
-            partial = ((1 - mu**t) / (1 - mu))[:, None] * g
-            ctx.close(
-                f"mu = {mu}: velocity (w_t - w_(t+1))/lr = (1 - mu^t)/(1 - mu) g, t = 1..{steps}",
-                partial,
-                velocity,
-                rtol=1e-10,
-            )
-            remaining = mu**steps / (1 - mu)  # |v_T - g/(1 - mu)| / |g| by the partial sum
-            ctx.close(
-                f"mu = {mu}: momentum buffer after T = {steps} steps vs g/(1 - mu) (27), allowing mu^T/(1 - mu) |g|",
-                g / (1 - mu),
-                buffer,
-                atol=remaining * g.abs().max().item() + 1e-12,
-            )
-            ctx.le(
-                f"mu = {mu}: largest |adaptim.SGD - torch.optim.SGD| parameter gap over the run (rounding)",
-                gap,
-                1e-13 * size,
-            )
-            if mu == 0.95:
-                ctx.close("mu = 0.95: v_T / g (the notes' 20)", 20.0, (velocity[-1] / g).mean(), rtol=1e-12)
-            shown = min(steps, 600)
-            (line,) = ax.plot(t[:shown], (velocity[:shown] / g).mean(1), label=f"mu = {mu}: measured v_t / g")
-            ax.axhline(1 / (1 - mu), color=line.get_color(), ls="--", lw=0.8)
+    for mu in MOMENTA:
+        # enough steps for mu^T < 1e-13 (v_T = g/(1 - mu) to rounding), capped in --quick
+        steps = min(math.ceil(math.log(1e-13) / math.log(mu)), ctx.size(600, 10**6))
+        velocity, buffer, gap, size = _velocities(mu, g, steps, lr)
+        t = torch.arange(1, steps + 1, dtype=torch.float64)
+        # v_t = g + mu g + ... + mu^(t-1) g = (1 - mu^t)/(1 - mu) g: the partial sums whose limit is (27)
+        partial = ((1 - mu**t) / (1 - mu))[:, None] * g
+        ctx.close(
+            f"mu = {mu}: velocity (w_t - w_(t+1))/lr = (1 - mu^t)/(1 - mu) g, t = 1..{steps}",
+            partial,
+            velocity,
+            rtol=1e-10,
+        )
+        remaining = mu**steps / (1 - mu)  # |v_T - g/(1 - mu)| / |g| by the partial sum
+        ctx.close(
+            f"mu = {mu}: momentum buffer after T = {steps} steps vs g/(1 - mu) (27), allowing mu^T/(1 - mu) |g|",
+            g / (1 - mu),
+            buffer,
+            atol=remaining * g.abs().max().item() + 1e-12,
+        )
+        ctx.le(
+            f"mu = {mu}: largest |adaptim.SGD - torch.optim.SGD| parameter gap over the run (rounding)",
+            gap,
+            1e-13 * size,
+        )
+        if mu == 0.95:
+            ctx.close("mu = 0.95: v_T / g (the notes' 20)", 20.0, (velocity[-1] / g).mean(), rtol=1e-12)
+        shown = min(steps, 600)
+        (line,) = ax.plot(t[:shown], (velocity[:shown] / g).mean(1), label=f"mu = {mu}: measured v_t / g")
+        ax.axhline(1 / (1 - mu), color=line.get_color(), ls="--", lw=0.8)
     ax.set_yscale("log")
     ax.set_xlabel("step t")
     ax.set_ylabel("velocity v_t / g")

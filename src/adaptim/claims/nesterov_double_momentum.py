@@ -7,7 +7,6 @@ import numpy as np
 import torch
 
 import adaptim
-from adaptim.claims._adaptive import single_thread
 from adaptim.claims._core import Claim, Context
 
 D, N = 5, 8  # parameters, rows of each random least-squares loss
@@ -65,13 +64,12 @@ def run(ctx: Context):
     sched_lr = list(eta * np.where(t < steps // 10, (t + 1) / (steps // 10), 0.5 * (1 + np.cos(np.pi * t / steps))))
     sched_mu = list(0.85 + 0.1 * t / steps)
 
-    with single_thread():
-        x_lit, _, v_lit = _run(literal, a, b, [eta] * steps, [mu] * steps)
-        x_dm, _, v_dm = _run(double, a, b, [eta] * steps, [mu] * steps)
-        x_torch, _, _ = _run(torch_double, a, b, [eta] * steps, [mu] * steps)
-        xs_lit, gs_lit, vs_lit = _run(literal, a, b, sched_lr, sched_mu)
-        xs_dm, _, _ = _run(double, a, b, sched_lr, sched_mu)
-        xs_fix, _, _ = _run(double, a, b, sched_lr, sched_mu, correct=True)
+    x_lit, _, v_lit = _run(literal, a, b, [eta] * steps, [mu] * steps)
+    x_dm, _, v_dm = _run(double, a, b, [eta] * steps, [mu] * steps)
+    x_torch, _, _ = _run(torch_double, a, b, [eta] * steps, [mu] * steps)
+    xs_lit, gs_lit, vs_lit = _run(literal, a, b, sched_lr, sched_mu)
+    xs_dm, _, _ = _run(double, a, b, sched_lr, sched_mu)
+    xs_fix, _, _ = _run(double, a, b, sched_lr, sched_mu, correct=True)
     scale = np.abs(x_lit).max()
 
     # constant eta, mu: double momentum's parameters are the look-ahead points x_t of (28), its velocities v_t

@@ -15,6 +15,7 @@ from adaptim.online.adversaries import (
     RandomSign,
     ReddiCounterexample,
     breast_cancer_stream,
+    breast_cancer_table,
 )
 from adaptim.online.batch import OnlineToBatch, excess_risk, online_to_batch, sample_stream
 from adaptim.online.bounds import (
@@ -46,6 +47,7 @@ __all__ = [
     "RandomSign",
     "ReddiCounterexample",
     "breast_cancer_stream",
+    "breast_cancer_table",
     "best_fixed",
     "mirror_descent_bound",
     "sgd_bound",

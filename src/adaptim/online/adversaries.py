@@ -31,6 +31,7 @@ __all__ = [
     "RandomSign",
     "ReddiCounterexample",
     "breast_cancer_stream",
+    "breast_cancer_table",
 ]
 
 
@@ -366,9 +367,13 @@ class LogisticLosses(_Examples):
 
 
 @functools.lru_cache(maxsize=1)
-def _breast_cancer() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's breast-cancer table (569 x 30 features, targets 0 = malignant, 1 = benign), read from the CSV
-    it ships without importing scikit-learn (whose import takes seconds); ``load_breast_cancer`` as fallback."""
+def breast_cancer_table() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's breast-cancer table, read from the CSV it ships without importing scikit-learn (whose import
+    takes seconds); ``sklearn.datasets.load_breast_cancer`` as fallback.
+
+    Returns:
+        ``(X, target)``: X (569, 30) float64 features, target (569,) int64 (0 = malignant, 1 = benign).
+    """
     spec = importlib.util.find_spec("sklearn")
     for root in (spec.submodule_search_locations or []) if spec is not None else []:
         path = Path(root) / "datasets" / "data" / "breast_cancer.csv"
@@ -391,7 +396,7 @@ def breast_cancer_stream(seed: int = 0, standardize: bool = True) -> tuple[torch
     Returns:
         ``(X, y)``: X (569, 30) float64, y (569,) float64 in {-1, +1} (+1 = benign).
     """
-    X, target = _breast_cancer()
+    X, target = breast_cancer_table()
     y = np.where(target == 1, 1.0, -1.0)
     if standardize:
         X = (X - X.mean(0)) / X.std(0)

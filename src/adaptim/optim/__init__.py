@@ -45,3 +45,7 @@ __all__ += ["MirrorDescent", "ExponentiatedGradient"]
 from adaptim.optim.stiefel import StiefelSGD  # noqa: E402
 
 __all__ += ["StiefelSGD"]
+
+from adaptim.optim.effective_lr import adam_effective_lr  # noqa: E402
+
+__all__ += ["adam_effective_lr"]
