@@ -115,7 +115,7 @@ def run(ctx: Context):
     idx = np.arange(d)
     ax.bar(
         idx - 0.2,
-        np.abs(sparse.iterates[0] - sparse.comparator).numpy() / float(u.norm()),
+        (sparse.iterates[0] - sparse.comparator).abs().numpy() / float(u.norm()),
         0.4,
         label="α = |δ₁| / ‖δ₁‖",
     )
