@@ -33,8 +33,8 @@ def run(ctx: Context):
 def _run(ctx: Context):
     import matplotlib.pyplot as plt
 
-    per = ctx.size(500, 3000)
-    burn, keep = ctx.size(150, 2000), ctx.size(400, 6000)
+    per = ctx.size(500, 2000)
+    burn, keep = ctx.size(150, 1000), ctx.size(400, 3000)
     batches = 20
     beta1s = ctx.size((0.0, 0.9), BETA1S)  # each (b1, b2) is a param group; quick mode keeps four
     combos = [(b1, b2) for b2 in BETA2S for b1 in beta1s]

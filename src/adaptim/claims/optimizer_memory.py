@@ -132,7 +132,7 @@ def _run(ctx: Context):
     ax.set_xscale("log")
     ax.set_xlabel("bytes of optimizer state")
     ax.set_title(f"optimizer-memory (4.7, L.2): one {m} x {n} float32 layer")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
