@@ -49,6 +49,11 @@ def _exact_part(ctx: Context) -> None:
         with torch.no_grad():
             w_decay.mul_(1 - eta * lam_prime)  # w_t - eta grad l(w_t) - eta lambda' w_t
         opt_plain.step()
+    ctx.note(
+        "reading",
+        "4.4 prints the L2-regularized loss as l - lambda'/2 ||w||^2; the decay factor (1 - eta lambda') needs "
+        "l + lambda'/2 ||w||^2, which is what is checked",
+    )
     ctx.close(
         "SGD: L2 term lambda' = decay factor eta lambda' (25 steps, float64)", w_decay, w_l2, rtol=1e-12, atol=1e-14
     )
