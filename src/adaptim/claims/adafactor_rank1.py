@@ -51,15 +51,6 @@ def _numerical_rank1(C: np.ndarray, rng: np.random.Generator) -> float:
 
 
 def run(ctx: Context):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors: one thread avoids contention between workers
-    try:
-        return _run(ctx)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run(ctx: Context):
     import matplotlib.pyplot as plt
 
     R, m, n = ctx.size(10000, 100000), 4, 3

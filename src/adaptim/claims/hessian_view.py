@@ -20,18 +20,10 @@ import numpy as np
 import torch
 
 import adaptim
+from adaptim.claims._adaptive import breast_cancer
 from adaptim.claims._core import Claim, Context
 
 _F64 = torch.float64
-
-
-def _breast_cancer() -> tuple[torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_breast_cancer
-
-    X, y = load_breast_cancer(return_X_y=True)
-    X = (X - X.mean(0)) / X.std(0)
-    X = np.hstack([X, np.ones((len(X), 1))])
-    return torch.tensor(X, dtype=_F64), torch.tensor(y, dtype=_F64)
 
 
 def _logistic_grads(w: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -42,19 +34,10 @@ def _logistic_grads(w: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.
     return J
 
 
-def run(ctx: Context):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors: one thread avoids contention between workers
-    try:
-        return _run(ctx)
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _fisher_parts(ctx: Context) -> None:
     gen = torch.Generator().manual_seed(ctx.seed)
     # (58): for every x, the model-sampled gradients have mean zero, so I = Cov
-    X, y = _breast_cancer()
+    X, y = breast_cancer()
     w = 0.2 * torch.randn(X.shape[1], generator=gen, dtype=_F64)
     p = torch.sigmoid(X @ w)
     g1, g0 = _logistic_grads(w, X, torch.ones_like(y)), _logistic_grads(w, X, torch.zeros_like(y))
@@ -86,7 +69,7 @@ def _fisher_parts(ctx: Context) -> None:
 
 
 def _adam_estimates_fisher(ctx: Context) -> None:
-    X, y = _breast_cancer()
+    X, y = breast_cancer()
     gen = torch.Generator().manual_seed(ctx.seed + 1)
     w0 = 0.2 * torch.randn(X.shape[1], generator=gen, dtype=_F64)
     G = _logistic_grads(w0, X, y)  # the population of per-example gradients at the fixed w0
@@ -129,7 +112,7 @@ def _adam_estimates_fisher(ctx: Context) -> None:
     )
 
 
-def _run(ctx: Context):
+def run(ctx: Context):
     import matplotlib.pyplot as plt
 
     _fisher_parts(ctx)

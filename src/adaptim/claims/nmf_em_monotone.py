@@ -68,15 +68,6 @@ def _elbo(C: np.ndarray, A: np.ndarray, B: np.ndarray, A_hat: np.ndarray, B_hat:
 
 
 def run(ctx: Context):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matrices: one thread avoids contention between workers
-    try:
-        return _run(ctx)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run(ctx: Context):
     import matplotlib.pyplot as plt
 
     # Lemma S.2 exactly: Poisson counts conditioned on their sum are multinomial

@@ -70,15 +70,6 @@ OPTIMIZERS = {
 
 
 def run(ctx: Context):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors: one thread avoids contention between workers
-    try:
-        return _run(ctx)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run(ctx: Context):
     import matplotlib.pyplot as plt
 
     shapes = ctx.size([(64, 32), (120, 20)], [(64, 32), (300, 20), (512, 256), (1000, 40)])

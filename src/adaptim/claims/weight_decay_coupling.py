@@ -108,15 +108,6 @@ def _effective_decay(ws: np.ndarray, batches: int) -> tuple[float, float, float,
 
 
 def run(ctx: Context):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors, many steps: one thread avoids contention between workers
-    try:
-        return _run(ctx)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run(ctx: Context):
     import matplotlib.pyplot as plt
 
     _exact_part(ctx)

@@ -38,15 +38,6 @@ def _decay(eta: float, wd: float, independent: bool) -> float:
 
 
 def run(ctx: Context):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors, many steps: one thread avoids contention between workers
-    try:
-        return _run(ctx)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run(ctx: Context):
     import matplotlib.pyplot as plt
 
     per = ctx.size(600, 4000)
