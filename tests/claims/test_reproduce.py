@@ -125,3 +125,14 @@ def test_doc_copy_links_figures_in_out(tmp_path, monkeypatch):
     assert main(["reproduce", "--out", str(tmp_path / "docs" / "claims"), "--doc", str(doc)]) == 0
     text = doc.read_text()
     assert "![drawn](claims/drawn.png)" in text and (tmp_path / "docs" / "claims" / "drawn.png").exists()
+
+
+def test_docs_claims_md_lists_every_claim_with_its_figure():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "claims.md").read_text()
+    for name in NAMES:
+        assert f"\n## {name}\n" in text, f"docs/claims.md lacks {name}: re-run the command at its top"
+    for link in __import__("re").findall(r"\]\((claims/[^)]+\.png)\)", text):
+        assert (root / "docs" / link).is_file(), link

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import pkgutil
+import re
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -340,6 +341,11 @@ def _short(value: Any, width: int = 60) -> str:
     return text.replace("|", "\\|")  # a literal bar would end the table cell
 
 
+def _anchor(heading: str) -> str:
+    """The fragment a Markdown renderer (GitHub's) gives a heading: lower case, punctuation other than "-" dropped."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.lower()).replace(" ", "-")
+
+
 def claims_markdown(results: Sequence[ClaimResult], figure_prefix: str = "") -> str:
     """A Markdown report: one section per claim with its statement, every check and its figure.
 
@@ -355,7 +361,7 @@ def claims_markdown(results: Sequence[ClaimResult], figure_prefix: str = "") -> 
     for r in results:
         ok = sum(c.passed for c in r.checks)
         lines.append(
-            f"| [{r.name}](#{r.name}) | {r.section} | {'yes' if r.passed else '**no**'} | "
+            f"| [{r.name}](#{_anchor(r.name)}) | {r.section} | {'yes' if r.passed else '**no**'} | "
             f"{ok}/{len(r.checks)} | {r.seconds:.2f} |"
         )
     for r in results:
