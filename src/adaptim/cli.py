@@ -220,20 +220,35 @@ def _cmd_perf(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _writable_dir(parser: argparse.ArgumentParser, option: str, path: str) -> None:
+    """Exit 2 unless ``path`` is a directory or can be created as one (checked before any work)."""
+    p = os.path.abspath(path)
+    while not os.path.exists(p):  # the nearest existing ancestor must be a writable directory
+        p = os.path.dirname(p)
+    if not os.path.isdir(p):
+        parser.error(f"{option} {path!r}: {p!r} exists and is not a directory")
+    if not os.access(p, os.W_OK):
+        parser.error(f"{option} {path!r}: {p!r} is not writable")
+
+
 def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from adaptim.claims import all_claims, run_claims, write_claims
 
     claims = all_claims()
-    if args.list:
-        for claim in claims.values():
-            print(f"{claim.name:<32} {claim.section:<28} {claim.statement}")
-        return 0
-    unknown = [n for n in args.names if n not in claims]
+    names = list(dict.fromkeys(n.strip().lower() for n in args.names))  # case-insensitive, each claim once
+    unknown = [n for n in names if n not in claims]
     if unknown:
         parser.error(f"unknown claim name(s) {', '.join(unknown)}; claims: {', '.join(claims)}")
+    if args.list:
+        for claim in [claims[n] for n in names] or claims.values():
+            print(f"{claim.name:<32} {claim.section:<28} {claim.statement}")
+        return 0
     out = args.out
-    if os.path.exists(out) and not os.path.isdir(out):
-        parser.error(f"--out {out!r} exists and is not a directory")
+    _writable_dir(parser, "--out", out)
+    if args.doc is not None:
+        if os.path.isdir(args.doc):
+            parser.error(f"--doc {args.doc!r} is a directory; name the Markdown file to write")
+        _writable_dir(parser, "--doc", os.path.dirname(os.path.abspath(args.doc)))
 
     def show(r) -> None:
         status = "pass" if r.passed else "FAIL"
@@ -244,7 +259,7 @@ def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     import time
 
     start = time.perf_counter()
-    results = run_claims(args.names or None, quick=args.quick, out=out, progress=show)
+    results = run_claims(names or None, quick=args.quick, out=out, progress=show)
     paths = write_claims(results, out, quick=args.quick, doc=args.doc)
     failed = [r.name for r in results if not r.passed]
     total = time.perf_counter() - start

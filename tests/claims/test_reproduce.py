@@ -136,3 +136,47 @@ def test_docs_claims_md_lists_every_claim_with_its_figure():
         assert f"\n## {name}\n" in text, f"docs/claims.md lacks {name}: re-run the command at its top"
     for link in __import__("re").findall(r"\]\((claims/[^)]+\.png)\)", text):
         assert (root / "docs" / link).is_file(), link
+
+
+def test_names_are_case_insensitive_deduplicated_and_checked_with_list(tmp_path, capsys):
+    assert main(["reproduce", "RMS", "rms", "--out", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "claims.json").read_text())
+    assert [c["name"] for c in payload["claims"]] == ["rms"]
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "--list", "rms", "nope"])
+    assert e.value.code == 2
+    capsys.readouterr()
+    assert main(["reproduce", "--list", "rms"]) == 0
+    assert capsys.readouterr().out.startswith("rms")
+
+
+def test_out_or_doc_under_a_file_is_refused_before_running(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    for argv in (["--out", str(f / "sub")], ["--out", str(tmp_path / "o"), "--doc", str(f / "x.md")]):
+        with pytest.raises(SystemExit) as e:
+            main(["reproduce", "rms", *argv])
+        assert e.value.code == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_stale_figure_of_a_rerun_claim_is_removed(tmp_path, monkeypatch):
+    import adaptim.claims._core as core
+
+    (tmp_path / "quiet.png").write_bytes(b"old")
+    (tmp_path / "other.png").write_bytes(b"kept")
+
+    def quiet(ctx: Context):
+        ctx.true("ran", True)
+
+    monkeypatch.setattr(core, "_REGISTRY", {"quiet": Claim("quiet", "1", "a claim without a figure now", quiet)})
+    run_claims(out=tmp_path)
+    assert not (tmp_path / "quiet.png").exists() and (tmp_path / "other.png").read_bytes() == b"kept"
+
+
+def test_repeated_check_labels_are_kept_apart():
+    ctx = Context()
+    ctx.true("same", True)
+    ctx.true("same", False)
+    ctx.true("same", True)
+    assert [c.label for c in ctx.checks] == ["same", "same (2)", "same (3)"]

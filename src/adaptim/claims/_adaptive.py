@@ -41,7 +41,7 @@ def batches(n: int, steps: int, size: int, gen: torch.Generator) -> torch.Tensor
     return order[: steps * size].view(steps, size)
 
 
-def train_rows(optimizer_cls, runs, x, y, order, *, lr: float) -> list[torch.Tensor]:
+def train_rows(optimizer_cls, runs, x, y, order, *, lr: float, fused: bool | None = False) -> list[torch.Tensor]:
     """Logistic regressions on ``(x, y)`` trained by one optimizer of ``optimizer_cls`` (an elementwise one).
 
     Args:
@@ -50,12 +50,14 @@ def train_rows(optimizer_cls, runs, x, y, order, *, lr: float) -> list[torch.Ten
             scales (g_t -> c g_t).
         order: minibatch indices, shape (steps, batch_size) (:func:`batches`).
         lr: the learning rate (the gradient is that of each batch's mean loss).
+        fused: the optimizer's ``fused`` (default False: the foreach path, no compile; None: the path users get by
+            default, the compiled kernel where torch.compile can build one).
 
     Returns:
         each run's iterates w_1 .. w_(T+1), shape (T + 1, R, d), float64.
     """
     params = [torch.zeros(scales.shape, dtype=torch.float64) for scales, _ in runs]
-    opt = optimizer_cls([{"params": [p], **group} for p, (_, group) in zip(params, runs)], lr=lr, fused=False)
+    opt = optimizer_cls([{"params": [p], **group} for p, (_, group) in zip(params, runs)], lr=lr, fused=fused)
     scales = torch.cat([s for s, _ in runs])
     sizes = [len(s) for s, _ in runs]
     path = torch.empty(len(order) + 1, len(scales), scales.shape[1], dtype=torch.float64)

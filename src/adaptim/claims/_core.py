@@ -98,6 +98,9 @@ class Context:
         self.notes[key] = value
 
     def _add(self, label: str, predicted: Any, measured: Any, tolerance: str, passed: bool) -> bool:
+        taken = {c.label for c in self.checks}
+        if label in taken:  # claims.json keys predicted/measured/tolerance by label: keep every check
+            label = next(f"{label} ({k})" for k in range(2, len(taken) + 3) if f"{label} ({k})" not in taken)
         self.checks.append(Check(label, _jsonable(predicted), _jsonable(measured), tolerance, bool(passed)))
         return bool(passed)
 
@@ -278,6 +281,8 @@ def run_claims(
             torch.set_default_dtype(default_dtype)
             torch.set_num_threads(threads)
         seconds = time.perf_counter() - start
+        if out_dir is not None:  # a figure left by an earlier run of this claim would be read as this run's
+            (out_dir / f"{claim.name}.png").unlink(missing_ok=True)
         if fig is not None:
             if out_dir is not None:
                 figure_path = f"{claim.name}.png"

@@ -119,6 +119,8 @@ CLAIM = Claim(
     section="4.3, 2.3.2",
     statement="Dozat's Nesterov Adam (mbar_t = b1/(1-b1^(t+1)) m_t + (1-b1)/(1-b1^t) g_t) is not the true Nesterov "
     "look-ahead: the double-momentum identity of SGD fails because Adam's preconditioner depends on g_t; it holds "
-    "exactly when the preconditioner does not change.",
+    "exactly when the preconditioner does not change. (Reading of 4.3 used here: the true look-ahead point moves by "
+    "Adam's momentum part b1/(1-b1^t) m_(t-1) scaled by the previous step's preconditioner, which for SGD is "
+    "exactly (28); the notes' parenthetical omits the preconditioner, and with that reading the gap never vanishes.)",
     run=run,
 )

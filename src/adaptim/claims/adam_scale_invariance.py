@@ -9,6 +9,7 @@ import torch
 import adaptim
 from adaptim.claims._adaptive import batches, breast_cancer, logistic_losses, train_rows
 from adaptim.claims._core import Claim, Context
+from adaptim.functional.fused import fused_available
 
 EPS, LR, BATCH = 1e-8, 0.01, 64
 POWERS = tuple(range(-60, 21, 5))  # c = 2^k: 1e-18 .. 1e6 (powers of two keep c g, c^2 g^2 free of rounding)
@@ -69,6 +70,23 @@ def run(ctx: Context):
         smooth[1].numpy(),
         rtol=1e-12,
     )
+
+    # the same on the path users get by default (fused=None: the compiled kernel where one can be built)
+    short = ctx.size(20, 100)
+    (default,) = train_rows(adaptim.Adam, [(scalar_rows, {"eps": EPS})], x, y, order[:short], lr=LR, fused=None)
+    ctx.close(
+        "default path (adaptim.Adam(...) as users call it): first step = -lr c g_1 / (c |g_1| + eps) for every c",
+        first,
+        default[1].numpy(),
+        rtol=1e-12,
+    )
+    ctx.close(
+        f"default path: iterates of {short} steps = the foreach path's, for every c",
+        smooth[: short + 1],
+        default,
+        atol=1e-9 * path,
+    )
+    ctx.note("default path taken", "compiled kernel" if fused_available("cpu") else "foreach (no kernel can be built)")
 
     dev = (smooth - ref[:, None]).abs().amax((0, 2)).numpy() / path  # largest |w_t(c, eps) - w_t(eps = 0)| / path
     loss = logistic_losses(smooth[-1], x, y).detach().numpy()

@@ -45,7 +45,7 @@ def run(ctx: Context):
     grads = _gradients(steps, n_iid, torch.Generator().manual_seed(ctx.seed))
     d = grads.shape[1]
     ours, theirs = torch.zeros(d, dtype=torch.float64), torch.zeros(d, dtype=torch.float64)
-    opt = adaptim.Adam([ours], lr=LR, betas=BETAS, eps=EPS, amsgrad=True, fused=False)
+    opt = adaptim.Adam([ours], lr=LR, betas=BETAS, eps=EPS, amsgrad=True)  # the path users get by default
     ref = torch.optim.Adam([theirs], lr=LR, betas=BETAS, eps=EPS, amsgrad=True)
     helper = np.empty((steps, d))
     measured = np.empty((2, steps, d))  # (w_t - w_{t+1}) / mbar_t: the step size each optimizer applied
@@ -113,11 +113,16 @@ def run(ctx: Context):
         1.0 + 1e-12,
     )
     late = torch_order[-1, iid] / notes[-1, iid]
-    ctx.note(
-        f"iid N(0, 1) gradients, step {steps}: torch's step size / adaptim's",
-        f"median {np.median(late):.3g}, max {late.max():.3g}: the max after correction keeps the early noisy "
-        "vbar_s (vbar_1 = g_1^2), so the two orders need not merge once 1 - b2^t ~ 1",
+    # the notes' remark "the wrong order matters little after a few hundred steps since 1 - b2^t ~ 1" does not
+    # hold for noisy gradients: the max after correction keeps the early bias-corrected vbar_s (vbar_1 = g_1^2),
+    # the max before it keeps the small raw v_s, so the two step sizes stay apart however large t grows
+    ctx.ge(
+        f"the notes' 'matters little after a few hundred steps' fails: iid N(0, 1) gradients, step {steps}, "
+        "median over coordinates of torch's step size / adaptim's stays >= 1.1",
+        float(np.median(late)),
+        1.1,
     )
+    ctx.note("torch's / adaptim's step size at the last step", f"median {np.median(late):.3g}, max {late.max():.3g}")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     t = np.arange(1, steps + 1)
@@ -138,6 +143,7 @@ CLAIM = Claim(
     section="4.2",
     statement="With bias correction, AMSGrad's max must be taken after the correction for the per-coordinate step "
     "size eta/(sqrt(vbar) + eps) to be nonincreasing (adaptim, Figure 1); torch.optim takes it before, and its "
-    "step size can increase.",
+    "step size can increase. The notes' remark that the order matters little after a few hundred steps holds "
+    "only for gradients whose early squares are not large: with iid noise the two orders stay apart.",
     run=run,
 )

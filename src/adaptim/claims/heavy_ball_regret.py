@@ -56,6 +56,18 @@ def run(ctx: Context):
                     rtol=1e-12,
                 )
                 bound = heavy_ball_optimal_bound(r, mu, L=L, u=u)
+                ctx.close(
+                    f"{name}, mu = {mu}: (155) = D_1 L sqrt(T) sqrt((1+mu)/(1-mu)) evaluated from the run's D_1, L, T",
+                    D1 * L * math.sqrt(T) * math.sqrt((1 + mu) / (1 - mu)),
+                    bound,
+                    rtol=1e-12,
+                )
+                ctx.close(
+                    f"{name}, mu = {mu}: (155) is the lemma's bound at its eta (the minimum over eta)",
+                    heavy_ball_bound(r, eta, mu, L=L, u=u),
+                    bound,
+                    rtol=1e-12,
+                )
                 ctx.le(f"{name}, mu = {mu}: regret <= (155) D_1 L sqrt(T) sqrt((1+mu)/(1-mu))", reg, bound)
                 # Claim I of the proof: y_t = w_t + mu/(1-mu) (w_t - w_{t-1}) moves by -eta/(1-mu) g_t
                 W = torch.cat([r.iterates[:1], r.iterates, r.final[None]])  # w_0 = w_1 (v_0 = 0), ..., w_{T+1}

@@ -16,7 +16,7 @@ def _velocities(mu: float, g: torch.Tensor, steps: int, lr: float):
     """Run adaptim.SGD and torch.optim.SGD (momentum mu) on the constant gradient g; return the velocities
     (w_t - w_{t+1}) / lr of (26), shape (steps, d), the final momentum buffer and the largest parameter gap."""
     ours, theirs = torch.zeros_like(g), torch.zeros_like(g)
-    opt = adaptim.SGD([ours], lr=lr, momentum=mu, fused=False)
+    opt = adaptim.SGD([ours], lr=lr, momentum=mu)  # the path users get by default
     ref = torch.optim.SGD([theirs], lr=lr, momentum=mu)
     path = torch.empty(steps + 1, 2, len(g), dtype=g.dtype)  # w_t of both, t = 1..T+1
     path[0] = 0.0

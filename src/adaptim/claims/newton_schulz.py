@@ -107,10 +107,27 @@ def _check_jordan(ctx: Context, rng: np.random.Generator) -> tuple[np.ndarray, n
     ctx.close(
         "'jordan' coefficients are the notes' (3.4445, -4.7750, 2.0315)", [3.4445, -4.7750, 2.0315], coeffs, atol=0
     )
+    # the named presets are the notes' polynomials: "cubic" is (146)'s P = 2 solution, "quintic" P = 3's
+    ctx.close("'cubic' preset = the P = 2 system's solution (3/2, -1/2)", [1.5, -0.5], NS_COEFFICIENTS["cubic"], atol=0)
+    ctx.close(
+        "'quintic' preset = the P = 3 system's solution (15/8, -5/4, 3/8)",
+        [15 / 8, -5 / 4, 3 / 8],
+        NS_COEFFICIENTS["quintic"],
+        atol=0,
+    )
+    for name, P in (("cubic", 2), ("quintic", 3)):
+        x = torch.linspace(0.05, 1.0, 20, dtype=torch.float64)
+        d = torch.diag(x)  # singular values x: one preset step must apply the notes' polynomial to each
+        s_out = torch.linalg.svdvals(newton_schulz(d / d.norm(), name, 1)).flip(0).numpy()
+        y = (x / x.norm()).numpy()
+        poly = sum(c * y ** (2 * k + 1) for k, c in enumerate(newton_schulz_coefficients(P)))
+        ctx.close(f"one '{name}' step maps each singular value through the P = {P} polynomial", poly, s_out, rtol=1e-12)
     # 1 is not a fixed point: a rank-1 matrix (normalized singular value 1) moves to phi(1) = c1 + c2 + c3 = 0.701
     u, v = rng.standard_normal((6, 1)), rng.standard_normal((1, 5))
     s1 = _svals(newton_schulz(torch.from_numpy(u @ v), "jordan", 1))[-1]
-    ctx.close("'jordan': a singular value at 1 maps to phi(1) = 0.7015, not 1", sum(coeffs), s1, atol=1e-12)
+    ctx.close(
+        "'jordan': a singular value at 1 maps to phi(1) = c1 + c2 + c3 = 0.7010, not 1", sum(coeffs), s1, atol=1e-12
+    )
     # singular values spread over [1.5e-3, 1] (after X / ||X||_F) land in 1 ± 0.3 after K = 5 steps
     n = 64
     x = np.concatenate([[1.0], np.geomspace(2.5e-3, 0.3, n - 1)])

@@ -77,6 +77,8 @@ CLAIM = Claim(
     name="online-to-batch",
     section="A, (80)-(82)",
     statement="Running an OCO method with regret bound B(T) on i.i.d. samples and averaging its iterates gives "
-    "E[J(w̄_T)] - J* <= B(T)/T; with SGD's B(T) = D_1 L sqrt(T) the averaged iterate converges at O(1/sqrt(T)).",
+    "E[J(w̄_T)] - J* <= B(T)/T; with SGD's B(T) = D_1 L sqrt(T) the averaged iterate's excess risk is at most "
+    "D_1 L / sqrt(T) (checked at several T on the breast-cancer risk, where it also shrinks with T; the bound is "
+    "10-50x above the measured excess at these T, so their decay says nothing of the rate).",
     run=run,
 )
