@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from adaptim.online import hindsight
+from adaptim.online import _checks, hindsight
 from adaptim.online.protocol import Box, L2Ball
 
 __all__ = [
@@ -53,9 +53,7 @@ def _as_float64(x: Any, name: str, ndim: tuple[int, ...]) -> torch.Tensor:
 def _radius(radius: Any) -> float | None:
     if radius is None:
         return None
-    if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not (0 < radius < math.inf):
-        raise ValueError(f"radius must be a finite number > 0 or None, got {radius!r}")
-    return float(radius)
+    return _checks.positive(radius, "radius")
 
 
 def _labels(y: Any, T: int) -> torch.Tensor:
@@ -83,7 +81,9 @@ class Adversary:
         return w.reshape(-1)
 
     def _t(self, t: int) -> int:
-        if isinstance(t, bool) or not isinstance(t, int) or not (0 <= t < self.rounds):
+        if not (isinstance(t, int) and not isinstance(t, bool)):  # the hot path: plain ints skip the checks
+            t = _checks.number(t, "round t", integer=True)
+        if not (0 <= t < self.rounds):
             raise ValueError(f"round t must be an integer in [0, {self.rounds}), got {t!r}")
         return t
 
@@ -95,9 +95,10 @@ class Adversary:
         raise NotImplementedError
 
     def cumulative_loss(self, u: torch.Tensor) -> float:
-        """sum_t l_t(u) (float). Raises ValueError: ``u`` with the wrong number of entries."""
+        """sum_t l_t(u) (float). Raises ValueError: ``u`` with the wrong number of entries, not numeric or not
+        finite."""
         with torch.no_grad():
-            return float(self.losses(torch.as_tensor(u, dtype=torch.float64)).sum())
+            return float(self.losses(_checks.finite_tensor(u, "u")).sum())
 
     def best_fixed(self) -> tuple[torch.Tensor, float]:
         """u* = argmin_{u in domain} sum_t l_t(u) (a float64 tensor of ``shape``) and sum_t l_t(u*), computed
@@ -180,10 +181,9 @@ class RandomSign(_Linear):
     """
 
     def __init__(self, T: int, seed: int = 0, copies: int = 1) -> None:
-        for name, v in (("T", T), ("copies", copies)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        g = torch.Generator().manual_seed(int(seed))
+        T, copies = _checks.count(T, "T", low=1), _checks.count(copies, "copies", low=1)
+        seed = _checks.number(seed, "seed", integer=True)
+        g = torch.Generator().manual_seed(seed)
         self.signs = torch.randint(0, 2, (T, copies), generator=g).to(torch.float64) * 2 - 1
         super().__init__(-self.signs, Box(-1.0, 1.0))
 
@@ -212,11 +212,8 @@ class ReddiCounterexample(_Linear):
     """
 
     def __init__(self, C: float, T: int) -> None:
-        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-            raise ValueError(f"T must be an integer >= 1, got {T!r}")
-        if isinstance(C, bool) or not isinstance(C, (int, float)) or not math.isfinite(C):
-            raise ValueError(f"C must be a finite number, got {C!r}")
-        self.C = float(C)
+        T = _checks.count(T, "T", low=1)
+        self.C = _checks.finite(C, "C")
         coef = torch.full((T, 1), -1.0, dtype=torch.float64)
         coef[0::3] = self.C
         super().__init__(coef, Box(-1.0, 1.0))
@@ -400,5 +397,5 @@ def breast_cancer_stream(seed: int = 0, standardize: bool = True) -> tuple[torch
     y = np.where(target == 1, 1.0, -1.0)
     if standardize:
         X = (X - X.mean(0)) / X.std(0)
-    perm = np.random.default_rng(seed).permutation(len(y))
+    perm = np.random.default_rng(_checks.number(seed, "seed", integer=True)).permutation(len(y))
     return torch.from_numpy(X[perm].copy()), torch.from_numpy(y[perm].copy())

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from adaptim.online import _checks
 from adaptim.online.protocol import OnlineRun
 
 __all__ = ["OnlineToBatch", "online_to_batch", "sample_stream", "excess_risk"]
@@ -41,21 +42,23 @@ def sample_stream(X: Any, y: Any, T: int, seed: int = 0) -> tuple[torch.Tensor, 
     the empirical distribution of (X, y).
 
     Args:
-        X: (n, d) float features; y: (n,) labels; T: an integer >= 1; seed: seeds a ``torch.Generator``.
+        X: (n, d) finite float features; y: (n,) finite labels; T: an integer >= 1 (Python, numpy or one-entry
+            torch); seed: an integer seeding a ``torch.Generator``.
 
     Returns:
         ``(X_T, y_T)``: (T, d) and (T,) float64.
 
     Raises:
-        ValueError: ``T`` not an integer >= 1, X and y of different lengths or X not 2-D.
+        ValueError: ``T`` not an integer >= 1, ``seed`` not an integer, X and y of different lengths, X not 2-D,
+            non-finite or non-numeric X or y.
     """
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"T must be an integer >= 1, got {T!r}")
-    X = torch.as_tensor(X, dtype=torch.float64)
-    y = torch.as_tensor(y, dtype=torch.float64)
+    T = _checks.count(T, "T", low=1)
+    seed = _checks.number(seed, "seed", integer=True)
+    X = _checks.finite_tensor(X, "X")
+    y = _checks.finite_tensor(y, "y")
     if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0] or X.shape[0] < 1:
         raise ValueError(f"X must be (n, d) and y (n,) with n >= 1, got {tuple(X.shape)} and {tuple(y.shape)}")
-    idx = torch.randint(0, X.shape[0], (T,), generator=torch.Generator().manual_seed(int(seed)))
+    idx = torch.randint(0, X.shape[0], (T,), generator=torch.Generator().manual_seed(seed))
     return X[idx], y[idx]
 
 
@@ -64,7 +67,8 @@ def excess_risk(population: Any, w: torch.Tensor) -> float:
     are the population's examples, e.g. ``LogisticLosses(X, y, radius)``), and J* = min over its domain.
 
     Raises:
-        ValueError: ``w`` with the wrong number of entries; as ``population.best_fixed()``.
+        ValueError: ``w`` with the wrong number of entries, not numeric or not finite; as ``population.best_fixed()``.
     """
+    w = _checks.finite_tensor(w, "w")
     _, v = population.best_fixed()
     return (population.cumulative_loss(w) - v) / population.rounds

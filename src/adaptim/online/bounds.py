@@ -5,8 +5,10 @@ Every function returns a float B such that the notes prove sum_t l_t(w_t) - l_t(
 ``u`` is given. The quantities come from the run: D = max_t ||w_t - u||_2, D_1 = ||w_1 - u||_2, L = max_t ||g_t||_2
 (``L=`` replaces it by any larger gradient bound, e.g. a Lipschitz constant known in advance), T, sum ||g_t||².
 
-All raise ``ValueError`` for a learning rate that is not a finite number > 0 (or a sequence of them of length T),
-a momentum outside [0, 1), an ``L`` smaller than the run's largest gradient norm, or a ``u`` of the wrong size.
+All raise ``ValueError`` (naming the argument) for a learning rate that is not a finite number > 0 (or a sequence
+of them of length T), a momentum outside [0, 1), an ``L`` that is not a finite number or is smaller than the run's
+largest gradient norm, or a ``u`` of the wrong size or not finite. A number may be a Python int or float, a numpy
+scalar or a one-entry torch tensor; bools are not numbers.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
+from adaptim.online import _checks
 from adaptim.online.protocol import OnlineRun
 
 __all__ = [
@@ -37,19 +41,26 @@ def _check_run(run: Any) -> OnlineRun:
 
 
 def _lr_scalar(lr: Any, name: str = "lr") -> float:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0 < lr < math.inf):
-        raise ValueError(f"{name} must be a finite number > 0, got {lr!r}")
-    return float(lr)
+    return _checks.positive(lr, name)
+
+
+def _is_scalar(x: Any) -> bool:
+    """A number-like value to broadcast (a Python/numpy scalar, a 0-d array or tensor), as opposed to a sequence."""
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        return x.ndim == 0
+    return isinstance(x, (int, float, np.generic))
 
 
 def _lrs(run: OnlineRun, lr: Any) -> torch.Tensor:
     """(T,) float64 learning rates: a scalar broadcast, a sequence of length T, or ``None`` (the run's own)."""
     if lr is None:
         etas = run.lrs
-    elif isinstance(lr, (int, float)) and not isinstance(lr, bool):
+    elif _is_scalar(lr):
         etas = torch.full((run.T,), _lr_scalar(lr), dtype=torch.float64)
     else:
-        etas = torch.as_tensor(lr, dtype=torch.float64).reshape(-1)
+        if isinstance(lr, (torch.Tensor, np.ndarray)) and lr.dtype in (torch.bool, np.bool_):
+            raise ValueError("lr must hold numbers, got bools")
+        etas = _checks.finite_tensor(lr, "lr").reshape(-1)
         if etas.numel() != run.T:
             raise ValueError(f"lr must be a number or a sequence of T = {run.T} learning rates, got {etas.numel()}")
     if not (torch.isfinite(etas).all() and (etas > 0).all()):
@@ -58,16 +69,16 @@ def _lrs(run: OnlineRun, lr: Any) -> torch.Tensor:
 
 
 def _momentum(mu: Any) -> float:
-    if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not (0 <= mu < 1):
+    v = _checks.number(mu, "momentum")
+    if not (0 <= v < 1):
         raise ValueError(f"momentum must be a number in [0, 1), got {mu!r}")
-    return float(mu)
+    return v
 
 
 def _L(run: OnlineRun, L: float | None) -> float:
     if L is None:
         return run.L
-    if isinstance(L, bool) or not isinstance(L, (int, float)) or not math.isfinite(L):
-        raise ValueError(f"L must be a finite number, got {L!r}")
+    L = _checks.finite(L, "L")
     if L < run.L * (1 - 1e-12):
         raise ValueError(f"L = {L!r} is smaller than the run's largest gradient norm {run.L!r}: not a gradient bound")
     return float(L)
@@ -82,14 +93,22 @@ def _preconditioners(run: OnlineRun, A: Any) -> tuple[torch.Tensor, bool]:
     T, d = run.T, run.dim
     if A is None:
         return torch.eye(d, dtype=torch.float64).expand(T, d, d), True
-    A = torch.as_tensor(A, dtype=torch.float64)
-    if A.shape == (d,):
-        return torch.diag(A).expand(T, d, d), True
-    if A.shape == (d, d):
-        return A.expand(T, d, d), True
-    if A.shape == (T, d):
+    if isinstance(A, (torch.Tensor, np.ndarray)) and A.dtype in (torch.bool, np.bool_):
+        raise ValueError("A must hold numbers, got bools")
+    try:
+        A = A.detach().to(torch.float64) if isinstance(A, torch.Tensor) else torch.as_tensor(np.asarray(A, np.float64))
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"A must be an array of numbers: {e}") from None
+    # (T, d) is also (d, d) when T = d: the fixed matrix wins, as before
+    if A.shape == (d,) or (A.shape == (T, d) and A.shape != (d, d)):
+        _checks.positive_entries(A, "A")
+        if A.shape == (d,):
+            return torch.diag(A).expand(T, d, d), True
         return torch.diag_embed(A), bool(torch.all(A[0] == A))
-    if A.shape == (T, d, d):
+    if A.shape == (d, d) or A.shape == (T, d, d):
+        _checks.spd(A, "A")
+        if A.shape == (d, d):
+            return A.expand(T, d, d), True
         return A, bool(torch.all(A[0] == A))
     raise ValueError(f"A must be None, (d,), (d, d), (T, d) or (T, d, d) with d = {d}, T = {T}; got {tuple(A.shape)}")
 
@@ -110,7 +129,7 @@ def mirror_descent_bound(
         run: the finished run.
         lr: eta: a number, a length-T sequence eta_1..eta_T, or ``None`` (the run's recorded learning rates).
         A: the preconditioner: ``None`` (I_d), a (d,) diagonal or (d, d) matrix held fixed, or per-step (T, d)
-            diagonals / (T, d, d) matrices A_1..A_T (symmetric positive definite).
+            diagonals / (T, d, d) matrices A_1..A_T; finite and symmetric positive definite (diagonals > 0).
         equation: 18, 19 or 20; ``None`` takes the sharpest that applies (20, then 19, then 18).
         u: the comparator ((d,) or the run's shape); ``None``: u*.
 
@@ -118,8 +137,9 @@ def mirror_descent_bound(
         The bound (float).
 
     Raises:
-        ValueError: (14) violated (eta_t increasing), (15) violated (A_t - A_{t-1} not PSD), an ``equation``
-            whose condition fails (19/20 need one fixed A; 20 a constant eta), an unknown equation, bad shapes.
+        ValueError: ``A`` not finite, not symmetric positive definite or of a bad shape; (14) violated (eta_t
+            increasing), (15) violated (A_t - A_{t-1} not PSD), an ``equation`` whose condition fails (19/20 need
+            one fixed A; 20 a constant eta), an unknown equation, bad shapes.
     """
     run = _check_run(run)
     etas = _lrs(run, lr)
@@ -127,7 +147,9 @@ def mirror_descent_bound(
     const = _constant(etas)
     if equation is None:
         equation = 20 if fixed and const else (19 if fixed else 18)
-    if equation not in (18, 19, 20):
+    elif not isinstance(equation, bool) and isinstance(equation, (int, np.integer)):
+        equation = int(equation)
+    if isinstance(equation, bool) or equation not in (18, 19, 20):
         raise ValueError(f"equation must be 18, 19, 20 or None, got {equation!r}")
     if equation in (19, 20) and not fixed:
         raise ValueError(f"({equation}) needs a fixed preconditioner A_t = A; use equation=18")

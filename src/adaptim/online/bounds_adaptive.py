@@ -15,14 +15,19 @@ which is what bounds the regret of a run whose lr differs from its measured D: e
 (adaptim's AdaGrad / AdaGradNorm add it to the root, FullMatrixAdaGrad and Shampoo to the eigenvalues); with
 eps > 0 the bound is that of the damped preconditioner, which the optimizer actually used.
 
-All arithmetic is in float64 numpy; an empty run (T = 0) has bound 0.
+All arithmetic is in float64 numpy; an empty run (T = 0) has bound 0. Numbers (``lr``, ``eps``, ``rank``) may
+be Python, numpy or one-entry torch scalars, not bools; non-finite numbers and a non-finite ``u`` raise
+``ValueError`` naming the argument.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+
+from adaptim.online import _checks
 
 __all__ = [
     "adagrad_norm_oracle_bound",
@@ -47,7 +52,10 @@ def _run_arrays(run: Any, u: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if iterates is None:
         raise ValueError("the run kept no iterates (record_iterates=False); the bounds need w_1..w_T")
     iterates = _np(iterates).reshape(grads.shape[0], -1)
-    u = _np(run.comparator if u is None else u).reshape(-1)
+    if u is None:
+        u = _np(run.comparator).reshape(-1)
+    else:
+        u = _checks.finite_tensor(u, "u").numpy().reshape(-1)
     if u.shape[0] != grads.shape[1] or iterates.shape != grads.shape:
         raise ValueError(
             f"shapes disagree: grads {grads.shape}, iterates {iterates.shape}, comparator {u.shape} "
@@ -57,7 +65,14 @@ def _run_arrays(run: Any, u: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _check_lr(lr: Any, d: int | None = None) -> np.ndarray | float:
-    arr = np.asarray(lr, dtype=np.float64)
+    if (hasattr(lr, "ndim") and lr.ndim == 0) or not hasattr(lr, "__len__"):
+        return _checks.positive(lr, "lr")
+    if str(getattr(lr, "dtype", "")) in ("bool", "torch.bool"):
+        raise ValueError(f"lr must hold numbers, got {lr!r}")
+    try:
+        arr = _np(lr)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"lr must be a number or an array of numbers: {e}") from None
     if arr.ndim > (0 if d is None else 1) or (arr.ndim == 1 and arr.shape[0] != d):
         raise ValueError(f"lr must be a positive float{'' if d is None else f' or a ({d},) array'}, got {lr!r}")
     if not (np.all(np.isfinite(arr)) and np.all(arr > 0)):
@@ -66,9 +81,10 @@ def _check_lr(lr: Any, d: int | None = None) -> np.ndarray | float:
 
 
 def _check_eps(eps: float) -> float:
-    if not (np.isfinite(eps) and eps >= 0):
+    v = _checks.number(eps, "eps")
+    if not (math.isfinite(v) and v >= 0):
         raise ValueError(f"eps must be finite and >= 0, got {eps!r}")
-    return float(eps)
+    return v
 
 
 def _max_dist(w: np.ndarray, u: np.ndarray) -> float:
@@ -328,8 +344,8 @@ def shampoo_bound(
         sv = np.linalg.svd(Gs, compute_uv=False)
         tol = sv[:, :1] * max(m, n) * np.finfo(np.float64).eps
         rank = max(1, int(np.max(np.sum(sv > tol, axis=1))))
-    elif int(rank) < 1:
-        raise ValueError(f"rank must be >= 1, got {rank!r}")
+    else:
+        rank = _checks.count(rank, "rank", low=1)
     D = _max_dist(w, u)
     L = np.einsum("tij,tkj->ik", Gs, Gs) + eps * np.eye(m)
     R = np.einsum("tji,tjk->ik", Gs, Gs) + eps * np.eye(n)

@@ -3,7 +3,8 @@
 Closed forms where one exists (linear losses on a ball or box, quadratic losses); a linear program (scipy's HiGHS)
 for absolute and hinge losses; a damped Newton method with a bisection on the ball's multiplier for logistic
 losses. Every solver returns ``(u, value)`` with ``u`` a float64 numpy array and ``value = sum_t l_t(u)``, the
-value accurate to about 1e-9 relative.
+value accurate to about 1e-9 relative. Non-finite or non-numeric data and a radius/bound that is not a finite
+number > 0 raise ``ValueError`` naming the argument.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from adaptim.online import _checks
 
 __all__ = [
     "best_fixed",
@@ -33,6 +36,17 @@ def best_fixed(adversary: Any) -> tuple[np.ndarray, float]:
     return f()
 
 
+def _array(x: Any, name: str) -> np.ndarray:
+    return _checks.finite_tensor(x, name).numpy()
+
+
+def _examples(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    X, y = _array(X, "X"), _array(y, "y")
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise ValueError(f"X must be (T, d) and y (T,), got {X.shape} and {y.shape}")
+    return X, y
+
+
 def linear_best_fixed(c: np.ndarray, domain: Any) -> tuple[np.ndarray, float]:
     """argmin of <c, u> over the domain, c = sum_t g_t (d,).
 
@@ -44,7 +58,7 @@ def linear_best_fixed(c: np.ndarray, domain: Any) -> tuple[np.ndarray, float]:
     """
     from adaptim.online.protocol import Box, L2Ball
 
-    c = np.asarray(c, dtype=np.float64).reshape(-1)
+    c = _array(c, "c").reshape(-1)
     if domain is None:
         if np.any(c != 0):
             raise ValueError("linear losses on R^d with sum_t g_t != 0 have no best fixed point: give a radius")
@@ -74,7 +88,11 @@ def quadratic_best_fixed(targets: np.ndarray, radius: float | None = None) -> tu
         targets: (T, d) float array z_1..z_T.
         radius: the ball's radius, or ``None``.
     """
-    Z = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)
+    Z = _array(targets, "targets")
+    if Z.ndim < 1 or Z.shape[0] < 1:
+        raise ValueError(f"targets must have at least one row, got shape {Z.shape}")
+    Z = Z.reshape(Z.shape[0], -1)
+    radius = None if radius is None else _checks.positive(radius, "radius")
     u = Z.mean(0)
     if radius is not None and np.linalg.norm(u) > radius:
         u = u * (radius / np.linalg.norm(u))
@@ -91,8 +109,8 @@ def lp_best_fixed(X: np.ndarray, y: np.ndarray, kind: str, bound: float | None =
     """
     from scipy.optimize import linprog
 
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    X, y = _examples(X, y)
+    bound = None if bound is None else _checks.positive(bound, "bound")
     T, d = X.shape
     c = np.concatenate([np.zeros(d), np.ones(T)])
     eye = np.eye(T)
@@ -197,8 +215,8 @@ def logistic_best_fixed(X: np.ndarray, y: np.ndarray, radius: float | None = Non
     Raises:
         ValueError: ``radius=None`` and the data are linearly separable (the infimum 0 is not attained).
     """
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    X, y = _examples(X, y)
+    radius = None if radius is None else _checks.positive(radius, "radius")
     d = X.shape[1]
     if not _separable(X, y):
         u, _ = _ridge_newton(X, y, 0.0, np.zeros(d), max_iter=500)

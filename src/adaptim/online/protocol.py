@@ -8,12 +8,16 @@ quantities the bounds (18)-(24), (32)-(43) and (155) need.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+
+from adaptim.online import _checks
 
 __all__ = ["OnlineRun", "run_online", "L2Ball", "Box", "l2_ball", "box"]
 
@@ -22,27 +26,37 @@ class L2Ball:
     """The l2 ball {w : ||w - center||_2 <= radius}; calling it projects a tensor onto it (out of place).
 
     Args:
-        radius: > 0, finite.
-        center: a tensor broadcastable to the iterate, or ``None`` (the origin).
+        radius: > 0, finite (a Python, numpy or 0-dim torch number).
+        center: finite array-like broadcastable to the iterate (stored as a float64 tensor), or ``None`` (the
+            origin).
 
     Raises:
-        ValueError: ``radius`` not a finite number > 0.
+        ValueError: ``radius`` not a finite number > 0; ``center`` not numeric or not finite; at projection, a
+            ``center`` that does not broadcast to the iterate's shape.
     """
 
     def __init__(self, radius: float, center: torch.Tensor | None = None) -> None:
-        if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not (0 < radius < math.inf):
-            raise ValueError(f"radius must be a finite number > 0, got {radius!r}")
-        self.radius = float(radius)
-        self.center = center
+        self.radius = _checks.positive(radius, "radius")
+        self.center = None if center is None else _checks.finite_tensor(center, "center")
+
+    def _c(self, w: torch.Tensor) -> torch.Tensor | float:
+        if self.center is None:
+            return 0.0
+        if not _broadcasts(self.center.shape, w.shape):
+            raise ValueError(
+                f"center has shape {tuple(self.center.shape)}, which does not broadcast to the iterate's "
+                f"shape {tuple(w.shape)}"
+            )
+        return self.center.to(w)
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
-        c = 0.0 if self.center is None else self.center.to(w)
+        c = self._c(w)
         diff = w - c
         n = torch.linalg.vector_norm(diff)
         return c + diff * (self.radius / n) if n > self.radius else w.clone()
 
     def contains(self, w: torch.Tensor, tol: float = 1e-9) -> bool:
-        c = 0.0 if self.center is None else self.center.to(w)
+        c = self._c(w)
         return bool(torch.linalg.vector_norm(w - c) <= self.radius * (1 + tol))
 
     def __repr__(self) -> str:
@@ -53,26 +67,63 @@ class Box:
     """The box {w : lo <= w <= hi} (entrywise); calling it clamps a tensor onto it (out of place).
 
     Args:
-        lo, hi: floats or tensors broadcastable to the iterate, lo <= hi entrywise.
+        lo, hi: numbers or array-likes broadcastable to the iterate (and to each other), lo <= hi entrywise;
+            infinite entries are allowed (an unbounded side), NaN is not.
 
     Raises:
-        ValueError: some ``lo > hi``, or a NaN bound.
+        ValueError: some ``lo > hi``, a NaN or non-numeric bound, ``lo`` and ``hi`` that do not broadcast
+            together; at projection, a bound that does not broadcast to the iterate's shape.
     """
 
     def __init__(self, lo: float | torch.Tensor, hi: float | torch.Tensor) -> None:
-        lo_t, hi_t = torch.as_tensor(lo, dtype=torch.float64), torch.as_tensor(hi, dtype=torch.float64)
-        if torch.isnan(lo_t).any() or torch.isnan(hi_t).any() or (lo_t > hi_t).any():
-            raise ValueError(f"box needs lo <= hi entrywise (no NaN), got lo={lo!r}, hi={hi!r}")
+        lo_t, hi_t = _bound(lo, "lo"), _bound(hi, "hi")
+        try:
+            torch.broadcast_shapes(lo_t.shape, hi_t.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"lo (shape {tuple(lo_t.shape)}) and hi (shape {tuple(hi_t.shape)}) do not broadcast together"
+            ) from None
+        if (lo_t > hi_t).any():
+            raise ValueError(f"box needs lo <= hi entrywise, got lo={lo!r}, hi={hi!r}")
         self.lo, self.hi = lo_t, hi_t
 
+    def _check(self, w: torch.Tensor) -> None:
+        for name, b in (("lo", self.lo), ("hi", self.hi)):
+            if not _broadcasts(b.shape, w.shape):
+                raise ValueError(
+                    f"{name} has shape {tuple(b.shape)}, which does not broadcast to the iterate's "
+                    f"shape {tuple(w.shape)}"
+                )
+
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        self._check(w)
         return torch.minimum(torch.maximum(w, self.lo.to(w)), self.hi.to(w))
 
     def contains(self, w: torch.Tensor, tol: float = 1e-9) -> bool:
+        self._check(w)
         return bool(((w >= self.lo.to(w) - tol) & (w <= self.hi.to(w) + tol)).all())
 
     def __repr__(self) -> str:
         return f"Box(lo={self.lo.tolist()}, hi={self.hi.tolist()})"
+
+
+def _broadcasts(shape: torch.Size, target: torch.Size) -> bool:
+    """Whether a tensor of ``shape`` broadcasts to ``target`` without changing it."""
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
+
+
+def _bound(x: Any, name: str) -> torch.Tensor:
+    try:
+        t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+        t = t.to(torch.float64)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{name} must be a number or an array of numbers: {e}") from None
+    if torch.isnan(t).any():
+        raise ValueError(f"{name} must not contain NaN, got {x!r}")
+    return t
 
 
 def l2_ball(radius: float, center: torch.Tensor | None = None) -> L2Ball:
@@ -145,7 +196,7 @@ class OnlineRun:
     def _u(self, u: torch.Tensor | None) -> torch.Tensor:
         if u is None:
             return self.comparator
-        u = torch.as_tensor(u, dtype=torch.float64)
+        u = _checks.finite_tensor(u, "u")
         if u.numel() != self.dim:
             raise ValueError(f"u must have {self.dim} entries (shape {self.shape}), got shape {tuple(u.shape)}")
         return u.reshape(-1)
@@ -154,7 +205,7 @@ class OnlineRun:
         """sum_t l_t(w_t) - l_t(u) (Section 1). ``u=None``: against u* = the best fixed point in hindsight.
 
         Raises:
-            ValueError: ``u`` with the wrong number of entries.
+            ValueError: ``u`` with the wrong number of entries, not numeric or not finite.
         """
         if u is None:
             return self.cumulative_loss - self.comparator_loss
@@ -165,7 +216,7 @@ class OnlineRun:
         fixed ``u`` (``None``: the whole run's u*, which is not each prefix's own best point).
 
         Raises:
-            ValueError: ``u`` with the wrong number of entries.
+            ValueError: ``u`` with the wrong number of entries, not numeric or not finite.
         """
         u = self._u(u).reshape(self.shape)
         with torch.no_grad():
@@ -176,7 +227,7 @@ class OnlineRun:
         """(T,) float64: ||w_t - u||_2 for t = 1..T (``u=None``: u*).
 
         Raises:
-            ValueError: a run without iterates; ``u`` with the wrong number of entries.
+            ValueError: a run without iterates; ``u`` with the wrong number of entries, not numeric or not finite.
         """
         return torch.linalg.vector_norm(self._need_iterates() - self._u(u), dim=1)
 
@@ -254,6 +305,12 @@ def run_online(
     ``adversary.subgradient(t-1, w)`` when the adversary has one); ``opt.step()`` is taken, the scheduler (if
     any) steps, and ``projection(w)`` replaces w in place under ``no_grad``.
 
+    ``opt.step`` gets a closure (when its ``step`` takes one) that returns l_t at the current w and sets
+    ``w.grad`` to its gradient there, so optimizers that re-evaluate the loss (``torch.optim.LBFGS``, line
+    searches) work; while w is still w_t it returns the round's loss without recomputing it, so optimizers that
+    call it once before their update are unaffected. The recorded loss and gradient of round t are those at the
+    played w_t.
+
     Args:
         make_optimizer: ``params -> torch.optim.Optimizer`` (e.g. ``lambda p: adaptim.SGD(p, lr=0.1)``).
         adversary: an object with ``rounds``, ``shape`` and ``loss(t, w)`` (see :mod:`adaptim.online.adversaries`).
@@ -283,9 +340,7 @@ def run_online(
             raise TypeError(
                 f"adversary must have rounds, shape and loss(t, w); {type(adversary).__name__} has no {attr}"
             )
-    T = adversary.rounds
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"adversary.rounds (T) must be an integer >= 1, got {T!r}")
+    T = _checks.count(adversary.rounds, "adversary.rounds (T)", low=1)
     shape = tuple(int(s) for s in adversary.shape)
     d = math.prod(shape)
     if w0 is None:
@@ -303,20 +358,22 @@ def run_online(
         raise TypeError(f"make_optimizer must return a torch.optim.Optimizer, got {type(opt).__name__}")
     sched = scheduler(opt) if scheduler is not None else None
     subgradient = getattr(adversary, "subgradient", None)
+    takes_closure = _takes_closure(opt)
 
     losses = torch.empty(T, dtype=torch.float64)
     grads = torch.empty(T, d, dtype=torch.float64)
     lrs = torch.empty(T, dtype=torch.float64)
     iterates = torch.empty(T, d, dtype=torch.float64) if record_iterates else None
-    for t in range(T):
-        if iterates is not None:
-            iterates[t] = w.detach().reshape(-1)
+
+    def evaluate(t: int) -> torch.Tensor:
+        """l_t(w) at the current w (detached), with w.grad set to its (sub)gradient there."""
         opt.zero_grad(set_to_none=True)
         if subgradient is not None:
             with torch.no_grad():
                 loss = adversary.loss(t, w)
         else:
-            loss = adversary.loss(t, w)
+            with torch.enable_grad():
+                loss = adversary.loss(t, w)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ValueError(f"adversary.loss({t}, w) must return a scalar tensor, got {loss!r}")
         if subgradient is not None:
@@ -326,13 +383,23 @@ def run_online(
             loss.backward()
             if w.grad is None:  # a loss that does not depend on w
                 w.grad = torch.zeros_like(w)
-        if not torch.isfinite(loss.detach()).all():
+        return loss.detach()
+
+    for t in range(T):
+        played = w.detach().clone()
+        if iterates is not None:
+            iterates[t] = played.reshape(-1)
+        loss = evaluate(t)
+        if not torch.isfinite(loss).all():
             raise ValueError(f"round {t + 1}: the loss is not finite ({float(loss)})")
         losses[t] = float(loss.detach())
         grads[t] = w.grad.detach().reshape(-1)
         lr = opt.param_groups[0].get("lr", math.nan)
         lrs[t] = float(lr) if isinstance(lr, (int, float, torch.Tensor)) else math.nan
-        opt.step()
+        if takes_closure:
+            opt.step(_closure(evaluate, t, w, played, loss))
+        else:
+            opt.step()
         if sched is not None:
             sched.step()
         if projection is not None:
@@ -350,3 +417,28 @@ def run_online(
         lrs=lrs,
         shape=shape,
     )
+
+
+def _takes_closure(opt: torch.optim.Optimizer) -> bool:
+    """Whether ``opt.step`` accepts an argument (the closure of ``torch.optim.Optimizer.step``)."""
+    try:
+        params = inspect.signature(opt.step).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: call it as the base class documents
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
+
+
+def _closure(
+    evaluate: Callable[[int], torch.Tensor], t: int, w: torch.Tensor, played: torch.Tensor, loss: torch.Tensor
+) -> Callable[[], torch.Tensor]:
+    """Round t's closure: at the played w_t, the loss already computed (w.grad left as it is); elsewhere, l_t and
+    its gradient at the current w."""
+
+    def closure() -> torch.Tensor:
+        if torch.equal(w.detach(), played):
+            if w.grad is None:  # the optimizer cleared it: recompute at w_t
+                return evaluate(t)
+            return loss
+        return evaluate(t)
+
+    return closure

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from adaptim.online import _checks
+
 __all__ = ["SolverError", "SolverHistory", "gradient", "gradient_descent", "hessian", "nesterov_agd", "newton"]
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
@@ -37,12 +39,24 @@ class SolverHistory:
         return self.iterates.shape[0] - 1
 
     def errors(self, j_star: float) -> torch.Tensor:
-        """J(w_k) - J^*, float64 of shape (steps + 1,)."""
-        return self.values - j_star
+        """J(w_k) - J^*, float64 of shape (steps + 1,).
+
+        Raises:
+            ValueError: ``j_star`` not a finite number (Python, numpy or one-entry torch; not a bool).
+        """
+        return self.values - _checks.finite(j_star, "j_star")
 
     def distances(self, w_star: torch.Tensor) -> torch.Tensor:
-        """||w_k - w^*||_2, float64 of shape (steps + 1,)."""
-        return torch.linalg.vector_norm(self.iterates - w_star.to(torch.float64), dim=1)
+        """||w_k - w^*||_2, float64 of shape (steps + 1,).
+
+        Raises:
+            ValueError: ``w_star`` not numeric, not finite, or without d entries.
+        """
+        w_star = _checks.finite_tensor(w_star, "w_star")
+        d = self.iterates.shape[1]
+        if w_star.numel() != d:
+            raise ValueError(f"w_star must have d = {d} entries, got shape {tuple(w_star.shape)}")
+        return torch.linalg.vector_norm(self.iterates - w_star.reshape(d), dim=1)
 
 
 class SolverError(RuntimeError):
@@ -62,8 +76,7 @@ class SolverError(RuntimeError):
 def _check_common(f, w0, steps: int) -> torch.Tensor:
     if not callable(f):
         raise TypeError(f"f must be a callable taking a 1-D float64 tensor to a scalar tensor, got {type(f).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    _checks.count(steps, "steps", low=0)
     if not isinstance(w0, torch.Tensor):
         raise TypeError(f"w0 must be a 1-D floating-point torch.Tensor, got {type(w0).__name__}")
     if w0.dim() != 1 or not w0.dtype.is_floating_point or w0.numel() == 0:
@@ -74,9 +87,15 @@ def _check_common(f, w0, steps: int) -> torch.Tensor:
 
 
 def _check_L(L) -> float:
-    if isinstance(L, bool) or not isinstance(L, (int, float)) or not math.isfinite(L) or L <= 0:
-        raise ValueError(f"L (the smoothness constant) must be a finite number > 0, got {L!r}")
-    return float(L)
+    return _checks.positive(L, "L (the smoothness constant)")
+
+
+def _start_value(f: Objective, w: torch.Tensor) -> float:
+    """J(w0), which must be finite: a method cannot start where J is undefined."""
+    v = _value(f, w)
+    if not math.isfinite(v):
+        raise ValueError(f"f is not finite at the start point w0 (f(w0) = {v}); choose a w0 where J is defined")
+    return v
 
 
 def _check_optional(name: str, fn) -> None:
@@ -157,6 +176,8 @@ def _history(method, iterates, values, points=None) -> SolverHistory:
 
 
 def _finite_gradient(g: torch.Tensor, t: int, w: torch.Tensor, method: str, its, vals, pts=None) -> None:
+    if t == 1 and not torch.isfinite(g).all():  # w_1 (= y_1) is w0: the input is at fault, not the iterates
+        raise ValueError(f"{method}: the gradient of f is not finite at the start point w0")
     if not torch.isfinite(g).all():
         raise SolverError(
             f"{method}: step {t}: the gradient at w_{t} is not finite (the iterates diverged; "
@@ -187,14 +208,16 @@ def gradient_descent(
 
     Raises:
         TypeError: ``f`` (or ``grad``) not callable, ``w0`` not a tensor.
-        ValueError: ``L <= 0`` or not finite, ``steps < 0``, ``w0`` not 1-D floating point or not finite, ``f``
-            not scalar-valued.
-        SolverError (a RuntimeError): a gradient that is not finite; the message names the step.
+        ValueError: ``L`` not a finite number > 0, ``steps`` not an integer >= 0 (numbers may be Python, numpy
+            or one-entry torch scalars, not bools), ``w0`` not 1-D floating point or not finite, ``f`` not
+            scalar-valued, ``f`` or its gradient not finite at ``w0``.
+        SolverError (a RuntimeError): a gradient that is not finite at a later iterate; the message names the
+            step.
     """
     w = _check_common(f, w0, steps)
     eta = 1.0 / _check_L(L)
     _check_optional("grad", grad)
-    its, vals = [w], [_value(f, w)]
+    its, vals = [w], [_start_value(f, w)]
     for t in range(1, steps + 1):
         g = _gradient(f, w, grad)
         _finite_gradient(g, t, w, "gradient_descent", its, vals)
@@ -227,7 +250,7 @@ def nesterov_agd(
     eta = 1.0 / _check_L(L)
     _check_optional("grad", grad)
     y = w
-    its, vals, pts = [w], [_value(f, w)], [y]
+    its, vals, pts = [w], [_start_value(f, w)], [y]
     for t in range(1, steps + 1):
         g = _gradient(f, y, grad)
         _finite_gradient(g, t, y, "nesterov_agd", its, vals, pts)
@@ -272,12 +295,14 @@ def newton(
             ``.history`` holds the iterates up to w_t.
     """
     w = _check_common(f, w0, steps)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0 < lr <= 1):
+    lr_v = _checks.number(lr, "lr")
+    if not (0 < lr_v <= 1):
         raise ValueError(f"lr must lie in (0, 1], got {lr!r}")
+    lr = lr_v
     _check_optional("grad", grad)
     _check_optional("hessian", hessian)
     d = w.numel()
-    its, vals = [w], [_value(f, w)]
+    its, vals = [w], [_start_value(f, w)]
     for t in range(1, steps + 1):
         g = _gradient(f, w, grad)
         _finite_gradient(g, t, w, "newton", its, vals)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adaptim.online import _checks
+
 __all__ = ["RateFit", "fit_rate"]
 
 KINDS = ("sublinear", "linear", "quadratic")
@@ -44,6 +46,9 @@ class RateFit:
         """Whether ``kind`` fits about as well as the best: residual <= best residual * (1 + rtol) + 1e-9."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        rtol = _checks.number(rtol, "rtol")
+        if not (0 <= rtol < math.inf):
+            raise ValueError(f"rtol must be a finite number >= 0, got {rtol!r}")
         best = self.residuals[self.kind]
         return self.residuals[kind] <= best * (1 + rtol) + 1e-9
 
@@ -55,6 +60,10 @@ def fit_rate(errors: Sequence[float], t: Sequence[float] | None = None) -> RateF
     e.g. e_t = O(t^{-alpha}). All three models are fitted; ``kind`` names the one whose one-step predictions
     of log e_{t+1} are closest (see :class:`RateFit`).
 
+    Only a converging sequence has a rate: the errors must decrease overall, e_n < e_1 (so beta < 1) with a
+    positive fitted exponent alpha; otherwise (constant, growing, or no net decrease) ``ValueError`` says the
+    errors do not decrease, rather than report a "linear" factor beta >= 1 or a "sublinear" alpha <= 0.
+
     Args:
         errors: array-like of shape (n,), n >= 3, every entry finite and > 0 (trim the iterates where the error
             has reached rounding before fitting).
@@ -65,8 +74,8 @@ def fit_rate(errors: Sequence[float], t: Sequence[float] | None = None) -> RateF
         A :class:`RateFit`.
 
     Raises:
-        ValueError: fewer than 3 errors, an error that is not finite or not > 0, ``t`` of the wrong shape or not
-            positive and increasing.
+        ValueError: fewer than 3 errors, an error that is not finite or not > 0, errors that do not decrease
+            (e_n >= e_1 or alpha <= 0), ``t`` of the wrong shape or not positive and increasing.
     """
     e = (
         np.asarray(errors, dtype=np.float64).reshape(-1)
@@ -88,6 +97,11 @@ def fit_rate(errors: Sequence[float], t: Sequence[float] | None = None) -> RateF
     # sublinear: global least squares of log e on log t
     slope, intercept = np.polyfit(lt, le, 1)
     alpha = -float(slope)
+    if not (e[-1] < e[0] and alpha > 0):
+        raise ValueError(
+            f"the errors do not decrease (e_1 = {e[0]:.3g}, e_n = {e[-1]:.3g}, fitted exponent alpha = {alpha:.3g}): "
+            "a sequence that does not converge has no rate"
+        )
     prev, nxt = le[:-1], le[1:]
     pred_sub = prev - alpha * (lt[1:] - lt[:-1])
     log_beta = float(np.mean(nxt - prev))
