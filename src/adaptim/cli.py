@@ -164,29 +164,34 @@ def _check_bench_names(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     _check_bench_names(parser, args)
-    if args.grid is not None and not args.sweep:
-        parser.error("--grid needs --sweep")
+    if args.grid is not None:
+        parser.error("--grid is gone: --sweep draws the same Sobol points for every optimizer (docs/bench.md)")
     if args.lr is not None and args.sweep:
-        parser.error("--lr and --sweep exclude each other (use --grid to choose the sweep's rates)")
-    from adaptim.bench import run_bench, run_sweep, write_results, write_sweep
-    from adaptim.bench.report import results_markdown, sweep_markdown
+        parser.error("--lr and --sweep exclude each other")
+    import json
+
+    from adaptim.bench import run_bench, run_sweep, write_results
+    from adaptim.bench.report import results_markdown
 
     common = dict(
         tasks=args.tasks,
         optimizers=args.optimizers,
         steps=args.steps,
-        seed=args.seed,
         threads=args.threads,
         progress=not args.no_progress,
+        out=args.out,
     )
-    if args.sweep:
-        sweep = run_sweep(grid=args.grid, **common)
-        paths = write_sweep(sweep, args.out)
-        print(sweep_markdown(sweep))
-    else:
-        results = run_bench(lr=args.lr, **common)
-        paths = write_results(results, args.out)
-        print(results_markdown(results))
+    try:
+        if args.sweep:
+            sweep = run_sweep(**common)
+            paths = [f"{args.out}/sweep.json"]
+            print(json.dumps(sweep["best"], indent=1))
+        else:
+            results = run_bench(lr=args.lr, seeds=[args.seed], horizons=(1.0,), **common)
+            paths = write_results(results, args.out)
+            print(results_markdown(results))
+    except ValueError as exc:  # --out unusable (checked before any training) or bad seeds
+        parser.error(str(exc))
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0
 

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from adaptim.bench.store import write_json_atomic
+
 __all__ = ["write_results", "results_markdown", "plot_task", "write_sweep", "sweep_markdown"]
 
 
@@ -30,8 +32,8 @@ def results_markdown(results: dict[str, Any], images: dict[str, str] | None = No
     lines = [
         "# adaptim bench results",
         "",
-        f"adaptim {meta['adaptim']}, torch {meta['torch']}, Python {meta['python']}, device {meta['device']}, "
-        f"{meta['threads']} thread(s), seed {meta['seed']}; total wall time {meta['total_wall_time_s']:.1f} s.",
+        f"adaptim {meta['adaptim_version']}, torch {meta['torch']}, Python {meta['python']}, device {meta['device']}, "
+        f"{meta['threads']} thread(s), seeds {meta['seeds']}; total wall time {meta['wall_time_s']:.1f} s.",
         f"Schedule: {meta['schedule']}.",
         "",
     ]
@@ -76,7 +78,7 @@ def results_markdown(results: dict[str, Any], images: dict[str, str] | None = No
             )
             acc = "-" if r["val_accuracy"] is None else f"{r['val_accuracy']:.1%}"
             lines.append(
-                f"| {r['optimizer']} | {r['lr']:.3g} | {r['steps']} | {_fmt(r['final_train_loss'], '.4f')} "
+                f"| {r['optimizer']} | {r['hparams']['lr']:.3g} | {r['steps']} | {_fmt(r['final_train_loss'], '.4f')} "
                 f"| {_fmt(r['final_val_loss'], '.4f')} | {acc} | {_fmt(r['optimality_gap'], '.2e')} "
                 f"| {_bytes(r['state_bytes'])} | {_fmt(r['wall_time_s'], '.2f')} | {note} |"
                 + "".join(f" {_fmt((r['constraint_violation'] or {}).get(k), '.1e')} |" for k in metrics)
@@ -111,14 +113,18 @@ def plot_task(results: dict[str, Any], task: str, path: str | Path) -> None:
     for i, r in enumerate(runs):
         # tab20 holds 10 dark/light pairs: the first ten runs take the dark colors, the next ten the light ones
         color = palette(i) if palette.N == 10 else palette((2 * i) % 20 + (i // 10) % 2)
-        pts = [(s, tr) for s, tr, _ in r["curve"] if tr is not None]
+        pts = [(s, tr) for s, tr, *_ in r["curve"] if tr is not None]
         if f_star is not None:
             pts = [(s, max(tr - f_star, 1e-16)) for s, tr in pts]
         ax.plot(
-            [p[0] for p in pts], [p[1] for p in pts], color=color, lw=1.2, label=f"{r['optimizer']} ({r['lr']:.3g})"
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            color=color,
+            lw=1.2,
+            label=f"{r['optimizer']} ({r['hparams']['lr']:.3g})",
         )
         if f_star is None:
-            val = [(s, v) for s, _, v in r["curve"] if v is not None]
+            val = [(s, v) for s, _, v, *_ in r["curve"] if v is not None]
             ax.plot([p[0] for p in val], [p[1] for p in val], "o--", color=color, ms=3, lw=0.6)
     ax.set_xlabel("step")
     if f_star is not None:
@@ -148,8 +154,7 @@ def write_results(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "results.json"]
-    paths[0].write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
+    paths = [write_json_atomic(out / "results.json", results)]
     images = {}
     for task in results["meta"]["tasks"]:
         images[task] = f"{task}.png"
