@@ -63,7 +63,8 @@ STATUSES = ("ok", "diverged", "refused", "nonfinite")
 def choose_threads(cpus: int | None = None, load: float | None = None) -> tuple[int, str]:
     """The default torch thread count and why: ``min(2, idle cores)``, at least 1.
 
-    Idle cores are the CPUs (``os.sched_getaffinity`` where available) minus the 1-minute load average. On a
+    Idle cores are the CPUs (``os.sched_getaffinity`` where available) minus the 1-minute load average, rounded
+    (taken before any training, so the bench's own load is not counted). On a
     machine whose cores are busy, a second thread waits for a core at every parallel region: on 2 shared cores
     at load 4, a charlm step took 10x longer with 2 threads than with 1 (docs/bench.md, "Threads").
     """
@@ -72,7 +73,7 @@ def choose_threads(cpus: int | None = None, load: float | None = None) -> tuple[
     if load is None:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     idle = cpus - load
-    threads = max(1, min(2, math.floor(idle)))
+    threads = max(1, min(2, math.floor(idle + 0.5)))
     return threads, f"min(2, idle cores) with {cpus} CPUs at load {load:.2f}"
 
 
