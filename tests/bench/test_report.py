@@ -317,11 +317,13 @@ def test_terminal_ends_with_a_compact_ranking_not_a_checklist(results):
     text = ranking_text(results)
     assert "[x]" not in text and "[ ]" not in text
     lines = text.strip().splitlines()
-    assert lines[0].startswith("Ranking (95% intervals")
+    # the correctness probe first, outside the ranking; the ranking last
+    assert lines[0] == "logreg (correctness probe, outside the ranking)"
+    assert lines.index("Ranking (95% intervals over the seeds; faster = the interval excludes no difference)") > 5
     block = text[text.index("charlm: target") :].split("\n\n")[0].splitlines()
     muon = block[2].split()
     assert muon[:2] == ["1", "muon"] and "±" in block[2] and "faster" in block[2]
-    assert "logreg" not in text  # the correctness probe is outside the ranking
+    assert "logreg" not in text[text.index("Ranking") :]  # the correctness probe is outside the ranking
     assert text.index("mnist1d (heldout variant)") > text.index("charlm: target")
     assert any("3 refused" in line for line in lines)
 

@@ -22,7 +22,6 @@ The schema is the one of docs/bench.md ("Outputs"): ``{"meta", "runs", "summary"
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -30,6 +29,8 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from adaptim.bench.store import write_json_atomic
 
 __all__ = [
     "BASELINE",
@@ -40,6 +41,7 @@ __all__ = [
     "ranking_text",
     "results_markdown",
     "sweep_markdown",
+    "sweep_text",
     "plot_task",
     "plot_lr_sensitivity",
     "plot_performance_profile",
@@ -174,10 +176,12 @@ def _ratio(stat: Mapping[str, Any] | None) -> str:
     return f"{stat['mean']:.2f}×{inner}"
 
 
-def _verdict(row: Mapping[str, Any], reached: bool) -> str:
-    """ "faster" only where the summary says so (the paired interval excludes no difference); "slower" where the
-    steps ratio's interval lies above 1; "target not reached" where fewer than half the seeds reached it;
-    otherwise "not distinguishable"."""
+def _verdict(row: Mapping[str, Any], reached: bool, target: float | None = 0.0) -> str:
+    """The verdict: "faster" only where the summary says so (the paired interval excludes no difference);
+    "slower" where the steps ratio's interval lies above 1; "target not reached" where fewer than half the seeds
+    reached it; "no target" where the task has none; otherwise "not distinguishable"."""
+    if target is None:
+        return "no target"
     if row.get("faster") is True:
         return "**faster**"
     ratio = row.get("steps_ratio_vs_adamw") or {}
@@ -326,7 +330,7 @@ def _ranked_table(results: Mapping[str, Any], key: str) -> list[str]:
         steps, reached, seeds = _steps_to_target(results, key, name)
         stt = _pm(row.get("steps_to_target")) if reached else "not reached"
         diff = "baseline" if name == BASELINE else _pm(row.get("diff_vs_adamw"), sign=True)
-        verdict = "baseline" if name == BASELINE else _verdict(row, steps is not None)
+        verdict = "baseline" if name == BASELINE else _verdict(row, steps is not None, entry.get("target"))
         lines.append(
             f"| {rank} | {name} | {_status_note(runs)} | {_pm(row.get('final_test_loss'))} | {diff} "
             f"| {stt} ({reached}/{seeds}) | {_ratio(row.get('steps_ratio_vs_adamw'))} "
@@ -403,27 +407,49 @@ def _failures(results: Mapping[str, Any], task: str, variant: str | None) -> lis
 
 
 def _correctness(results: Mapping[str, Any], task: str, variant: str | None, entry: Mapping[str, Any]) -> list[str]:
-    """An unranked task: did every optimizer solve it? Training objective, its gap to a known optimum, test loss."""
+    """An unranked task: did every optimizer solve it? Training objective, its gap to a known optimum, test loss,
+    and for a constrained task the violation of the constraint at the end (the largest over the seeds)."""
     info = results["meta"].get("tasks", {}).get(task, {})
     f_star = info.get("optimum")
+    metrics = info.get("constraint_metrics") or {}
     lines = [
-        "| optimizer | runs | final training loss | optimality gap | final test loss | test accuracy |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| optimizer | runs | final training loss | optimality gap | final test loss | test accuracy |"
+        + "".join(f" {label} |" for label in metrics.values()),
+        "| --- | --- | ---: | ---: | ---: | ---: |" + " ---: |" * len(metrics),
     ]
     for name in entry["optimizers"]:
         runs = _report_runs(results, task, variant, name)
         ok = [r for r in runs if r["status"] == "ok"]
-        train = _mean([r["final_train_loss"] for r in ok])
-        gap = max(r["final_train_loss"] - f_star for r in ok) if ok and f_star is not None else None
+        gaps = [
+            r["optimality_gap"] if r.get("optimality_gap") is not None else r["final_train_loss"] - f_star
+            for r in ok
+            if f_star is not None and r.get("final_train_loss") is not None
+        ]
         acc = _mean([r.get("test_accuracy") for r in ok])
+        worst = []
+        for k in metrics:
+            values = [(r.get("constraint_violation") or {}).get(k) for r in ok]
+            values = [v for v in values if v is not None]
+            worst.append(_fmt(max(values) if values else None, ".1e"))
         lines.append(
-            f"| {name} | {_status_note(runs)} | {_fmt(train, '.6g')} | {_fmt(gap, '.2e')} "
-            f"| {_pm(entry['optimizers'][name].get('final_test_loss'))} | {'-' if acc is None else f'{acc:.1%}'} |"
+            f"| {name} | {_status_note(runs)} | {_fmt(_mean([r['final_train_loss'] for r in ok]), '.6g')} "
+            f"| {_fmt(max(gaps) if gaps else None, '.2e')} | {_pm(entry['optimizers'][name].get('final_test_loss'))} "
+            f"| {'-' if acc is None else f'{acc:.1%}'} |" + "".join(f" {w} |" for w in worst)
         )
-    if f_star is None:
-        return [*lines, ""]
-    note = f"Optimality gap: the largest over the seeds of the final training objective - f* (f* = {f_star:.10g})."
-    return [*lines, "", note, ""]
+    notes = []
+    if f_star is not None:
+        notes.append(
+            f"Optimality gap: the largest over the seeds of the final training objective - f* (f* = {f_star:.10g}"
+            + (
+                f"; certified: f - f* <= {info['optimum_certificate']:.1e} there"
+                if "optimum_certificate" in info
+                else ""
+            )
+            + ")."
+        )
+    if metrics:
+        notes.append(f"Constraint: {info.get('constraint', '')}; the largest violation over the seeds at the end.")
+    return [*lines, "", *notes, ""]
 
 
 def _tuned_table(meta: Mapping[str, Any]) -> list[str]:
@@ -491,8 +517,6 @@ def results_markdown(
     Raises:
         KeyError: ``results`` lacks ``meta``, ``runs`` or ``summary``.
     """
-    if "summary" not in results:  # the schema before the protocol's runner
-        return _legacy_results_markdown(results, images)
     meta, _, _ = results["meta"], results["runs"], results["summary"]  # the schema's three parts, up front
     images = images or {}
     lines = _header(meta)
@@ -550,27 +574,46 @@ def results_markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _probe_block(results: Mapping[str, Any], task: str, variant: str | None, entry: Mapping[str, Any]) -> str:
+    """A correctness probe's compact table: runs, final training loss and (with a known optimum) the gap."""
+    f_star = results["meta"].get("tasks", {}).get(task, {}).get("optimum")
+    rows = [("optimizer", "runs", "final training loss", "optimality gap" if f_star is not None else "")]
+    for name in entry["optimizers"]:
+        runs = _report_runs(results, task, variant, name)
+        ok = [r["final_train_loss"] for r in runs if r["status"] == "ok" and r["final_train_loss"] is not None]
+        gap = max(ok) - f_star if ok and f_star is not None else None
+        rows.append((name, _status_note(runs), _fmt(_mean(ok), ".6g"), "" if f_star is None else _fmt(gap, ".1e")))
+    return "\n".join([f"{_label(task, variant)} (correctness probe, outside the ranking)", *_columns(rows)])
+
+
 def ranking_text(results: Mapping[str, Any]) -> str:
-    """The compact ranking the terminal ends with: per ranked task (held-out variants after), each optimizer's
-    rank, final test loss ± 95% interval, paired difference against AdamW, steps ratio with its interval and the
-    verdict."""
+    """The compact text the terminal ends with: first each correctness probe (unranked task) in a line per
+    optimizer, then the ranking per ranked task (held-out variants after): each optimizer's rank, final test loss
+    ± 95% interval, paired difference against AdamW, steps and time ratios with their intervals, and the verdict."""
     header = ("#", "optimizer", "test loss", f"vs {BASELINE}", "steps ratio [95%]", "time ratio [95%]", "verdict")
+    probes = [
+        _probe_block(results, task, variant, entry)
+        for _, task, variant, entry in _workloads(results)
+        if not entry.get("ranked", True)
+    ]
     blocks = []
     workloads = [w for w in _workloads(results) if w[3].get("ranked", True)]
     workloads.sort(key=lambda w: w[2] is not None)  # the held-out variants after the ranked tasks
     for key, task, variant, entry in workloads:
         target = entry.get("target")
         rows = [header]
-
-        def reaches(name: str, key: str = key) -> bool:
-            return _steps_to_target(results, key, name)[0] is not None
-
         for rank, name in enumerate(ranking(results, key), 1):
             row = entry["optimizers"][name]
             if not row.get("n_ok"):
                 runs = _report_runs(results, task, variant, name)
                 rows.append((str(rank), name, _status_note(runs), "-", "-", "-", "failed"))
                 continue
+            reaches = _steps_to_target(results, key, name)[0] is not None
             rows.append(
                 (
                     str(rank),
@@ -579,20 +622,16 @@ def ranking_text(results: Mapping[str, Any]) -> str:
                     "baseline" if name == BASELINE else _pm(row.get("diff_vs_adamw"), sign=True),
                     _ratio(row.get("steps_ratio_vs_adamw")),
                     _ratio(row.get("time_ratio_vs_adamw")),
-                    "baseline" if name == BASELINE else _verdict(row, reaches(name)).strip("*"),
+                    "baseline" if name == BASELINE else _verdict(row, reaches, target).strip("*"),
                 )
             )
-        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        title = f"{_label(task, variant)}: target {_fmt(target)}" if target is not None else _label(task, variant)
-        lines = [title]
-        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        blocks.append("\n".join(lines))
-    if not blocks:
-        return "no ranked task\n"
-    return (
-        "\n\n".join(["Ranking (95% intervals over the seeds; faster = the interval excludes no difference)", *blocks])
-        + "\n"
-    )
+        title = f"{_label(task, variant)}: " + (f"target {_fmt(target)}" if target is not None else "no target")
+        blocks.append("\n".join([title, *_columns(rows)]))
+    if blocks:
+        blocks.insert(0, "Ranking (95% intervals over the seeds; faster = the interval excludes no difference)")
+    else:
+        blocks = ["No ranked task in this run: no ranking."]
+    return "\n\n".join([*probes, *blocks]) + "\n"
 
 
 # ------------------------------------------------------------------------------------- performance profile
@@ -861,12 +900,9 @@ def write_results(
     Raises:
         ValueError: ``results`` holds a non-finite number (JSON has none).
     """
-    if "summary" not in results:  # the schema before the protocol's runner: its own report
-        return _legacy_write_results(results, out_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "results.json"]
-    _write_text(paths[0], json.dumps(results, indent=1, allow_nan=False) + "\n")
+    paths = [write_json_atomic(out / "results.json", results)]
     images = {}
     for key, *_ in _workloads(results):
         images[key] = _figure_name(key)
@@ -889,8 +925,6 @@ def sweep_markdown(sweep: Mapping[str, Any]) -> str:
     """The sweep's trial table (the ``sweep.json`` schema) in Markdown: the search space, then per task one row per
     trial (optimizer, trial, seed, the hyperparameters, final validation loss or the failure), the chosen trial of
     each optimizer in bold."""
-    if "trials" not in sweep:
-        return _legacy_sweep_markdown(sweep)
     lines = []
     space = sweep.get("space") or {}
     if space:
@@ -916,181 +950,45 @@ def sweep_markdown(sweep: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def sweep_text(sweep: Mapping[str, Any]) -> str:
+    """The compact table the terminal ends with after a sweep: per (task, optimizer) the chosen trial, its
+    hyperparameters and mean validation loss, and how many of its trials finished."""
+    header = ("task", "optimizer", "trial", "lr", "beta2", "weight decay", "warm-up", "val loss", "finished")
+    rows = [header]
+    best = sweep.get("best") or {}
+    pairs = dict.fromkeys((t["task"], t["optimizer"]) for t in sweep["trials"])
+    for task, name in pairs:
+        mine = [t for t in sweep["trials"] if (t["task"], t["optimizer"]) == (task, name)]
+        done = f"{sum(t['status'] == 'ok' for t in mine)}/{len(mine)}"
+        h = best.get(task, {}).get(name)
+        if h is None:
+            rows.append((task, name, "none", "-", "-", "-", "-", "-", done))
+            continue
+        rows.append(
+            (
+                task,
+                name,
+                str(h.get("trial", "-")),
+                _fmt(h.get("lr"), ".3g"),
+                _fmt(h.get("beta2"), ".4g"),
+                _fmt(h.get("weight_decay"), ".3g"),
+                _fmt(h.get("warmup_fraction"), ".3g"),
+                _fmt(h.get("val_loss")),
+                done,
+            )
+        )
+    title = "Chosen trials (lowest mean final validation loss over the tuning seeds; runs finished / run)"
+    return "\n".join([title, *_columns(rows)]) + "\n"
+
+
 def write_sweep(sweep: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """Write ``sweep.json``, ``sweep.md`` and ``lr-<optimizer>.png`` per optimizer into ``out_dir``, atomically;
     return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_text(out / "sweep.json", json.dumps(sweep, indent=1, allow_nan=False) + "\n")
-    _write_text(out / "sweep.md", sweep_markdown(sweep))
-    paths = [out / "sweep.json", out / "sweep.md"]
-    if "trials" in sweep:
-        for name in dict.fromkeys(t["optimizer"] for t in sweep["trials"]):
-            paths.append(out / f"lr-{name}.png")
-            plot_lr_sensitivity(sweep, name, paths[-1])
+    paths = [write_json_atomic(out / "sweep.json", sweep), out / "sweep.md"]
+    _write_text(paths[1], sweep_markdown(sweep))
+    for name in dict.fromkeys(t["optimizer"] for t in sweep["trials"]):
+        paths.append(out / f"lr-{name}.png")
+        plot_lr_sensitivity(sweep, name, paths[-1])
     return paths
-
-
-# ---------------------------------------------------------------- the schema before the protocol's runner
-def _legacy_results_markdown(results: dict[str, Any], images: dict[str, str] | None = None) -> str:
-    """The side-by-side table of ``results`` (as returned by :func:`adaptim.bench.run_bench`), in Markdown.
-
-    ``images`` maps a task name to the file name of its curve plot, linked under the task's table.
-    """
-    meta, runs = results["meta"], results["runs"]
-    lines = [
-        "# adaptim bench results",
-        "",
-        f"adaptim {meta['adaptim']}, torch {meta['torch']}, Python {meta['python']}, device {meta['device']}, "
-        f"{meta['threads']} thread(s), seed {meta['seed']}; total wall time {meta['total_wall_time_s']:.1f} s.",
-        f"Schedule: {meta['schedule']}.",
-        "",
-    ]
-    for task, info in meta["tasks"].items():
-        lines += [f"## {task}", "", f"{info['description']}; model: {info['model']}.", ""]
-        if "unigram_entropy_bits" in info:
-            lines += [
-                f"Corpus: {info['corpus']} ({info['n_train_chars']:,} training / {info['n_val_chars']:,} "
-                f"validation characters). Unigram entropy of the corpus: "
-                f"**{info['unigram_entropy_bits']:.3f} bits/char**; target for AdamW: below 80% of it, "
-                f"**{info['target_bits']:.3f} bits/char**.",
-                "",
-            ]
-        if "optimum" in info and "l2" in info:
-            lines += [
-                f"Training objective optimum f* = {info['optimum']:.10f} (lambda = {info['l2']:g}; "
-                f"{info['optimum_solver']}, final gradient norm {info['optimum_grad_norm']:.1e}).",
-                "",
-            ]
-        elif "optimum" in info:
-            lines += [
-                f"Training objective optimum f* = {info['optimum']:.10f} ({info['optimum_solver']}; certified: "
-                f"f - f* <= {info['optimum_certificate']:.1e} there).",
-                "",
-            ]
-        metrics = info.get("constraint_metrics", {})  # a constrained task: one column per violation metric
-        if metrics:
-            lines += [f"Constraint: {info['constraint']}; violation at the end of each run in the last columns.", ""]
-        unit = info["loss_unit"]
-        lines += [
-            f"| optimizer | lr | steps | train loss ({unit}) | val loss ({unit}) | val acc | optimality gap "
-            "| state | wall s | note |" + "".join(f" {label} |" for label in metrics.values()),
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |" + " ---: |" * len(metrics),
-        ]
-        for r in (r for r in runs if r["task"] == task):
-            note = (
-                f"skipped: {r['skipped']}"
-                if r["skipped"]
-                else f"diverged at step {r['diverged']}"
-                if r["diverged"] is not None
-                else ""
-            )
-            acc = "-" if r["val_accuracy"] is None else f"{r['val_accuracy']:.1%}"
-            lines.append(
-                f"| {r['optimizer']} | {r['lr']:.3g} | {r['steps']} | {_fmt(r['final_train_loss'], '.4f')} "
-                f"| {_fmt(r['final_val_loss'], '.4f')} | {acc} | {_fmt(r['optimality_gap'], '.2e')} "
-                f"| {_bytes(r['state_bytes'])} | {_fmt(r['wall_time_s'], '.2f')} | {note} |"
-                + "".join(f" {_fmt((r['constraint_violation'] or {}).get(k), '.1e')} |" for k in metrics)
-            )
-        if images and task in images:
-            lines += ["", f"![{task} loss curves]({images[task]})"]
-        lines.append("")
-    checks = meta.get("checks", [])
-    if checks:
-        lines += ["## Quality targets", ""]
-        lines += [f"- [{'x' if c['holds'] else ' '}] {c['task']}: {c['statement']}" for c in checks]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _legacy_plot_task(results: dict[str, Any], task: str, path: str | Path) -> None:
-    """Draw the training (lines) and validation (markers) curves of every run of ``task`` into the PNG ``path``.
-
-    For a task with a known optimum (logreg) the training curve is drawn as the gap f - f* on a log scale; other
-    tasks use a log scale when some final training loss is below a tenth of the initial loss.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    info = results["meta"]["tasks"][task]
-    f_star = info.get("optimum")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    runs = [r for r in results["runs"] if r["task"] == task and not r["skipped"]]
-    palette = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20")
-    for i, r in enumerate(runs):
-        # tab20 holds 10 dark/light pairs: the first ten runs take the dark colors, the next ten the light ones
-        color = palette(i) if palette.N == 10 else palette((2 * i) % 20 + (i // 10) % 2)
-        pts = [(s, tr) for s, tr, _ in r["curve"] if tr is not None]
-        if f_star is not None:
-            pts = [(s, max(tr - f_star, 1e-16)) for s, tr in pts]
-        ax.plot(
-            [p[0] for p in pts], [p[1] for p in pts], color=color, lw=1.2, label=f"{r['optimizer']} ({r['lr']:.3g})"
-        )
-        if f_star is None:
-            val = [(s, v) for s, _, v in r["curve"] if v is not None]
-            ax.plot([p[0] for p in val], [p[1] for p in val], "o--", color=color, ms=3, lw=0.6)
-    ax.set_xlabel("step")
-    if f_star is not None:
-        ax.set_yscale("log")
-        ax.set_ylabel("training objective - f*")
-    else:
-        ax.set_ylabel(f"loss ({info['loss_unit']}): train (line), validation (markers)")
-        finals = [r["final_train_loss"] for r in runs if r["final_train_loss"]]
-        if finals and min(finals) < 0.1 * runs[0]["curve"][0][1]:  # losses spanning decades: log scale
-            ax.set_yscale("log")
-    if "unigram_entropy_bits" in info:
-        ax.axhline(info["unigram_entropy_bits"], color="gray", ls=":", lw=1, label="unigram entropy")
-        ax.axhline(info["target_bits"], color="gray", ls="-.", lw=1, label="80% of unigram entropy")
-        ax.set_ylim(top=min(ax.get_ylim()[1], 2 * info["unigram_entropy_bits"]))
-    ax.set_title(f"adaptim bench: {task}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _legacy_write_results(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """Write ``results.json``, ``results.md`` and ``<task>.png`` per task into ``out_dir`` (created if needed).
-
-    Returns the paths written.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "results.json"]
-    paths[0].write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
-    images = {}
-    for task in results["meta"]["tasks"]:
-        images[task] = f"{task}.png"
-        _legacy_plot_task(results, task, out / images[task])
-        paths.append(out / images[task])
-    (out / "results.md").write_text(_legacy_results_markdown(results, images))
-    paths.append(out / "results.md")
-    return paths
-
-
-def _legacy_sweep_markdown(sweep: dict[str, Any]) -> str:
-    """The sweep's results as Markdown: per task, one row per optimizer with the score at every grid rate."""
-    lines = []
-    for task, info in sweep["meta"]["tasks"].items():
-        rows = [r for r in sweep["sweep"] if r["task"] == task]
-        metric = rows[0]["metric"].replace("_", " ") if rows else ""
-        steps = sweep["meta"].get("steps_override") or info["steps"]
-        lines += [f"### {task} ({metric}, {info['loss_unit']}, {steps} steps)", ""]
-        lines += ["| optimizer | best lr | best | scores at lr = ... |", "| --- | ---: | ---: | --- |"]
-        for r in rows:
-            if r["skipped"]:
-                lines.append(f"| {r['optimizer']} | - | - | skipped: {r['skipped']} |")
-                continue
-            spec = ".2e" if r["metric"] == "optimality_gap" else ".4f"
-            cells = ", ".join(
-                f"{lr:.3g}: {'diverged' if s is None else format(s, spec)}" for lr, s in zip(r["grid"], r["scores"])
-            )
-            edge = " (edge)" if r["at_edge"] else ""
-            lines.append(
-                f"| {r['optimizer']} | {_fmt(r['best_lr'], '.3g')}{edge} | {_fmt(r['best_score'], spec)} | {cells} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
