@@ -151,15 +151,15 @@ def _ok(stat: Mapping[str, Any] | None) -> bool:
     return bool(stat) and stat.get("mean") is not None and bool(stat.get("n"))
 
 
-def _pm(stat: Mapping[str, Any] | None, sign: bool = False) -> str:
+def _pm(stat: Mapping[str, Any] | None, sign: bool = False, count: bool = True) -> str:
     """``mean ± half-width`` of a (symmetric, Student t) interval, the half-width to 2 significant digits and the
-    mean to as many decimals; the mean alone, with its n, when it has no interval."""
+    mean to as many decimals; the mean alone, with its n unless ``count`` is false, when it has no interval."""
     if not _ok(stat):
         return "-"
     plus = "+" if sign else ""
     lo, hi = stat.get("lo"), stat.get("hi")
     if lo is None or hi is None:
-        return f"{stat['mean']:{plus}.4g} (n={stat['n']})"
+        return f"{stat['mean']:{plus}.4g}" + (f" (n={stat['n']})" if count else "")
     half = (hi - lo) / 2
     if not half > 0:
         return f"{stat['mean']:{plus}.4g} ± 0"
@@ -287,18 +287,28 @@ def ranking(results: Mapping[str, Any], key: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------- the markdown
+#: task facts left out of the line under a task's title: said elsewhere in the report, or not facts of the task
+_INFO_SKIP = frozenset({"description", "ranked", "preset", "device", "variant", "loss_unit", "has_test"})
+
+
 def _task_info(info: Mapping[str, Any]) -> str:
-    """One line of a task's facts: its description and the scalar entries of ``info``."""
+    """One line of a task's facts: its description, then the scalar entries of ``info`` (numbers to 4 digits)."""
     parts = [str(info["description"])] if "description" in info else []
     for k, v in info.items():
-        if k == "description" or isinstance(v, (dict, list)):
+        if k in _INFO_SKIP or v is None or isinstance(v, (dict, list, bool)):
             continue
-        value = f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else v
+        value = f"{v:,}" if isinstance(v, int) else f"{v:.4g}" if isinstance(v, float) else v
         parts.append(f"{k.replace('_', ' ')} {value}")
     return "; ".join(parts) + "." if parts else ""
 
 
-def _target_line(entry: Mapping[str, Any], unit: str, steps: int | None) -> str:
+def _source(runs: Sequence[Mapping[str, Any]]) -> str:
+    """`` (untuned)`` or `` (given lr)`` where runs did not take the committed tuned hyperparameters, else ``""``."""
+    sources = {r.get("hparams_source", "tuned") for r in runs} - {"tuned", "trial"}
+    return " (untuned)" if "untuned" in sources else " (given lr)" if sources else ""
+
+
+def _target_line(entry: Mapping[str, Any], unit: str, steps: int | None, baseline_note: str = "") -> str:
     target = entry.get("target")
     if target is None:
         return (
@@ -308,8 +318,8 @@ def _target_line(entry: Mapping[str, Any], unit: str, steps: int | None) -> str:
     at = f" ({steps:,} steps)" if steps else ""
     return (
         f"Target: **{target:.4g}** {unit}: the tuned {BASELINE}'s median final test loss over its report seeds at the "
-        f"full horizon{at}. Steps-to-target comes from the horizon sweep (each optimizer re-run with its whole "
-        "schedule compressed into shorter horizons), time-to-target = steps x the run's measured time per step."
+        f"full horizon{at}{baseline_note}. Steps-to-target comes from the horizon sweep (each optimizer re-run with "
+        "its whole schedule compressed into shorter horizons), time-to-target = steps x measured time per step."
     )
 
 
@@ -325,14 +335,14 @@ def _ranked_table(results: Mapping[str, Any], key: str) -> list[str]:
         runs = _report_runs(results, task, variant, name)
         if not row.get("n_ok"):  # every run failed: say how, in every cell
             what = _status_note(runs) if runs else "failed"
-            lines.append(f"| {rank} | {name} | {what} | {what} | - | - | - | - | - | failed |")
+            lines.append(f"| {rank} | {name}{_source(runs)} | {what} | {what} | - | - | - | - | - | failed |")
             continue
         steps, reached, seeds = _steps_to_target(results, key, name)
-        stt = _pm(row.get("steps_to_target")) if reached else "not reached"
+        stt = _pm(row.get("steps_to_target"), count=False) if reached else "not reached"
         diff = "baseline" if name == BASELINE else _pm(row.get("diff_vs_adamw"), sign=True)
         verdict = "baseline" if name == BASELINE else _verdict(row, steps is not None, entry.get("target"))
         lines.append(
-            f"| {rank} | {name} | {_status_note(runs)} | {_pm(row.get('final_test_loss'))} | {diff} "
+            f"| {rank} | {name}{_source(runs)} | {_status_note(runs)} | {_pm(row.get('final_test_loss'))} | {diff} "
             f"| {stt} ({reached}/{seeds}) | {_ratio(row.get('steps_ratio_vs_adamw'))} "
             f"| {_pm(row.get('time_to_target_s'))} | {_ratio(row.get('time_ratio_vs_adamw'))} | {verdict} |"
         )
@@ -550,7 +560,10 @@ def results_markdown(
             if kind == "correctness":
                 lines += _correctness(results, task, variant, entry)
             else:
-                lines += [_target_line(entry, unit, steps), ""]
+                note = _source(_report_runs(results, task, variant, BASELINE))
+                how = {" (untuned)": "untuned (no tuned.json entry)", " (given lr)": "at the given lr"}.get(note)
+                note = f"; here {BASELINE} ran {how}" if how else ""
+                lines += [_target_line(entry, unit, steps, note), ""]
                 lines += [*_ranked_table(results, key), ""]
                 names = ranking(results, key)
                 lines += ["Cost of a run at the full horizon (means over the finished report seeds):", ""]
@@ -720,7 +733,9 @@ def plot_task(results: Mapping[str, Any], key: str, path: str | Path) -> None:
     Two panels: against steps and against time (steps x the run's measured seconds per step). Per optimizer, over
     its finished report seeds at the full horizon: the ranked metric (the test loss; for a task with a known optimum,
     the training objective - f* on a log scale) as a bold mean line with a min-max band across seeds, and the
-    training loss as a thin line. Failed runs are counted in the legend. A dotted grey line marks the target.
+    training loss as a thin line. Where the curves carry the test loss only at the end, the bold line is the
+    validation loss and a dot marks the mean final test loss. Failed runs are counted in the legend. A dotted grey
+    line marks the target (a test loss).
     """
     plt = _pyplot()
     entry = {k: (t, v) for k, t, v, _ in _workloads(results)}
@@ -758,12 +773,15 @@ def plot_task(results: Mapping[str, Any], key: str, path: str | Path) -> None:
             ax.fill_between(x, lo, hi, color=style["color"], alpha=0.15, lw=0)
             if bold != 1:
                 ax.plot([s * scale for s in tsteps], tmean, lw=0.7, alpha=0.5, **style)
+            final = _mean([r["final_test_loss"] for r in ok])
+            if bold == 2 and final is not None:  # the ranked metric, measured at the end alone
+                ax.plot([max(r["steps"] for r in ok) * scale], [final], "o", ms=7, color=style["color"], zorder=3)
         if mean:
             top.append(mean[min(len(mean) - 1, max(1, len(mean) // 10))])
     target = summary.get("target")
     for ax in axes:
         if target is not None and f_star is None:
-            ax.axhline(target, color="0.4", ls=":", lw=1.2, label="target" if ax is axes[0] else None)
+            ax.axhline(target, color="0.4", ls=":", lw=1.2, label="target (test loss)" if ax is axes[0] else None)
         ax.grid(alpha=0.3)
         if f_star is not None:
             ax.set_yscale("log")
@@ -775,7 +793,7 @@ def plot_task(results: Mapping[str, Any], key: str, path: str | Path) -> None:
     axes[0].set_xlabel("step")
     axes[1].set_xlabel("time (s): steps x measured time per step")
     seeds = len({r["seed"] for r in runs})
-    thin = "" if bold == 1 else "; thin: training loss"
+    thin = "" if bold == 1 else "; thin: training loss" + ("; dot: final test loss" if bold == 2 else "")
     fig.suptitle(
         f"adaptim bench: {_label(task, variant)}. Bold: {bold_name}, mean over {seeds} seed(s), band min-max{thin}"
     )
