@@ -93,6 +93,7 @@ def test_out_with_an_earlier_bench_needs_resume(tmp_path, capsys, no_training):
         (["--trials", "4"], "--trials needs --sweep"),
         (["--write-tuned"], "--write-tuned needs --sweep"),
         (["--sweep", "--lr", "0.1"], "--lr does not apply to --sweep"),
+        (["--sweep", "--heldout"], "--heldout does not apply to --sweep"),
         (["--quick", "--full"], "not allowed with argument"),
         (["--quick", "--seeds", "5"], "--seeds does not apply to --quick"),
         (["--seeds", "0"], "must be an integer >= 1"),
@@ -141,3 +142,47 @@ def test_sweep_writes_its_files_and_write_tuned_the_chosen_hparams(tmp_path, cap
     assert json.loads(tuned.read_text())["logreg"]["adamw"] == sweep["best"]["logreg"]["adamw"]
     out = capsys.readouterr().out
     assert out.startswith("Chosen trials") and "logreg  adamw" in out
+
+
+def _report_fixtures():
+    """tests/bench/test_report.py, whose synthetic results dict these tests reuse."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "_report_fixtures", Path(__file__).parent / "bench" / "test_report.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_heldout_runs_the_ranked_tasks_variant_and_reports_it_apart(tmp_path, capsys, monkeypatch):
+    full = _report_fixtures().synthetic_results()
+    base = {
+        "meta": full["meta"],
+        "runs": [r for r in full["runs"] if r["variant"] is None],
+        "summary": {k: v for k, v in full["summary"].items() if ":" not in k},
+    }
+    held = {
+        "meta": full["meta"],
+        "runs": [r for r in full["runs"] if r["variant"] == "heldout"],
+        "summary": {"mnist1d": full["summary"]["mnist1d:heldout"]},
+    }
+    calls = []
+
+    def fake_run_bench(**kwargs):
+        calls.append(kwargs)
+        return held if kwargs.get("variant") == "heldout" else base
+
+    monkeypatch.setattr(adaptim.bench, "run_bench", fake_run_bench)
+    assert main(["bench", "--heldout", "--seeds", "3", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert [c.get("variant") for c in calls] == [None, "heldout"]
+    assert calls[1]["tasks"] == ["mnist1d", "charlm"] and calls[1]["resume"] is True  # the ranked tasks
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert list(written["summary"]) == list(full["summary"]) and len(written["runs"]) == len(full["runs"])
+    assert written["meta"]["variants"] == {"heldout": ["mnist1d"]}
+    assert "# Held-out variants" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "mnist1d-heldout.png").read_bytes()[:4] == b"\x89PNG"
+    out = capsys.readouterr().out
+    assert out.rstrip().split("\n\n")[-1].startswith("mnist1d (heldout variant): target")

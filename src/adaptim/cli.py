@@ -2,8 +2,8 @@
 
     adaptim --version
     adaptim bench [--quick | --full] [--tasks mnist1d,charlm,logreg] [--optimizers adamw,muon] [--seeds N]
-                  [--resume] [--preset cpu|gpu] [--device cpu|cuda] [--steps N] [--lr X] [--threads N] [--out DIR]
-                  [--no-progress]
+                  [--resume] [--heldout] [--preset cpu|gpu] [--device cpu|cuda] [--steps N] [--lr X] [--threads N]
+                  [--out DIR] [--no-progress]
     adaptim bench --sweep [--trials N] [--write-tuned] [--seeds N] [...]
     adaptim perf [--size 16M] [--optimizers adamw,sgd] [--threads N] [--device cpu|cuda] [--rounds R]
                  [--scaling] [--low-precision-steps N] [--out DIR]
@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--device", type=str.lower, choices=("cpu", "cuda"), default="cpu", help="where to train (default: cpu)"
     )
+    bench.add_argument(
+        "--heldout",
+        action="store_true",
+        help="also run each ranked task's held-out variant with the same hyperparameters, reported separately",
+    )
     bench.add_argument("--steps", type=_positive_int, default=None, help="steps of every full-horizon run")
     bench.add_argument(
         "--lr",
@@ -193,7 +198,7 @@ def _check_bench_names(parser: argparse.ArgumentParser, args: argparse.Namespace
 def _check_bench_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """The bench's options that exclude or need each other, the device, and ``--out`` (before any training)."""
     if args.sweep:
-        for flag, given in (("--lr", args.lr is not None), ("--quick", args.quick)):
+        for flag, given in (("--lr", args.lr is not None), ("--quick", args.quick), ("--heldout", args.heldout)):
             if given:
                 parser.error(f"{flag} does not apply to --sweep (the sweep tunes every run's hyperparameters)")
     else:
@@ -215,6 +220,19 @@ def _check_bench_options(parser: argparse.ArgumentParser, args: argparse.Namespa
         parser.error(
             str(exc).replace("resume=True (--resume)", "--resume").replace("another out (--out)", "another --out")
         )
+
+
+def _with_variant(results: dict, held: dict, variant: str) -> dict:
+    """``results`` with the runs of ``held`` (a bench of the ``variant`` of some of its tasks) added and
+    ``held``'s summary entries added as ``"<task>:<variant>"``: one ``results.json`` whose report shows the
+    variants in a section of their own. ``meta`` gains ``variants`` and the summed wall and CPU times."""
+    meta = dict(results["meta"])
+    meta["variants"] = {**meta.get("variants", {}), variant: list(held["summary"])}
+    for key in ("wall_time_s", "cpu_time_s"):
+        if meta.get(key) is not None and held["meta"].get(key) is not None:
+            meta[key] = round(meta[key] + held["meta"][key], 2)
+    summary = {**results["summary"], **{f"{task}:{variant}": entry for task, entry in held["summary"].items()}}
+    return {**results, "meta": meta, "runs": [*results["runs"], *held["runs"]], "summary": summary}
 
 
 def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -246,6 +264,17 @@ def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         print(sweep_text(sweep), end="")
         return 0
     results = run_bench(seeds=args.seeds or 3, quick=args.quick, lr=args.lr, **common)
+    if args.heldout:
+        ranked = [task for task, entry in results["summary"].items() if entry["ranked"]]
+        if ranked:  # the same seeds and hyperparameters; its runs join runs.jsonl (other keys: the variant)
+            held = run_bench(
+                seeds=args.seeds or 3,
+                quick=args.quick,
+                lr=args.lr,
+                variant="heldout",
+                **{**common, "tasks": ranked, "resume": True},
+            )
+            results = _with_variant(results, held, "heldout")
     paths = write_results(results, args.out)
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     print(ranking_text(results), end="")
