@@ -1,14 +1,18 @@
 """The ``adaptim`` command line.
 
-    adaptim bench [--tasks digits,charlm,logreg,mixture] [--optimizers adam,sgd] [--steps N] [--lr X] [--seed S]
-                  [--out DIR] [--threads N] [--sweep [--grid 1e-3,1e-2]] [--no-progress]
+    adaptim --version
+    adaptim bench [--quick | --full] [--tasks mnist1d,charlm,logreg] [--optimizers adamw,muon] [--seeds N]
+                  [--resume] [--heldout] [--preset cpu|gpu] [--device cpu|cuda] [--steps N] [--lr X] [--threads N]
+                  [--out DIR] [--no-progress]
+    adaptim bench --sweep [--trials N] [--write-tuned] [--seeds N] [...]
     adaptim perf [--size 16M] [--optimizers adamw,sgd] [--threads N] [--device cpu|cuda] [--rounds R]
                  [--scaling] [--low-precision-steps N] [--out DIR]
     adaptim reproduce [NAME ...] [--out DIR] [--quick] [--list] [--doc FILE]
     adaptim list
 
-Each subcommand is a ``_cmd_*`` function taking the parsed arguments and returning the exit status; an unknown
-task or optimizer name exits with status 2 and lists the valid names.
+Each subcommand is a ``_cmd_*`` function taking the parsed arguments and returning the exit status. Task,
+optimizer and claim names are case-insensitive; an unknown name exits with status 2 and lists the valid names, and
+so does an ``--out`` that cannot hold the output (checked before any training).
 """
 
 from __future__ import annotations
@@ -36,11 +40,8 @@ def _nonnegative_float(text: str) -> float:
 
 
 def _names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
-
-
-def _grid(text: str) -> list[float]:
-    return [_nonnegative_float(x) for x in _names(text)]
+    """Comma-separated names, lower-cased: every name of the command line is case-insensitive."""
+    return [n.strip().lower() for n in text.split(",") if n.strip()]
 
 
 def _size(text: str) -> int:
@@ -54,48 +55,80 @@ def _size(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``adaptim`` with its subcommands."""
+    from adaptim import __version__
+
     parser = argparse.ArgumentParser(prog="adaptim", description="Adaptive learning methods in PyTorch.")
+    parser.add_argument("--version", action="version", version=f"adaptim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser(
         "bench",
-        help="train real models on real data with every optimizer, side by side",
-        description="Train every task with every optimizer and write results.json, results.md "
-        "and one PNG of loss curves per task to --out (see docs/bench.md).",
+        help="train real models on real data with every optimizer, side by side, tuned alike, over seeds",
+        description="Run every (task, optimizer) on the report seeds at every horizon with the committed tuned "
+        "hyperparameters, and write runs.jsonl (each run as it finishes), results.json, results.md and the figures "
+        "to --out; the terminal ends with the ranking and its 95% intervals. With --sweep: the equal-tuning sweep "
+        "instead (sweep.json, sweep.md, lr-<optimizer>.png). See docs/bench.md.",
     )
+    size = bench.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick", action="store_true", help="fewer seeds and horizons, shorter runs: the CI's smoke run (<= 2 min)"
+    )
+    size.add_argument("--full", action="store_true", help="every optimizer instead of the default set")
     bench.add_argument(
-        "--tasks", type=_names, default=None, help="comma-separated task names (default: digits, charlm, logreg)"
+        "--tasks",
+        type=_names,
+        default=None,
+        help="comma-separated task names (default: the ranked workloads and logreg)",
     )
     bench.add_argument(
         "--optimizers",
         type=_names,
         default=None,
-        help="comma-separated optimizer names, each run on the tasks that have it (default: all of each task's)",
+        help="comma-separated optimizer names, each run on the tasks that have it (default: the default set)",
     )
-    bench.add_argument("--steps", type=_positive_int, default=None, help="steps of every run (default: per task)")
+    bench.add_argument(
+        "--seeds",
+        type=_positive_int,
+        default=None,
+        help="report seeds 0..N-1 (default 3); with --sweep, the number of tuning seeds per trial (default 1)",
+    )
+    bench.add_argument(
+        "--resume", action="store_true", help="continue the bench in --out: its finished runs are kept, not re-run"
+    )
+    bench.add_argument(
+        "--preset", type=str.lower, choices=("cpu", "gpu"), default="cpu", help="workload sizes (default: cpu)"
+    )
+    bench.add_argument(
+        "--device", type=str.lower, choices=("cpu", "cuda"), default="cpu", help="where to train (default: cpu)"
+    )
+    bench.add_argument(
+        "--heldout",
+        action="store_true",
+        help="also run each ranked task's held-out variant with the same hyperparameters, reported separately",
+    )
+    bench.add_argument("--steps", type=_positive_int, default=None, help="steps of every full-horizon run")
     bench.add_argument(
         "--lr",
         type=_nonnegative_float,
         default=None,
-        help="learning rate of every run (default: the tuned rate per task and optimizer)",
+        help="one learning rate for every run, the other hyperparameters the method's defaults (untuned)",
     )
-    bench.add_argument("--seed", type=int, default=0, help="seed of model initialization and minibatches")
-    bench.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: min(2, CPUs))")
+    bench.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: by the load)")
     bench.add_argument("--out", default="bench-out", help="output directory (default: bench-out)")
     bench.add_argument(
         "--sweep",
         action="store_true",
-        help="instead of the bench, run a learning-rate grid per (task, optimizer) and report the "
-        "best rate (writes sweep.json and sweep.md)",
+        help="run the equal-tuning sweep instead of the bench: the same quasirandom trials for every optimizer",
     )
     bench.add_argument(
-        "--grid",
-        type=_grid,
-        default=None,
-        help="with --sweep: comma-separated learning rates (default: 7 rates, half a decade apart, "
-        "around each optimizer's center)",
+        "--trials", type=_positive_int, default=None, help="with --sweep: trials per (task, optimizer) (default 16)"
     )
-    bench.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bench.add_argument(
+        "--write-tuned",
+        action="store_true",
+        help="with --sweep: write the chosen hyperparameters into the package's tuned.json (to commit)",
+    )
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar (it goes to stderr, with an ETA)")
     bench.set_defaults(func=_cmd_bench, parser=bench)
 
     perf = sub.add_parser(
@@ -162,32 +195,89 @@ def _check_bench_names(parser: argparse.ArgumentParser, args: argparse.Namespace
             )
 
 
+def _check_bench_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The bench's options that exclude or need each other, the device, and ``--out`` (before any training)."""
+    if args.sweep:
+        for flag, given in (("--lr", args.lr is not None), ("--quick", args.quick), ("--heldout", args.heldout)):
+            if given:
+                parser.error(f"{flag} does not apply to --sweep (the sweep tunes every run's hyperparameters)")
+    else:
+        for flag, given in (("--trials", args.trials is not None), ("--write-tuned", args.write_tuned)):
+            if given:
+                parser.error(f"{flag} needs --sweep")
+    if args.quick and args.seeds is not None:
+        parser.error("--seeds does not apply to --quick (it runs its own seeds, horizons and shorter runs)")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: torch sees no GPU")
+    from adaptim.bench.store import RUNS_FILE, RunStore
+
+    try:  # the directory, and an earlier bench's runs there without --resume (nothing is written)
+        RunStore(args.out, resume=args.resume, name="sweep-runs.jsonl" if args.sweep else RUNS_FILE)
+    except ValueError as exc:
+        parser.error(
+            str(exc).replace("resume=True (--resume)", "--resume").replace("another out (--out)", "another --out")
+        )
+
+
+def _with_variant(results: dict, held: dict, variant: str) -> dict:
+    """``results`` with the runs of ``held`` (a bench of the ``variant`` of some of its tasks) added and
+    ``held``'s summary entries added as ``"<task>:<variant>"``: one ``results.json`` whose report shows the
+    variants in a section of their own. ``meta`` gains ``variants`` and the summed wall and CPU times."""
+    meta = dict(results["meta"])
+    meta["variants"] = {**meta.get("variants", {}), variant: list(held["summary"])}
+    for key in ("wall_time_s", "cpu_time_s"):
+        if meta.get(key) is not None and held["meta"].get(key) is not None:
+            meta[key] = round(meta[key] + held["meta"][key], 2)
+    summary = {**results["summary"], **{f"{task}:{variant}": entry for task, entry in held["summary"].items()}}
+    return {**results, "meta": meta, "runs": [*results["runs"], *held["runs"]], "summary": summary}
+
+
 def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     _check_bench_names(parser, args)
-    if args.grid is not None and not args.sweep:
-        parser.error("--grid needs --sweep")
-    if args.lr is not None and args.sweep:
-        parser.error("--lr and --sweep exclude each other (use --grid to choose the sweep's rates)")
+    _check_bench_options(parser, args)
     from adaptim.bench import run_bench, run_sweep, write_results, write_sweep
-    from adaptim.bench.report import results_markdown, sweep_markdown
+    from adaptim.bench.report import ranking_text, sweep_text
 
     common = dict(
         tasks=args.tasks,
         optimizers=args.optimizers,
-        steps=args.steps,
-        seed=args.seed,
-        threads=args.threads,
+        full=args.full,
+        resume=args.resume,
+        out=args.out,
+        preset=args.preset,
+        device=args.device,
         progress=not args.no_progress,
+        steps=args.steps,
+        threads=args.threads,
     )
     if args.sweep:
-        sweep = run_sweep(grid=args.grid, **common)
+        sweep = run_sweep(trials=args.trials or 16, seeds=args.seeds or 1, **common)
         paths = write_sweep(sweep, args.out)
-        print(sweep_markdown(sweep))
-    else:
-        results = run_bench(lr=args.lr, **common)
-        paths = write_results(results, args.out)
-        print(results_markdown(results))
+        if args.write_tuned:
+            from adaptim.bench.protocol import write_tuned
+
+            paths.append(write_tuned(sweep))
+        print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+        print(sweep_text(sweep), end="")
+        return 0
+    results = run_bench(seeds=args.seeds or 3, quick=args.quick, lr=args.lr, **common)
+    if args.heldout:
+        ranked = [task for task, entry in results["summary"].items() if entry["ranked"]]
+        if ranked:  # the same seeds and hyperparameters; its runs join runs.jsonl (other keys: the variant)
+            held = run_bench(
+                seeds=args.seeds or 3,
+                quick=args.quick,
+                lr=args.lr,
+                variant="heldout",
+                **{**common, "tasks": ranked, "resume": True},
+            )
+            results = _with_variant(results, held, "heldout")
+    paths = write_results(results, args.out)
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    print(ranking_text(results), end="")
     return 0
 
 

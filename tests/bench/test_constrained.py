@@ -36,7 +36,7 @@ CONTENDERS = {
 
 @pytest.fixture(scope="module")
 def tiny_results():
-    return run_bench(tasks=list(CONSTRAINED), steps=8, task_options=TINY, progress=False)
+    return run_bench(tasks=list(CONSTRAINED), steps=8, seeds=[0], task_options=TINY, progress=False)
 
 
 def test_tasks_are_registered_but_not_in_the_default_run():
@@ -117,6 +117,8 @@ def test_optimizers_filter_across_tasks():
         tasks=["digits_sphere", "mixture", "logreg"],
         optimizers=["adam_softmax", "adamw"],
         steps=2,
+        seeds=[0],
+        horizons=(1.0,),
         task_options=TINY,
         progress=False,
     )
@@ -128,7 +130,12 @@ def test_optimizers_filter_across_tasks():
     assert "constraint_violation" not in res["runs"][2]  # an unconstrained task's records are as before
     # a task none of whose names is asked for is left out
     res = run_bench(
-        tasks=["digits_sphere", "mixture"], optimizers=["projected_sgd"], steps=2, task_options=TINY, progress=False
+        tasks=["digits_sphere", "mixture"],
+        optimizers=["projected_sgd"],
+        steps=2,
+        seeds=[0],
+        task_options=TINY,
+        progress=False,
     )
     assert list(res["meta"]["tasks"]) == ["mixture"] and len(res["runs"]) == 1
     # a name no chosen task runs: KeyError listing the chosen tasks' names
@@ -144,6 +151,7 @@ def test_optimizers_filter_across_tasks():
 
 def test_cli_runs_a_constrained_task_and_lists_contenders(tmp_path, capsys):
     args = ["bench", "--tasks", "mixture", "--optimizers", "exponentiated_gradient,adam_softmax", "--steps", "3"]
+    args += ["--seeds", "1"]
     assert main([*args, "--out", str(tmp_path), "--no-progress"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert [r["optimizer"] for r in results["runs"]] == ["exponentiated_gradient", "adam_softmax"]
@@ -165,17 +173,18 @@ def test_sweep_runs_a_task_s_contenders():
     res = run_sweep(
         tasks=["mixture"],
         optimizers=["exponentiated_gradient", "projected_sgd"],
-        grid=[0.01, 0.1],
+        trials=2,
         steps=5,
         task_options=TINY,
         progress=False,
     )
-    rows = res["sweep"]
-    assert [(r["task"], r["optimizer"], r["grid"]) for r in rows] == [
-        ("mixture", "exponentiated_gradient", [0.01, 0.1]),
-        ("mixture", "projected_sgd", [0.01, 0.1]),
+    rows = res["trials"]
+    assert [(r["task"], r["optimizer"], r["trial"]) for r in rows] == [
+        ("mixture", name, i) for name in ("exponentiated_gradient", "projected_sgd") for i in (0, 1)
     ]
-    assert all(r["metric"] == "optimality_gap" and r["best_lr"] in (0.01, 0.1) for r in rows)
+    # the contenders take no beta2 and no decoupled decay: the lr and the warm-up are searched
+    assert all(r["hparams"]["beta2"] is None and r["hparams"]["weight_decay"] is None for r in rows)
+    assert set(res["best"]["mixture"]) == {"exponentiated_gradient", "projected_sgd"}
 
 
 # ------------------------------------------------------------------------------------------------ mixture

@@ -1,10 +1,11 @@
-"""The training loop of the bench: one run per (task, optimizer), the whole bench, and the learning-rate sweep.
+"""The training loop of the bench: one run, the bench (reported seeds x horizons) and the tuning sweep.
 
-Every run of a task starts from the same initial model (torch is seeded with ``seed`` just before the model is
-built) and sees the same sequence of minibatches (drawn from a generator seeded with ``seed``), under the same
-schedule shape: linear warm-up over ``task.warmup_fraction`` of the steps, then cosine decay to 0
+Every run of a task on a seed starts from the same initial model (torch is seeded with the seed just before the
+model is built) and sees the same sequence of minibatches (drawn from a generator seeded with the seed), under the
+same schedule shape: linear warm-up over ``hparams["warmup_fraction"]`` of the steps, then cosine decay to 0
 (:func:`adaptim.warmup_cosine`). Runs use ``threads`` CPU threads and ``torch.use_deterministic_algorithms``, so
-the same seed and thread count give the same numbers.
+the same seed and thread count give the same numbers. The protocol (search space, seeds, horizons, target) is
+:mod:`adaptim.bench.protocol`; the statistics :mod:`adaptim.bench.stats`; the files :mod:`adaptim.bench.store`.
 """
 
 from __future__ import annotations
@@ -14,47 +15,83 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
 import adaptim
-from adaptim.bench.registry import OPTIMIZERS, OptimizerSpec, ladder, ladder_index, sweep_grid
+from adaptim.bench import protocol
+from adaptim.bench.registry import OPTIMIZERS, OptimizerSpec, load_tuned
+from adaptim.bench.stats import summarize_task
+from adaptim.bench.store import RESULTS_FILE, SWEEP_FILE, RunStore, write_json_atomic
 from adaptim.bench.tasks import DEFAULT_TASKS, TASKS, Task, make_task
 
 __all__ = [
     "run_one",
     "run_bench",
     "run_sweep",
+    "summarize",
     "state_bytes",
     "check_names",
     "optimizer_names",
     "default_threads",
+    "choose_threads",
+    "DEFAULT_OPTIMIZERS",
+    "EVAL_EVERY_MAX",
     "PROGRESS_FRACTION",
-    "SWEEP_TIE",
+    "QUICK",
+    "STATUSES",
 ]
 
-#: sweep scores within this (absolute) amount of the lowest count as ties; the smallest tied rate is chosen
-SWEEP_TIE = 1e-12
-
+#: the optimizers of the default bench (``full=True``: every one): the baseline and the three matrix-aware methods
+#: the issue's comparison is about. A charlm step costs each about the same (1 thread: 45-100 ms, Shampoo the
+#: most), and a default charlm of 400 steps x 3 seeds x horizons (1/3, 2/3, 1) is 2,400 steps per optimizer, so a
+#: fifth would not fit 10 minutes on 2 cores (docs/bench.md, "Budget")
+DEFAULT_OPTIMIZERS: tuple[str, ...] = ("adamw", "muon", "shampoo", "adafactor")
+#: validation at least this often (steps), whatever a task's own ``eval_every``
+EVAL_EVERY_MAX = 25
 #: a run "makes real progress" when its final training loss is at most this fraction of the initial one
 PROGRESS_FRACTION = 0.6
+#: ``quick=True``: reported seeds, horizons and the fraction of each task's steps
+QUICK = {"seeds": 2, "horizons": (0.5, 1.0), "step_fraction": 0.15}
+#: a run's ``status``: ok, diverged (a non-finite training loss or a failure mid-run: stopped there), refused
+#: (the optimizer refused the model: ``ValueError`` when built), nonfinite (finished, a final loss not finite)
+STATUSES = ("ok", "diverged", "refused", "nonfinite")
+
+
+def choose_threads(cpus: int | None = None, load: float | None = None) -> tuple[int, str]:
+    """The default torch thread count and why: ``min(2, idle cores)``, at least 1.
+
+    Idle cores are the CPUs (``os.sched_getaffinity`` where available) minus the 1-minute load average, rounded
+    (taken before any training, so the bench's own load is not counted). On a
+    machine whose cores are busy, a second thread waits for a core at every parallel region: on 2 shared cores
+    at load 4, a charlm step took 10x longer with 2 threads than with 1 (docs/bench.md, "Threads").
+    """
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    idle = cpus - load
+    threads = max(1, min(2, math.floor(idle + 0.5)))
+    return threads, f"min(2, idle cores) with {cpus} CPUs at load {load:.2f}"
 
 
 def default_threads() -> int:
-    """min(2, number of CPUs): the bench's documented budget is 2 CPU cores."""
-    return max(1, min(2, os.cpu_count() or 1))
+    """:func:`choose_threads`'s count."""
+    return choose_threads()[0]
 
 
 @contextmanager
-def deterministic_torch(threads: int) -> Iterator[None]:
+def deterministic_torch(threads: int, device: str = "cpu") -> Iterator[None]:
     """Run the block with ``threads`` intra-op threads and deterministic algorithms, restoring both after."""
     prev_threads, prev_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+    # CUDA's deterministic kernels need CUBLAS_WORKSPACE_CONFIG; warn rather than fail where one is missing
+    torch.use_deterministic_algorithms(True, warn_only=device != "cpu")
     try:
         yield
     finally:
@@ -78,55 +115,116 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def _record(task: Task, spec: OptimizerSpec, lr: float, steps: int) -> dict[str, Any]:
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _record(task: Task, spec: OptimizerSpec, hparams: dict[str, Any], steps: int, **ids: Any) -> dict[str, Any]:
     return {
         "task": task.name,
+        "variant": ids.get("variant"),
         "optimizer": spec.name,
-        "lr": lr,
+        "seed": ids.get("seed", 0),
+        "seed_role": ids.get("seed_role", "report"),
+        "horizon": float(ids.get("horizon", 1.0)),
         "steps": steps,
+        "hparams": dict(hparams),
+        "hparams_source": ids.get("hparams_source", "given"),
+        "status": "ok",
+        "reason": None,
+        "curve": [],
         "final_train_loss": None,
         "final_val_loss": None,
+        "final_test_loss": None,
+        "test_accuracy": None,
         "val_accuracy": None,
         "optimality_gap": None,
         "wall_time_s": None,
+        "cpu_time_s": None,
+        "ms_per_step": None,
+        "optimizer_ms_per_step": None,
         "state_bytes": None,
-        "curve": [],
+        # read by the tasks' quality targets: the refusal's reason, the step a run diverged at
         "skipped": None,
         "diverged": None,
-        # a constrained task's runs: the violation at the end, per metric (None while skipped)
+        # a constrained task's runs: the violation at the end, per metric (None while refused)
         **({"constraint_violation": None} if task.constraint_metrics else {}),
     }
 
 
+def _test_loss(task: Task, evaluation: Any) -> float | None:
+    return getattr(evaluation, "test_loss", None)
+
+
 def run_one(
-    task: Task, spec: OptimizerSpec, lr: float, steps: int, seed: int = 0, progress: bool = False
+    task: Task,
+    spec: OptimizerSpec,
+    hparams: dict[str, Any] | float,
+    steps: int,
+    seed: int = 0,
+    progress: bool = False,
+    *,
+    horizon: float = 1.0,
+    seed_role: str = "report",
+    variant: str | None = None,
+    hparams_source: str = "given",
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Train ``task``'s model with ``spec`` for ``steps`` steps; return the run record of ``results.json``.
+    """Train ``task``'s model with ``spec`` and ``hparams`` for ``steps`` steps; return the run record.
 
-    The curve has a point at step 0 (training loss on the task's fixed evaluation set) and every
-    ``task.log_every`` steps (the mean minibatch objective over the steps since the previous point); the
-    validation loss is filled in every ``task.eval_every`` steps and at the last step, ``None`` elsewhere.
-    ``final_*`` come from :meth:`Task.evaluate` after the last step. Call ``task.setup()`` first.
+    The record is the contract's (docs/bench.md, "Run record"): ids, ``hparams``, ``status`` (:data:`STATUSES`) and
+    ``reason``, the ``curve`` ``[[step, train_loss, val_loss | None, test_loss | None], ...]`` (the training loss
+    at step 0 on the task's fixed evaluation set, then the mean minibatch loss since the previous point; the
+    validation loss every ``min(task.eval_every, 25)`` steps and at the last step, the test loss at the last
+    step), the final losses from :meth:`Task.evaluate`, ``wall_time_s`` and ``cpu_time_s``
+    (:func:`time.process_time`, this process's CPU seconds) of the whole run, ``ms_per_step`` (training steps
+    alone, evaluations excluded) and ``optimizer_ms_per_step`` (inside ``optimizer.step``), ``state_bytes``.
+    Call ``task.setup()`` first.
 
-    A ``ValueError`` raised while building the optimizer makes the run *skipped* (its message is the reason);
-    a non-finite minibatch loss stops the run (``diverged`` = that step, final losses ``None``).
+    Args:
+        hparams: ``{"lr", "beta2", "weight_decay", "warmup_fraction"}`` (:meth:`OptimizerSpec.build_with`); a
+            float is the lr with the entry's untuned values and the task's warm-up.
+        steps: optimizer steps; the schedule spans them (warm-up ``int(warmup_fraction x steps)``).
+        seed: seeds the model's initialization and the minibatches.
+        horizon, seed_role, variant, hparams_source: recorded as given.
+
+    A ``ValueError`` raised while building the optimizer makes the run ``refused`` (its message is the reason);
+    a non-finite minibatch loss, or a ``ValueError`` / ``RuntimeError`` raised by a step, stops the run
+    (``diverged``, final losses ``None``); a non-finite final loss makes it ``nonfinite``.
     """
-    rec = _record(task, spec, lr, steps)
+    if not isinstance(hparams, dict):
+        hparams = {**spec.default_hparams(task.name, task.warmup_fraction), "lr": float(hparams)}
+    rec = _record(
+        task,
+        spec,
+        hparams,
+        steps,
+        seed=seed,
+        seed_role=seed_role,
+        horizon=horizon,
+        variant=variant,
+        hparams_source=hparams_source,
+    )
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     torch.manual_seed(seed)
     model = task.build_model()
     try:
-        optimizer = spec.build(model, lr)
+        optimizer = spec.build_with(model, hparams)
     except ValueError as exc:
-        rec["skipped"] = str(exc)
+        rec.update(status="refused", reason=str(exc), skipped=str(exc))
         return rec
-    warmup = int(task.warmup_fraction * steps)
+    warmup = int(hparams["warmup_fraction"] * steps)
     scheduler = adaptim.warmup_cosine(optimizer, warmup_steps=warmup, total_steps=max(steps, warmup + 1))
     generator = torch.Generator().manual_seed(seed)
+    eval_every = max(1, min(task.eval_every, EVAL_EVERY_MAX))
+    log_every = max(1, min(task.log_every, eval_every))
 
-    start = time.perf_counter()
     first = task.evaluate(model)
-    curve = [[0, _finite(first.train_loss), _finite(first.val_loss)]]
+    curve: list[list[Any]] = [[0, _finite(first.train_loss), _finite(first.val_loss), None]]
     window: list[float] = []
+    train_s = opt_s = 0.0
+    done = 0
     bar = tqdm(
         total=steps,
         desc=f"{task.name}/{spec.name}",
@@ -135,35 +233,61 @@ def run_one(
         file=sys.stderr,
         dynamic_ncols=True,
     )
-    for step in range(1, steps + 1):
-        loss = task.batch_loss(model, generator)
-        value = loss.item()
-        if not math.isfinite(value):
-            rec["diverged"] = step
-            break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        window.append(value)
-        if step % task.log_every == 0 or step == steps:
-            val = task.val_loss(model) if (step % task.eval_every == 0 or step == steps) else None
-            curve.append([step, sum(window) / len(window), _finite(val)])
-            window = []
-            bar.set_postfix(loss=f"{curve[-1][1]:.3f}", refresh=False)
-        bar.update(1)
-    bar.close()
+    try:
+        for step in range(1, steps + 1):
+            _sync(device)
+            t0 = time.perf_counter()
+            loss = task.batch_loss(model, generator)
+            value = loss.item()
+            if not math.isfinite(value):
+                rec.update(status="diverged", reason=f"non-finite training loss at step {step}", diverged=step)
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            _sync(device)
+            t1 = time.perf_counter()
+            try:
+                optimizer.step()
+            except (ValueError, RuntimeError) as exc:  # e.g. a root of a non-finite statistic
+                rec.update(status="diverged", reason=f"step {step}: {type(exc).__name__}: {exc}", diverged=step)
+                break
+            _sync(device)
+            t2 = time.perf_counter()
+            scheduler.step()
+            train_s += time.perf_counter() - t0
+            opt_s += t2 - t1
+            done = step
+            window.append(value)
+            if step % log_every == 0 or step == steps:
+                val = task.val_loss(model) if (step % eval_every == 0 or step == steps) else None
+                curve.append([step, sum(window) / len(window), _finite(val), None])
+                window = []
+                bar.set_postfix(loss=f"{curve[-1][1]:.3f}", refresh=False)
+            bar.update(1)
+    finally:
+        bar.close()
 
-    if rec["diverged"] is None:
+    if rec["status"] == "ok":
         final = task.evaluate(model)
-        rec["final_train_loss"] = _finite(final.train_loss)
-        rec["final_val_loss"] = _finite(final.val_loss)
+        values = {
+            "final_train_loss": final.train_loss,
+            "final_val_loss": final.val_loss,
+            "final_test_loss": _test_loss(task, final),
+        }
+        bad = [k for k, v in values.items() if v is not None and not math.isfinite(v)]
+        rec.update({k: _finite(v) for k, v in values.items()})
+        rec["test_accuracy"] = getattr(final, "test_accuracy", None)
         rec["val_accuracy"] = final.val_accuracy
         gap = task.optimality_gap(final.train_loss)
         rec["optimality_gap"] = _finite(gap) if gap is not None else None
-        if rec["final_train_loss"] is None:
-            rec["diverged"] = steps
-    rec["wall_time_s"] = round(time.perf_counter() - start, 3)
+        curve[-1][3] = rec["final_test_loss"]
+        if bad:
+            rec.update(status="nonfinite", reason="non-finite " + ", ".join(bad), diverged=steps)
+    rec["wall_time_s"] = round(time.perf_counter() - wall0, 4)
+    rec["cpu_time_s"] = round(time.process_time() - cpu0, 4)
+    if done:
+        rec["ms_per_step"] = round(1000 * train_s / done, 4)
+        rec["optimizer_ms_per_step"] = round(1000 * opt_s / done, 4)
     if task.constraint_metrics:
         rec["constraint_violation"] = {k: _finite(v) for k, v in task.constraint_violation(model).items()}
     rec["state_bytes"] = state_bytes(optimizer)
@@ -171,10 +295,16 @@ def run_one(
     return rec
 
 
+# ------------------------------------------------------------------------------------------------ planning
 def _pool(task: Task) -> list[OptimizerSpec]:
     """The configurations ``task`` runs: its own contenders, else the registry's."""
     own = task.contenders()
     return list(OPTIMIZERS.values()) if own is None else own
+
+
+def _ranked(task: Task) -> bool:
+    """Whether ``task`` is in the ranking: its ``ranked`` flag, and it runs the registry (not its own contenders)."""
+    return bool(getattr(task, "ranked", True)) and task.contenders() is None
 
 
 def optimizer_names(tasks: list[str] | None = None) -> list[str]:
@@ -186,59 +316,164 @@ def optimizer_names(tasks: list[str] | None = None) -> list[str]:
     return list(names)
 
 
+def _make_tasks(
+    tasks: Sequence[str | Task] | None,
+    task_options: dict[str, dict[str, Any]] | None,
+    preset: str,
+    device: str,
+    variant: str | None,
+) -> list[Task]:
+    items = list(DEFAULT_TASKS) if tasks is None else list(tasks)
+    check_names("task", [t for t in items if isinstance(t, str)], list(TASKS))
+    task_options = task_options or {}
+    extra = {k: v for k, v in (("preset", preset), ("device", device)) if v != "cpu"}
+    if variant is not None:
+        extra["variant"] = variant
+    return [t if isinstance(t, Task) else make_task(t, **{**extra, **task_options.get(t, {})}) for t in items]
+
+
 def _resolve(
-    tasks: list[str] | None, optimizers: list[str] | None, task_options: dict[str, dict[str, Any]] | None
+    task_objs: list[Task], optimizers: Sequence[str] | None, full: bool
 ) -> list[tuple[Task, list[OptimizerSpec]]]:
     """(task, its configurations to run) pairs: each task's pool (:func:`_pool`), filtered to ``optimizers`` in
-    their order; a task left with none is dropped."""
-    task_names = list(DEFAULT_TASKS) if tasks is None else list(tasks)
-    check_names("task", task_names, list(TASKS))
-    task_options = task_options or {}
-    task_objs = [make_task(n, **task_options.get(n, {})) for n in task_names]
+    their order (default: :data:`DEFAULT_OPTIMIZERS` on the registry's tasks, all with ``full`` or on a task with
+    its own contenders); a task left with none is dropped."""
     pools = [{s.name: s for s in _pool(t)} for t in task_objs]
     if optimizers is not None:
+        optimizers = [o.strip().lower() for o in optimizers]
         valid: dict[str, None] = {}
         for pool in pools:
             valid.update(dict.fromkeys(pool))
         check_names("optimizer", list(optimizers), list(valid))
     plan = []
     for t, pool in zip(task_objs, pools):
-        specs = list(pool.values()) if optimizers is None else [pool[n] for n in optimizers if n in pool]
+        if optimizers is not None:
+            specs = [pool[n] for n in optimizers if n in pool]
+        elif full or t.contenders() is not None:
+            specs = list(pool.values())
+        else:
+            specs = [pool[n] for n in DEFAULT_OPTIMIZERS if n in pool]
         if specs:
             plan.append((t, specs))
     return plan
 
 
-def _meta(seed: int, threads: int, task_objs: list[Task], **extra: Any) -> dict[str, Any]:
-    import numpy
-    import sklearn
+@dataclass
+class _Run:
+    task: Task
+    spec: OptimizerSpec
+    hparams: dict[str, Any]
+    source: str
+    seed: int
+    role: str
+    horizon: float
+    steps: int
+    variant: str | None
 
+    def key_record(self) -> dict[str, Any]:
+        return {
+            "task": self.task.name,
+            "variant": self.variant,
+            "optimizer": self.spec.name,
+            "seed": self.seed,
+            "horizon": float(self.horizon),
+            "hparams": self.hparams,
+        }
+
+    def run(self, progress: bool, device: str) -> dict[str, Any]:
+        return run_one(
+            self.task,
+            self.spec,
+            self.hparams,
+            self.steps,
+            seed=self.seed,
+            progress=progress,
+            horizon=self.horizon,
+            seed_role=self.role,
+            variant=self.variant,
+            hparams_source=self.source,
+            device=device,
+        )
+
+
+def _hparams_for(
+    task: Task, spec: OptimizerSpec, tuned: dict[str, dict[str, dict[str, Any]]], lr: float | None
+) -> tuple[dict[str, Any], str]:
+    entry = tuned.get(task.name, {}).get(spec.name)
+    if entry is not None:
+        hp, source = {k: entry.get(k) for k in ("lr", "beta2", "weight_decay", "warmup_fraction")}, "tuned"
+    else:
+        hp, source = spec.default_hparams(task.name, task.warmup_fraction), "untuned"
+    if lr is not None:
+        hp, source = {**hp, "lr": lr}, "given"
+    return hp, source
+
+
+def _execute(runs: list[_Run], store: RunStore | None, progress: bool, device: str, desc: str) -> list[dict[str, Any]]:
+    """Run ``runs`` in order, reusing those ``store`` already has and appending each new one as it finishes."""
+    records = []
+    bar = tqdm(
+        total=sum(r.steps for r in runs),
+        desc=desc,
+        unit="step",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    try:
+        for i, r in enumerate(runs):
+            kept = store.get(r.key_record()) if store is not None else None
+            rec = kept if kept is not None else r.run(progress=False, device=device)
+            if kept is None and store is not None:
+                store.append(rec)
+            records.append(rec)
+            bar.set_postfix_str(f"run {i + 1}/{len(runs)} {r.task.name}/{r.spec.name}", refresh=False)
+            bar.update(r.steps)
+    finally:
+        bar.close()
+    return records
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _meta(task_objs: list[Task], threads: int, threads_reason: str, **extra: Any) -> dict[str, Any]:
     return {
-        "python": platform.python_version(),
+        "adaptim_version": adaptim.__version__,
         "torch": torch.__version__,
-        "adaptim": adaptim.__version__,
-        "numpy": numpy.__version__,
-        "scikit_learn": sklearn.__version__,
+        "python": platform.python_version(),
         "platform": platform.platform(),
-        "device": "cpu",
+        "cpu": _cpu_name(),
+        "cpus": os.cpu_count(),
         "threads": threads,
+        "threads_reason": threads_reason,
         "deterministic_algorithms": True,
-        "seed": seed,
-        "schedule": "linear warm-up then cosine decay to 0 (adaptim.warmup_cosine)",
+        "schedule": "linear warm-up over warmup_fraction of the steps, then cosine decay to 0 (adaptim.warmup_cosine)",
+        "command": " ".join(sys.argv),
         **extra,
-        "tasks": {t.name: {**t.info(), "warmup_fraction": t.warmup_fraction} for t in task_objs},
+        "tasks": {t.name: {**t.info(), "ranked": _ranked(t), "warmup_fraction": t.warmup_fraction} for t in task_objs},
     }
 
 
 def quality_checks(task_objs: list[Task], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The bench's quality targets on ``runs``: each task's own, and real progress of every non-skipped run."""
+    """The tasks' own quality targets and real progress, on the runs at horizon 1 of the first reported seed."""
     checks = []
     for t in task_objs:
-        mine = [r for r in runs if r["task"] == t.name]
+        full = [r for r in runs if r["task"] == t.name and r["horizon"] == 1.0 and r["seed_role"] == "report"]
+        first = min((r["seed"] for r in full), default=None)
+        mine = [r for r in full if r["seed"] == first]
         for statement, holds in t.targets(mine):
             checks.append({"task": t.name, "statement": statement, "holds": bool(holds)})
         for r in mine:
-            if r["skipped"]:
+            if r["status"] == "refused":
                 continue
             own = t.progress_target(r, PROGRESS_FRACTION)
             if own is not None:
@@ -258,167 +493,218 @@ def quality_checks(task_objs: list[Task], runs: list[dict[str, Any]]) -> list[di
     return checks
 
 
+def summarize(runs: list[dict[str, Any]], task_objs: Iterable[Task], baseline: str = "adamw") -> dict[str, Any]:
+    """``results["summary"]``: per task, the target (:func:`adaptim.bench.protocol.target_loss`) and
+    :func:`adaptim.bench.stats.summarize_task` of its reported runs."""
+    out = {}
+    for t in task_objs:
+        target = protocol.target_loss(runs, t.name, baseline)
+        out[t.name] = summarize_task(runs, t.name, target, ranked=_ranked(t), baseline=baseline)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ the bench
 def run_bench(
-    tasks: list[str] | None = None,
-    optimizers: list[str] | None = None,
+    tasks: Sequence[str | Task] | None = None,
+    optimizers: Sequence[str] | None = None,
+    seeds: int | Sequence[int] = 3,
+    horizons: Sequence[float] = protocol.DEFAULT_HORIZONS,
+    quick: bool = False,
+    full: bool = False,
+    resume: bool = False,
+    out: str | os.PathLike[str] | None = None,
+    preset: str = "cpu",
+    device: str = "cpu",
+    progress: bool = True,
+    *,
     steps: int | None = None,
     lr: float | None = None,
-    seed: int = 0,
     threads: int | None = None,
     task_options: dict[str, dict[str, Any]] | None = None,
-    progress: bool = True,
+    variant: str | None = None,
+    tuned: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """Run every (task, optimizer) pair and return ``{"meta": ..., "runs": [...]}`` (see docs/bench.md).
+    """Run every (task, optimizer) on the reported seeds at every horizon; return ``{"meta", "runs", "summary"}``.
+
+    Each optimizer runs with its tuned hyperparameters (``tuned``, default the package's ``tuned.json``;
+    untuned: its former per-task lr and the method's defaults, ``hparams_source = "untuned"``). A ranked task runs
+    every horizon, each the whole schedule compressed into that many steps; an unranked one (``logreg``, a
+    constrained task) horizon 1 alone. The summary is per task (:func:`summarize`).
 
     Args:
-        tasks, optimizers: names (default: the default tasks, :data:`adaptim.bench.tasks.DEFAULT_TASKS`, and every
-            optimizer a task runs: the registry's, in registry order, or a constrained task's own contenders).
-            Given optimizer names run, in their order, on each task that has them; a task with none is left out.
-        steps: steps of every run (default: each task's ``steps``).
-        lr: learning rate of every run (default: each optimizer's tuned rate for the task).
-        seed: seeds the model initialization and the minibatch sequence of every run.
-        threads: torch CPU threads (default :func:`default_threads`).
+        tasks: names or :class:`Task` objects (default :data:`adaptim.bench.tasks.DEFAULT_TASKS`).
+        optimizers: names, run on each task that has them, in their order (case-insensitive); default
+            :data:`DEFAULT_OPTIMIZERS` (``full``: every one); a task with its own contenders runs all of them.
+        seeds: reported seeds: a count S (seeds 0 .. S-1) or the seeds (all below 1000, the tuning seeds').
+        horizons: fractions in (0, 1] of each task's steps; 1 is always run (the target's horizon).
+        quick: :data:`QUICK`'s seeds, horizons and shorter runs (overrides ``seeds`` and ``horizons``).
+        full: every optimizer of each task instead of the default set.
+        resume: reuse the runs already in ``out``'s ``runs.jsonl`` (same task, variant, optimizer, seed, horizon
+            and hparams) instead of running them again.
+        out: a directory for ``runs.jsonl`` (each run appended as it finishes) and ``results.json`` (written
+            atomically at the end); ``None``: nothing is written. Checked before any training.
+        preset, device: passed to each task built by name (``"cpu"`` passes nothing).
+        progress: a tqdm bar over all planned steps (with ETA) on stderr.
+        steps: steps at horizon 1 of every run (default: each task's ``steps``).
+        lr: one learning rate for every run (``hparams_source = "given"``).
+        threads: torch CPU threads (default :func:`choose_threads`).
         task_options: per task name, keyword arguments of its constructor (e.g. smaller data for tests).
-        progress: show tqdm progress bars on stderr.
+        variant: the task variant to build (e.g. ``"heldout"``), recorded in every run.
+        tuned: ``{task: {optimizer: hparams}}`` instead of the package's.
 
     Raises:
         KeyError: an unknown task name, or an optimizer name none of the tasks runs (the message lists the valid
             names).
+        ValueError: bad ``seeds`` or ``horizons``; ``out`` an existing file, not writable, or holding an earlier
+            bench's runs without ``resume``.
     """
-    plan = _resolve(tasks, optimizers, task_options)
+    if quick:
+        seeds, horizons = QUICK["seeds"], QUICK["horizons"]
+    seed_list = protocol.report_seeds(seeds)
+    hs = sorted({float(h) for h in horizons} | {1.0})
+    for h in hs:
+        protocol.horizon_steps(h, 1)  # (checks the range)
+    store = RunStore(out, resume=resume) if out is not None else None  # before any training
+    task_objs = _make_tasks(tasks, task_options, preset, device, variant)
+    plan = _resolve(task_objs, optimizers, full)
     task_objs = [t for t, _ in plan]
-    threads = threads or default_threads()
-    runs = []
-    start = time.perf_counter()
-    with deterministic_torch(threads):
+    tuned = load_tuned() if tuned is None else tuned
+    if threads is None:
+        threads, why = choose_threads()
+    else:
+        why = "given"
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    with deterministic_torch(threads, device):
         for t in task_objs:
             t.setup()
-        outer = tqdm(total=sum(len(s) for _, s in plan), desc="adaptim bench", disable=not progress, file=sys.stderr)
+        runs: list[_Run] = []
+        used: dict[str, dict[str, Any]] = {}
         for t, specs in plan:
+            base = steps or t.steps
+            if quick and steps is None:
+                base = max(1, round(QUICK["step_fraction"] * base))
+            task_h = hs if _ranked(t) else [1.0]
             for spec in specs:
-                run_lr = lr if lr is not None else spec.lr_for(t.name)
-                runs.append(run_one(t, spec, run_lr, steps or t.steps, seed=seed, progress=progress))
-                outer.update(1)
-        outer.close()
+                hp, source = _hparams_for(t, spec, tuned, lr)
+                if source == "tuned":
+                    used.setdefault(t.name, {})[spec.name] = tuned[t.name][spec.name]
+                for seed in seed_list:
+                    for h in task_h:
+                        n = protocol.horizon_steps(h, base)
+                        runs.append(_Run(t, spec, hp, source, seed, "report", h, n, variant))
+        records = _execute(runs, store, progress, device, "adaptim bench")
     meta = _meta(
-        seed,
-        threads,
         task_objs,
+        threads,
+        why,
+        preset=preset,
+        device=device,
+        variant=variant,
+        seeds=seed_list,
+        tuning_seeds=sorted({s for by in used.values() for e in by.values() for s in e.get("seeds", [])}),
+        horizons=hs,
+        quick=quick,
+        full=full,
         steps_override=steps,
         lr_override=lr,
-        total_wall_time_s=round(time.perf_counter() - start, 2),
+        tuned=used,
+        wall_time_s=round(time.perf_counter() - wall0, 2),
+        cpu_time_s=round(time.process_time() - cpu0, 2),
     )
-    meta["checks"] = quality_checks(task_objs, runs)
-    return {"meta": meta, "runs": runs}
+    meta["checks"] = quality_checks(task_objs, records)
+    results = {"meta": meta, "runs": records, "summary": summarize(records, task_objs)}
+    if store is not None:
+        write_json_atomic(store.out / RESULTS_FILE, results)
+    return results
 
 
-def _sweep_pair(
-    task: Task,
-    spec: OptimizerSpec,
-    grid: list[float] | None,
-    steps: int,
-    seed: int,
-    progress: bool,
-    max_extend: int,
-    bar: tqdm,
-) -> dict[str, Any]:
-    """Score every rate of the grid on one (task, optimizer); extend a default grid past a best end point."""
-    rates = list(grid) if grid is not None else sweep_grid(spec.sweep_center)
-    scores: dict[float, float | None] = {}
-    skipped = None
-
-    def score(rate: float) -> None:
-        nonlocal skipped
-        rec = run_one(task, spec, rate, steps, seed=seed, progress=progress)
-        skipped = rec["skipped"]
-        value = rec[task.sweep_metric]
-        scores[rate] = value if value is not None and rec["diverged"] is None else None
-        bar.update(1)
-
-    def best() -> tuple[float | None, float | None]:
-        finite = [(v, r) for r, v in scores.items() if v is not None]
-        if not finite:
-            return None, None
-        # scores within SWEEP_TIE of the lowest are ties (round-off, e.g. gaps of 1e-16): the smallest rate wins
-        low = min(v for v, _ in finite)
-        rate = min(r for v, r in finite if v <= low + SWEEP_TIE)
-        return scores[rate], rate
-
-    for rate in rates:
-        score(rate)
-        if skipped:
-            bar.update(len(rates) - 1)
-            break
-    for _ in range(0 if grid is not None or skipped else max_extend):
-        best_lr = best()[1]
-        if best_lr == rates[-1]:
-            rates.append(ladder(ladder_index(rates[-1]) + 1))
-            new = rates[-1]
-        elif best_lr == rates[0]:
-            rates.insert(0, ladder(ladder_index(rates[0]) - 1))
-            new = rates[0]
-        else:
-            break
-        bar.total += 1
-        score(new)
-    best_score, best_lr = best()
-    return {
-        "task": task.name,
-        "optimizer": spec.name,
-        "metric": task.sweep_metric,
-        "grid": rates,
-        "scores": [scores.get(r) for r in rates],
-        "best_lr": best_lr,
-        "best_score": best_score,
-        "skipped": skipped,
-        "at_edge": best_lr is not None and best_lr in (rates[0], rates[-1]),
-    }
-
-
+# ------------------------------------------------------------------------------------------------ the sweep
 def run_sweep(
-    tasks: list[str] | None = None,
-    optimizers: list[str] | None = None,
-    grid: list[float] | None = None,
+    tasks: Sequence[str | Task] | None = None,
+    optimizers: Sequence[str] | None = None,
+    trials: int = 16,
+    seeds: int = 1,
+    full: bool = False,
+    resume: bool = False,
+    out: str | os.PathLike[str] | None = None,
+    preset: str = "cpu",
+    device: str = "cpu",
+    progress: bool = True,
+    *,
     steps: int | None = None,
-    seed: int = 0,
     threads: int | None = None,
     task_options: dict[str, dict[str, Any]] | None = None,
-    progress: bool = True,
-    max_extend: int = 4,
+    space: protocol.SearchSpace = protocol.SPACE,
 ) -> dict[str, Any]:
-    """Run a learning-rate grid per (task, optimizer) and pick the best rate of each.
+    """Equal tuning: the same ``trials`` Sobol points (:func:`adaptim.bench.protocol.sobol_points`) for every
+    (task, optimizer), each run at horizon 1 on ``seeds`` tuning seeds (1000, 1001, ...), selected on the mean
+    final validation loss (:func:`adaptim.bench.protocol.select_best`).
 
-    The grid is ``grid`` if given, else :func:`sweep_grid` around the optimizer's ``sweep_center`` (7 rates of
-    the 1-3-10 ladder); a default grid whose best rate is an end point is extended by one ladder rate beyond
-    it, up to ``max_extend`` times. A rate is scored by its run's ``task.sweep_metric`` (final validation
-    loss; the optimality gap, i.e. the training objective minus a constant, for logreg); skipped and diverged
-    runs have no score. Scores within ``SWEEP_TIE`` of the lowest tie, and the smallest tied rate is chosen. Returns
-    ``{"meta": ..., "sweep": [{"task", "optimizer", "metric", "grid", "scores",
-    "best_lr", "best_score", "at_edge", "skipped"}]}``; ``at_edge`` says the best rate is still an end point.
+    Returns ``{"meta", "space", "trials": [{"task", "optimizer", "trial", "hparams", "seed", "final_val_loss",
+    "status"}, ...], "best": {task: {optimizer: {**hparams, "trial", "val_loss", "seeds"}}}}``; with ``out``, also
+    written there as ``sweep.json`` (atomically), every finished run appended to ``sweep-runs.jsonl`` as it
+    finishes (``resume`` reuses them). :func:`adaptim.bench.protocol.write_tuned` turns it into the package's
+    ``tuned.json``. Other arguments as :func:`run_bench`.
 
     Raises:
         KeyError: an unknown task or optimizer name.
+        ValueError: ``trials`` or ``seeds`` < 1; ``out`` as in :func:`run_bench`.
     """
-    plan = _resolve(tasks, optimizers, task_options)
+    points = protocol.sobol_points(trials)
+    if not (isinstance(seeds, int) and seeds >= 1):
+        raise ValueError(f"seeds must be an int >= 1 (the number of tuning seeds), got {seeds!r}")
+    seed_list = protocol.tuning_seeds(seeds)
+    store = RunStore(out, resume=resume, name="sweep-runs.jsonl") if out is not None else None
+    task_objs = _make_tasks(tasks, task_options, preset, device, None)
+    plan = _resolve(task_objs, optimizers, full)
     task_objs = [t for t, _ in plan]
-    threads = threads or default_threads()
-    rows = []
-    start = time.perf_counter()
-    with deterministic_torch(threads):
+    if threads is None:
+        threads, why = choose_threads()
+    else:
+        why = "given"
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    with deterministic_torch(threads, device):
         for t in task_objs:
             t.setup()
-        total = sum(len(grid or sweep_grid(s.sweep_center)) for _, specs in plan for s in specs)
-        bar = tqdm(total=total, desc="adaptim bench --sweep", disable=not progress, file=sys.stderr)
+        runs: list[_Run] = []
+        index: list[int] = []
         for t, specs in plan:
             for spec in specs:
-                rows.append(_sweep_pair(t, spec, grid, steps or t.steps, seed, progress, max_extend, bar))
-        bar.close()
+                for i, point in enumerate(points):
+                    hp = protocol.trial_hparams(point, spec, t.name, space)
+                    for seed in seed_list:
+                        runs.append(_Run(t, spec, hp, "trial", seed, "tune", 1.0, steps or t.steps, None))
+                        index.append(i)
+        records = _execute(runs, store, progress, device, "adaptim bench --sweep")
+    rows = [
+        {
+            "task": r["task"],
+            "optimizer": r["optimizer"],
+            "trial": i,
+            "hparams": r["hparams"],
+            "seed": r["seed"],
+            "final_val_loss": r["final_val_loss"],
+            "status": r["status"],
+        }
+        for i, r in zip(index, records)
+    ]
+    best = protocol.select_best(rows)
+    for by_opt in best.values():
+        for entry in by_opt.values():
+            entry["seeds"] = seed_list
     meta = _meta(
-        seed,
-        threads,
         task_objs,
+        threads,
+        why,
+        preset=preset,
+        device=device,
+        trials=trials,
+        tuning_seeds=seed_list,
         steps_override=steps,
-        grid=grid,
-        total_wall_time_s=round(time.perf_counter() - start, 2),
+        wall_time_s=round(time.perf_counter() - wall0, 2),
+        cpu_time_s=round(time.process_time() - cpu0, 2),
     )
-    return {"meta": meta, "sweep": rows}
+    sweep = {"meta": meta, "space": space.describe(), "trials": rows, "best": best}
+    if store is not None:
+        write_json_atomic(store.out / SWEEP_FILE, sweep)
+    return sweep
