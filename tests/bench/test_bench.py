@@ -55,7 +55,7 @@ RUN_KEYS = {
 
 
 def tiny_bench(**kwargs):
-    args = dict(optimizers=TINY_OPTIMIZERS, steps=6, seed=0, task_options=TINY, progress=False)
+    args = dict(tasks=list(TINY), optimizers=TINY_OPTIMIZERS, steps=6, seed=0, task_options=TINY, progress=False)
     args.update(kwargs)
     return run_bench(**args)
 
