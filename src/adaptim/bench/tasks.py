@@ -280,7 +280,7 @@ class MNIST1DTask(Task):
     eval_every = 25
     has_test = True
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "cpu": {"width": 32, "batch_size": 64, "n_samples": 5000, "steps": 1000},
+        "cpu": {"width": 32, "batch_size": 64, "n_samples": 5000, "steps": 600},
         "gpu": {"width": 256, "batch_size": 256, "n_samples": 20000, "steps": 4000},
     }
 
@@ -467,7 +467,7 @@ class CharLMTask(Task):
     #: of the sorted file list, the positions (modulo 10) of the validation and the test files
     VAL_EVERY, TEST_AT = 10, 5
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "cpu": {"context": 64, "d_model": 48, "n_head": 3, "n_layer": 2, "batch_size": 32, "n_eval": 256},
+        "cpu": {"context": 64, "d_model": 40, "n_head": 2, "n_layer": 2, "batch_size": 32, "n_eval": 256},
         "gpu": {"context": 256, "d_model": 384, "n_head": 6, "n_layer": 6, "batch_size": 64, "n_eval": 512},
     }
 
@@ -506,8 +506,12 @@ class CharLMTask(Task):
         self.batch_size, self.n_eval, self.max_files = s["batch_size"], s["n_eval"], max_files
         self.tokens_per_param = float(tokens_per_param)
         self.tokens_per_step = self.batch_size * self.context
-        self.steps = steps if steps is not None else self.budget_steps(self.n_params())
+        self._n_params = super().n_params()
+        self.steps = steps if steps is not None else self.budget_steps(self._n_params)
         self.corpus = None
+
+    def n_params(self) -> int:
+        return self._n_params  # (counted once: a gpu-preset model takes a while to build)
 
     def budget_steps(self, n_params: int) -> int:
         """round(tokens_per_param * n_params / tokens_per_step), at least 1."""
