@@ -259,8 +259,8 @@ class MNIST1DTask(Task):
 
     The package's 4,000 training signals are split into training and validation (every 5th of each class), its
     1,000 test signals are the test split (reported, never used for selection). Batches are drawn with
-    replacement. Presets: ``cpu`` 5,000 signals, width 32 (8,010 parameters), batches of 64; ``gpu`` 20,000
-    signals, width 256 (408,074 parameters), batches of 256. The held-out variant doubles the width.
+    replacement. Presets: ``cpu`` 5,000 signals, width 32 (8,010 parameters), 600 steps of 64; ``gpu`` 20,000
+    signals, width 256 (408,074 parameters), 4,000 steps of 256. The held-out variant doubles the width.
 
     Args:
         width: channels of every convolution (default: the preset's).
@@ -439,8 +439,8 @@ class CharLMTask(Task):
     ``steps = round(tokens_per_param * n_params / tokens_per_step)``, i.e. about 20 tokens per parameter (all
     parameters, embeddings included): one Chinchilla budget (Hoffmann et al. 2022).
 
-    Presets: ``cpu`` reads the top-level files, 2 layers, d_model 48, 3 heads, context 64, batches of 32
-    (72,225 parameters, 705 steps); ``gpu`` reads the files of the subpackages too (``site-packages`` left out),
+    Presets: ``cpu`` reads the top-level files, 2 layers, d_model 40, 2 heads, context 64, batches of 32
+    (52,529 parameters, 513 steps); ``gpu`` reads the files of the subpackages too (``site-packages`` left out),
     6 layers, d_model 384, 6 heads, context 256, batches of 64 (10,845,057 parameters). The held-out variant
     adds one layer.
 
