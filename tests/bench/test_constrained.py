@@ -42,7 +42,7 @@ def tiny_results():
 def test_tasks_are_registered_but_not_in_the_default_run():
     for name in CONSTRAINED:
         assert name in TASKS and name not in DEFAULT_TASKS
-    assert DEFAULT_TASKS == ("digits", "charlm", "logreg")
+    assert DEFAULT_TASKS == ("mnist1d", "charlm", "logreg")
 
 
 def test_contenders_are_the_listed_ones_each_with_its_rate():

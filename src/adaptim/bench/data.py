@@ -3,16 +3,21 @@
 * :func:`load_digits_split` - scikit-learn's bundled handwritten digits (1,797 images of 8x8, 10 classes).
 * :func:`load_breast_cancer_split` - scikit-learn's bundled Wisconsin breast-cancer table (569 x 30, 2 classes),
   standardized with the training split's mean and standard deviation.
-* :func:`load_stdlib_corpus` - the characters of the installed Python standard library's own top-level ``.py``
-  files, as token ids (one token per character).
+* :func:`load_mnist1d_split` - the MNIST-1D signals (Greydanus 2020), generated procedurally by the ``mnist1d``
+  package from its fixed seed (no download): 10 classes of length-40 signals, the package's own train/test split.
+* :func:`load_stdlib_corpus` - the characters of the installed Python standard library's own ``.py`` files, as
+  token ids (one token per character), split by file into training, validation and test text.
 
-Every split is fixed (no random number generator): the same installation always gives the same arrays.
+Every split is fixed (no random number generator of ours; MNIST-1D's generator is seeded by the package): the same
+installation always gives the same arrays.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
+import random
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +31,8 @@ __all__ = [
     "stratified_split",
     "load_digits_split",
     "load_breast_cancer_split",
+    "load_mnist1d_split",
+    "MNIST1D_LENGTH",
     "load_stdlib_corpus",
     "stdlib_source_files",
     "encode_chars",
@@ -39,19 +46,30 @@ OTHER_CHAR_ID = 128
 CHAR_VOCAB_SIZE = 129
 
 
+#: samples per MNIST-1D signal (the package's ``final_seq_length``)
+MNIST1D_LENGTH = 40
+
+
 @dataclass(frozen=True)
 class ArraySplit:
-    """A fixed train/validation split of a feature table.
+    """A fixed train/validation (and, where there is one, test) split of a feature table.
 
     Attributes:
-        x_train, x_val: float tensors of shape (n, d).
-        y_train, y_val: int64 class labels of shape (n,).
+        x_train, x_val, x_test: float tensors of shape (n, d); ``x_test`` is ``None`` without a test split.
+        y_train, y_val, y_test: int64 class labels of shape (n,); ``y_test`` likewise.
     """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
+    x_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> ArraySplit:
+        """The same split with every tensor on ``device``."""
+        parts = (getattr(self, f.name) for f in dataclasses.fields(self))
+        return ArraySplit(*(None if t is None else t.to(device) for t in parts))
 
 
 def stratified_split(labels: np.ndarray, val_every: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -112,17 +130,63 @@ def load_breast_cancer_split(val_every: int = 5, dtype: torch.dtype = torch.floa
     return ArraySplit(xt[tr], yt[tr], xt[va], yt[va])
 
 
+@functools.lru_cache(maxsize=4)
+def load_mnist1d_split(n_samples: int = 5000, val_every: int = 5) -> ArraySplit:
+    """MNIST-1D (Greydanus 2020): x float32 of shape (n, 40), y int64 in 0..9, with a test split.
+
+    ``mnist1d.data.make_dataset`` generates ``n_samples`` signals (``n_samples // 10`` per class) from the
+    package's default arguments and seed 42, standardized over all of them, and splits them 80/20 into its
+    training and test parts (4,000 / 1,000 by default). Our validation part is every ``val_every``-th sample of
+    each class of the package's *training* part (800 by default); the package's test part is the test split,
+    for reporting only. Nothing is downloaded (``make_dataset`` never reads the package's URL, which is blanked
+    here as well). Python's and NumPy's global random states, which the package reseeds, are restored after.
+    Cached per argument tuple (about 1 ms of generation per sample).
+
+    Raises:
+        ValueError: ``n_samples < 100`` (fewer than 10 per class in the 80/20 split) or ``val_every < 2``.
+    """
+    if n_samples < 100:
+        raise ValueError(f"n_samples must be >= 100, got {n_samples!r}")
+    if val_every < 2:
+        raise ValueError(f"val_every must be >= 2, got {val_every!r}")
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.url = int(n_samples), None
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        data = make_dataset(args)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    if data["x"].shape[1] != MNIST1D_LENGTH:
+        raise RuntimeError(f"mnist1d made signals of length {data['x'].shape[1]}, expected {MNIST1D_LENGTH}")
+    x = torch.tensor(data["x"], dtype=torch.float32)
+    y = torch.tensor(data["y"], dtype=torch.int64)
+    tr, va = stratified_split(data["y"], val_every)
+    return ArraySplit(
+        x[tr],
+        y[tr],
+        x[va],
+        y[va],
+        torch.tensor(data["x_test"], dtype=torch.float32),
+        torch.tensor(data["y_test"], dtype=torch.int64),
+    )
+
+
 @dataclass(frozen=True)
 class Corpus:
-    """Character-level text split into training and validation token streams.
+    """Character-level text split by file into training, validation and test token streams.
 
     Attributes:
-        train, val: uint8 tensors of token ids in [0, CHAR_VOCAB_SIZE).
+        train, val, test: uint8 tensors of token ids in [0, CHAR_VOCAB_SIZE) (``test`` is empty without a test
+            split).
         files: the file names read, in order (relative to the standard-library directory).
-        val_files: the subset of ``files`` that went to validation.
-        unigram_entropy_bits: entropy, in bits, of the empirical token distribution of the whole corpus
-            (train + validation): the loss of the best model that ignores context.
-        sha256: hash of the token stream, to tell whether two machines trained on the same text.
+        val_files, test_files: the subsets of ``files`` that went to validation and to test.
+        unigram_entropy_bits: entropy, in bits, of the empirical token distribution of training + validation text
+            (the test text is left out): the loss of the best model that ignores context.
+        sha256: hash of the token streams (train, validation, test in that order), to tell whether two machines
+            trained and evaluated on the same text.
     """
 
     train: torch.Tensor
@@ -131,23 +195,33 @@ class Corpus:
     val_files: tuple[str, ...]
     unigram_entropy_bits: float
     sha256: str
+    test: torch.Tensor = dataclasses.field(default_factory=lambda: torch.zeros(0, dtype=torch.uint8))
+    test_files: tuple[str, ...] = ()
 
     @property
     def n_chars(self) -> int:
-        return int(self.train.numel() + self.val.numel())
+        return int(self.train.numel() + self.val.numel() + self.test.numel())
 
 
-def stdlib_source_files(stdlib_dir: str | Path | None = None) -> list[Path]:
-    """The standard library's top-level ``*.py`` files, sorted by name (subpackages and tests are left out).
+#: top-level directories of the standard-library directory that hold third-party packages, not the library
+_NOT_STDLIB = ("site-packages", "dist-packages")
+
+
+def stdlib_source_files(stdlib_dir: str | Path | None = None, recursive: bool = False) -> list[Path]:
+    """The standard library's ``*.py`` files, sorted by their path relative to ``stdlib_dir``.
 
     Args:
         stdlib_dir: the directory to read; default ``sysconfig.get_paths()["stdlib"]``.
+        recursive: also the files of its subpackages (tests included; ``site-packages`` and ``dist-packages``,
+            which hold installed third-party packages, left out); default: the top-level files only.
 
     Raises:
         FileNotFoundError: no ``.py`` file in that directory.
     """
     root = Path(stdlib_dir if stdlib_dir is not None else sysconfig.get_paths()["stdlib"])
-    files = sorted((p for p in root.glob("*.py") if p.is_file()), key=lambda p: p.name)
+    found = root.rglob("*.py") if recursive else root.glob("*.py")
+    files = [p for p in found if p.is_file() and p.relative_to(root).parts[0] not in _NOT_STDLIB]
+    files.sort(key=lambda p: p.relative_to(root).as_posix())
     if not files:
         raise FileNotFoundError(f"no .py files found in the standard-library directory {root}")
     return files
@@ -167,44 +241,61 @@ def unigram_entropy_bits(tokens: np.ndarray, vocab_size: int = CHAR_VOCAB_SIZE) 
 
 
 @functools.lru_cache(maxsize=4)
-def load_stdlib_corpus(val_every: int = 10, max_files: int | None = None, stdlib_dir: str | None = None) -> Corpus:
+def load_stdlib_corpus(
+    val_every: int = 10,
+    max_files: int | None = None,
+    stdlib_dir: str | None = None,
+    test_at: int | None = None,
+    recursive: bool = False,
+) -> Corpus:
     """Read the standard library's source as one character stream per split.
 
-    Files come in the order of :func:`stdlib_source_files`; every ``val_every``-th file (the 10th, 20th, ...)
-    goes to validation, the rest to training, each part concatenated in order. Files are decoded as UTF-8 with
-    replacement of undecodable bytes. Cached per argument tuple.
+    Files come in the order of :func:`stdlib_source_files`; the file at (0-based) position ``i`` goes to
+    validation when ``i % val_every == val_every - 1`` (the 10th, 20th, ... file), to test when
+    ``i % val_every == test_at`` (e.g. ``test_at=5``: the 6th, 16th, ... file), to training otherwise; each part
+    is concatenated in order. Files are decoded as UTF-8 with replacement of undecodable bytes. Cached per
+    argument tuple.
 
     Args:
-        val_every: >= 2.
+        val_every: >= 2 (>= 3 with a test split).
         max_files: read only the first files of the sorted list (for fast tests); at least ``val_every``.
-        stdlib_dir: as :func:`stdlib_source_files`.
+        stdlib_dir, recursive: as :func:`stdlib_source_files`.
+        test_at: the position, modulo ``val_every``, of the test files, in ``0 .. val_every - 2``; ``None``
+            (default): no test split.
 
     Raises:
-        ValueError: ``val_every < 2`` or ``max_files < val_every`` (no validation file).
+        ValueError: ``val_every < 2``, ``test_at`` outside ``0 .. val_every - 2``, or ``max_files < val_every``
+            (no validation file).
     """
     if val_every < 2:
         raise ValueError(f"val_every must be >= 2, got {val_every!r}")
-    files = stdlib_source_files(stdlib_dir)
+    if test_at is not None and not 0 <= test_at <= val_every - 2:
+        raise ValueError(f"test_at must be None or in 0..{val_every - 2} (val_every - 2), got {test_at!r}")
+    files = stdlib_source_files(stdlib_dir, recursive=recursive)
+    root = Path(stdlib_dir if stdlib_dir is not None else sysconfig.get_paths()["stdlib"])
     if max_files is not None:
         if max_files < val_every:
             raise ValueError(
                 f"max_files must be >= val_every ({val_every}) so validation is not empty, got {max_files!r}"
             )
         files = files[:max_files]
-    parts: dict[bool, list[np.ndarray]] = {False: [], True: []}
-    val_names = []
-    for i, f in enumerate(files):
-        is_val = (i + 1) % val_every == 0
-        parts[is_val].append(encode_chars(f.read_text(encoding="utf-8", errors="replace")))
-        if is_val:
-            val_names.append(f.name)
-    train, val = np.concatenate(parts[False]), np.concatenate(parts[True])
-    both = np.concatenate([train, val])
+    names = tuple(f.relative_to(root).as_posix() for f in files)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    owner: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for i, (f, name) in enumerate(zip(files, names)):
+        split = "val" if i % val_every == val_every - 1 else "test" if i % val_every == test_at else "train"
+        parts[split].append(encode_chars(f.read_text(encoding="utf-8", errors="replace")))
+        owner[split].append(name)
+    train, val, test = (
+        np.concatenate(parts[k]) if parts[k] else np.zeros(0, dtype=np.uint8) for k in ("train", "val", "test")
+    )
     return Corpus(
         train=torch.from_numpy(train),
         val=torch.from_numpy(val),
-        files=tuple(f.name for f in files),
-        val_files=tuple(val_names),
-        unigram_entropy_bits=unigram_entropy_bits(both),
-        sha256=hashlib.sha256(both.tobytes()).hexdigest(),
+        files=names,
+        val_files=tuple(owner["val"]),
+        unigram_entropy_bits=unigram_entropy_bits(np.concatenate([train, val])),
+        sha256=hashlib.sha256(np.concatenate([train, val, test]).tobytes()).hexdigest(),
+        test=torch.from_numpy(test),
+        test_files=tuple(owner["test"]),
     )
