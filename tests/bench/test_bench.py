@@ -69,7 +69,12 @@ TIMES = ("wall_time_s", "cpu_time_s", "ms_per_step", "optimizer_ms_per_step")
 
 def tiny_bench(**kwargs):
     args = dict(
-        tasks=list(TINY), optimizers=TINY_OPTIMIZERS, steps=6, seeds=[0], horizons=(1.0,), task_options=TINY,
+        tasks=list(TINY),
+        optimizers=TINY_OPTIMIZERS,
+        steps=6,
+        seeds=[0],
+        horizons=(1.0,),
+        task_options=TINY,
         progress=False,
     )
     args.update(kwargs)
