@@ -59,8 +59,9 @@ FULL = 1.0
 # The bench's optimizer names in a fixed order: the registry's (adaptim.create_optimizer's table), then the
 # constrained tasks' contenders. Each group gets its own evenly spaced hues, so no two names of a group share a hue;
 # the second group's hues sit between the first's, so adamw (the constrained tasks' baseline) differs from them too.
+# the default set (muon, adamw, shampoo, adafactor) at indices 0, 7, 8, 14: slots 0, 4, 11, 8, a quarter apart
 _MAIN = (
-    "sgd",
+    "muon",
     "sgd_nesterov",
     "adagrad",
     "adagrad_norm",
@@ -68,13 +69,13 @@ _MAIN = (
     "rmsprop",
     "adam",
     "adamw",
-    "adam_atan2",
-    "adafactor",
-    "adam_nmf",
     "shampoo",
-    "idealized_shampoo",
-    "muon",
     "steepest_spectral",
+    "adam_nmf",
+    "adam_atan2",
+    "idealized_shampoo",
+    "sgd",
+    "adafactor",
 )
 _CONSTRAINED = (
     "sphere_sgd",
