@@ -45,6 +45,8 @@ RUN_KEYS = {
     "seed_role",
     "horizon",
     "steps",
+    "preset",
+    "device",
     "hparams",
     "hparams_source",
     "status",

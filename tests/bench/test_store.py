@@ -25,6 +25,7 @@ def _record(seed=0, **hp):
         "optimizer": "o",
         "seed": seed,
         "horizon": 1.0,
+        "steps": 10,
         "hparams": {"lr": 0.1, "beta2": None, **hp},
     }
 
@@ -92,6 +93,10 @@ def test_run_store_appends_refuses_to_overwrite_and_reads_back(tmp_path):
     assert _record(1) in again and _record(2) not in again and again.get(_record(0)) == _record(0)
     # the key is the run's identity: another hparams value is another run
     assert run_key(_record(0)) != run_key(_record(0, weight_decay=0.1))
+    # so is another length (a --quick or --steps run) or another preset or device: never reused for the default
+    for change in ({"steps": 20}, {"preset": "gpu"}, {"device": "cuda"}):
+        assert run_key(_record(0)) != run_key({**_record(0), **change})
+    assert run_key(_record(0)) == run_key({**_record(0), "preset": "cpu", "device": "cpu"})
     # a line torn by a kill mid-write is dropped (that run is run again), the others kept
     with open(tmp_path / "runs.jsonl", "a") as f:
         f.write('{"task": "t", "opt')
@@ -134,3 +139,12 @@ def test_an_interrupted_bench_keeps_its_finished_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "run_one", lambda *a, **k: calls.append(1) or real(*a, **k))
     done = runner.run_bench(out=tmp_path, resume=True, **ARGS)
     assert len(calls) == N_RUNS - 2 and done["runs"][:2] == kept and len(done["runs"]) == N_RUNS
+
+
+def test_resume_with_another_step_count_reruns_instead_of_mixing_lengths(tmp_path, monkeypatch):
+    runner.run_bench(out=tmp_path, **ARGS)
+    calls = []
+    real = runner.run_one
+    monkeypatch.setattr(runner, "run_one", lambda *a, **k: calls.append(1) or real(*a, **k))
+    longer = runner.run_bench(out=tmp_path, resume=True, **{**ARGS, "steps": 6})
+    assert len(calls) == N_RUNS and {r["steps"] for r in longer["runs"]} == {6}

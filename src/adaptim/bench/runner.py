@@ -129,6 +129,8 @@ def _record(task: Task, spec: OptimizerSpec, hparams: dict[str, Any], steps: int
         "seed_role": ids.get("seed_role", "report"),
         "horizon": float(ids.get("horizon", 1.0)),
         "steps": steps,
+        "preset": getattr(task, "preset", "cpu"),
+        "device": str(getattr(task, "device", "cpu")),
         "hparams": dict(hparams),
         "hparams_source": ids.get("hparams_source", "given"),
         "status": "ok",
@@ -377,6 +379,9 @@ class _Run:
             "optimizer": self.spec.name,
             "seed": self.seed,
             "horizon": float(self.horizon),
+            "steps": self.steps,
+            "preset": getattr(self.task, "preset", "cpu"),
+            "device": str(getattr(self.task, "device", "cpu")),
             "hparams": self.hparams,
         }
 

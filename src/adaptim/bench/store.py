@@ -47,14 +47,18 @@ def check_out(out: str | os.PathLike[str]) -> Path:
 
 
 def run_key(record: dict[str, Any]) -> str:
-    """The identity of a run: JSON of its task, variant, optimizer, seed, horizon and hparams (sorted keys)."""
+    """The identity of a run: JSON of its task, variant, preset, device, optimizer, seed, horizon, step count and
+    hparams (sorted keys); a ``--quick`` or ``--steps`` run is another run than the default one, never reused."""
     return json.dumps(
         [
             record["task"],
             record.get("variant"),
+            record.get("preset", "cpu"),
+            str(record.get("device", "cpu")),
             record["optimizer"],
             record["seed"],
             float(record["horizon"]),
+            int(record["steps"]),
             {k: record["hparams"][k] for k in sorted(record["hparams"])},
         ],
         sort_keys=True,
