@@ -136,7 +136,7 @@ def test_sweep_writes_its_files_and_write_tuned_the_chosen_hparams(tmp_path, cap
     argv = ["bench", "--sweep", "--trials", "2", "--tasks", "logreg", "--optimizers", "AdamW", "--steps", "3"]
     assert main([*argv, "--write-tuned", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     sweep = json.loads((tmp_path / "out" / "sweep.json").read_text())
-    assert [t["trial"] for t in sweep["trials"]] == [0, 1]
+    assert [t["trial"] for t in sweep["trials"] if t["round"] == 0 and t["seed"] == 1000] == [0, 1]
     for name in ("sweep.md", "lr-adamw.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     assert json.loads(tuned.read_text())["logreg"]["adamw"] == sweep["best"]["logreg"]["adamw"]
@@ -186,3 +186,37 @@ def test_heldout_runs_the_ranked_tasks_variant_and_reports_it_apart(tmp_path, ca
     assert (tmp_path / "mnist1d-heldout.png").read_bytes()[:4] == b"\x89PNG"
     out = capsys.readouterr().out
     assert out.rstrip().split("\n\n")[-1].startswith("mnist1d (heldout variant): target")
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, capsys, monkeypatch):
+    from adaptim.bench.execute import Interrupted
+
+    def interrupted(**kwargs):
+        raise Interrupted(3, 10)
+
+    monkeypatch.setattr(adaptim.bench, "run_bench", interrupted)
+    assert main(["bench", "--out", str(tmp_path), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: 3 finished runs kept" in err and "--resume" in err and "Traceback" not in err
+
+
+def test_quick_bench_end_to_end(tmp_path, capsys):
+    """`adaptim bench --quick` as CI runs it: the default tasks and optimizers, tuned, every run finished, a target
+    per ranked task that AdamW's seeds reach, the report and its figures, the ranking last."""
+    assert main(["bench", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["meta"]["quick"] is True and res["meta"]["seeds"] == [0, 1]
+    assert {r["status"] for r in res["runs"]} == {"ok"}
+    assert {r["hparams_source"] for r in res["runs"]} == {"tuned"}  # tuned.json covers the default set
+    ranked = [k for k, e in res["summary"].items() if e["ranked"]]
+    assert ranked == ["mnist1d", "charlm"]
+    for key in ranked:
+        entry = res["summary"][key]
+        assert entry["target"] is not None and set(entry["optimizers"]) == {"adamw", "muon", "shampoo", "adafactor"}
+        assert entry["optimizers"]["adamw"]["steps_to_target"]["n"] == 2  # every seed has a value or a bound
+        horizons = {r["horizon"] for r in res["runs"] if r["task"] == key and r["optimizer"] == "adamw"}
+        assert horizons == {0.25, 0.5, 1.0, 1.5}
+    for name in ("results.md", "mnist1d.png", "charlm.png", "profile.png", "runs.jsonl"):
+        assert (tmp_path / name).stat().st_size > 0
+    out = capsys.readouterr().out
+    assert out.rstrip().split("\n\n")[-1].startswith("charlm: target")

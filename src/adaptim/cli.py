@@ -2,8 +2,8 @@
 
     adaptim --version
     adaptim bench [--quick | --full] [--tasks mnist1d,charlm,logreg] [--optimizers adamw,muon] [--seeds N]
-                  [--resume] [--heldout] [--preset cpu|gpu] [--device cpu|cuda] [--steps N] [--lr X] [--threads N]
-                  [--out DIR] [--no-progress]
+                  [--resume] [--heldout [SEED]] [--preset cpu|gpu] [--device cpu|cuda] [--steps N] [--lr X]
+                  [--threads N] [--jobs N] [--out DIR] [--no-progress]
     adaptim bench --sweep [--trials N] [--write-tuned] [--seeds N] [...]
     adaptim perf [--size 16M] [--optimizers adamw,sgd] [--threads N] [--device cpu|cuda] [--rounds R]
                  [--scaling] [--low-precision-steps N] [--out DIR]
@@ -23,6 +23,16 @@ import sys
 from collections.abc import Sequence
 
 __all__ = ["main", "build_parser"]
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -103,8 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--heldout",
-        action="store_true",
-        help="also run each ranked task's held-out variant with the same hyperparameters, reported separately",
+        nargs="?",
+        type=_nonnegative_int,
+        const=0,
+        default=None,
+        metavar="SEED",
+        help="also run each ranked task's held-out variant, one change drawn with SEED (default 0) from the task's "
+        "list, with the same hyperparameters, reported separately",
     )
     bench.add_argument("--steps", type=_positive_int, default=None, help="steps of every full-horizon run")
     bench.add_argument(
@@ -113,7 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="one learning rate for every run, the other hyperparameters the method's defaults (untuned)",
     )
-    bench.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: by the load)")
+    bench.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch CPU threads per process (default 1; alone, it means one process of that many threads)",
+    )
+    bench.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        help="worker processes, each running whole runs (default: one per idle core, at most 8; 1 on a GPU)",
+    )
     bench.add_argument("--out", default="bench-out", help="output directory (default: bench-out)")
     bench.add_argument(
         "--sweep",
@@ -198,7 +224,8 @@ def _check_bench_names(parser: argparse.ArgumentParser, args: argparse.Namespace
 def _check_bench_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """The bench's options that exclude or need each other, the device, and ``--out`` (before any training)."""
     if args.sweep:
-        for flag, given in (("--lr", args.lr is not None), ("--quick", args.quick), ("--heldout", args.heldout)):
+        held = args.heldout is not None
+        for flag, given in (("--lr", args.lr is not None), ("--quick", args.quick), ("--heldout", held)):
             if given:
                 parser.error(f"{flag} does not apply to --sweep (the sweep tunes every run's hyperparameters)")
     else:
@@ -238,7 +265,7 @@ def _with_variant(results: dict, held: dict, variant: str) -> dict:
 def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     _check_bench_names(parser, args)
     _check_bench_options(parser, args)
-    from adaptim.bench import run_bench, run_sweep, write_results, write_sweep
+    from adaptim.bench import run_sweep, write_results, write_sweep
     from adaptim.bench.report import ranking_text, sweep_text
 
     common = dict(
@@ -252,6 +279,7 @@ def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         progress=not args.no_progress,
         steps=args.steps,
         threads=args.threads,
+        jobs=args.jobs,
     )
     if args.sweep:
         sweep = run_sweep(trials=args.trials or 16, seeds=args.seeds or 1, **common)
@@ -263,22 +291,40 @@ def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
         print(sweep_text(sweep), end="")
         return 0
+    try:
+        results = _bench_with_variants(args, common)
+    except KeyboardInterrupt as exc:
+        kept = getattr(exc, "kept", None)
+        where = f" in {args.out}/runs.jsonl" if args.out else ""
+        print(
+            f"\ninterrupted: {'' if kept is None else f'{kept} finished runs kept'}{where}; the same command with "
+            "--resume runs only the rest",
+            file=sys.stderr,
+        )
+        return 130
+    paths = write_results(results, args.out)
+    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    print(ranking_text(results), end="")
+    return 0
+
+
+def _bench_with_variants(args: argparse.Namespace, common: dict) -> dict:
+    from adaptim.bench import run_bench
+
     results = run_bench(seeds=args.seeds or 3, quick=args.quick, lr=args.lr, **common)
-    if args.heldout:
+    if args.heldout is not None:
+        variant = "heldout" if args.heldout == 0 else f"heldout-{args.heldout}"
         ranked = [task for task, entry in results["summary"].items() if entry["ranked"]]
         if ranked:  # the same seeds and hyperparameters; its runs join runs.jsonl (other keys: the variant)
             held = run_bench(
                 seeds=args.seeds or 3,
                 quick=args.quick,
                 lr=args.lr,
-                variant="heldout",
+                variant=variant,
                 **{**common, "tasks": ranked, "resume": True},
             )
-            results = _with_variant(results, held, "heldout")
-    paths = write_results(results, args.out)
-    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
-    print(ranking_text(results), end="")
-    return 0
+            results = _with_variant(results, held, variant)
+    return results
 
 
 def _cmd_perf(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -25,7 +25,7 @@ from adaptim.bench.data import (
     unigram_entropy_bits,
 )
 from adaptim.bench.models import MLP, CharTransformer
-from adaptim.bench.registry import ladder, ladder_index, register, sweep_grid
+from adaptim.bench.registry import ladder, ladder_index, load_tuned, register, sweep_grid
 from adaptim.bench.tasks import LogRegTask, make_task
 from adaptim.cli import main
 
@@ -48,6 +48,7 @@ RUN_KEYS = {
     "preset",
     "device",
     "hparams",
+    "worker",
     "hparams_source",
     "status",
     "reason",
@@ -121,7 +122,10 @@ def test_results_schema(tiny_results):
         assert set(r) == RUN_KEYS
         if r["skipped"]:
             continue
-        assert r["steps"] == 6 and r["hparams"]["lr"] == OPTIMIZERS[r["optimizer"]].lr_for(r["task"])
+        tuned = load_tuned().get(r["task"], {}).get(r["optimizer"])
+        lr = tuned["lr"] if tuned else OPTIMIZERS[r["optimizer"]].lr_for(r["task"])
+        assert r["steps"] == 6 and r["hparams"]["lr"] == lr
+        assert r["hparams_source"] == ("tuned" if tuned else "untuned")
         for key in ("final_train_loss", "final_val_loss", *TIMES):
             assert isinstance(r[key], float) and math.isfinite(r[key])
         assert isinstance(r["state_bytes"], int)

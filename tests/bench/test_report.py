@@ -121,6 +121,14 @@ def _summary(runs: list[dict], task: str, variant: str | None) -> dict:
                 return r["steps"]
         return None
 
+    def censored(name: str) -> dict:
+        # a seed that never reached the target enters at the longest horizon's steps, as a lower bound
+        longest = max(r["steps"] for r in mine if r["optimizer"] == name)
+        values = [steps_to_target(name, s) for s in SEEDS]
+        out = _interval([float(longest if v is None else v) for v in values])
+        reached = sum(v is not None for v in values)
+        return {**out, "reached": reached, "seeds": len(SEEDS), "bound": "=" if reached == len(SEEDS) else ">="}
+
     def time_to_target(name: str, seed: int) -> float | None:
         steps = steps_to_target(name, seed)
         return None if steps is None else steps * full[name, seed]["ms_per_step"] / 1000
@@ -135,7 +143,6 @@ def _summary(runs: list[dict], task: str, variant: str | None) -> dict:
         a_ttt = {s: time_to_target("adamw", s) for s in SEEDS}
         both = [s for s in SEEDS if stt[s] is not None and a_stt[s] is not None]
         steps_ratio = _log_interval([stt[s] / a_stt[s] for s in both])
-        reached = [v for v in stt.values() if v is not None]
         faster = None
         if steps_ratio["hi"] is not None and (steps_ratio["hi"] < 1 or steps_ratio["lo"] > 1):
             faster = steps_ratio["hi"] < 1
@@ -144,14 +151,12 @@ def _summary(runs: list[dict], task: str, variant: str | None) -> dict:
             "n_failed": len(SEEDS) - len(ok),
             "final_test_loss": _interval(list(ok.values())),
             "diff_vs_adamw": _interval([ok[s] - base[s] for s in ok]),
-            "steps_to_target": {**_interval([float(v) for v in reached]), "reached": len(reached)},
+            "steps_to_target": censored(name) if ok else {**_interval([]), "reached": 0, "seeds": len(SEEDS)},
             "steps_ratio_vs_adamw": steps_ratio,
             "time_to_target_s": _interval([v for v in ttt.values() if v is not None]),
             "time_ratio_vs_adamw": _log_interval([ttt[s] / a_ttt[s] for s in both]),
             "faster": faster,
         }
-        if not ok:
-            optimizers[name]["steps_to_target"]["n"] = 0
     return {"target": target, "ranked": task != "logreg", "optimizers": optimizers}
 
 
@@ -359,9 +364,9 @@ def test_profile_costs_of_the_results(results):
     summary = results["summary"]["charlm"]["optimizers"]
     assert costs["charlm"]["muon"] == summary["muon"]["steps_to_target"]["mean"]
     assert costs["charlm"]["full_matrix_adagrad"] is None and costs["charlm"]["sgd"] is None
-    # AdamW reaches its own median only with some seeds: not counted as reaching it
+    # reaching the target with more than half of the seeds counts (the others enter at their bound)
     stt = summary["adamw"]["steps_to_target"]
-    assert (costs["charlm"]["adamw"] is None) == (stt["reached"] < stt["n"])
+    assert (costs["charlm"]["adamw"] is None) == (2 * stt["reached"] <= stt["seeds"])
     assert "mnist1d:heldout" in profile_costs(results, variants=True)
 
 

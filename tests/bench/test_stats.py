@@ -7,7 +7,15 @@ import math
 
 import pytest
 
-from adaptim.bench.stats import excludes, mean_interval, paired_difference, paired_ratio, summarize_task
+from adaptim.bench.stats import (
+    censored_mean,
+    censored_ratio,
+    excludes,
+    mean_interval,
+    paired_difference,
+    paired_ratio,
+    summarize_task,
+)
 
 # Student t quantiles t_{0.975, df} from the printed tables (df = 1, 2)
 T975 = {1: 12.706204736, 2: 4.302652730}
@@ -81,24 +89,48 @@ def test_summary_of_synthetic_runs():
     for seed in (0, 1, 2):
         # adamw: 3.0 at 50 steps, 2.0 at 100 -> target 2.0 (median), reached at 100 steps on every seed
         runs += [_run("adamw", seed, 0.5, 50, 3.0), _run("adamw", seed, 1.0, 100, 2.0)]
-        # fast: 2.0 - 0.5 at 50 steps: reaches on the first horizon, 50 steps, 1 ms per step
+        # fast: 2.0 - 0.5 at 50 steps: reaches on the first horizon, at most 50 steps, 1 ms per step
         runs += [_run("fast", seed, 0.5, 50, 1.5 + 0.1 * seed, ms=1.0), _run("fast", seed, 1.0, 100, 1.0, ms=1.0)]
         # slow: never reaches; one seed diverges at horizon 1
         status = "diverged" if seed == 2 else "ok"
         runs += [_run("slow", seed, 0.5, 50, 4.0), _run("slow", seed, 1.0, 100, 2.5, status=status)]
     s = summarize_task(runs, "t", target=2.0)
-    assert s["target"] == 2.0 and s["ranked"] is True
+    assert s["target"] == 2.0 and s["ranked"] is True and s["baseline"] == "adamw"
     a, f, w = (s["optimizers"][n] for n in ("adamw", "fast", "slow"))
     assert a["steps_to_target"]["mean"] == 100 and a["steps_to_target"]["reached"] == 3 and a["faster"] is None
-    assert f["steps_to_target"]["mean"] == 50 and f["steps_ratio_vs_adamw"] == pytest.approx(
-        {"mean": 0.5, "lo": 0.5, "hi": 0.5, "n": 3}
+    assert a["steps_to_target"]["bound"] == "=" and a["steps_to_target"]["seeds"] == 3
+    # fast reached at the shortest horizon: at most 50 steps, a bound, and still faster (every seed paired)
+    assert f["steps_to_target"]["mean"] == 50 and f["steps_to_target"]["bound"] == "<="
+    assert f["steps_ratio_vs_adamw"] == pytest.approx(
+        {"mean": 0.5, "lo": 0.5, "hi": 0.5, "n": 3, "bound": "<=", "censored": 3}
     )
     assert f["time_to_target_s"]["mean"] == pytest.approx(0.05) and a["time_to_target_s"]["mean"] == pytest.approx(0.2)
     assert f["time_ratio_vs_adamw"]["mean"] == pytest.approx(0.25)
     assert f["faster"] is True and f["diff_vs_adamw"]["mean"] == pytest.approx(-1.0)
+    # slow never reached: every seed enters at the longest horizon (a lower bound), none is dropped
     assert w["n_ok"] == 2 and w["n_failed"] == 1 and w["final_test_loss"]["n"] == 2
-    assert w["steps_to_target"]["reached"] == 0 and w["steps_ratio_vs_adamw"]["n"] == 0 and w["faster"] is None
-    assert w["diff_vs_adamw"]["n"] == 2  # the diverged seed is not paired
-    # without a target nothing is reached
+    assert w["steps_to_target"]["reached"] == 0 and w["steps_to_target"]["n"] == 3
+    assert w["steps_to_target"]["bound"] == ">=" and w["steps_ratio_vs_adamw"]["n"] == 3
+    assert w["steps_ratio_vs_adamw"]["mean"] == pytest.approx(1.0) and w["steps_ratio_vs_adamw"]["bound"] == ">="
+    assert w["faster"] is False
+    assert w["diff_vs_adamw"]["n"] == 2  # the diverged seed has no loss to pair
+    # without a target nothing is reached and nothing is faster
     none = summarize_task(runs, "t", target=None)["optimizers"]["fast"]
-    assert none["steps_to_target"]["reached"] == 0 and none["faster"] is None
+    assert none["steps_to_target"]["reached"] == 0 and none["steps_to_target"]["n"] == 0 and none["faster"] is None
+
+
+def test_a_seed_that_misses_the_target_is_counted_not_dropped():
+    # two seeds at 0.5x, one that never reached: dropping it would read "0.5x, faster"
+    steps = {0: (50.0, "="), 1: (50.0, "="), 2: (100.0, ">")}
+    base = {0: (100.0, "="), 1: (100.0, "="), 2: (100.0, "=")}
+    r = censored_ratio(steps, base)
+    assert r["n"] == 3 and r["bound"] == ">=" and r["censored"] == 1
+    assert r["mean"] == pytest.approx(0.5 ** (2 / 3))  # exp(mean(log .5, log .5, log 1)): a lower bound
+    # a baseline seed that reached at its shortest horizon makes the ratio a lower bound too
+    assert censored_ratio({0: (50.0, "=")}, {0: (40.0, "<=")})["bound"] == ">="
+    # the two ways at once: unknown
+    assert censored_ratio({0: (50.0, "<=")}, {0: (40.0, "<=")})["bound"] == "?"
+    m = censored_mean({0: (10.0, "<="), 1: (20.0, "="), 2: None})
+    assert m["mean"] == 15.0 and m["n"] == 2 and m["bound"] == "<=" and m["censored"] == 1
+    g = censored_mean({0: (1.0, "="), 1: (4.0, "=")}, log=True)
+    assert g["mean"] == pytest.approx(2.0) and g["bound"] == "="

@@ -131,10 +131,13 @@ def test_evaluation_fields_and_ranking_flags():
 def test_mnist1d_parameter_counts_per_preset_and_variant():
     for preset in ("cpu", "gpu"):
         base = MNIST1DTask(preset=preset)
-        held = MNIST1DTask(preset=preset, variant="heldout")
-        assert held.width == 2 * base.width and held.variant == "heldout"
+        held = MNIST1DTask(preset=preset, variant="heldout-1")  # seed 1 draws "width x1.5"
+        assert held.heldout[1] == "width x1.5" and held.variant == "heldout-1"
+        assert held.width == round(1.5 * base.width) and held.heldout[0] == 1
         assert base.n_params() == conv1dnet_params(base.width) and held.n_params() == conv1dnet_params(held.width)
-    assert 5_000 <= MNIST1DTask().n_params() <= 30_000 <= MNIST1DTask(preset="gpu").n_params()
+        deeper = MNIST1DTask(preset=preset, variant="heldout")  # seed 0: "one more convolution"
+        assert deeper.n_conv == base.n_conv + 1 and deeper.width == base.width
+    assert 5_000 <= MNIST1DTask().n_params() <= 30_000 and MNIST1DTask(preset="gpu").n_params() >= 10_000_000
     assert MNIST1DTask(preset="gpu").n_samples > MNIST1DTask().n_samples
     # the count without building equals the built model's
     tiny = MNIST1DTask(**TINY_MNIST1D)
@@ -143,10 +146,20 @@ def test_mnist1d_parameter_counts_per_preset_and_variant():
 
 def test_charlm_parameter_counts_per_preset_and_variant():
     cpu, gpu = CharLMTask(), CharLMTask(preset="gpu")
-    for task in (cpu, gpu, CharLMTask(variant="heldout"), CharLMTask(preset="gpu", variant="heldout")):
+    for task in (cpu, gpu, CharLMTask(variant="heldout-5"), CharLMTask(preset="gpu", variant="heldout-5")):
         assert task.n_params() == transformer_params(CHAR_VOCAB_SIZE, task.context, task.d_model, task.n_layer)
-    assert CharLMTask(variant="heldout").n_layer == cpu.n_layer + 1
-    assert CharLMTask(preset="gpu", variant="heldout").n_layer == gpu.n_layer + 1
+    assert CharLMTask(variant="heldout-5").n_layer == cpu.n_layer + 1  # seed 5 draws "one more layer"
+    assert CharLMTask(preset="gpu", variant="heldout-5").n_layer == gpu.n_layer + 1
+    heads = CharLMTask(variant="heldout")  # seed 0 draws "twice the heads": the same parameters, the same budget
+    assert heads.n_head == 2 * cpu.n_head and heads.n_params() == cpu.n_params() and heads.steps == cpu.steps
+    longer = CharLMTask(variant="heldout-8")  # "context x2": the steps follow the 20 tokens per parameter
+    assert longer.context == 2 * cpu.context and longer.steps == longer.budget_steps(longer.n_params())
+    # every seed draws one of the task's changes, the same one every time
+    draws = {CharLMTask(variant=f"heldout-{k}").heldout[1] for k in range(12)}
+    assert draws == {d for d, _ in CharLMTask.HELDOUT}
+    assert CharLMTask(variant="heldout-3").heldout == CharLMTask(variant="heldout-3").heldout
+    with pytest.raises(ValueError, match="heldout-<seed>"):
+        CharLMTask(variant="heldout-x")
     assert cpu.n_params() < 200_000
     for task in (gpu, CharLMTask(preset="gpu", variant="heldout")):
         assert 10_000_000 <= task.n_params() <= 125_000_000

@@ -152,11 +152,24 @@ def _ok(stat: Mapping[str, Any] | None) -> bool:
     return bool(stat) and stat.get("mean") is not None and bool(stat.get("n"))
 
 
+_BOUND_SIGN = {"<=": "≤ ", ">=": "≥ ", "?": "~ "}
+
+
+def _b(stat: Mapping[str, Any]) -> str:
+    """The prefix saying a censored mean is a bound (stats.censored_mean): ``≤ ``, ``≥ ``, ``~ `` (both ways)."""
+    return _BOUND_SIGN.get(stat.get("bound") or "=", "")
+
+
 def _pm(stat: Mapping[str, Any] | None, sign: bool = False, count: bool = True) -> str:
     """``mean ± half-width`` of a (symmetric, Student t) interval, the half-width to 2 significant digits and the
-    mean to as many decimals; the mean alone, with its n unless ``count`` is false, when it has no interval."""
+    mean to as many decimals; the mean alone, with its n unless ``count`` is false, when it has no interval. A
+    censored mean (a bound) is prefixed ``≤`` / ``≥``."""
     if not _ok(stat):
         return "-"
+    return _b(stat) + _pm_plain(stat, sign, count)
+
+
+def _pm_plain(stat: Mapping[str, Any], sign: bool, count: bool) -> str:
     plus = "+" if sign else ""
     lo, hi = stat.get("lo"), stat.get("hi")
     if lo is None or hi is None:
@@ -174,22 +187,27 @@ def _ratio(stat: Mapping[str, Any] | None) -> str:
         return "-"
     lo, hi = stat.get("lo"), stat.get("hi")
     inner = f" (n={stat['n']})" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]"
-    return f"{stat['mean']:.2f}×{inner}"
+    return f"{_b(stat)}{stat['mean']:.2f}×{inner}"
 
 
-def _verdict(row: Mapping[str, Any], reached: bool, target: float | None = 0.0) -> str:
-    """The verdict: "faster" only where the summary says so (the paired interval excludes no difference);
-    "slower" where the steps ratio's interval lies above 1; "target not reached" where fewer than half the seeds
-    reached it; "no target" where the task has none; otherwise "not distinguishable"."""
+def _verdict(row: Mapping[str, Any], target: float | None = 0.0) -> str:
+    """The verdict: "faster" only where the summary says so (the paired interval lies below 1 with every seed
+    paired); "target not reached" where no seed reached it, "reached on k/n seeds" where some did not; "slower"
+    where the steps ratio's interval lies above 1; "no target" where the task has none; otherwise "not
+    distinguishable"."""
     if target is None:
         return "no target"
     if row.get("faster") is True:
         return "**faster**"
-    ratio = row.get("steps_ratio_vs_adamw") or {}
-    if ratio.get("lo") is not None and ratio["lo"] > 1:
-        return "slower"
-    if not reached:
+    stt = row.get("steps_to_target") or {}
+    reached, seeds = int(stt.get("reached") or 0), int(stt.get("seeds") or 0)
+    if reached == 0:
         return "target not reached"
+    if reached < seeds:
+        return f"reached on {reached}/{seeds} seeds"
+    ratio = row.get("steps_ratio_vs_adamw") or {}
+    if ratio.get("lo") is not None and ratio["lo"] > 1 and ratio.get("bound") in ("=", ">="):
+        return "slower"
     return "not distinguishable"
 
 
@@ -253,36 +271,37 @@ def _entry(results: Mapping[str, Any], key: str) -> tuple[str, str | None, dict[
 
 
 def _steps_to_target(results: Mapping[str, Any], key: str, name: str) -> tuple[float | None, int, int]:
-    """(mean steps-to-target over the seeds that reached the target, or None when fewer than half of the seeds did;
-    seeds that reached it; report seeds). Half, because the target is AdamW's median: AdamW itself reaches it with
-    about half of its seeds."""
+    """(mean steps-to-target over every seed, those that did not reach the target entering at their longest
+    horizon (a lower bound), or None without a target; seeds that reached it; report seeds)."""
     task, variant, entry = _entry(results, key)
     stt = entry["optimizers"][name].get("steps_to_target") or {}
-    reached, seeds = int(stt.get("reached") or 0), _seeds(results, task, variant, name)
-    enough = _ok(stt) and reached > 0 and 2 * reached >= seeds
-    return (stt["mean"] if enough else None), reached, seeds
+    reached = int(stt.get("reached") or 0)
+    seeds = int(stt.get("seeds") or _seeds(results, task, variant, name))
+    return (stt["mean"] if _ok(stt) else None), reached, seeds
 
 
 def ranking(results: Mapping[str, Any], key: str) -> list[str]:
     """The optimizers of summary entry ``key`` (a task, or ``"<task>:<variant>"``), best first.
 
-    First those that reached the target with at least half of their report seeds, by mean steps-to-target over those
-    seeds; then those with a finished run, by mean final test loss; then those whose every run failed, in the
-    summary's order.
+    Those with a finished run first, by (seeds that did not reach the target, mean steps-to-target, mean final test
+    loss): an optimizer that missed the target on a seed never ranks above one that reached it on every seed, and
+    equal step counts (e.g. both reached it at the shortest horizon) are ordered by the loss. Without a target, by
+    the final test loss. Then those whose every run failed, in the summary's order.
 
     Raises:
         KeyError: no summary entry ``key``.
     """
-    rows = _entry(results, key)[2]["optimizers"]
+    entry = _entry(results, key)[2]
+    rows = entry["optimizers"]
 
-    def order(item: tuple[int, str]) -> tuple[int, float, int]:
+    def order(item: tuple[int, str]) -> tuple[int, int, float, float, int]:
         i, name = item
-        steps = _steps_to_target(results, key, name)[0]
-        if steps is not None:
-            return (0, steps, i)
-        if rows[name].get("n_ok") and _ok(rows[name].get("final_test_loss")):
-            return (1, rows[name]["final_test_loss"]["mean"], i)
-        return (2, 0.0, i)
+        row = rows[name]
+        if not (row.get("n_ok") and _ok(row.get("final_test_loss"))):
+            return (1, 0, 0.0, 0.0, i)
+        steps, reached, seeds = _steps_to_target(results, key, name)
+        missed = seeds - reached + int(row.get("n_failed") or 0) if entry.get("target") is not None else 0
+        return (0, missed, math.inf if steps is None else steps, row["final_test_loss"]["mean"], i)
 
     return [name for _, name in sorted(enumerate(rows), key=order)]
 
@@ -320,7 +339,10 @@ def _target_line(entry: Mapping[str, Any], unit: str, steps: int | None, baselin
     return (
         f"Target: **{target:.4g}** {unit}: the tuned {BASELINE}'s median final test loss over its report seeds at the "
         f"full horizon{at}{baseline_note}. Steps-to-target comes from the horizon sweep (each optimizer re-run with "
-        "its whole schedule compressed into shorter horizons), time-to-target = steps x measured time per step."
+        f"its whole schedule compressed into shorter horizons; {BASELINE} also at longer ones, so every seed of it "
+        "reaches its median), interpolated in log steps; time-to-target = steps x measured time per step. ≤ marks a "
+        "mean with a seed that reached the target already at the shortest horizon, ≥ one with a seed that never did "
+        "(each enters at its bound)."
     )
 
 
@@ -338,10 +360,10 @@ def _ranked_table(results: Mapping[str, Any], key: str) -> list[str]:
             what = _status_note(runs) if runs else "failed"
             lines.append(f"| {rank} | {name}{_source(runs)} | {what} | {what} | - | - | - | - | - | failed |")
             continue
-        steps, reached, seeds = _steps_to_target(results, key, name)
+        _, reached, seeds = _steps_to_target(results, key, name)
         stt = _pm(row.get("steps_to_target"), count=False) if reached else "not reached"
         diff = "baseline" if name == BASELINE else _pm(row.get("diff_vs_adamw"), sign=True)
-        verdict = "baseline" if name == BASELINE else _verdict(row, steps is not None, entry.get("target"))
+        verdict = "baseline" if name == BASELINE else _verdict(row, entry.get("target"))
         lines.append(
             f"| {rank} | {name}{_source(runs)} | {_status_note(runs)} | {_pm(row.get('final_test_loss'))} | {diff} "
             f"| {stt} ({reached}/{seeds}) | {_ratio(row.get('steps_ratio_vs_adamw'))} "
@@ -495,7 +517,8 @@ def _header(meta: Mapping[str, Any]) -> list[str]:
         "",
         f"adaptim {meta.get('adaptim_version', '?')}, torch {meta.get('torch', '?')}, "
         f"Python {meta.get('python', '?')}; "
-        f"{meta.get('platform', '?')}, CPU {meta.get('cpu', '?')}, {meta.get('threads', '?')} thread(s); "
+        f"{meta.get('platform', '?')}, CPU {meta.get('cpu', '?')}, {meta.get('jobs', 1)} process(es) x "
+        f"{meta.get('threads', '?')} thread(s); "
         f"preset {meta.get('preset', '?')}, device {meta.get('device', '?')}.",
         f"Report seeds {', '.join(map(str, seeds)) or '-'} ({len(seeds)}); tuning seeds "
         f"{', '.join(map(str, tuning)) or '-'}; horizons {horizons or '1'}.",
@@ -578,7 +601,7 @@ def results_markdown(
             "## Performance profile",
             "",
             "The fraction of workloads on which an optimizer's steps-to-target is within a factor tau of the best "
-            "optimizer's there (Dolan and Moré, 2002); reaching the target with fewer than half of the seeds counts as "
+            "optimizer's there (Dolan and Moré, 2002); reaching the target with half of the seeds or fewer counts as "
             "never.",
             "",
             f"![performance profile]({profile_image})",
@@ -627,7 +650,6 @@ def ranking_text(results: Mapping[str, Any]) -> str:
                 runs = _report_runs(results, task, variant, name)
                 rows.append((str(rank), name, _status_note(runs), "-", "-", "-", "failed"))
                 continue
-            reaches = _steps_to_target(results, key, name)[0] is not None
             rows.append(
                 (
                     str(rank),
@@ -636,10 +658,18 @@ def ranking_text(results: Mapping[str, Any]) -> str:
                     "baseline" if name == BASELINE else _pm(row.get("diff_vs_adamw"), sign=True),
                     _ratio(row.get("steps_ratio_vs_adamw")),
                     _ratio(row.get("time_ratio_vs_adamw")),
-                    "baseline" if name == BASELINE else _verdict(row, reaches, target).strip("*"),
+                    "baseline" if name == BASELINE else _verdict(row, target).strip("*"),
                 )
             )
         title = f"{_label(task, variant)}: " + (f"target {_fmt(target)}" if target is not None else "no target")
+        untuned = sorted(
+            {r["optimizer"] for r in _report_runs(results, task, variant) if r.get("hparams_source") == "untuned"}
+        )
+        if untuned:
+            title += (
+                f" -- UNTUNED: {', '.join(untuned)} ran without a tuned.json entry (former lr, default beta2 and "
+                "decay); tune with adaptim bench --sweep --write-tuned"
+            )
         blocks.append("\n".join([title, *_columns(rows)]))
     if blocks:
         blocks.insert(0, "Ranking (95% intervals over the seeds; faster = the interval excludes no difference)")
@@ -689,16 +719,17 @@ def performance_profile(
 
 def profile_costs(results: Mapping[str, Any], variants: bool = False) -> dict[str, dict[str, float | None]]:
     """Steps-to-target per ranked workload and optimizer, for :func:`performance_profile`: the mean over the report
-    seeds that reached the target where at least half of them did (the target is AdamW's median), else ``None``.
-    Held-out variants are included with ``variants``."""
+    seeds where more than half of them reached the target (the others entering at their bound), else ``None``
+    (never within any factor). Held-out variants are included with ``variants``."""
     costs: dict[str, dict[str, float | None]] = {}
     for key, _task, variant, entry in _workloads(results):
         if not entry.get("ranked", True) or (variant is not None and not variants):
             continue
         costs[key] = {}
         for name in entry["optimizers"]:
-            steps = _steps_to_target(results, key, name)[0]
-            costs[key][name] = steps if steps is not None and steps > 0 else None
+            steps, reached, seeds = _steps_to_target(results, key, name)
+            enough = steps is not None and steps > 0 and 2 * reached > seeds
+            costs[key][name] = steps if enough else None
     return costs
 
 
@@ -941,29 +972,66 @@ def write_results(
 
 # --------------------------------------------------------------------------------------------------- sweep
 def sweep_markdown(sweep: Mapping[str, Any]) -> str:
-    """The sweep's trial table (the ``sweep.json`` schema) in Markdown: the search space, then per task one row per
-    trial (optimizer, trial, seed, the hyperparameters, final validation loss or the failure), the chosen trial of
-    each optimizer in bold."""
+    """The sweep's trial table (the ``sweep.json`` schema) in Markdown: the search space and how the sweep ran,
+    a summary of the chosen trials (with the lr centres searched and any edge the winner still lies on), then per
+    task one row per trial (optimizer, trial, round, the hyperparameters, the final validation loss of each seed
+    and their mean, or the failure), the chosen trial of each optimizer in bold."""
     lines = []
     space = sweep.get("space") or {}
+    meta = sweep.get("meta") or {}
     if space:
         lines += ["Search space: " + "; ".join(f"{k}: {v}" for k, v in space.items()) + ".", ""]
+    if meta.get("trials"):
+        lines += [
+            f"{meta['trials']} trials per (task, optimizer) on tuning seed(s) {meta.get('tuning_seeds')}; up to "
+            f"{meta.get('extend', 0)} extra round(s) where the best lr lay in the outer 10% of the lr range; the "
+            f"{meta.get('confirm', 0)} best trials re-run on seeds {meta.get('confirm_seeds', [])}, the winner "
+            f"chosen among them on the mean. {meta.get('jobs', 1)} process(es) x {meta.get('threads', '?')} "
+            f"thread(s); wall {meta.get('wall_time_s', '?')} s, CPU {meta.get('cpu_time_s', '?')} s. Command: "
+            f"`{meta.get('command', '')}`.",
+            "",
+        ]
     best = sweep.get("best") or {}
+    if best:
+        lines += [
+            "| task | optimizer | trial | lr | beta2 | weight decay | warm-up | mean val loss (seeds) | lr centres "
+            "searched | on an edge |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        ]
+        for task, per in best.items():
+            for name, h in per.items():
+                centres = ", ".join(f"{c:g}" for c in h.get("centers", []))
+                lines.append(
+                    f"| {task} | {name} | {h.get('trial', '-')} | {_fmt(h.get('lr'), '.3g')} "
+                    f"| {_fmt(h.get('beta2'), '.4g')} | {_fmt(h.get('weight_decay'), '.3g')} "
+                    f"| {_fmt(h.get('warmup_fraction'), '.3g')} | {_fmt(h.get('val_loss'))} "
+                    f"({len(h.get('seeds', []))}) | {centres or '-'} | {', '.join(h.get('edges', [])) or '-'} |"
+                )
+        lines.append("")
     for task in dict.fromkeys(t["task"] for t in sweep["trials"]):
         lines += [
             f"### {task}",
             "",
-            "| optimizer | trial | seed | lr | beta2 | weight decay | warm-up fraction | final validation loss |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| optimizer | trial | round | lr | beta2 | weight decay | warm-up fraction | final validation loss "
+            "per seed | mean |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
         ]
+        groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
         for t in (t for t in sweep["trials"] if t["task"] == task):
-            h = t["hparams"]
-            chosen = (best.get(task, {}).get(t["optimizer"]) or {}).get("trial") == t["trial"]
-            score = _fmt(t["final_val_loss"]) if t["status"] == "ok" else t["status"]
+            groups.setdefault((t["optimizer"], t["trial"]), []).append(t)
+        for (name, trial), rows in sorted(groups.items(), key=lambda kv: (list(groups).index(kv[0]), 0)):
+            h = rows[0]["hparams"]
+            chosen = (best.get(task, {}).get(name) or {}).get("trial") == trial
+            each = ", ".join(
+                f"{_fmt(r['final_val_loss'])}" if r["status"] == "ok" else r["status"]
+                for r in sorted(rows, key=lambda r: r["seed"])
+            )
+            ok = [r["final_val_loss"] for r in rows if r["status"] == "ok" and r["final_val_loss"] is not None]
+            mean = _fmt(sum(ok) / len(ok)) if len(ok) == len(rows) else "-"
             lines.append(
-                f"| {t['optimizer']} | {t['trial']} | {t['seed']} | {_fmt(h.get('lr'), '.3g')} "
+                f"| {name} | {trial} | {rows[0].get('round', 0)} | {_fmt(h.get('lr'), '.3g')} "
                 f"| {_fmt(h.get('beta2'), '.4g')} | {_fmt(h.get('weight_decay'), '.3g')} "
-                f"| {_fmt(h.get('warmup_fraction'), '.3g')} | {f'**{score}**' if chosen else score} |"
+                f"| {_fmt(h.get('warmup_fraction'), '.3g')} | {each} | {f'**{mean}**' if chosen else mean} |"
             )
         lines.append("")
     return "\n".join(lines)

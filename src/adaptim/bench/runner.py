@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 import adaptim
 from adaptim.bench import protocol
+from adaptim.bench.execute import Run, choose_jobs, execute
 from adaptim.bench.registry import OPTIMIZERS, OptimizerSpec, load_tuned
 from adaptim.bench.stats import summarize_task
 from adaptim.bench.store import RESULTS_FILE, SWEEP_FILE, RunStore, write_json_atomic
@@ -57,7 +57,7 @@ EVAL_EVERY_MAX = 25
 #: a run "makes real progress" when its final training loss is at most this fraction of the initial one
 PROGRESS_FRACTION = 0.6
 #: ``quick=True``: reported seeds, horizons and the fraction of each task's steps
-QUICK = {"seeds": 2, "horizons": (0.5, 1.0), "step_fraction": 0.15}
+QUICK = {"seeds": 2, "horizons": (0.25, 0.5, 1.0), "step_fraction": 0.15}
 #: a run's ``status``: ok, diverged (a non-finite training loss or a failure mid-run: stopped there), refused
 #: (the optimizer refused the model: ``ValueError`` when built), nonfinite (finished, a final loss not finite)
 STATUSES = ("ok", "diverged", "refused", "nonfinite")
@@ -78,6 +78,21 @@ def choose_threads(cpus: int | None = None, load: float | None = None) -> tuple[
     idle = cpus - load
     threads = max(1, min(2, math.floor(idle + 0.5)))
     return threads, f"min(2, idle cores) with {cpus} CPUs at load {load:.2f}"
+
+
+def _workers(jobs: int | None, threads: int | None, device: str) -> tuple[int, int, str]:
+    """(processes, threads each, why) from the given ones: both given as given; ``threads`` alone: one process
+    (the former behaviour); ``jobs`` alone: 1 thread each; neither: :func:`choose_jobs` on a CPU, one process at
+    :func:`choose_threads` on a GPU."""
+    for name, value in (("jobs", jobs), ("threads", threads)):
+        if value is not None and not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if jobs is not None or threads is not None:
+        return jobs or 1, threads or 1, "given"
+    if device != "cpu":
+        t, why = choose_threads()
+        return 1, t, f"one process on {device}; threads: {why}"
+    return choose_jobs()
 
 
 def default_threads() -> int:
@@ -147,6 +162,8 @@ def _record(task: Task, spec: OptimizerSpec, hparams: dict[str, Any], steps: int
         "ms_per_step": None,
         "optimizer_ms_per_step": None,
         "state_bytes": None,
+        # the pid of the worker process that ran it (None: the bench's own process)
+        "worker": None,
         # read by the tasks' quality targets: the refusal's reason, the step a run diverged at
         "skipped": None,
         "diverged": None,
@@ -172,6 +189,7 @@ def run_one(
     variant: str | None = None,
     hparams_source: str = "given",
     device: str = "cpu",
+    full_curve: bool = True,
 ) -> dict[str, Any]:
     """Train ``task``'s model with ``spec`` and ``hparams`` for ``steps`` steps; return the run record.
 
@@ -181,8 +199,8 @@ def run_one(
     validation loss every ``min(task.eval_every, 25)`` steps and at the last step, the test loss at the last
     step), the final losses from :meth:`Task.evaluate`, ``wall_time_s`` and ``cpu_time_s``
     (:func:`time.process_time`, this process's CPU seconds) of the whole run, ``ms_per_step`` (training steps
-    alone, evaluations excluded) and ``optimizer_ms_per_step`` (inside ``optimizer.step``), ``state_bytes``.
-    Call ``task.setup()`` first.
+    alone, evaluations excluded, from step 2 on: the first step of a process compiles the fused kernels) and
+    ``optimizer_ms_per_step`` (inside ``optimizer.step``, likewise), ``state_bytes``. Call ``task.setup()`` first.
 
     Args:
         hparams: ``{"lr", "beta2", "weight_decay", "warmup_fraction"}`` (:meth:`OptimizerSpec.build_with`); a
@@ -190,6 +208,8 @@ def run_one(
         steps: optimizer steps; the schedule spans them (warm-up ``int(warmup_fraction x steps)``).
         seed: seeds the model's initialization and the minibatches.
         horizon, seed_role, variant, hparams_source: recorded as given.
+        full_curve: validate every ``min(task.eval_every, 25)`` steps; ``False``: only at the end (the bench's shorter
+            horizons, whose final losses alone are used).
 
     A ``ValueError`` raised while building the optimizer makes the run ``refused`` (its message is the reason);
     a non-finite minibatch loss, or a ``ValueError`` / ``RuntimeError`` raised by a step, stops the run
@@ -226,7 +246,7 @@ def run_one(
     curve: list[list[Any]] = [[0, _finite(first.train_loss), _finite(first.val_loss), None]]
     window: list[float] = []
     train_s = opt_s = 0.0
-    done = 0
+    timed = 0
     bar = tqdm(
         total=steps,
         desc=f"{task.name}/{spec.name}",
@@ -256,12 +276,14 @@ def run_one(
             _sync(device)
             t2 = time.perf_counter()
             scheduler.step()
-            train_s += time.perf_counter() - t0
-            opt_s += t2 - t1
-            done = step
+            if step > 1 or steps == 1:  # step 1 of a process compiles: not a step's cost
+                train_s += time.perf_counter() - t0
+                opt_s += t2 - t1
+                timed += 1
             window.append(value)
             if step % log_every == 0 or step == steps:
-                val = task.val_loss(model) if (step % eval_every == 0 or step == steps) else None
+                due = step == steps or (full_curve and step % eval_every == 0)
+                val = task.val_loss(model) if due else None
                 curve.append([step, sum(window) / len(window), _finite(val), None])
                 window = []
                 bar.set_postfix(loss=f"{curve[-1][1]:.3f}", refresh=False)
@@ -287,9 +309,9 @@ def run_one(
             rec.update(status="nonfinite", reason="non-finite " + ", ".join(bad), diverged=steps)
     rec["wall_time_s"] = round(time.perf_counter() - wall0, 4)
     rec["cpu_time_s"] = round(time.process_time() - cpu0, 4)
-    if done:
-        rec["ms_per_step"] = round(1000 * train_s / done, 4)
-        rec["optimizer_ms_per_step"] = round(1000 * opt_s / done, 4)
+    if timed:
+        rec["ms_per_step"] = round(1000 * train_s / timed, 4)
+        rec["optimizer_ms_per_step"] = round(1000 * opt_s / timed, 4)
     if task.constraint_metrics:
         rec["constraint_violation"] = {k: _finite(v) for k, v in task.constraint_violation(model).items()}
     rec["state_bytes"] = state_bytes(optimizer)
@@ -331,7 +353,16 @@ def _make_tasks(
     extra = {k: v for k, v in (("preset", preset), ("device", device)) if v != "cpu"}
     if variant is not None:
         extra["variant"] = variant
-    return [t if isinstance(t, Task) else make_task(t, **{**extra, **task_options.get(t, {})}) for t in items]
+    out = []
+    for t in items:
+        if isinstance(t, Task):
+            out.append(t)
+            continue
+        kwargs = {**extra, **task_options.get(t, {})}
+        task = make_task(t, **kwargs)
+        task.recipe = (t, kwargs)  # how a worker process rebuilds it
+        out.append(task)
+    return out
 
 
 def _resolve(
@@ -360,47 +391,6 @@ def _resolve(
     return plan
 
 
-@dataclass
-class _Run:
-    task: Task
-    spec: OptimizerSpec
-    hparams: dict[str, Any]
-    source: str
-    seed: int
-    role: str
-    horizon: float
-    steps: int
-    variant: str | None
-
-    def key_record(self) -> dict[str, Any]:
-        return {
-            "task": self.task.name,
-            "variant": self.variant,
-            "optimizer": self.spec.name,
-            "seed": self.seed,
-            "horizon": float(self.horizon),
-            "steps": self.steps,
-            "preset": getattr(self.task, "preset", "cpu"),
-            "device": str(getattr(self.task, "device", "cpu")),
-            "hparams": self.hparams,
-        }
-
-    def run(self, progress: bool, device: str) -> dict[str, Any]:
-        return run_one(
-            self.task,
-            self.spec,
-            self.hparams,
-            self.steps,
-            seed=self.seed,
-            progress=progress,
-            horizon=self.horizon,
-            seed_role=self.role,
-            variant=self.variant,
-            hparams_source=self.source,
-            device=device,
-        )
-
-
 def _hparams_for(
     task: Task, spec: OptimizerSpec, tuned: dict[str, dict[str, dict[str, Any]]], lr: float | None
 ) -> tuple[dict[str, Any], str]:
@@ -414,29 +404,12 @@ def _hparams_for(
     return hp, source
 
 
-def _execute(runs: list[_Run], store: RunStore | None, progress: bool, device: str, desc: str) -> list[dict[str, Any]]:
-    """Run ``runs`` in order, reusing those ``store`` already has and appending each new one as it finishes."""
-    records = []
-    bar = tqdm(
-        total=sum(r.steps for r in runs),
-        desc=desc,
-        unit="step",
-        disable=not progress,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
-    try:
-        for i, r in enumerate(runs):
-            kept = store.get(r.key_record()) if store is not None else None
-            rec = kept if kept is not None else r.run(progress=False, device=device)
-            if kept is None and store is not None:
-                store.append(rec)
-            records.append(rec)
-            bar.set_postfix_str(f"run {i + 1}/{len(runs)} {r.task.name}/{r.spec.name}", refresh=False)
-            bar.update(r.steps)
-    finally:
-        bar.close()
-    return records
+def _cpu_total(records: list[dict[str, Any]], cpu0: float) -> float:
+    """CPU seconds of the bench: this process's since ``cpu0`` (setup, reports, runs it ran itself) plus the runs
+    that worker processes ran (each record's own ``cpu_time_s``, measured in its process)."""
+    own = time.process_time() - cpu0
+    workers = sum(r.get("cpu_time_s") or 0.0 for r in records if r.get("worker"))
+    return round(own + workers, 2)
 
 
 def _cpu_name() -> str:
@@ -528,6 +501,9 @@ def run_bench(
     task_options: dict[str, dict[str, Any]] | None = None,
     variant: str | None = None,
     tuned: dict[str, dict[str, dict[str, Any]]] | None = None,
+    jobs: int | None = None,
+    baseline: str = "adamw",
+    baseline_horizons: Sequence[float] = protocol.BASELINE_HORIZONS,
 ) -> dict[str, Any]:
     """Run every (task, optimizer) on the reported seeds at every horizon; return ``{"meta", "runs", "summary"}``.
 
@@ -541,7 +517,8 @@ def run_bench(
         optimizers: names, run on each task that has them, in their order (case-insensitive); default
             :data:`DEFAULT_OPTIMIZERS` (``full``: every one); a task with its own contenders runs all of them.
         seeds: reported seeds: a count S (seeds 0 .. S-1) or the seeds (all below 1000, the tuning seeds').
-        horizons: fractions in (0, 1] of each task's steps; 1 is always run (the target's horizon).
+        horizons: fractions in (0, 1] of each task's steps; 1 is always run (the target's horizon). Only
+            horizon 1 records the validation curve; a shorter one evaluates at its end.
         quick: :data:`QUICK`'s seeds, horizons and shorter runs (overrides ``seeds`` and ``horizons``).
         full: every optimizer of each task instead of the default set.
         resume: reuse the runs already in ``out``'s ``runs.jsonl`` (same task, variant, optimizer, seed, horizon
@@ -552,10 +529,15 @@ def run_bench(
         progress: a tqdm bar over all planned steps (with ETA) on stderr.
         steps: steps at horizon 1 of every run (default: each task's ``steps``).
         lr: one learning rate for every run (``hparams_source = "given"``).
-        threads: torch CPU threads (default :func:`choose_threads`).
+        threads: torch CPU threads of each process (default 1 with ``jobs``, else by the load).
         task_options: per task name, keyword arguments of its constructor (e.g. smaller data for tests).
         variant: the task variant to build (e.g. ``"heldout"``), recorded in every run.
         tuned: ``{task: {optimizer: hparams}}`` instead of the package's.
+        jobs: worker processes (:func:`adaptim.bench.execute.execute`); default: one per idle core
+            (:func:`adaptim.bench.execute.choose_jobs`), 1 where ``threads`` is given or on a GPU.
+        baseline: the optimizer whose median final test loss is the target, and against which ratios are taken.
+        baseline_horizons: the baseline's extra horizons, fractions > 1 (default 1.5), so its seeds above the
+            median reach the target too.
 
     Raises:
         KeyError: an unknown task name, or an optimizer name none of the tasks runs (the message lists the valid
@@ -569,65 +551,79 @@ def run_bench(
     hs = sorted({float(h) for h in horizons} | {1.0})
     for h in hs:
         protocol.horizon_steps(h, 1)  # (checks the range)
+    extra_hs = sorted({float(h) for h in baseline_horizons})
+    for h in extra_hs:
+        if not 1 < h <= 10:
+            raise ValueError(f"baseline_horizons must be fractions > 1 (at most 10), got {h!r}")
     store = RunStore(out, resume=resume) if out is not None else None  # before any training
     task_objs = _make_tasks(tasks, task_options, preset, device, variant)
     plan = _resolve(task_objs, optimizers, full)
     task_objs = [t for t, _ in plan]
     tuned = load_tuned() if tuned is None else tuned
-    if threads is None:
-        threads, why = choose_threads()
-    else:
-        why = "given"
+    jobs, threads, why = _workers(jobs, threads, device)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     with deterministic_torch(threads, device):
         for t in task_objs:
             t.setup()
-        runs: list[_Run] = []
+        runs: list[Run] = []
         used: dict[str, dict[str, Any]] = {}
         for t, specs in plan:
             base = steps or t.steps
             if quick and steps is None:
                 base = max(1, round(QUICK["step_fraction"] * base))
-            task_h = hs if _ranked(t) else [1.0]
+            ranked = _ranked(t)
+            hp_src = {spec.name: _hparams_for(t, spec, tuned, lr) for spec in specs}
             for spec in specs:
-                hp, source = _hparams_for(t, spec, tuned, lr)
-                if source == "tuned":
+                if hp_src[spec.name][1] == "tuned":
                     used.setdefault(t.name, {})[spec.name] = tuned[t.name][spec.name]
-                for seed in seed_list:
-                    for h in task_h:
-                        n = protocol.horizon_steps(h, base)
-                        runs.append(_Run(t, spec, hp, source, seed, "report", h, n, variant))
-        records = _execute(runs, store, progress, device, "adaptim bench")
+            # seed, then horizon, then optimizer: the optimizers of one (seed, horizon) run side by side
+            for seed in seed_list:
+                for h in hs + extra_hs if ranked else [1.0]:
+                    for spec in specs:
+                        if h > 1 and spec.name != baseline:
+                            continue
+                        hp, source = hp_src[spec.name]
+                        n = protocol.horizon_steps(h, base, longest=max([1.0, *extra_hs]))
+                        runs.append(Run(t, spec, hp, source, seed, "report", h, n, variant, curve=h == 1.0))
+        records = execute(runs, store, progress, device, "adaptim bench", jobs=jobs, threads=threads)
     meta = _meta(
         task_objs,
         threads,
         why,
+        jobs=jobs,
         preset=preset,
         device=device,
         variant=variant,
         seeds=seed_list,
         tuning_seeds=sorted({s for by in used.values() for e in by.values() for s in e.get("seeds", [])}),
         horizons=hs,
+        baseline_horizons=extra_hs,
+        baseline=baseline,
         quick=quick,
         full=full,
         steps_override=steps,
         lr_override=lr,
         tuned=used,
         wall_time_s=round(time.perf_counter() - wall0, 2),
-        cpu_time_s=round(time.process_time() - cpu0, 2),
+        cpu_time_s=_cpu_total(records, cpu0),
     )
     meta["checks"] = quality_checks(task_objs, records)
-    results = {"meta": meta, "runs": records, "summary": summarize(records, task_objs)}
+    results = {"meta": meta, "runs": records, "summary": summarize(records, task_objs, baseline)}
     if store is not None:
         write_json_atomic(store.out / RESULTS_FILE, results)
     return results
 
 
 # ------------------------------------------------------------------------------------------------ the sweep
+#: the sweep's defaults: Sobol trials per (task, optimizer), then the leading ``confirm`` trials re-run on
+#: ``confirm_seeds`` more tuning seeds, and up to ``extend`` extra rounds where the best lr lies on an edge
+SWEEP = {"trials": 16, "confirm": 3, "confirm_seeds": 2, "extend": 1}
+
+
 def run_sweep(
     tasks: Sequence[str | Task] | None = None,
     optimizers: Sequence[str] | None = None,
-    trials: int = 16,
+    trials: int = SWEEP["trials"],
     seeds: int = 1,
     full: bool = False,
     resume: bool = False,
@@ -638,76 +634,148 @@ def run_sweep(
     *,
     steps: int | None = None,
     threads: int | None = None,
+    jobs: int | None = None,
     task_options: dict[str, dict[str, Any]] | None = None,
     space: protocol.SearchSpace = protocol.SPACE,
+    confirm: int = SWEEP["confirm"],
+    confirm_seeds: int = SWEEP["confirm_seeds"],
+    extend: int = SWEEP["extend"],
 ) -> dict[str, Any]:
     """Equal tuning: the same ``trials`` Sobol points (:func:`adaptim.bench.protocol.sobol_points`) for every
     (task, optimizer), each run at horizon 1 on ``seeds`` tuning seeds (1000, 1001, ...), selected on the mean
     final validation loss (:func:`adaptim.bench.protocol.select_best`).
 
-    Returns ``{"meta", "space", "trials": [{"task", "optimizer", "trial", "hparams", "seed", "final_val_loss",
-    "status"}, ...], "best": {task: {optimizer: {**hparams, "trial", "val_loss", "seeds"}}}}``; with ``out``, also
-    written there as ``sweep.json`` (atomically), every finished run appended to ``sweep-runs.jsonl`` as it
+    In three phases, the same for every pair:
+
+    1. the ``trials`` points, the lr range centred on the optimizer's former rate on the task;
+    2. where the best lr lies in the outer 10% of the range searched so far
+       (:func:`adaptim.bench.protocol.edges`), the same points again with the centre moved one ``lr_decades``
+       that way (a "round"), at most ``extend`` times;
+    3. the ``confirm`` best trials re-run on ``confirm_seeds`` more tuning seeds; the winner is the best of them on
+       the mean over all its seeds, so one lucky seed does not choose it.
+
+    Returns ``{"meta", "space", "trials": [{"task", "optimizer", "trial", "round", "center", "hparams", "seed",
+    "final_val_loss", "status"}, ...], "best": {task: {optimizer: {**hparams, "trial", "val_loss", "seeds",
+    "centers", "edges"}}}}`` (``edges``: the dimensions where the winner still lies on an edge); with ``out``,
+    also written there as ``sweep.json`` (atomically), every finished run appended to ``sweep-runs.jsonl`` as it
     finishes (``resume`` reuses them). :func:`adaptim.bench.protocol.write_tuned` turns it into the package's
     ``tuned.json``. Other arguments as :func:`run_bench`.
 
     Raises:
         KeyError: an unknown task or optimizer name.
-        ValueError: ``trials`` or ``seeds`` < 1; ``out`` as in :func:`run_bench`.
+        ValueError: ``trials`` or ``seeds`` < 1, ``confirm`` / ``confirm_seeds`` / ``extend`` < 0; ``out`` as in
+            :func:`run_bench`.
     """
     points = protocol.sobol_points(trials)
     if not (isinstance(seeds, int) and seeds >= 1):
         raise ValueError(f"seeds must be an int >= 1 (the number of tuning seeds), got {seeds!r}")
+    for name, value in (("confirm", confirm), ("confirm_seeds", confirm_seeds), ("extend", extend)):
+        if not (isinstance(value, int) and value >= 0):
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
     seed_list = protocol.tuning_seeds(seeds)
+    more_seeds = protocol.tuning_seeds(seeds + confirm_seeds)[seeds:]
     store = RunStore(out, resume=resume, name="sweep-runs.jsonl") if out is not None else None
     task_objs = _make_tasks(tasks, task_options, preset, device, None)
     plan = _resolve(task_objs, optimizers, full)
     task_objs = [t for t, _ in plan]
-    if threads is None:
-        threads, why = choose_threads()
-    else:
-        why = "given"
+    jobs, threads, why = _workers(jobs, threads, device)
     wall0, cpu0 = time.perf_counter(), time.process_time()
+    rows: list[dict[str, Any]] = []
+    all_records: list[dict[str, Any]] = []
+    centers = {(t.name, spec.name): [spec.lr_for(t.name)] for t, specs in plan for spec in specs}
+
+    def run_phase(items: list[tuple[Task, OptimizerSpec, int, int, float, dict[str, Any], int]], desc: str) -> None:
+        runs = [
+            Run(t, spec, hp, "trial", seed, "tune", 1.0, steps or t.steps, None, curve=False)
+            for t, spec, _, _, _, hp, seed in items
+        ]
+        records = execute(runs, store, progress, device, desc, jobs=jobs, threads=threads)
+        all_records.extend(records)
+        for (_, _, trial, rnd, center, _, _), r in zip(items, records):
+            rows.append(
+                {
+                    "task": r["task"],
+                    "optimizer": r["optimizer"],
+                    "trial": trial,
+                    "round": rnd,
+                    "center": center,
+                    "hparams": r["hparams"],
+                    "seed": r["seed"],
+                    "final_val_loss": r["final_val_loss"],
+                    "status": r["status"],
+                }
+            )
+
+    def round_items(t: Task, spec: OptimizerSpec, rnd: int, center: float) -> list[Any]:
+        return [
+            (t, spec, rnd * trials + i, rnd, center, protocol.trial_hparams(p, spec, t.name, space, center), seed)
+            for i, p in enumerate(points)
+            for seed in seed_list
+        ]
+
+    def mine(t: Task, spec: OptimizerSpec) -> list[dict[str, Any]]:
+        return [r for r in rows if r["task"] == t.name and r["optimizer"] == spec.name]
+
     with deterministic_torch(threads, device):
         for t in task_objs:
             t.setup()
-        runs: list[_Run] = []
-        index: list[int] = []
-        for t, specs in plan:
-            for spec in specs:
-                for i, point in enumerate(points):
-                    hp = protocol.trial_hparams(point, spec, t.name, space)
-                    for seed in seed_list:
-                        runs.append(_Run(t, spec, hp, "trial", seed, "tune", 1.0, steps or t.steps, None))
-                        index.append(i)
-        records = _execute(runs, store, progress, device, "adaptim bench --sweep")
-    rows = [
-        {
-            "task": r["task"],
-            "optimizer": r["optimizer"],
-            "trial": i,
-            "hparams": r["hparams"],
-            "seed": r["seed"],
-            "final_val_loss": r["final_val_loss"],
-            "status": r["status"],
-        }
-        for i, r in zip(index, records)
-    ]
+        pairs = [(t, spec) for t, specs in plan for spec in specs]
+        run_phase([x for t, spec in pairs for x in round_items(t, spec, 0, centers[t.name, spec.name][0])], "sweep")
+        for rnd in range(1, extend + 1):
+            items = []
+            for t, spec in pairs:
+                best = protocol.select_best(mine(t, spec)).get(t.name, {}).get(spec.name)
+                cs = centers[t.name, spec.name]
+                side = (
+                    None
+                    if best is None
+                    else next((e for e in protocol.edges(best, cs, space) if e.startswith("lr")), None)
+                )
+                if side is None:
+                    continue
+                c = (max(cs) * 10**space.lr_decades) if side == "lr high" else (min(cs) / 10**space.lr_decades)
+                c = float(f"{c:.4g}")
+                cs.append(c)
+                items += round_items(t, spec, rnd, c)
+            if not items:
+                break
+            run_phase(items, f"sweep: {rnd} extension(s)")
+        if confirm and confirm_seeds:
+            items = []
+            for t, spec in pairs:
+                ok: dict[int, list[dict[str, Any]]] = {}
+                for r in mine(t, spec):
+                    ok.setdefault(r["trial"], []).append(r)
+                scored = sorted(
+                    (math.fsum(r["final_val_loss"] for r in rs) / len(rs), trial, rs[0])
+                    for trial, rs in ok.items()
+                    if all(r["status"] == "ok" and r["final_val_loss"] is not None for r in rs)
+                )
+                for _, trial, r in scored[:confirm]:
+                    items += [(t, spec, trial, r["round"], r["center"], r["hparams"], seed) for seed in more_seeds]
+            run_phase(items, "sweep: confirmation")
     best = protocol.select_best(rows)
-    for by_opt in best.values():
-        for entry in by_opt.values():
-            entry["seeds"] = seed_list
+    for t, spec in [(t, spec) for t, specs in plan for spec in specs]:
+        entry = best.get(t.name, {}).get(spec.name)
+        if entry is not None:
+            cs = centers[t.name, spec.name]
+            entry["centers"] = cs
+            entry["edges"] = protocol.edges(entry, cs, space)
     meta = _meta(
         task_objs,
         threads,
         why,
+        jobs=jobs,
         preset=preset,
         device=device,
         trials=trials,
         tuning_seeds=seed_list,
+        confirm=confirm,
+        confirm_seeds=more_seeds,
+        extend=extend,
         steps_override=steps,
         wall_time_s=round(time.perf_counter() - wall0, 2),
-        cpu_time_s=round(time.process_time() - cpu0, 2),
+        cpu_time_s=_cpu_total(all_records, cpu0),
     )
     sweep = {"meta": meta, "space": space.describe(), "trials": rows, "best": best}
     if store is not None:

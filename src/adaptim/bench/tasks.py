@@ -16,9 +16,10 @@ Every size is a constructor argument, so a test can run a task in a fraction of 
 
 Every task takes ``preset`` (``"cpu"``: sized for 2 CPU cores; ``"gpu"``: the same workload at 10-125M
 parameters for charlm and a scaled mnist1d), ``device`` (``"cpu"`` or ``"cuda"``: where data and model live)
-and ``variant`` (``None`` or ``"heldout"``: the held-out variant, mnist1d twice as wide, charlm one layer
-deeper, digits twice as wide). Size arguments left at ``None`` take the preset's value; the variant applies on
-top of them.
+and ``variant`` (``None``; ``"heldout-<seed>"``: a held-out variant, one change drawn with that seed from the
+task's :attr:`Task.HELDOUT`, in the manner of AlgoPerf's randomized workloads, ``"heldout"`` being
+``"heldout-0"``; digits has the one fixed change, twice as wide). Size arguments left at ``None`` take the
+preset's value; the variant applies on top of them.
 
 The constrained tasks (``digits_sphere``, ``digits_stiefel``, ``mixture``) are in :mod:`adaptim.bench.constrained`
 and registered in :data:`TASKS` at the end of this module.
@@ -27,6 +28,7 @@ and registered in :data:`TASKS` at the end of this module.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -67,8 +69,23 @@ __all__ = [
 LN2 = math.log(2.0)
 #: the values of every task's ``preset`` option
 PRESETS: tuple[str, ...] = ("cpu", "gpu")
-#: the values of the ``variant`` option (``None``: the workload itself)
+#: the values of the ``variant`` option (``None``: the workload itself); ``"heldout-<seed>"`` draws one change
+#: from a task's :attr:`Task.HELDOUT` with that seed, and ``"heldout"`` is ``"heldout-0"``
 VARIANTS: tuple[str | None, ...] = (None, "heldout")
+
+
+def heldout_seed(variant: str) -> int:
+    """The seed of a held-out ``variant``: ``"heldout"`` is 0, ``"heldout-<seed>"`` is ``seed`` (an int >= 0).
+
+    Raises:
+        ValueError: another string.
+    """
+    if variant == "heldout":
+        return 0
+    head, _, tail = variant.partition("-")
+    if head == "heldout" and tail.isdigit():
+        return int(tail)
+    raise ValueError(f"variant must be None, 'heldout' or 'heldout-<seed>' (seed an int >= 0), got {variant!r}")
 
 
 @dataclass(frozen=True)
@@ -135,22 +152,47 @@ class Task:
     variants: tuple[str | None, ...] = VARIANTS
     # the constructor options (class defaults for tasks whose constructor does not take them)
     preset: str = "cpu"
+    #: ``(name, keyword arguments)`` that rebuild the task in a worker process (set by the bench for a task it
+    #: built by name; ``None``: the task runs in the bench's own process)
+    recipe: tuple[str, dict[str, Any]] | None = None
+    #: a rough cost of one training step in ms on one CPU thread, for the ETA until a run measured it
+    cost_hint_ms: float = 10.0
     device: torch.device = torch.device("cpu")
     variant: str | None = None
+    #: the held-out changes a ``"heldout-<seed>"`` variant draws one of (AlgoPerf's randomized workload
+    #: variants): ``(description, {size: ("*" or "+", amount)})``; empty: the task has the fixed variants of
+    #: :attr:`variants`
+    HELDOUT: ClassVar[tuple[tuple[str, dict[str, tuple[str, float]]], ...]] = ()
+    #: the drawn change ``(seed, description, sizes)``, or ``None``
+    heldout: tuple[int, str, dict[str, tuple[str, float]]] | None = None
 
     def _configure(self, preset: str, device: str | torch.device, variant: str | None) -> None:
-        """Check and keep the options every task takes (see the module docstring).
+        """Check and keep the options every task takes (see the module docstring); draw the held-out change.
 
         Raises:
             ValueError: an unknown ``preset`` or ``variant`` (or one this task lacks), or a bad ``device``.
         """
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, got {preset!r}")
-        if variant not in self.variants:
+        if variant is not None and self.HELDOUT:
+            seed = heldout_seed(variant)
+            # seeded by task and seed: the same draw everywhere, different across tasks
+            i = random.Random(f"{self.name}/{seed}").randrange(len(self.HELDOUT))
+            self.heldout = (seed, *self.HELDOUT[i])
+        elif variant not in self.variants:
             raise ValueError(
                 f"variant must be one of {', '.join(map(repr, self.variants))} for task {self.name!r}, got {variant!r}"
             )
         self.preset, self.variant, self.device = preset, variant, resolve_device(device)
+
+    def _held_out(self, sizes: dict[str, Any]) -> dict[str, Any]:
+        """``sizes`` with the drawn held-out change applied (a copy; unchanged without one)."""
+        if self.heldout is None:
+            return dict(sizes)
+        out = dict(sizes)
+        for key, (op, amount) in self.heldout[2].items():
+            out[key] = round(out[key] * amount) if op == "*" else out[key] + int(amount)
+        return out
 
     def setup(self) -> None:
         """Load the data (idempotent; called once before the first run)."""
@@ -212,6 +254,7 @@ class Task:
             "preset": self.preset,
             "device": str(self.device),
             "variant": self.variant,
+            **({"heldout": f"{self.heldout[1]} (draw of seed {self.heldout[0]})"} if self.heldout else {}),
             "has_test": self.has_test,
             "n_params": self.n_params(),
         }
@@ -260,7 +303,8 @@ class MNIST1DTask(Task):
     The package's 4,000 training signals are split into training and validation (every 5th of each class), its
     1,000 test signals are the test split (reported, never used for selection). Batches are drawn with
     replacement. Presets: ``cpu`` 5,000 signals, width 32 (8,010 parameters), 600 steps of 64; ``gpu`` 20,000
-    signals, width 256 (408,074 parameters), 4,000 steps of 256. The held-out variant doubles the width.
+    signals, width 1296 (10,152,874 parameters), 4,000 steps of 256. A held-out variant draws one of
+    :attr:`HELDOUT`: width x2, one more convolution, width x1.5.
 
     Args:
         width: channels of every convolution (default: the preset's).
@@ -275,14 +319,20 @@ class MNIST1DTask(Task):
     """
 
     name = "mnist1d"
+    cost_hint_ms = 9.0
     description = "1-D CNN classifier on MNIST-1D, signals of length 40 generated by the mnist1d package (nats)"
     log_every = 10
     eval_every = 25
     has_test = True
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "cpu": {"width": 32, "batch_size": 64, "n_samples": 5000, "steps": 600},
-        "gpu": {"width": 256, "batch_size": 256, "n_samples": 20000, "steps": 4000},
+        "gpu": {"width": 1296, "batch_size": 256, "n_samples": 20000, "steps": 4000},
     }
+    HELDOUT = (
+        ("width x2", {"width": ("*", 2)}),
+        ("one more convolution", {"n_conv": ("+", 1)}),
+        ("width x1.5", {"width": ("*", 1.5)}),
+    )
 
     def __init__(
         self,
@@ -301,8 +351,9 @@ class MNIST1DTask(Task):
         s = _sizes(self.PRESETS, preset, given)
         if s["n_samples"] < 100:
             raise ValueError(f"n_samples must be >= 100, got {s['n_samples']!r}")
-        self.width = s["width"] * (2 if variant == "heldout" else 1)
-        self.n_conv, self.batch_size, self.n_samples, self.steps = n_conv, s["batch_size"], s["n_samples"], s["steps"]
+        s = self._held_out({**s, "n_conv": n_conv})
+        self.width, self.n_conv = s["width"], s["n_conv"]
+        self.batch_size, self.n_samples, self.steps = s["batch_size"], s["n_samples"], s["steps"]
         self.data = None
 
     def setup(self) -> None:
@@ -368,6 +419,7 @@ class DigitsTask(Task):
     """
 
     name = "digits"
+    cost_hint_ms = 3.0
     description = "MLP classifier on scikit-learn's 8x8 handwritten digits (cross-entropy, nats)"
     steps = 300
     log_every = 10
@@ -441,8 +493,8 @@ class CharLMTask(Task):
 
     Presets: ``cpu`` reads the top-level files, 2 layers, d_model 40, 2 heads, context 64, batches of 32
     (52,529 parameters, 513 steps); ``gpu`` reads the files of the subpackages too (``site-packages`` left out),
-    6 layers, d_model 384, 6 heads, context 256, batches of 64 (10,845,057 parameters). The held-out variant
-    adds one layer.
+    6 layers, d_model 384, 6 heads, context 256, batches of 64 (10,845,057 parameters). A held-out variant
+    draws one of :attr:`HELDOUT`: one more layer, twice the heads, context x2 (the steps follow the budget).
 
     Args:
         context, d_model, n_head, n_layer: the model (see :class:`CharTransformer`; default: the preset's).
@@ -459,6 +511,7 @@ class CharLMTask(Task):
     """
 
     name = "charlm"
+    cost_hint_ms = 36.0
     description = "causal transformer over the characters of the Python standard library's source (bits/char)"
     loss_unit = "bits/char"
     log_every = 10
@@ -470,6 +523,11 @@ class CharLMTask(Task):
         "cpu": {"context": 64, "d_model": 40, "n_head": 2, "n_layer": 2, "batch_size": 32, "n_eval": 256},
         "gpu": {"context": 256, "d_model": 384, "n_head": 6, "n_layer": 6, "batch_size": 64, "n_eval": 512},
     }
+    HELDOUT = (
+        ("one more layer", {"n_layer": ("+", 1)}),
+        ("twice the heads", {"n_head": ("*", 2)}),
+        ("context x2", {"context": ("*", 2)}),
+    )
 
     def __init__(
         self,
@@ -498,11 +556,11 @@ class CharLMTask(Task):
         _check_positive(**given, max_files=max_files, steps=steps)
         if not tokens_per_param > 0:
             raise ValueError(f"tokens_per_param must be > 0, got {tokens_per_param!r}")
-        s = _sizes(self.PRESETS, preset, given)
+        s = self._held_out(_sizes(self.PRESETS, preset, given))
         if s["d_model"] % s["n_head"] != 0:
             raise ValueError(f"d_model ({s['d_model']}) must be divisible by n_head ({s['n_head']})")
         self.context, self.d_model, self.n_head = s["context"], s["d_model"], s["n_head"]
-        self.n_layer = s["n_layer"] + (1 if variant == "heldout" else 0)
+        self.n_layer = s["n_layer"]
         self.batch_size, self.n_eval, self.max_files = s["batch_size"], s["n_eval"], max_files
         self.tokens_per_param = float(tokens_per_param)
         self.tokens_per_step = self.batch_size * self.context
@@ -629,6 +687,7 @@ class LogRegTask(Task):
     """
 
     name = "logreg"
+    cost_hint_ms = 2.0
     description = "L2-regularized logistic regression on scikit-learn's breast-cancer table (convex, nats)"
     steps = 300
     log_every = 1
