@@ -100,21 +100,49 @@ class Run:
         )
 
 
+def busy_cores(window: float = 0.5) -> float | None:
+    """Cores busy right now, from ``/proc/stat`` over ``window`` seconds (non-idle time / elapsed time x CPUs);
+    ``None`` where it cannot be read. Unlike the 1-minute load average it does not remember a job that just ended
+    (the README's first command installs adaptim right before the bench)."""
+    import time
+
+    def read() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = read()
+        time.sleep(window)
+        total1, idle1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    ncpu = os.cpu_count() or 1
+    return ncpu * (1 - (idle1 - idle0) / (total1 - total0))
+
+
 def choose_jobs(cpus: int | None = None, load: float | None = None, cap: int = 8) -> tuple[int, int, str]:
     """The default (worker processes, torch threads each, why): one single-threaded process per idle core, at most
     ``cap``; one process of one thread when no core is idle.
 
-    Idle cores are the CPUs available to this process (``os.sched_getaffinity``) minus the 1-minute load average,
-    rounded, read before any training. On a machine whose cores are busy, every extra thread or process waits for
-    a core (2 threads at load 4 on 2 cores made a charlm step 10x slower, docs/bench.md "Threads and processes").
+    Idle cores are the CPUs available to this process (``os.sched_getaffinity``) minus the cores busy now
+    (:func:`busy_cores`; the 1-minute load average where ``/proc/stat`` is missing), rounded, read before any
+    training. On a machine whose cores are busy, every extra thread or process waits for a core (2 threads at
+    load 4 on 2 cores made a charlm step 10x slower, docs/bench.md "Threads and processes").
     """
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    how = "busy"
     if load is None:
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        load = busy_cores()
+        if load is None:
+            load, how = (os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0), "load"
     idle = math.floor(cpus - load + 0.5)
     jobs = max(1, min(cap, idle))
-    return jobs, 1, f"{jobs} process(es) x 1 thread: one per idle core ({cpus} CPUs at load {load:.2f}), at most {cap}"
+    return jobs, 1, f"{jobs} process(es) x 1 thread: one per idle core ({cpus} CPUs, {how} {load:.2f}), at most {cap}"
 
 
 def _parallel_ok(runs: Sequence[Run]) -> bool:
