@@ -220,3 +220,34 @@ def test_quick_bench_end_to_end(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 0
     out = capsys.readouterr().out
     assert out.rstrip().split("\n\n")[-1].startswith("charlm: target")
+
+
+def test_ctrl_c_with_worker_processes_keeps_the_finished_runs(tmp_path):
+    """A real SIGINT to `adaptim bench` running 2 worker processes: exit 130, the finished runs kept in runs.jsonl,
+    the message pointing to --resume, and the workers ended (the command returns)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    argv = ["bench", "--tasks", "logreg", "--optimizers", "adamw,sgd,adam", "--seeds", "3", "--steps", "2000"]
+    code = "import sys; from adaptim.cli import main; sys.exit(main(sys.argv[1:]))"
+    cmd = [sys.executable, "-c", code, *argv, "--jobs", "2", "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    runs = out / "runs.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while not (runs.exists() and runs.read_text().count("\n") >= 1):
+            assert proc.poll() is None and time.monotonic() < deadline, "no run finished in time"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    kept = runs.read_text().splitlines()
+    assert proc.returncode == 130 and 1 <= len(kept) < 9
+    assert f"interrupted: {len(kept)} finished runs kept" in err and "--resume" in err
+    assert all(json.loads(line)["status"] == "ok" for line in kept)

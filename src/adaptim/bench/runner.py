@@ -48,9 +48,8 @@ __all__ = [
 ]
 
 #: the optimizers of the default bench (``full=True``: every one): the baseline and the three matrix-aware methods
-#: the issue's comparison is about. A charlm step costs each about the same (1 thread: 45-100 ms, Shampoo the
-#: most), and a default charlm of 400 steps x 3 seeds x horizons (1/3, 2/3, 1) is 2,400 steps per optimizer, so a
-#: fifth would not fit 10 minutes on 2 cores (docs/bench.md, "Budget")
+#: the issue's comparison is about. A charlm step costs each 30-45 ms on one thread, and the four take about 6 of
+#: the default's 10 minutes on 2 cores; a fifth would take about 1.5 more (docs/bench.md, "Budget")
 DEFAULT_OPTIMIZERS: tuple[str, ...] = ("adamw", "muon", "shampoo", "adafactor")
 #: validation at least this often (steps), whatever a task's own ``eval_every``
 EVAL_EVERY_MAX = 25
