@@ -49,7 +49,7 @@ __all__ = [
 
 #: the optimizers of the default bench (``full=True``: every one): the baseline and the three matrix-aware methods
 #: the issue's comparison is about. A charlm step costs each 30-45 ms on one thread, and the four take about 6 of
-#: the default's 10 minutes on 2 cores; a fifth would take about 1.5 more (docs/bench.md, "Budget")
+#: the default's 10 minutes on 2 cores; a fifth would take about 1.3 more (docs/bench.md, "Budget")
 DEFAULT_OPTIMIZERS: tuple[str, ...] = ("adamw", "muon", "shampoo", "adafactor")
 #: validation at least this often (steps), whatever a task's own ``eval_every``
 EVAL_EVERY_MAX = 25
