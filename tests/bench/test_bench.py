@@ -79,6 +79,8 @@ def tiny_bench(**kwargs):
         horizons=(1.0,),
         task_options=TINY,
         progress=False,
+        jobs=1,
+        threads=1,
     )
     args.update(kwargs)
     return run_bench(**args)
@@ -243,11 +245,13 @@ def test_state_bytes_of_the_matrix_methods():
 
 # -------------------------------------------------------------------------------------------- determinism
 def _numbers(results):
-    return [{k: v for k, v in r.items() if k not in TIMES} for r in results["runs"]]
+    # the times, and the worker process that ran each run (which may differ between two benches)
+    return [{k: v for k, v in r.items() if k not in {*TIMES, "worker"}} for r in results["runs"]]
 
 
 def test_same_seed_same_numbers(tiny_results):
-    again = tiny_bench()
+    again = tiny_bench(jobs=2)  # in worker processes this time: the same numbers
+    assert {r["worker"] for r in again["runs"]} != {None}
     assert _numbers(again) == _numbers(tiny_results)
     other = tiny_bench(seeds=[1])
     assert _numbers(other) != _numbers(tiny_results)
@@ -340,9 +344,11 @@ def test_registry_entry_may_be_a_factory_of_the_model(monkeypatch):
 
     spec = OptimizerSpec("grouped_sgd", grouped, lrs={"logreg": 0.5})
     monkeypatch.setitem(OPTIMIZERS, spec.name, spec)
+    # jobs=2: a worker process would not know an entry registered at run time, so the bench keeps the runs here
     res = run_bench(
-        tasks=["logreg"], optimizers=["grouped_sgd", "sgd"], steps=4, seeds=[0], horizons=(1.0,), progress=False
+        tasks=["logreg"], optimizers=["grouped_sgd", "sgd"], steps=4, seeds=[0], horizons=(1.0,), progress=False, jobs=2
     )
+    assert {r["worker"] for r in res["runs"]} == {None}
     a, _b = res["runs"]
     assert a["hparams"]["lr"] == 0.5 and a["skipped"] is None and a["final_train_loss"] < a["curve"][0][1]
     with pytest.raises(ValueError, match="already registered"):

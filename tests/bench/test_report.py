@@ -447,8 +447,9 @@ def test_sweep_table_and_lr_sensitivity_plots(tmp_path):
     md = sweep_markdown(sweep)
     assert "Search space: lr: log-uniform [1e-4, 1e-1]" in md
     charlm = _section(md, "### charlm")
-    assert "| muon | 2 | 100 | 0.01 | 0.95 | 0.2 | 0.05 | **2.8** |" in charlm  # the chosen trial in bold
-    assert "| muon | 3 | 100 | 0.1 | 0.95 | 0.3 | 0.05 | diverged |" in charlm
+    # one row per trial: its round, hyperparameters, each seed's validation loss and their mean, the chosen in bold
+    assert "| muon | 2 | 0 | 0.01 | 0.95 | 0.2 | 0.05 | 2.8 | **2.8** |" in charlm
+    assert "| muon | 3 | 0 | 0.1 | 0.95 | 0.3 | 0.05 | diverged | - |" in charlm
     paths = write_sweep(sweep, tmp_path)
     assert sorted(p.name for p in paths) == ["lr-adamw.png", "lr-muon.png", "sweep.json", "sweep.md"]
     assert all(p.read_bytes()[:8] == PNG for p in paths if p.suffix == ".png")

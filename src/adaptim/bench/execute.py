@@ -146,13 +146,17 @@ def choose_jobs(cpus: int | None = None, load: float | None = None, cap: int = 8
 
 
 def _parallel_ok(runs: Sequence[Run]) -> bool:
-    """Whether every run can be rebuilt in a worker: its task from a recipe, its optimizer by name there."""
+    """Whether every run can be rebuilt in a worker: its task from a recipe, its optimizer by name there (a
+    built-in entry, as a fresh process's registry has it; not one registered at run time)."""
     from adaptim.bench.registry import OPTIMIZERS
+    from adaptim.optim.factory import NAMED_OPTIMIZERS
 
     for r in runs:
         if getattr(r.task, "recipe", None) is None:
             return False
-        if r.task.contenders() is None and OPTIMIZERS.get(r.spec.name) is not r.spec:
+        if r.task.contenders() is None and (
+            r.spec.name not in NAMED_OPTIMIZERS or OPTIMIZERS.get(r.spec.name) is not r.spec
+        ):
             return False
     return True
 
