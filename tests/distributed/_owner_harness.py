@@ -1,7 +1,8 @@
 """Run a function on N CPU processes joined by a gloo process group (loopback only), with deadlines.
 
-``run_ranks(fn, world_size, *args)`` spawns the ranks, each calls ``fn(rank, world_size, *args)`` inside an
-initialized process group and returns a picklable result; the list of results comes back in rank order. A rank
+``run_ranks(fn, world_size, *args)`` starts the ranks (forked from a fork server); each calls
+``fn(rank, world_size, *args)`` inside an initialized process group and returns a result (saved with
+``torch.save``); the list of results comes back in rank order. A rank
 that raises makes the run fail with its traceback; a rank that hangs (a collective some rank never joins) fails
 at the collective's timeout or at the run's deadline, never hanging the test suite.
 """
@@ -19,6 +20,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+#: modules the rank processes import once, in the fork server
+PRELOAD = ["torch", "torch._dynamo", "torch.distributed", "torch.nn.parallel", "adaptim", "adaptim.distributed"]
 #: a collective waits at most this long before raising (a rank that skipped it)
 COLLECTIVE_TIMEOUT_S = 30
 
@@ -52,7 +55,10 @@ def run_ranks(fn, world_size: int, *args: Any, deadline_s: float = 120) -> list[
     Raises:
         RuntimeError: a rank raised (its traceback in the message), or the run passed ``deadline_s``.
     """
-    ctx = mp.get_context("spawn")
+    # forkserver: a fresh process (not a fork of the test runner's threads) that imports torch and adaptim once
+    # (torch._dynamo alone, which torch.optim imports, takes seconds); every rank of every run is forked from it
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
     results = ctx.Queue()
     with tempfile.TemporaryDirectory() as tmp:
         init_file = os.path.join(tmp, "rendezvous")

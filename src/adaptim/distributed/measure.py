@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args(argv)
     params = sum(math.prod(s) for s in SHAPES)
-    print(json.dumps({"parameters": params, "matrices": len(SHAPES), "ranks": measure(args.nproc, args.steps)}, indent=1))
+    ranks = measure(args.nproc, args.steps)
+    print(json.dumps({"parameters": params, "matrices": len(SHAPES), "ranks": ranks}, indent=1))
 
 
 if __name__ == "__main__":
