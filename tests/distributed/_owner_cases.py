@@ -274,9 +274,36 @@ def ddp_runs(rank: int, world_size: int) -> dict[str, Any]:
     return out
 
 
+def mixed_dtypes(pg: Any) -> dict[str, Any]:
+    """AdamW on float32 and float64 parameters (two buffers); sharded unless ``pg`` is None."""
+    params = make_params(MIXED)
+    params[1] = params[1].detach().double().requires_grad_()
+    params[7] = params[7].detach().double().requires_grad_()
+    opt = build("adamw", params, MIXED, pg)
+    for t in range(1, STEPS + 1):
+        feed(params, MIXED, t)
+        opt.step()
+    owner = opt.__dict__.get("_owner")
+    return {"params": [p.detach().clone() for p in params], "comm": dict(owner.last_step) if owner else {}}
+
+
+def narrow_wire(pg: Any) -> dict[str, Any]:
+    """Muon with ``communication_dtype=torch.bfloat16``: the rounded changes travel."""
+    params = make_params(MIXED)
+    opt = adaptim.Muon(params[:6], lr=0.02, process_group=pg, communication_dtype=torch.bfloat16)
+    for t in range(1, STEPS + 1):
+        feed(params, MIXED, t)
+        opt.step()
+    owner = opt.__dict__["_owner"]
+    width = max(sum(p.numel() for p in params[:6] if p.grad is not None and owner.owner_of(p) == r) for r in (0, 1))
+    return {"params": [p.detach().clone() for p in params[:6]], "comm": dict(owner.last_step), "width": width}
+
+
 def all_runs(rank: int, world_size: int) -> dict[str, Any]:
     out = {"parity": parity_runs(rank, world_size)}
     if world_size == 2:
+        out["mixed_dtypes"] = mixed_dtypes(dist.group.WORLD)
+        out["narrow_wire"] = narrow_wire(dist.group.WORLD)
         out["nan"] = nan_runs(rank, world_size)
         out["checkpoint"] = checkpoint_runs(rank, world_size)
         out["ddp"] = ddp_runs(rank, world_size)

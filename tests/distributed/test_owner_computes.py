@@ -12,6 +12,7 @@ from _owner_cases import (
     DDP_STEPS,
     MIXED,
     PARITY,
+    STEPS,
     TWO,
     all_runs,
     build,
@@ -20,6 +21,7 @@ from _owner_cases import (
     ddp_optimizer,
     feed,
     make_params,
+    mixed_dtypes,
     run,
     train,
 )
@@ -154,3 +156,28 @@ def test_process_group_none_is_unchanged():
         b.step()
     assert all(torch.equal(x, y) for x, y in zip(params_a, params_b))
     assert "_owner" not in b.__dict__
+
+
+def test_one_buffer_per_dtype(two):
+    want = mixed_dtypes(None)["params"]
+    for result in two:
+        got = result["mixed_dtypes"]
+        assert all(torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(got["params"], want))
+        assert got["comm"]["all_gather"] == 2 and got["comm"]["all_reduce"] == 1
+
+
+def test_narrow_communication_dtype_keeps_ranks_identical(two):
+    a, b = (result["narrow_wire"] for result in two)
+    assert all(torch.equal(x, y) for x, y in zip(a["params"], b["params"]))
+    params = make_params(MIXED)
+    opt = adaptim.Muon(params[:6], lr=0.02)
+    start = [p.detach().clone() for p in params[:6]]
+    for t in range(1, STEPS + 1):
+        feed(params, MIXED, t)
+        opt.step()
+    for x, w, s in zip(a["params"], params, start):
+        moved = (w.detach() - s).abs().max()
+        # only the steps are rounded (bfloat16: 8 bits), not the parameters
+        assert 0 < (x - w.detach()).abs().max() <= 2**-7 * moved
+    # the changes travel in 2 bytes each (plus the 4-byte flag of the checks)
+    assert a["comm"]["bytes_sent"] == 2 * a["width"] + 4 and a["comm"]["all_gather"] == 1
