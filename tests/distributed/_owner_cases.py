@@ -62,6 +62,12 @@ def build(name: str, params: list[torch.Tensor], layout, pg: Any) -> adaptim.Ada
         return adaptim.AdamNMF(flat, lr=0.01, rank=2, beta1=0.9, weight_decay=0.01, **kw)
     if name == "adafactor":
         return adaptim.Adafactor(flat, beta1=0.9, weight_decay=0.01, **kw)
+    if name == "steepest":
+        return adaptim.Steepest(flat, lr=0.02, momentum=0.5, **kw)
+    if name == "idealized_shampoo":
+        return adaptim.IdealizedShampoo(flat, lr=0.01, max_preconditioner_dim=6, **kw)
+    if name == "full_matrix_adagrad":
+        return adaptim.FullMatrixAdaGrad(flat, lr=0.1, **kw)
     if name == "adamw":  # any optimizer, sharded after construction (ZeRO-1)
         opt = adaptim.AdamW(flat, lr=0.01, weight_decay=0.01, foreach=True)
         return opt if pg is None else shard(opt, pg)
@@ -99,7 +105,7 @@ def counter_for(name: str) -> Counter | None:
 
     if name.startswith("muon"):
         return Counter(fm, "newton_schulz")
-    if name == "shampoo":
+    if name in ("shampoo", "idealized_shampoo"):
         return Counter(fs, "psd_power")
     return None
 
@@ -144,7 +150,17 @@ class _nothing:
         return None
 
 
-PARITY = ("muon_foreach", "muon_loop", "shampoo", "adam_nmf", "adafactor", "adamw")
+PARITY = (
+    "muon_foreach",
+    "muon_loop",
+    "shampoo",
+    "adam_nmf",
+    "adafactor",
+    "adamw",
+    "steepest",
+    "idealized_shampoo",
+    "full_matrix_adagrad",
+)
 
 
 def parity_runs(rank: int, world_size: int) -> dict[str, Any]:

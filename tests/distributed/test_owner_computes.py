@@ -78,7 +78,7 @@ def test_a_rank_may_own_nothing(three):
 
 
 @pytest.mark.parametrize("world", [2, 3])
-@pytest.mark.parametrize("name", ["muon_foreach", "muon_loop", "shampoo"])
+@pytest.mark.parametrize("name", ["muon_foreach", "muon_loop", "shampoo", "idealized_shampoo"])
 def test_matrix_work_split_not_repeated(name, world, two, three):
     ranks = two if world == 2 else three
     want = run(name, MIXED, None)["count"]
