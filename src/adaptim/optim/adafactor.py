@@ -71,6 +71,11 @@ class Adafactor(AdaptimOptimizer):
         beta2_decay, d: ``torch.optim.Adafactor``'s names for ``decay_rate`` and ``clip_threshold`` (same
             meaning). Its ``eps=(None, ...)`` (machine epsilon, clamping the second moment) is refused with what
             to write instead: eps1 is added to G^2 here, as in the paper.
+        process_group: a ``torch.distributed`` process group to share the work over (each parameter's update
+            computed by one owner rank, one all-gather per step: :mod:`adaptim.distributed.owner`); ``None``
+            (default): every rank computes everything, as without torch.distributed.
+        communication_dtype: the dtype of that all-gather (``None``: each parameter's own; a narrower one
+            sends the rounded changes).
 
     Raises:
         ValueError: a hyperparameter outside its range, or ``warmup_init`` without ``relative_step``.
@@ -104,6 +109,8 @@ class Adafactor(AdaptimOptimizer):
         *,
         beta2_decay: float | None = None,
         d: float | None = None,
+        process_group: Any = None,
+        communication_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -125,6 +132,8 @@ class Adafactor(AdaptimOptimizer):
                 ),
                 dict(beta2_decay=beta2_decay, d=d),
             ),
+            process_group=process_group,
+            communication_dtype=communication_dtype,
         )
 
     def _from_torch(self, entries, given, explicit, fallback) -> None:

@@ -136,17 +136,34 @@ class AdaGradNorm(AdaptimOptimizer):
         lr: D > = 0.
         eps: >= 0.
         maximize, foreach: as in :class:`adaptim.SGD`.
+        process_group, communication_dtype: refused (``ValueError``): the running sum couples every parameter.
 
     Raises:
-        ValueError: a hyperparameter outside its range.
+        ValueError: a hyperparameter outside its range; a ``process_group``.
     """
 
     squares_gradients = True
+    owner_computes_refusal = (
+        "AdaGrad-Norm couples every parameter of a group through one scalar (the running sum of squared "
+        "gradient norms), so no rank can own a parameter's update alone; use process_group=None (or AdaGrad)"
+    )
 
     def __init__(
-        self, params, lr: float = 1.0, eps: float = 1e-10, maximize: bool = False, foreach: bool | None = None
+        self,
+        params,
+        lr: float = 1.0,
+        eps: float = 1e-10,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        process_group: Any = None,
+        communication_dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(params, dict(lr=lr, eps=eps, maximize=maximize, foreach=foreach))
+        super().__init__(
+            params,
+            dict(lr=lr, eps=eps, maximize=maximize, foreach=foreach),
+            process_group=process_group,
+            communication_dtype=communication_dtype,
+        )
 
     def _statistics_dtype(self, g: torch.Tensor) -> torch.dtype:
         return torch.float64  # the running sum is a Python float
@@ -180,6 +197,11 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
         lr: D (>= 0), a distance in parameter units (the regret bound (43) uses eta_t = D).
         eps: damping of the eigenvalues, > 0 (O_t is singular while t < d).
         max_dim: the largest d accepted, >= 1.
+        process_group: a ``torch.distributed`` process group to share the work over (each parameter's update
+            computed by one owner rank, one all-gather per step: :mod:`adaptim.distributed.owner`); ``None``
+            (default): every rank computes everything, as without torch.distributed.
+        communication_dtype: the dtype of that all-gather (``None``: each parameter's own; a narrower one
+            sends the rounded changes).
 
     Raises:
         ValueError: a hyperparameter outside its range, or a parameter with more than ``max_dim`` entries
@@ -189,9 +211,21 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
     squares_gradients = True
 
     def __init__(
-        self, params, lr: float = 1.0, eps: float = 1e-10, max_dim: int = 1024, maximize: bool = False
+        self,
+        params,
+        lr: float = 1.0,
+        eps: float = 1e-10,
+        max_dim: int = 1024,
+        maximize: bool = False,
+        process_group: Any = None,
+        communication_dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(params, dict(lr=lr, eps=eps, max_dim=max_dim, maximize=maximize))
+        super().__init__(
+            params,
+            dict(lr=lr, eps=eps, max_dim=max_dim, maximize=maximize),
+            process_group=process_group,
+            communication_dtype=communication_dtype,
+        )
 
     def _statistics_dtype(self, g: torch.Tensor) -> torch.dtype:
         return torch.float64
@@ -212,6 +246,9 @@ class FullMatrixAdaGrad(AdaptimOptimizer):
                     f"max_dim = {group['max_dim']} (its preconditioner would be {d} x {d}); use the diagonal "
                     "adaptim.AdaGrad, or raise max_dim if d^2 memory and d^3 time per step are affordable"
                 )
+
+    def _work_cost(self, p: torch.Tensor, group: dict[str, Any]) -> float:
+        return float(p.numel()) ** 3  # the d x d eigendecomposition
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         # shaped (*p.shape, *p.shape), i.e. g (x) g, not (d, d): a checkpoint of a 2x3 parameter then cannot be

@@ -48,6 +48,11 @@ class AdamNMF(AdaptimOptimizer):
         weight_decay: >= 0, decoupled: W is multiplied by (1 - lr weight_decay) (as torch.optim.AdamW).
         maximize: ascend instead of descend (weight decay still pulls toward 0).
         foreach: batched path (``None``: yes) or the literal per-parameter loop; they agree to rounding.
+        process_group: a ``torch.distributed`` process group to share the work over (each parameter's update
+            computed by one owner rank, one all-gather per step: :mod:`adaptim.distributed.owner`); ``None``
+            (default): every rank computes everything, as without torch.distributed.
+        communication_dtype: the dtype of that all-gather (``None``: each parameter's own; a narrower one
+            sends the rounded changes).
 
     Raises:
         ValueError: a hyperparameter outside its range.   TypeError: complex or sparse parameters.
@@ -72,6 +77,8 @@ class AdamNMF(AdaptimOptimizer):
         weight_decay: float = 0.0,
         maximize: bool = False,
         foreach: bool | None = None,
+        process_group: Any = None,
+        communication_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -85,6 +92,8 @@ class AdamNMF(AdaptimOptimizer):
                 maximize=maximize,
                 foreach=foreach,
             ),
+            process_group=process_group,
+            communication_dtype=communication_dtype,
         )
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -109,6 +118,11 @@ class AdamNMF(AdaptimOptimizer):
         if group["beta1"] > 0:
             state["exp_avg"] = torch.zeros_like(p)
         return state
+
+    def _work_cost(self, p: torch.Tensor, group: dict[str, Any]) -> float:
+        if p.dim() < 2:
+            return float(p.numel())  # the elementwise rule
+        return float(p.numel() * group["rank"])  # the EM round (124): m n r per matrix
 
     def _decay_factor(self, group: dict[str, Any]) -> float:
         return group["lr"] * group["weight_decay"]

@@ -113,8 +113,23 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, OnManifold, tor
     #: the rule of :mod:`adaptim.functional.fused` this class's fused path runs (``None``: no fused path)
     fused_rule: str | None = None
 
-    def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
+    #: why this class cannot shard its work over ranks (``process_group``), or ``None`` (it can)
+    owner_computes_refusal: str | None = None
+
+    def __init__(
+        self,
+        params: Iterable,
+        defaults: dict[str, Any],
+        *,
+        process_group: Any = None,
+        communication_dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__(params, defaults)
+        if process_group is not None or communication_dtype is not None:
+            from adaptim.distributed.owner import OwnerComputes  # torch.distributed only where asked for
+
+            # kept outside the groups (state_dict saves groups) and dropped by pickling and deepcopy
+            self.__dict__["_owner"] = OwnerComputes(self, process_group, communication_dtype)
 
     def __getstate__(self) -> dict[str, Any]:
         # torch keeps defaults, state and groups only: keep the public attributes set on the instance too
@@ -337,6 +352,9 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, OnManifold, tor
         Returns:
             The closure's loss, or ``None``.
         """
+        owner = self.__dict__.get("_owner")
+        if owner is not None:  # sharded over ranks (adaptim.distributed.owner): the same stages, owned params only
+            return owner.step(closure)
         if torch.compiler.is_compiling():
             return self._traced_step(closure)
         self._revalidate_groups()  # hyperparameters set on a group since the last step, before anything runs
@@ -347,18 +365,52 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, OnManifold, tor
             self._check_finite_grads(fused)  # every group's gradients, before anything changes
             for group in self.param_groups:
                 self._check_group_step(group)
-            flags = []
-            for group, use_fused in zip(self.param_groups, fused):
-                params, work, grads, states = self._gather(group, negate=not use_fused)
-                if not params:
-                    continue
-                if use_fused:
-                    flags.append(self._fused_group_step(group, work, grads, states))
-                else:
-                    self._group_update(group, work, grads, states)
-                self._write_back(params, work, group, states)
-            self._report_nonfinite(flags)
+            self._report_nonfinite(self._take_steps(fused))
         return loss
+
+    def _take_steps(self, fused: list[bool]) -> list[torch.Tensor]:
+        """Update every group's parameters that have a gradient (the checks passed); returns the fused groups'
+        flags of entries left unchanged, for :meth:`_report_nonfinite`."""
+        flags = []
+        for group, use_fused in zip(self.param_groups, fused):
+            params, work, grads, states = self._gather(group, negate=not use_fused)
+            if not params:
+                continue
+            if use_fused:
+                flags.append(self._fused_group_step(group, work, grads, states))
+            else:
+                self._group_update(group, work, grads, states)
+            self._write_back(params, work, group, states)
+        return flags
+
+    def _work_cost(self, p: torch.Tensor, group: dict[str, Any]) -> float:
+        """The cost model of one step on ``p`` that assigns parameters to ranks (:mod:`adaptim.distributed.owner`):
+        proportional to the flops of its update. Elementwise rules: ``p.numel()``; matrix methods override it."""
+        return float(p.numel())
+
+    def state_dict(self) -> dict[str, Any]:
+        owner = self.__dict__.get("_owner")
+        if owner is not None:  # sharded: the consolidated state (consolidate_state_dict), as ZeroRedundancyOptimizer
+            return owner.state_dict()
+        return super().state_dict()
+
+    def consolidate_state_dict(self, to: int = 0) -> None:
+        """Gather the state of a sharded optimizer (``process_group``) onto rank ``to`` of the group; then
+        :meth:`state_dict` on that rank is the one-process optimizer's state dict (as
+        ``torch.distributed.optim.ZeroRedundancyOptimizer.consolidate_state_dict``). A collective: call it on
+        every rank of the group.
+
+        Raises:
+            RuntimeError: the optimizer is not sharded (no ``process_group``).
+            ValueError: ``to`` is not a rank of the group.
+        """
+        owner = self.__dict__.get("_owner")
+        if owner is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.consolidate_state_dict: this optimizer is not sharded (no process_group); "
+                "its state_dict() is complete already"
+            )
+        owner.consolidate_state_dict(to)
 
     def _traced_step(self, closure: Callable[[], Any] | None) -> Any:
         """``step()`` inside ``torch.compile``: the fused rule of each group traced into the caller's graph.

@@ -12,6 +12,7 @@ from adaptim.functional.adam import adam_direction_foreach, adam_direction_singl
 from adaptim.functional.common import WeightDecay
 from adaptim.functional.muon import ADJUST_LR, muon_directions, muon_momentum_
 from adaptim.linalg.newton_schulz import check_ns_bounded, resolve_ns_coefficients, resolve_ns_dtype
+from adaptim.linalg.views import matrix_view_shape
 from adaptim.optim.base import NOT_GIVEN, AdaptimOptimizer
 from adaptim.validation import check_betas, check_bool, check_choice, check_int, check_range
 
@@ -75,6 +76,11 @@ class Muon(AdaptimOptimizer):
             ``eps``, which guards its Newton-Schulz normalization: adaptim's normalization needs no epsilon.
         adjust_lr_fn: ``torch.optim.Muon``'s name for ``adjust_lr``, with its meaning: ``None`` or "original" is
             "original", "match_rms_adamw" is "match_rms_adamw" (sets ``adjust_lr``).
+        process_group: a ``torch.distributed`` process group to share the work over (each parameter's update
+            computed by one owner rank, one all-gather per step: :mod:`adaptim.distributed.owner`); ``None``
+            (default): every rank computes everything, as without torch.distributed.
+        communication_dtype: the dtype of that all-gather (``None``: each parameter's own; a narrower one
+            sends the rounded changes).
         maximize: ascend instead of descend.
         foreach: batched path (``None``: yes; fused Newton-Schulz steps) or the literal per-parameter loop (the
             reference); they agree to rounding (float32: about 1e-6 relative in the direction).
@@ -111,6 +117,8 @@ class Muon(AdaptimOptimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         adjust_lr_fn: str | None = NOT_GIVEN,
+        process_group: Any = None,
+        communication_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -128,7 +136,12 @@ class Muon(AdaptimOptimizer):
             maximize=maximize,
             foreach=foreach,
         )
-        super().__init__(params, self._with_torch_names(defaults, dict(adjust_lr_fn=adjust_lr_fn)))
+        super().__init__(
+            params,
+            self._with_torch_names(defaults, dict(adjust_lr_fn=adjust_lr_fn)),
+            process_group=process_group,
+            communication_dtype=communication_dtype,
+        )
 
     def _from_torch(self, entries, given, explicit, fallback) -> None:
         if "adjust_lr_fn" in given:
@@ -169,6 +182,12 @@ class Muon(AdaptimOptimizer):
                     "put vectors and scalars (biases, norm gains) in a parameter group with use_muon=False, "
                     "which is updated by AdamW (adaptim.muon_param_groups(model) builds the split)"
                 )
+
+    def _work_cost(self, p: torch.Tensor, group: dict[str, Any]) -> float:
+        if not group["use_muon"]:
+            return float(p.numel())  # the AdamW side is elementwise
+        m, n = matrix_view_shape(p.shape)
+        return float(m * n * min(m, n))  # Newton-Schulz (or SVD) on the m x n view
 
     def _decay_factor(self, group: dict[str, Any]) -> float:
         return group["lr"] * group["weight_decay"]  # both sides: (1 - lr wd) W, as torch.optim.Muon and AdamW

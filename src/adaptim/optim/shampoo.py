@@ -21,6 +21,14 @@ __all__ = ["Shampoo", "IdealizedShampoo"]
 GRAFTING_METHODS = (None, "adagrad", "adam")
 
 
+def _preconditioner_cost(opt: AdaptimOptimizer, p: torch.Tensor, group: dict[str, Any]) -> float:
+    """Sum of n^3 over the preconditioned sides of ``p``'s blocks (n for a diagonal one), read off the state
+    layout on a shape-only tensor (nothing allocated)."""
+    from adaptim.distributed.owner import preconditioner_cost
+
+    return preconditioner_cost(opt._init_state(torch.empty(p.shape, device="meta"), group))
+
+
 class Shampoo(AdaptimOptimizer):
     """Shampoo (Gupta et al., 2018), notes (53)-(54), with the practical options of distributed Shampoo.
 
@@ -73,6 +81,11 @@ class Shampoo(AdaptimOptimizer):
         grafting_beta2: the grafted Adam's second-moment coefficient, in [0, 1).
         grafting_eps: > 0, added to the grafted method's sqrt(v).
         maximize: ascend instead of descend (weight decay still pulls toward 0).
+        process_group: a ``torch.distributed`` process group to share the work over (each parameter's update
+            computed by one owner rank, one all-gather per step: :mod:`adaptim.distributed.owner`); ``None``
+            (default): every rank computes everything, as without torch.distributed.
+        communication_dtype: the dtype of that all-gather (``None``: each parameter's own; a narrower one
+            sends the rounded changes).
 
     Raises:
         ValueError: a hyperparameter outside its range, an unknown ``grafting``, or
@@ -103,6 +116,8 @@ class Shampoo(AdaptimOptimizer):
         grafting_beta2: float = 0.999,
         grafting_eps: float = 1e-8,
         maximize: bool = False,
+        process_group: Any = None,
+        communication_dtype: torch.dtype | None = None,
     ) -> None:
         if start_preconditioning_step is None:  # the first step that has roots
             start_preconditioning_step = precondition_frequency
@@ -121,7 +136,7 @@ class Shampoo(AdaptimOptimizer):
             grafting_eps=grafting_eps,
             maximize=maximize,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, process_group=process_group, communication_dtype=communication_dtype)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -157,6 +172,9 @@ class Shampoo(AdaptimOptimizer):
         if group["momentum"] != 0:
             state["momentum_buffer"] = torch.zeros_like(p)
         return state
+
+    def _work_cost(self, p: torch.Tensor, group: dict[str, Any]) -> float:
+        return _preconditioner_cost(self, p, group)  # the eigendecompositions: n^3 per preconditioned side
 
     def _decay_factor(self, group: dict[str, Any]) -> float:
         # wd * w is added to the direction: with momentum 0 the step is w <- (1 - lr wd) w - lr D
@@ -223,6 +241,11 @@ class IdealizedShampoo(AdaptimOptimizer):
         weight_decay: decoupled decay coefficient >= 0 (multiplied by lr).
         max_preconditioner_dim: the largest preconditioner side, >= 1.
         maximize: ascend instead of descend.
+        process_group: a ``torch.distributed`` process group to share the work over (each parameter's update
+            computed by one owner rank, one all-gather per step: :mod:`adaptim.distributed.owner`); ``None``
+            (default): every rank computes everything, as without torch.distributed.
+        communication_dtype: the dtype of that all-gather (``None``: each parameter's own; a narrower one
+            sends the rounded changes).
 
     Raises:
         ValueError: a hyperparameter outside its range.  TypeError: complex or sparse parameters.
@@ -244,6 +267,8 @@ class IdealizedShampoo(AdaptimOptimizer):
         weight_decay: float = 0.0,
         max_preconditioner_dim: int = 1024,
         maximize: bool = False,
+        process_group: Any = None,
+        communication_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -255,6 +280,8 @@ class IdealizedShampoo(AdaptimOptimizer):
                 max_preconditioner_dim=max_preconditioner_dim,
                 maximize=maximize,
             ),
+            process_group=process_group,
+            communication_dtype=communication_dtype,
         )
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -268,6 +295,9 @@ class IdealizedShampoo(AdaptimOptimizer):
         state: dict[str, Any] = {"step": self.new_step()}
         state.update(init_shampoo_state(p, group["max_preconditioner_dim"], matrix_view=True, cache_roots=False))
         return state
+
+    def _work_cost(self, p: torch.Tensor, group: dict[str, Any]) -> float:
+        return _preconditioner_cost(self, p, group)
 
     def _decay_factor(self, group: dict[str, Any]) -> float:
         return group["lr"] * group["weight_decay"]  # w <- w - lr (D + wd w)

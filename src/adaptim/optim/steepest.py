@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from adaptim.functional.steepest import steepest_directions
+from adaptim.linalg.views import matrix_view_shape
 from adaptim.optim.base import AdaptimOptimizer
 from adaptim.validation import check_choice, check_range
 
@@ -37,6 +38,11 @@ class Steepest(AdaptimOptimizer):
         momentum: mu in [0, 1).
         maximize: ascend instead of descend.
         foreach: batched path (``None``: yes) or the literal per-parameter loop; they agree to rounding.
+        process_group: a ``torch.distributed`` process group to share the work over (each parameter's update
+            computed by one owner rank, one all-gather per step: :mod:`adaptim.distributed.owner`); ``None``
+            (default): every rank computes everything, as without torch.distributed.
+        communication_dtype: the dtype of that all-gather (``None``: each parameter's own; a narrower one
+            sends the rounded changes).
 
     Raises:
         ValueError: a hyperparameter out of range or an unknown ``norm`` / ``rule``.
@@ -55,9 +61,14 @@ class Steepest(AdaptimOptimizer):
         momentum: float = 0.0,
         maximize: bool = False,
         foreach: bool | None = None,
+        process_group: Any = None,
+        communication_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(
-            params, dict(lr=lr, norm=norm, rule=rule, momentum=momentum, maximize=maximize, foreach=foreach)
+            params,
+            dict(lr=lr, norm=norm, rule=rule, momentum=momentum, maximize=maximize, foreach=foreach),
+            process_group=process_group,
+            communication_dtype=communication_dtype,
         )
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -65,6 +76,12 @@ class Steepest(AdaptimOptimizer):
         check_choice("norm", group["norm"], _NORMS)
         check_choice("rule", group["rule"], _RULES)
         check_range("momentum", group["momentum"], 0.0, 1.0, high_open=True)
+
+    def _work_cost(self, p: torch.Tensor, group: dict[str, Any]) -> float:
+        if group["norm"] != "spectral":
+            return float(p.numel())
+        m, n = matrix_view_shape(p.shape) if p.dim() >= 2 else (max(p.numel(), 1), 1)
+        return float(m * n * min(m, n))  # the SVD of the m x n view
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         if group["momentum"] == 0:
