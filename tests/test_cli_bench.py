@@ -251,3 +251,13 @@ def test_ctrl_c_with_worker_processes_keeps_the_finished_runs(tmp_path):
     assert proc.returncode == 130 and 1 <= len(kept) < 9
     assert f"interrupted: {len(kept)} finished runs kept" in err and "--resume" in err
     assert all(json.loads(line)["status"] == "ok" for line in kept)
+
+
+def test_perf_nproc_measures_owner_computes_on_two_processes(tmp_path, capsys):
+    assert main(["perf", "--nproc", "2", "--rounds", "2", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "distributed.json").read_text())
+    replicated = [r["replicated"]["ns_matrices_per_step"] for r in res["ranks"]]
+    sharded = [r["sharded"]["ns_matrices_per_step"] for r in res["ranks"]]
+    assert replicated == [res["matrices"]] * 2 and sum(sharded) == res["matrices"]  # the work split, none repeated
+    assert all(r["sharded"]["comm"]["all_gather"] == 1 for r in res["ranks"])
+    assert "| 0 | sharded |" in capsys.readouterr().out

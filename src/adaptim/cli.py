@@ -7,6 +7,7 @@
     adaptim bench --sweep [--trials N] [--write-tuned] [--seeds N] [...]
     adaptim perf [--size 16M] [--optimizers adamw,sgd] [--threads N] [--device cpu|cuda] [--rounds R]
                  [--scaling] [--low-precision-steps N] [--out DIR]
+    adaptim perf --nproc N [--rounds R] [--out DIR]
     adaptim reproduce [NAME ...] [--out DIR] [--quick] [--list] [--doc FILE]
     adaptim list
 
@@ -178,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=300,
         help="steps of the bfloat16-vs-float32 trajectory runs of the low-precision section (default: 300)",
     )
+    perf.add_argument(
+        "--nproc",
+        type=_positive_int,
+        default=None,
+        help="instead: owner computes on N local CPU processes (gloo): per-rank Newton-Schulz work, collectives, "
+        "bytes and step times of Muon, replicated against sharded (docs/distributed.md)",
+    )
     perf.add_argument("--out", default="perf-out", help="output directory (default: perf-out)")
     perf.set_defaults(func=_cmd_perf, parser=perf)
 
@@ -327,7 +335,43 @@ def _bench_with_variants(args: argparse.Namespace, common: dict) -> dict:
     return results
 
 
+def _cmd_perf_distributed(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``adaptim perf --nproc N``: :func:`adaptim.distributed.measure.measure`, printed as a table and written to
+    ``--out``/distributed.json."""
+    import math
+
+    from adaptim.bench.store import write_json_atomic
+    from adaptim.distributed.measure import SHAPES, measure
+
+    if args.nproc < 2:
+        parser.error("--nproc must be >= 2 (one process has nothing to share)")
+    _writable_dir(parser, "--out", args.out)
+    ranks = measure(args.nproc, args.rounds)
+    result = {"parameters": sum(math.prod(s) for s in SHAPES), "matrices": len(SHAPES), "ranks": ranks}
+    path = write_json_atomic(os.path.join(args.out, "distributed.json"), result)
+    print(
+        f"Muon on {result['matrices']} matrices ({result['parameters']:,} float32 entries), {args.nproc} processes "
+        f"(gloo), median of {args.rounds} steps; load average {os.getloadavg()[0]:.2f}"
+    )
+    print("| rank | mode | Newton-Schulz matrices | collectives | bytes sent | state MiB | step ms |")
+    print("| ---: | --- | ---: | --- | ---: | ---: | ---: |")
+    for r in ranks:
+        for mode in ("replicated", "sharded"):
+            m = r[mode]
+            comm = m.get("comm") or {}
+            colls = ", ".join(f"{v} {k}" for k, v in comm.items() if k.endswith(("gather", "reduce")) and v) or "-"
+            sent = comm.get("bytes_sent", "-")
+            print(
+                f"| {r['rank']} | {mode} | {m['ns_matrices_per_step']} | {colls} | {sent} | {m['state_mib']:.2f} "
+                f"| {m['median_step_ms']:.1f} |"
+            )
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def _cmd_perf(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.nproc is not None:
+        return _cmd_perf_distributed(args, parser)
     from adaptim.perf import KEYS, run_perf, write_perf
     from adaptim.perf.report import perf_markdown
     from adaptim.perf.runner import SCALING_SIZES
