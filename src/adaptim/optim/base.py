@@ -339,6 +339,8 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, OnManifold, tor
         """
         if torch.compiler.is_compiling():
             return self._traced_step(closure)
+        from adaptim.distributed.dtensor import on_shards  # here: adaptim.distributed sits above adaptim.optim
+
         self._revalidate_groups()  # hyperparameters set on a group since the last step, before anything runs
         self._raise_pending_nonfinite()
         with self._float_lrs(self.param_groups):
@@ -352,10 +354,11 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, OnManifold, tor
                 params, work, grads, states = self._gather(group, negate=not use_fused)
                 if not params:
                     continue
-                if use_fused:
-                    flags.append(self._fused_group_step(group, work, grads, states))
-                else:
-                    self._group_update(group, work, grads, states)
+                with on_shards(self, group, work, grads, states) as (w, g, s):  # DTensors: local or gathered
+                    if use_fused:
+                        flags.append(self._fused_group_step(group, w, g, s))
+                    else:
+                        self._group_update(group, w, g, s)
                 self._write_back(params, work, group, states)
             self._report_nonfinite(flags)
         return loss
