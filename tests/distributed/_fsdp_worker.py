@@ -125,6 +125,7 @@ def run_case(name: str, rank: int, world: int, mesh) -> dict:
         "ref": {k: v.detach().clone() for k, v in ref.state_dict().items()},
         "full": {k: v.full_tensor().detach().clone() for k, v in model.state_dict().items()},
         "kinds": _state_kinds(opt),
+        "n_params": len(list(model.parameters())),
         "comm_checked": _counted_step(model, opt, my_ids, my_target, True),
         "comm_unchecked": _counted_step(model, opt, my_ids, my_target, False),
     }
