@@ -11,10 +11,10 @@ runs inside a rule:
   directions' shards back, as microsoft/dion does), and each rank applies its own chunk of the direction;
 * every other rule (Steepest, Shampoo, IdealizedShampoo, AdamNMF, Adafactor, AdaGradNorm,
   FullMatrixAdaGrad, a group on a manifold) needs whole matrices (or, for Adafactor's RMS and AdaGradNorm's sum,
-  whole tensors): each sharded parameter, its gradient and its sharded state are gathered
-  (``DTensor.full_tensor``, one all-gather each), every rank computes the same full step, and keeps its own shard
-  of the result. Replicated state (Shampoo's statistics, Adafactor's row and column sums, AdamNMF's factors) is
-  kept whole on every rank and updated in place, with no collective.
+  whole tensors): the group's sharded parameters, gradients and sharded state are gathered whole
+  (:func:`gather_many`: one all-gather of a flat buffer per group and step), every rank computes the same full
+  step, and keeps its own shard of the result. Replicated state (Shampoo's statistics, Adafactor's row and
+  column sums, AdamNMF's factors) is kept whole on every rank and updated in place, with no collective.
 
 State of a DTensor parameter is made of DTensors on the parameter's mesh (:func:`dtensor_state`): sharded like
 the parameter where it has the parameter's shape, replicated otherwise, so that ``torch.distributed.checkpoint``
@@ -44,11 +44,13 @@ __all__ = [
     "on_shards",
     "sharded_like",
     "gather_whole",
+    "gather_many",
     "keep_local",
     "owners",
     "owner_compute",
     "all_reduce_flags",
     "sum_over_shards",
+    "sum_over_shards_many",
 ]
 
 
@@ -138,6 +140,53 @@ def _full(t: Any) -> Any:
     return t.full_tensor() if _sharded_dims(t) else t.to_local()
 
 
+def gather_many(tensors: list) -> list:
+    """Each of ``tensors`` whole on this rank, in order: plain tensors (and anything else) as they are, replicated
+    DTensors as their local views, sharded ones as new whole tensors.
+
+    Those split along one dimension of a 1-D mesh (FSDP2's ``Shard(0)``, uneven shards included) come from one
+    all-gather per (mesh, dtype, device): each rank's shards, flattened into one buffer padded to the longest
+    rank's; any other sharded DTensor from its own ``full_tensor()``."""
+    import torch.distributed as dist
+
+    out = list(tensors)
+    buckets: dict[tuple, list[int]] = {}
+    for i, t in enumerate(tensors):
+        if is_dtensor(t) and _split_dim(t) is not None:
+            buckets.setdefault((id(t.device_mesh), t.dtype, local(t).device), []).append(i)
+        else:
+            out[i] = _full(t)
+    for idx in buckets.values():
+        like = [tensors[i] for i in idx]
+        mesh = like[0].device_mesh
+        world, rank = mesh.size(), mesh.get_local_rank()
+        dims = [_split_dim(t) for t in like]
+        shapes = [[_shard_shape(t, d, n) for n in _chunk_sizes(t.shape[d], world)] for t, d in zip(like, dims)]
+        per_rank = [sum(math.prod(sh[r]) for sh in shapes) for r in range(world)]
+        width = max(per_rank)
+        mine = local(like[0])
+        send = torch.zeros(width, dtype=mine.dtype, device=mine.device)
+        if per_rank[rank]:
+            send[: per_rank[rank]] = torch.cat([local(t).reshape(-1) for t in like])
+        recv = torch.empty(world * width, dtype=mine.dtype, device=mine.device)
+        dist.all_gather_into_tensor(recv, send, group=mesh.get_group())
+        starts = [r * width for r in range(world)]
+        for i, d, sh in zip(idx, dims, shapes):
+            parts = []
+            for r in range(world):
+                n = math.prod(sh[r])
+                parts.append(recv.narrow(0, starts[r], n).view(sh[r]))
+                starts[r] += n
+            out[i] = torch.cat(parts, dim=d)
+    return out
+
+
+def _shard_shape(t: Any, dim: int, n: int) -> list[int]:
+    shape = list(t.shape)
+    shape[dim] = n
+    return shape
+
+
 @contextlib.contextmanager
 def on_shards(
     opt: Any, group: dict[str, Any], params: list, grads: list, states: list[dict[str, Any]]
@@ -150,10 +199,10 @@ def on_shards(
 
     * an elementwise group (:func:`runs_on_shards`) gets the local shards (views: the rule writes into the
       DTensors' storage), with no collective;
-    * any other group gets every sharded tensor gathered whole (one all-gather per parameter, gradient and
-      sharded state entry) and replicated ones as their local (whole) views; after the rule, each rank copies its
-      own chunk of the new parameters and sharded state back (no collective). Every rank computes the same step,
-      so the shards stay consistent.
+    * any other group gets every sharded tensor gathered whole (:func:`gather_many`: one all-gather for the
+      group's parameters, gradients and sharded state) and replicated ones as their local (whole) views; after
+      the rule, each rank copies its own chunk of the new parameters and sharded state back (no collective).
+      Every rank computes the same step, so the shards stay consistent.
 
     A state entry that the rule adds or replaces (instead of updating it in place) is stored back as a DTensor.
     """
@@ -163,14 +212,19 @@ def on_shards(
     for p, s in zip(params, states):
         dtensor_state(s, p)
     gather = not runs_on_shards(opt, group)
-    view = _full if gather else local
-    views = [{k: view(v) for k, v in s.items()} for s in states]
+    if gather:  # one all-gather for the group's parameters, gradients and sharded state
+        keys = [list(s) for s in states]
+        whole = iter(gather_many([*params, *grads, *(s[k] for s, ks in zip(states, keys) for k in ks)]))
+        work, full_grads = [next(whole) for _ in params], [next(whole) for _ in grads]
+        views = [{k: next(whole) for k in ks} for ks in keys]
+    else:
+        work, full_grads = [local(p) for p in params], [local(g) for g in grads]
+        views = [{k: local(v) for k, v in s.items()} for s in states]
     given = [dict(v) for v in views]
-    work = [view(p) for p in params]
     if not gather:  # what sharded_like() tells a rule that gathers some tensors itself
         opt.__dict__["_sharded_like"] = params
     try:
-        yield work, [view(g) for g in grads], views
+        yield work, full_grads, views
     finally:
         opt.__dict__.pop("_sharded_like", None)
     for p, w in zip(params, work):
@@ -386,3 +440,26 @@ def sum_over_shards(x: torch.Tensor, like: Any) -> torch.Tensor:
     for g in _groups(like, dims):
         dist.all_reduce(x, op=dist.ReduceOp.SUM, group=g)
     return x
+
+
+def sum_over_shards_many(values: list[torch.Tensor], like: list) -> list[torch.Tensor]:
+    """:func:`sum_over_shards` for many 0-dim ``values`` at once: those of tensors split on a 1-D mesh are summed
+    by one all-reduce per mesh (in float64, then cast back); those of plain or replicated tensors are whole
+    already and returned as they are."""
+    import torch.distributed as dist
+
+    out = list(values)
+    buckets: dict[int, list[int]] = {}
+    for i, t in enumerate(like):
+        if not _sharded_dims(t):
+            continue
+        if t.device_mesh.ndim == 1:
+            buckets.setdefault(id(t.device_mesh), []).append(i)
+        else:
+            out[i] = sum_over_shards(values[i], t)
+    for idx in buckets.values():
+        x = torch.stack([values[i].reshape(()).to(torch.float64) for i in idx])
+        dist.all_reduce(x, op=dist.ReduceOp.SUM, group=like[idx[0]].device_mesh.get_group())
+        for k, i in enumerate(idx):
+            out[i] = x[k].to(values[i].dtype)
+    return out

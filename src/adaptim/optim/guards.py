@@ -7,7 +7,7 @@ divides by sqrt(v) with nothing added (``_needs_exact_squares``: eps = 0, Adam-a
 square to 0. One reduction per gradient and one host sync per step.
 
 DTensor parameters (FSDP2's ``fully_shard``): each rank checks its own shards (a sum of squares over the whole
-tensor, where the statistics need one, is summed across the shards: one all-reduce per such gradient), and the
+tensor, where the statistics need one, is summed across the shards: one all-reduce per group), and the
 flags are AND-ed across ranks by one all-reduce per step, so every rank raises, or none does, and no rank is
 left waiting in a collective. Mixing flags of different DTensor placements (``Replicate to Partial`` errors) is
 avoided by computing every flag on plain local tensors.
@@ -202,19 +202,34 @@ class GradientChecks:
         largest entry to the new square. EMA statistics stay below their largest input and need none."""
         return []
 
+    def _whole_squared_norms(self, params: list[torch.Tensor], with_params: bool) -> list[torch.Tensor] | None:
+        """For DTensor gradients: ||g||^2 of each whole gradient (then ||w||^2 of each parameter when
+        ``with_params``), in the statistics' dtype, the shards' sums of squares summed across ranks by one
+        all-reduce for all of them; ``None`` when no gradient is a DTensor (nothing is computed then)."""
+        grads = [self._real(p.grad) for p in params]
+        if not any(_dt().is_dtensor(g) for g in grads):
+            return None
+        tensors = grads + ([self._real(p) for p in params] if with_params else [])
+        local_sq = []
+        for t, g in zip(tensors, grads + grads):
+            n = torch.linalg.vector_norm(_dt().local(t), dtype=self._statistics_dtype(g))
+            local_sq.append(n * n)
+        return _dt().sum_over_shards_many(local_sq, tensors)
+
     def _square_bounds(self, group: dict[str, Any], params: list[torch.Tensor]) -> list[torch.Tensor]:
         """For each of ``params`` (with gradients) a 0-dim bound on every entry its statistics can reach this
         step: (||g|| + l2 ||w||)^2 (it bounds g'^2 and every Gram entry of g' = g + l2 w) plus the largest
         accumulated entry, in the statistics' dtype; inf or NaN when they could overflow."""
         l2 = self._l2_coefficient(group)
         out = []
-        for p in params:
+        whole = self._whole_squared_norms(params, l2 != 0)
+        for i, p in enumerate(params):
             g = self._real(p.grad)
             dtype = self._statistics_dtype(g)
-            if _dt().is_dtensor(g):  # the norm of the whole gradient: the shards' squares summed across ranks
-                n = self._squared_norm(g, dtype).sqrt()
+            if whole is not None and _dt().is_dtensor(g):  # the norm of the whole gradient
+                n = whole[i].sqrt()
                 if l2 != 0:
-                    n = n + l2 * self._squared_norm(self._real(p), dtype).sqrt().to(n.device)
+                    n = n + l2 * whole[len(params) + i].sqrt().to(n.device)
             else:
                 n = torch.linalg.vector_norm(g, dtype=dtype)
                 if l2 != 0:
