@@ -126,9 +126,18 @@ def run_case(name: str, rank: int, world: int, mesh) -> dict:
         "full": {k: v.full_tensor().detach().clone() for k, v in model.state_dict().items()},
         "kinds": _state_kinds(opt),
         "n_params": len(list(model.parameters())),
-        "comm_checked": _counted_step(model, opt, my_ids, my_target, True),
-        "comm_unchecked": _counted_step(model, opt, my_ids, my_target, False),
     }
+    # a one-process checkpoint resumed on the sharded model: a new optimizer loads ref_opt's state (whole
+    # tensors), and one more step of each must agree as the runs above do
+    resumed = make_optimizer(name, model)
+    resumed.load_state_dict(ref_opt.state_dict())
+    _step(ref, ref_opt, ids, target)
+    _step(model, resumed, my_ids, my_target)
+    out["resume_ref"] = {k: v.detach().clone() for k, v in ref.state_dict().items()}
+    out["resume_full"] = {k: v.full_tensor().detach().clone() for k, v in model.state_dict().items()}
+    out["resume_kinds"] = _state_kinds(resumed)
+    out["comm_checked"] = _counted_step(model, opt, my_ids, my_target, True)
+    out["comm_unchecked"] = _counted_step(model, opt, my_ids, my_target, False)
     # a NaN in one entry of rank 1's shard of the hidden weight only: every rank must refuse the step
     opt.zero_grad(set_to_none=True)
     nn.functional.cross_entropy(model(my_ids), my_target).backward()
