@@ -161,17 +161,21 @@ def run_dtensor_case(name: str, rank: int, world: int, mesh) -> dict:
 
     import adaptim
 
+    name, _, precision = name.partition("-")  # "AdamW-bfloat16-kahan": bfloat16 parameters, Kahan write-back
+    dtype, _, mode = precision.partition("-")
     gen = torch.Generator().manual_seed(3)
     shapes = [(6, 5), (7, 4), (4, 3), (5, 6)]
     placements = [[Shard(1)], [Shard(0)], [Replicate()], [Shard(0)]]
-    ref = [torch.randn(s, generator=gen) for s in shapes]
+    ref = [torch.randn(s, generator=gen).to(getattr(torch, dtype or "float32")) for s in shapes]
     params = [nn.Parameter(distribute_tensor(w.clone(), mesh, pl)) for w, pl in zip(ref, placements)]
     ref = [nn.Parameter(w) for w in ref]
     cls = getattr(adaptim, name)
     kw = {"Muon": dict(lr=0.02, weight_decay=0.01), "Shampoo": dict(lr=1e-2, eps=1e-3, precondition_frequency=1)}
     ref_opt, opt = cls(ref, **kw.get(name, {})), cls(params, **kw.get(name, {}))
+    for g in (*ref_opt.param_groups, *opt.param_groups):
+        g["low_precision"] = mode or "nearest"
     for _ in range(STEPS):
-        grads = [torch.randn(s, generator=gen) for s in shapes]
+        grads = [torch.randn(s, generator=gen).to(ref[0].dtype) for s in shapes]
         for p, q, g, pl in zip(ref, params, grads, placements):
             p.grad = g.clone()
             q.grad = distribute_tensor(g.clone(), mesh, pl)
