@@ -2,7 +2,9 @@
 
 :mod:`adaptim.distributed.owner`: owner computes (each parameter's update on one rank, one all-gather of the new
 values per step), turned on by ``process_group=`` on any :class:`adaptim.AdaptimOptimizer` that takes it, and
-:func:`shard` for an optimizer already built.
+:func:`shard` for an optimizer already built. :mod:`adaptim.distributed.dtensor`: optimizer steps on DTensor (FSDP2)
+parameters, used by every optimizer's step without anything to switch on. :mod:`adaptim.distributed.scale`: the
+per-step time model at scale; :mod:`adaptim.distributed.measure`: ``adaptim perf --nproc N``.
 """
 
 from __future__ import annotations
@@ -11,9 +13,32 @@ from typing import Any
 
 import torch
 
+from adaptim.distributed.dtensor import (
+    all_reduce_flags,
+    dtensor_state,
+    gather_many,
+    is_dtensor,
+    on_shards,
+    owner_compute,
+    owners,
+    runs_on_shards,
+)
 from adaptim.distributed.owner import OwnerComputes, assign_owners, preconditioner_cost
 
-__all__ = ["OwnerComputes", "assign_owners", "preconditioner_cost", "shard"]
+__all__ = [
+    "OwnerComputes",
+    "assign_owners",
+    "preconditioner_cost",
+    "shard",
+    "all_reduce_flags",
+    "dtensor_state",
+    "gather_many",
+    "is_dtensor",
+    "on_shards",
+    "owner_compute",
+    "owners",
+    "runs_on_shards",
+]
 
 
 def shard(optimizer: Any, process_group: Any, communication_dtype: torch.dtype | None = None) -> Any:

@@ -371,15 +371,18 @@ class AdaptimOptimizer(GradientChecks, LowPrecision, TorchNames, OnManifold, tor
     def _take_steps(self, fused: list[bool]) -> list[torch.Tensor]:
         """Update every group's parameters that have a gradient (the checks passed); returns the fused groups'
         flags of entries left unchanged, for :meth:`_report_nonfinite`."""
+        from adaptim.distributed.dtensor import on_shards  # here: adaptim.distributed sits above adaptim.optim
+
         flags = []
         for group, use_fused in zip(self.param_groups, fused):
             params, work, grads, states = self._gather(group, negate=not use_fused)
             if not params:
                 continue
-            if use_fused:
-                flags.append(self._fused_group_step(group, work, grads, states))
-            else:
-                self._group_update(group, work, grads, states)
+            with on_shards(self, group, work, grads, states) as (w, g, s):  # DTensors: local or gathered
+                if use_fused:
+                    flags.append(self._fused_group_step(group, w, g, s))
+                else:
+                    self._group_update(group, w, g, s)
             self._write_back(params, work, group, states)
         return flags
 

@@ -5,6 +5,12 @@ of every group must be dense and finite; where the statistics square it (``squar
 and their sums with the statistics kept so far -- must not overflow the statistics' dtype; and where the step
 divides by sqrt(v) with nothing added (``_needs_exact_squares``: eps = 0, Adam-atan2), no nonzero gradient may
 square to 0. One reduction per gradient and one host sync per step.
+
+DTensor parameters (FSDP2's ``fully_shard``): each rank checks its own shards (a sum of squares over the whole
+tensor, where the statistics need one, is summed across the shards: one all-reduce per group), and the
+flags are AND-ed across ranks by one all-reduce per step, so every rank raises, or none does, and no rank is
+left waiting in a collective. Mixing flags of different DTensor placements (``Replicate to Partial`` errors) is
+avoided by computing every flag on plain local tensors.
 """
 
 from __future__ import annotations
@@ -19,6 +25,19 @@ __all__ = ["GradientChecks", "state_dtype"]
 def state_dtype(p: torch.Tensor) -> torch.dtype:
     """The dtype statistics are kept in for parameter ``p``: float64 for float64, float32 otherwise."""
     return torch.float64 if p.dtype == torch.float64 else torch.float32
+
+
+_DTENSOR = None
+
+
+def _dt():
+    """:mod:`adaptim.distributed.dtensor`, imported when first used: adaptim.distributed sits above adaptim.optim."""
+    global _DTENSOR
+    if _DTENSOR is None:
+        from adaptim.distributed import dtensor
+
+        _DTENSOR = dtensor
+    return _DTENSOR
 
 
 def _underflows(g: torch.Tensor) -> torch.Tensor:
@@ -68,7 +87,8 @@ class GradientChecks:
                         f"{type(self).__name__} does not support sparse gradients (parameter {pi} "
                         f"of group {gi}); the step was not taken"
                     )
-                if in_kernel and self._fusable(self._real(p), self._real(p.grad)):
+                # a DTensor's kernel sees one shard: the ranks must agree before the step, so it is checked here
+                if in_kernel and not _dt().is_dtensor(p.grad) and self._fusable(self._real(p), self._real(p.grad)):
                     continue
                 if self.check_finite:
                     where.append((gi, pi, p))
@@ -86,6 +106,8 @@ class GradientChecks:
         if not flags:
             return
         finite = torch.stack([f.to(flags[0].device) for f in flags])
+        # DTensor gradients: each rank checked its shards; the same answer on every rank
+        finite = _dt().all_reduce_flags(finite, [p.grad for _, _, p in where])
         if not bool(finite.all()):
             gi, pi, p = where[int((~finite).nonzero()[0, 0])]
             self._raise_bad_gradient(gi, pi, p)
@@ -97,7 +119,7 @@ class GradientChecks:
         l2 = self._l2_coefficient(group) if squares else 0.0
         out = []
         for p in params:
-            g = self._real(p.grad)
+            g = _dt().local(self._real(p.grad))  # a DTensor's shard: this bound covers every entry this rank holds
             lo, hi = torch.aminmax(g)  # NaN propagates; one pass, far cheaper than isfinite().all()
             if not squares:
                 out.append(lo.isfinite() & hi.isfinite())
@@ -105,12 +127,12 @@ class GradientChecks:
             dtype = self._statistics_dtype(g)
             m = torch.maximum(hi, -lo).to(dtype)
             if l2 != 0:
-                wlo, whi = torch.aminmax(self._real(p))
+                wlo, whi = torch.aminmax(_dt().local(self._real(p)))
                 m = m + l2 * torch.maximum(whi, -wlo).to(device=m.device, dtype=dtype)
             bound = m * m
             state = self.state.get(p)
             for acc in self._accumulated(group, state) if state else []:
-                bound = bound + acc.abs().amax().to(device=bound.device, dtype=dtype)
+                bound = bound + _dt().local(acc).abs().amax().to(device=bound.device, dtype=dtype)
             out.append(bound.isfinite())
         return out
 
@@ -121,15 +143,17 @@ class GradientChecks:
         return False
 
     def _underflow_flag(self, p: torch.Tensor) -> torch.Tensor:
-        g = self._real(p.grad)
+        g = _dt().local(self._real(p.grad))
         return _underflows(g.to(self._statistics_dtype(g)))  # squares are formed in the statistics' dtype
 
     def _raise_bad_gradient(self, gi: int, pi: int, p: torch.Tensor) -> None:
         g = self._real(p.grad)
+        if _dt().is_dtensor(g):  # every rank raises here together: the same whole gradient, the same message
+            g = g.full_tensor()
         dtype = self._statistics_dtype(g)
         if not bool(g.isfinite().all()):
             what = "has NaN or infinite entries"
-        elif self._needs_exact_squares(self.param_groups[gi]) and bool(self._underflow_flag(p)):
+        elif self._needs_exact_squares(self.param_groups[gi]) and bool(_underflows(g.to(dtype))):
             gs = g.to(dtype)
             tiny = float(gs[(gs != 0) & (gs * gs == 0)].abs().max())
             what = (
@@ -157,7 +181,11 @@ class GradientChecks:
 
     @staticmethod
     def _squared_norm(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """||x||^2 in ``dtype``, squared explicitly: ``vector_norm`` of a single entry is |x|, never squared."""
+        """||x||^2 in ``dtype``, squared explicitly: ``vector_norm`` of a single entry is |x|, never squared. For a
+        sharded DTensor, the local squares summed over the shards (one all-reduce), as a plain tensor."""
+        if _dt().is_dtensor(x):
+            n = torch.linalg.vector_norm(_dt().local(x), dtype=dtype)
+            return _dt().sum_over_shards(n * n, x)
         n = torch.linalg.vector_norm(x, dtype=dtype)
         return n * n
 
@@ -174,21 +202,42 @@ class GradientChecks:
         largest entry to the new square. EMA statistics stay below their largest input and need none."""
         return []
 
+    def _whole_squared_norms(self, params: list[torch.Tensor], with_params: bool) -> list[torch.Tensor] | None:
+        """For DTensor gradients: ||g||^2 of each whole gradient (then ||w||^2 of each parameter when
+        ``with_params``), in the statistics' dtype, the shards' sums of squares summed across ranks by one
+        all-reduce for all of them; ``None`` when no gradient is a DTensor (nothing is computed then)."""
+        grads = [self._real(p.grad) for p in params]
+        if not any(_dt().is_dtensor(g) for g in grads):
+            return None
+        tensors = grads + ([self._real(p) for p in params] if with_params else [])
+        local_sq = []
+        for t, g in zip(tensors, grads + grads):
+            n = torch.linalg.vector_norm(_dt().local(t), dtype=self._statistics_dtype(g))
+            local_sq.append(n * n)
+        return _dt().sum_over_shards_many(local_sq, tensors)
+
     def _square_bounds(self, group: dict[str, Any], params: list[torch.Tensor]) -> list[torch.Tensor]:
         """For each of ``params`` (with gradients) a 0-dim bound on every entry its statistics can reach this
         step: (||g|| + l2 ||w||)^2 (it bounds g'^2 and every Gram entry of g' = g + l2 w) plus the largest
         accumulated entry, in the statistics' dtype; inf or NaN when they could overflow."""
         l2 = self._l2_coefficient(group)
         out = []
-        for p in params:
+        whole = self._whole_squared_norms(params, l2 != 0)
+        for i, p in enumerate(params):
             g = self._real(p.grad)
             dtype = self._statistics_dtype(g)
-            n = torch.linalg.vector_norm(g, dtype=dtype)
-            if l2 != 0:
-                n = n + l2 * torch.linalg.vector_norm(self._real(p), dtype=dtype).to(n.device)
+            if whole is not None and _dt().is_dtensor(g):  # the norm of the whole gradient
+                n = whole[i].sqrt()
+                if l2 != 0:
+                    n = n + l2 * whole[len(params) + i].sqrt().to(n.device)
+            else:
+                n = torch.linalg.vector_norm(g, dtype=dtype)
+                if l2 != 0:
+                    n = n + l2 * torch.linalg.vector_norm(self._real(p), dtype=dtype).to(n.device)
             bound = n * n
             state = self.state.get(p)
+            # a sharded accumulator's local maximum: the all-reduce of the flags takes the largest over ranks
             for acc in self._accumulated(group, state) if state else []:
-                bound = bound + acc.abs().amax().to(device=bound.device, dtype=dtype)
+                bound = bound + _dt().local(acc).abs().amax().to(device=bound.device, dtype=dtype)
             out.append(bound)
         return out

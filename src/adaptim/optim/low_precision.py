@@ -62,7 +62,8 @@ class LowPrecision:
         """``state`` (fresh, from ``_init_state``) plus the zero ``"compensation"`` of a low-precision ``p`` in a
         ``"kahan"`` group (a meta tensor for a meta ``p``'s layout check)."""
         if p.dtype in _LOW_DTYPES and self._low_precision(group) == "kahan":
-            state["compensation"] = torch.zeros(p.shape, dtype=p.dtype, device=p.device)
+            # like p: a DTensor's compensation is sharded as it is (its working copy adds it before any rule runs)
+            state["compensation"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
         return state
 
     def _rounding_generator(self, device: torch.device) -> torch.Generator:
@@ -81,11 +82,15 @@ class LowPrecision:
     ) -> None:
         """Copy each float32 working copy back into its low-precision parameter, as ``group["low_precision"]``
         says (a parameter that is its own working copy is already updated)."""
+        from adaptim.distributed.dtensor import local  # DTensors: each rank rounds its own shard, no collective
+
         mode = "nearest" if group is None else self._low_precision(group)
         for i, (p, w) in enumerate(zip(params, work)):
             if p is w:
                 continue
+            p, w = local(p), local(w)
             comp = states[i].get("compensation") if mode == "kahan" and states is not None else None
+            comp = local(comp)
             if mode == "stochastic" and p.dtype in _LOW_DTYPES:
                 stochastic_round_(p, w, self._rounding_generator(p.device))
             elif comp is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -200,6 +201,13 @@ class Muon(AdaptimOptimizer):
     def _squares_gradients(self, group: dict[str, Any]) -> bool:
         return not group["use_muon"]  # the AdamW side keeps g^2; Newton-Schulz is scale-free
 
+    def _runs_on_shards(self, group: dict[str, Any]) -> bool:
+        """On DTensor (FSDP2) parameters every group steps the local shards (:mod:`adaptim.distributed.dtensor`):
+        the AdamW side and the momentum are elementwise (no collective); the update is gathered whole for
+        Newton-Schulz (one all-gather per sharded matrix) and each rank keeps its chunk of the direction."""
+        euclidean = type(self)._final_step is AdaptimOptimizer._final_step  # a retraction needs whole matrices
+        return euclidean and group.get("manifold") is None
+
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         if group["use_muon"]:
             return {"momentum_buffer": torch.zeros_like(p)}
@@ -231,15 +239,26 @@ class Muon(AdaptimOptimizer):
             nesterov=group["nesterov"],
             foreach=batched,
         )
-        directions = muon_directions(
-            updates,
-            adjust_lr=group["adjust_lr"],
-            ns_coefficients=group["ns_coefficients"],
-            ns_steps=group["ns_steps"],
-            orthogonalize=group["orthogonalize"],
-            batched=batched,
-            ns_dtype=group["ns_dtype"],
-        )
+        from adaptim.distributed.dtensor import owner_compute, sharded_like  # (a layer above optim)
+
+        def orthogonalize(whole: list[torch.Tensor]) -> list[torch.Tensor]:
+            return muon_directions(
+                whole,
+                adjust_lr=group["adjust_lr"],
+                ns_coefficients=group["ns_coefficients"],
+                ns_steps=group["ns_steps"],
+                orthogonalize=group["orthogonalize"],
+                batched=batched,
+                ns_dtype=group["ns_dtype"],
+            )
+
+        like = sharded_like(self)  # DTensor parameters: these are local shards; each matrix is orthogonalized whole
+        if like is None:
+            directions = orthogonalize(updates)
+        else:  # once, by its owner rank; Newton-Schulz costs ~ m n min(m, n)
+            directions = owner_compute(
+                updates, like, orthogonalize, lambda s: math.prod(s) * min(s[0], math.prod(s[1:]))
+            )
         self._final_step(group, params, directions, lr, self._decay_factor(group))
 
 
