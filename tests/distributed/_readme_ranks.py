@@ -1,4 +1,4 @@
-"""The README's distributed snippets, run on every rank of a gloo group (tests/distributed/test_readme_distributed.py)."""
+"""The README's distributed snippets, run on every rank of a gloo group (test_readme_distributed.py)."""
 
 from __future__ import annotations
 
