@@ -107,6 +107,39 @@ def _counted_step(model, opt, ids, target, check) -> dict[str, int]:
     return {str(k): v for k, v in comm.get_comm_counts().items()}
 
 
+class LinalgCounter:
+    """Counts the matrices decomposed by ``torch.linalg.svd`` and ``torch.linalg.eigh`` (a batch of k counts k)
+    while active: the per-rank work of a step."""
+
+    NAMES = ("svd", "eigh")
+
+    def __enter__(self) -> dict[str, int]:
+        self.counts = dict.fromkeys(self.NAMES, 0)
+        self.saved = {n: getattr(torch.linalg, n) for n in self.NAMES}
+        for n, fn in self.saved.items():
+            setattr(torch.linalg, n, self._counting(n, fn))
+        return self.counts
+
+    def _counting(self, name, fn):
+        def counted(A, *args, **kwargs):
+            self.counts[name] += A.shape[:-2].numel()
+            return fn(A, *args, **kwargs)
+
+        return counted
+
+    def __exit__(self, *exc) -> None:
+        for n, fn in self.saved.items():
+            setattr(torch.linalg, n, fn)
+
+
+def _linalg_step(model, opt, ids, target) -> dict[str, int]:
+    opt.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(model(ids), target).backward()
+    with LinalgCounter() as counts:
+        opt.step()
+    return counts
+
+
 def run_case(name: str, rank: int, world: int, mesh) -> dict:
     from torch.distributed.fsdp import fully_shard
 
@@ -138,6 +171,8 @@ def run_case(name: str, rank: int, world: int, mesh) -> dict:
     out["resume_kinds"] = _state_kinds(resumed)
     out["comm_checked"] = _counted_step(model, opt, my_ids, my_target, True)
     out["comm_unchecked"] = _counted_step(model, opt, my_ids, my_target, False)
+    out["linalg"] = _linalg_step(model, opt, my_ids, my_target)  # this rank's decompositions in one step
+    out["linalg_ref"] = _linalg_step(ref, ref_opt, ids, target)  # one process's
     # a NaN in one entry of rank 1's shard of the hidden weight only: every rank must refuse the step
     opt.zero_grad(set_to_none=True)
     nn.functional.cross_entropy(model(my_ids), my_target).backward()

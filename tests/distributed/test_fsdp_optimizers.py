@@ -116,17 +116,33 @@ def test_fsdp_elementwise_step_runs_on_local_shards_without_collectives(runs, na
         assert sum(o["comm_checked"].values()) == 1, f"rank {r}: {o['comm_checked']}"
 
 
-@pytest.mark.parametrize("name", ["Muon", "MuonAllMatrices"])
-def test_fsdp_muon_orthogonalizes_each_matrix_once_with_two_all_to_alls(runs, name):
+#: the rules whose per-matrix work runs once, on an owner rank (owner_compute: 2 all-to-alls per group)
+OWNED = ["Muon", "MuonAllMatrices", "Steepest"]
+
+
+@pytest.mark.parametrize("name", OWNED)
+def test_fsdp_owner_rules_compute_each_matrix_once_with_two_all_to_alls(runs, name):
     """Momentum and the AdamW side on the shards; one all-to-all brings each matrix's update to its owner, one
-    sends the directions' shards back: two collectives per Muon group and step, one matrix (hidden.weight) or
-    three (the embedding and the head too)."""
+    sends the directions' shards back: two collectives per group and step (Muon: one matrix, hidden.weight, or
+    three, the embedding and the head too; Steepest: all 7 parameters, vectors as columns)."""
     for r, o in enumerate(_case(runs, name)):
         assert sum(o["comm_unchecked"].values()) == 2, f"rank {r}: {o['comm_unchecked']}"
         assert all("alltoall" in k for k in o["comm_unchecked"]), o["comm_unchecked"]
 
 
-@pytest.mark.parametrize("name", [n for n in MATRIX if not n.startswith("Muon")])
+@pytest.mark.parametrize("name", ["Steepest"])
+def test_fsdp_owner_rules_decompose_each_matrix_on_one_rank(runs, name):
+    """Each SVD runs on one rank only: the ranks' counts in one step sum to one process's, and no rank does them
+    all (the 7 parameters' costs spread over both ranks)."""
+    ranks = _case(runs, name)
+    for op in ("svd", "eigh"):
+        counts, one = [o["linalg"][op] for o in ranks], ranks[0]["linalg_ref"][op]
+        assert sum(counts) == one, f"{name}, {op}: ranks {counts}, one process {one}"
+    svd = [o["linalg"]["svd"] for o in ranks]
+    assert min(svd) > 0 and max(svd) < sum(svd), f"{name}: the SVDs per rank {svd} are not shared"
+
+
+@pytest.mark.parametrize("name", [n for n in MATRIX if n not in OWNED])
 def test_fsdp_gathered_rules_gather_a_group_with_one_all_gather(runs, name):
     """A rule that needs whole tensors gets the group's parameters, gradients and sharded state from one
     all-gather of a flat buffer (replicated statistics stay where they are); the finite check adds all-reduces."""

@@ -6,10 +6,11 @@ runs inside a rule:
 
 * elementwise rules (SGD, AdaGrad, RMSProp, Adam, AdamW and their fused kernels, Muon's AdamW side; see
   :func:`runs_on_shards`) run on each rank's local shards: zero collectives per step;
-* Muon keeps its momentum on the local shards; each matrix's update is orthogonalized once, by one owner rank
-  (:func:`owner_compute`: two all-to-alls per group and step bring owners their matrices and send the
-  directions' shards back, as microsoft/dion does), and each rank applies its own chunk of the direction;
-* every other rule (Steepest, Shampoo, IdealizedShampoo, AdamNMF, Adafactor, AdaGradNorm,
+* Muon (and Steepest) keeps its momentum on the local shards; each matrix's update is orthogonalized (its
+  steepest direction computed) once, by one owner rank (:func:`owner_compute`: two all-to-alls per group and step
+  bring owners their matrices and send the directions' shards back, as microsoft/dion does), and each rank
+  applies its own chunk of the direction;
+* every other rule (Shampoo, IdealizedShampoo, AdamNMF, Adafactor, AdaGradNorm,
   FullMatrixAdaGrad, a group on a manifold) needs whole matrices (or, for Adafactor's RMS and AdaGradNorm's sum,
   whole tensors): the group's sharded parameters, gradients and sharded state are gathered whole
   (:func:`gather_many`: one all-gather of a flat buffer per group and step), every rank computes the same full

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
+from adaptim.functional.common import ema_
 from adaptim.functional.steepest import steepest_directions
 from adaptim.linalg.views import matrix_view_shape
 from adaptim.optim.base import AdaptimOptimizer
@@ -28,6 +30,10 @@ class Steepest(AdaptimOptimizer):
     Shapes: a matrix is used as is; a tensor with more than 2 dimensions as its (shape[0], rest) flattening; a
     vector as an (n, 1) column (so "spectral" gives g / ||g||_2); a scalar as 1 x 1
     (:func:`adaptim.linalg.as_matrix`). Matrices of one shape in a group are processed by one batched call.
+
+    On DTensor (FSDP2) parameters the EMA runs on each rank's shards, and each tensor's direction is computed once,
+    whole, by one owner rank (:func:`adaptim.distributed.dtensor.owner_compute`: two all-to-alls per group and step;
+    each SVD on one rank); the result equals one process's step on the same gradients.
 
     Args:
         params: tensors or param groups; real (complex is refused), float16/bfloat16 through a float32 copy.
@@ -78,9 +84,14 @@ class Steepest(AdaptimOptimizer):
         check_range("momentum", group["momentum"], 0.0, 1.0, high_open=True)
 
     def _work_cost(self, p: torch.Tensor, group: dict[str, Any]) -> float:
-        if group["norm"] != "spectral":
-            return float(p.numel())
-        m, n = matrix_view_shape(p.shape) if p.dim() >= 2 else (max(p.numel(), 1), 1)
+        return self._shape_cost(tuple(p.shape), group["norm"])
+
+    @staticmethod
+    def _shape_cost(shape: tuple[int, ...], norm: str) -> float:
+        """The work of one direction on a tensor of ``shape``: its numel, or m n min(m, n) for the SVD."""
+        if norm != "spectral":
+            return float(math.prod(shape))
+        m, n = matrix_view_shape(shape) if len(shape) >= 2 else (max(math.prod(shape), 1), 1)
         return float(m * n * min(m, n))  # the SVD of the m x n view
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
@@ -88,14 +99,32 @@ class Steepest(AdaptimOptimizer):
             return {}
         return {"momentum_buffer": torch.zeros_like(p)}
 
+    def _runs_on_shards(self, group: dict[str, Any]) -> bool:
+        """On DTensor (FSDP2) parameters a group steps the local shards (:mod:`adaptim.distributed.dtensor`): the
+        momentum EMA is elementwise (no collective); each tensor's direction is computed whole, once, by its owner
+        rank (:func:`~adaptim.distributed.dtensor.owner_compute`), and each rank applies its chunk of it."""
+        euclidean = type(self)._final_step is AdaptimOptimizer._final_step  # a retraction needs whole matrices
+        return euclidean and group.get("manifold") is None
+
     def _update_group(self, group, params, grads, states) -> None:
         bufs = [s["momentum_buffer"] for s in states] if group["momentum"] != 0 else None
-        directions = steepest_directions(
-            grads,
-            bufs,
-            norm=group["norm"],
-            rule=group["rule"],
-            momentum=group["momentum"],
-            batched=self.use_foreach(group),
-        )
+        batched = self.use_foreach(group)
+        from adaptim.distributed.dtensor import owner_compute, sharded_like  # (a layer above optim)
+
+        like = sharded_like(self)  # DTensor parameters: these are local shards
+        if like is None:
+            directions = steepest_directions(
+                grads, bufs, norm=group["norm"], rule=group["rule"], momentum=group["momentum"], batched=batched
+            )
+        else:  # the EMA on the shards (elementwise), then each whole direction once, by its owner rank
+            ms = grads
+            if bufs is not None:
+                for b, g in [(bufs, grads)] if batched else zip(bufs, grads):
+                    ema_(b, g, group["momentum"])
+                ms = bufs
+
+            def direction(whole: list[torch.Tensor]) -> list[torch.Tensor]:
+                return steepest_directions(whole, None, norm=group["norm"], rule=group["rule"], batched=batched)
+
+            directions = owner_compute(ms, like, direction, lambda shape: self._shape_cost(shape, group["norm"]))
         self._final_step(group, params, directions, group["lr"])
