@@ -204,8 +204,15 @@ def run_dtensor_case(name: str, rank: int, world: int, mesh) -> dict:
     ref = [torch.randn(s, generator=gen).to(getattr(torch, dtype or "float32")) for s in shapes]
     params = [nn.Parameter(distribute_tensor(w.clone(), mesh, pl)) for w, pl in zip(ref, placements)]
     ref = [nn.Parameter(w) for w in ref]
-    cls = getattr(adaptim, name)
-    kw = {"Muon": dict(lr=0.02, weight_decay=0.01), "Shampoo": dict(lr=1e-2, eps=1e-3, precondition_frequency=1)}
+    kw = {
+        "Muon": dict(lr=0.02, weight_decay=0.01),
+        "Shampoo": dict(lr=1e-2, eps=1e-3, precondition_frequency=1),
+        "Steepest": dict(momentum=0.5),
+        "SteepestLoop": dict(momentum=0.5, foreach=False),  # the per-tensor directions, owner-computed
+        "SteepestMajorization": dict(norm="frobenius", rule="majorization", momentum=0.5),
+        "SteepestInf": dict(norm="inf", rule="majorization"),  # ||M||_1 sign(M): a sum over the whole tensor
+    }
+    cls = getattr(adaptim, "Steepest" if name.startswith("Steepest") else name)
     ref_opt, opt = cls(ref, **kw.get(name, {})), cls(params, **kw.get(name, {}))
     for g in (*ref_opt.param_groups, *opt.param_groups):
         g["low_precision"] = mode or "nearest"

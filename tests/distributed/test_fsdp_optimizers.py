@@ -22,6 +22,7 @@ MATRIX = ["Adafactor", "Muon", "MuonAllMatrices", "Shampoo", "IdealizedShampoo",
 DTENSOR = [
     f"dtensor:{n}" for n in ("Muon", "Shampoo", "AdamW", "Adafactor", "Steepest", "AdamNMF", "IdealizedShampoo")
 ]  # placed by hand: Shard(1), uneven, Replicate
+DTENSOR += [f"dtensor:{n}" for n in ("SteepestLoop", "SteepestMajorization", "SteepestInf")]  # owner-computed
 DTENSOR += ["dtensor:AdamW-bfloat16-kahan", "dtensor:Muon-bfloat16-nearest"]  # low precision: float32 working copies
 CASES = ELEMENTWISE + MATRIX + DTENSOR
 DEADLINE_S = 120
