@@ -49,6 +49,7 @@ __all__ = [
     "keep_local",
     "owners",
     "owner_compute",
+    "split_alike",
     "all_reduce_flags",
     "sum_over_shards",
     "sum_over_shards_many",
@@ -107,18 +108,20 @@ def _as_dtensor_like(t: torch.Tensor, p: Any) -> Any:
     return DTensor.from_local(t.to(local(p).device), mesh, [Replicate()] * mesh.ndim, run_check=False)
 
 
-def dtensor_state(state: dict[str, Any], p: Any) -> dict[str, Any]:
+def dtensor_state(state: dict[str, Any], p: Any, into: dict[str, Any] | None = None) -> dict[str, Any]:
     """Make the plain tensors of ``state`` (the state of DTensor parameter ``p``) DTensors on ``p``'s mesh, in
     place, and return it: sharded like ``p`` where an entry has ``p``'s shape (e.g. zeros made with
     ``torch.zeros(p.shape)``, or a full-size entry of a single-process checkpoint), replicated otherwise
     (Shampoo's statistics, Adafactor's row and column sums). The ``step`` counter and other 0-dimensional entries
-    stay plain CPU tensors, as ``torch.optim`` keeps them. Entries that are DTensors already are kept."""
+    stay plain CPU tensors, as ``torch.optim`` keeps them. Entries that are DTensors already are kept. With
+    ``into``, the converted entries are stored there instead (``state`` a selection of ``into``'s entries)."""
+    out = state if into is None else into
     if not is_dtensor(p):
-        return state
+        return out
     for k, v in list(state.items()):
         if isinstance(v, torch.Tensor) and not is_dtensor(v) and v.dim() > 0 and v.device.type != "meta":
-            state[k] = _as_dtensor_like(v, p)
-    return state
+            out[k] = _as_dtensor_like(v, p)
+    return out
 
 
 def runs_on_shards(opt: Any, group: dict[str, Any]) -> bool:
@@ -206,13 +209,20 @@ def on_shards(
       Every rank computes the same step, so the shards stay consistent.
 
     A state entry that the rule adds or replaces (instead of updating it in place) is stored back as a DTensor.
+    An optimizer whose rule keeps some entries whole on one owner rank says which with a method
+    ``_owner_held(group, key)``: on shards, those entries are handed over and stored back as they are (plain
+    tensors), and dropped where the rule drops them.
     """
     if not any(is_dtensor(p) for p in params):
         yield params, grads, states
         return
-    for p, s in zip(params, states):
-        dtensor_state(s, p)
     gather = not runs_on_shards(opt, group)
+    held = getattr(opt, "_owner_held", None) if not gather else None  # entries kept whole on one owner rank
+    for p, s in zip(params, states):
+        if held is None:
+            dtensor_state(s, p)
+        else:
+            dtensor_state({k: v for k, v in s.items() if not held(group, k)}, p, into=s)
     if gather:  # one all-gather for the group's parameters, gradients and sharded state
         keys = [list(s) for s in states]
         whole = iter(gather_many([*params, *grads, *(s[k] for s, ks in zip(states, keys) for k in ks)]))
@@ -233,7 +243,12 @@ def on_shards(
             local(p).copy_(local_chunk(w, p))
     for p, s, new, old in zip(params, states, views, given):
         for k, v in new.items():
-            _put_back(s, k, v, old.get(k), p, gather)
+            if held is not None and held(group, k):  # whole, on its owner: stored as the rule left it
+                s[k] = v
+            else:
+                _put_back(s, k, v, old.get(k), p, gather)
+        for k in [k for k in s if held is not None and held(group, k) and k not in new]:
+            del s[k]  # dropped by the rule: another rank owns it
 
 
 def _put_back(state: dict[str, Any], key: str, value: Any, given: Any, p: Any, gather: bool) -> None:
@@ -308,7 +323,11 @@ def owners(costs: list[float], world: int) -> list[int]:
 
 
 def owner_compute(
-    tensors: list[torch.Tensor], like: list, fn: Any, cost: Any = lambda shape: math.prod(shape)
+    tensors: list[torch.Tensor],
+    like: list,
+    fn: Any,
+    cost: Any = lambda shape: math.prod(shape),
+    assign: list[int] | None = None,
 ) -> list[torch.Tensor]:
     """``fn`` on whole tensors, each computed once, by its owner: the sharded pattern of microsoft/dion.
 
@@ -319,35 +338,49 @@ def owner_compute(
     Two collectives for the whole list, each shard sent once each way; every rank computes about 1/world of the
     work. Tensors that are not split along one dimension of the first such tensor's 1-D mesh, in its dtype
     (replicated ones, several mesh dimensions), are gathered whole (:func:`gather_whole`), computed on every rank,
-    and each rank keeps its chunk."""
-    split = [i for i, p in enumerate(like) if _split_dim(p) is not None]
-    first = split[0] if split else None
-    owned = [
-        i for i in split if like[i].device_mesh is like[first].device_mesh and tensors[i].dtype == tensors[first].dtype
-    ]
+    and each rank keeps its chunk.
+
+    ``assign`` (a rank per tensor, the same on every rank) fixes the owners instead of ``cost``, for a rule that
+    keeps per-tensor state on the owner (:func:`split_alike` says which tensors have one); ``fn`` is then called
+    as ``fn(whole, indices)``, ``indices`` the positions in ``like`` of the tensors it gets."""
+    owned = [i for i, a in enumerate(split_alike(like, [t.dtype for t in tensors])) if a]
     rest = [i for i in range(len(like)) if i not in owned]
     out: list[torch.Tensor] = [None] * len(like)  # type: ignore[list-item]
     if rest:
-        done = keep_local(
-            fn(gather_whole([tensors[i] for i in rest], [like[i] for i in rest])), [like[i] for i in rest]
-        )
+        whole = gather_whole([tensors[i] for i in rest], [like[i] for i in rest])
+        done = keep_local(fn(whole) if assign is None else fn(whole, rest), [like[i] for i in rest])
         for i, t in zip(rest, done):
             out[i] = t
     if owned:
-        done = _owner_compute([tensors[i] for i in owned], [like[i] for i in owned], fn, cost)
+        sub = None if assign is None else [assign[i] for i in owned]
+        call = fn if assign is None else lambda whole, mine: fn(whole, [owned[k] for k in mine])
+        done = _owner_compute([tensors[i] for i in owned], [like[i] for i in owned], call, cost, sub)
         for i, t in zip(owned, done):
             out[i] = t
     return out
 
 
-def _owner_compute(tensors: list[torch.Tensor], like: list, fn: Any, cost: Any) -> list[torch.Tensor]:
-    """:func:`owner_compute` for tensors all split along one dimension of one 1-D mesh, in one dtype."""
+def split_alike(like: list, dtypes: list) -> list[bool]:
+    """Which tensors :func:`owner_compute` sends to one owner (the others are computed on every rank): those
+    split along one dimension of the first such tensor's 1-D mesh, in its dtype (``dtypes[i]``: tensor i's)."""
+    split = [i for i, p in enumerate(like) if _split_dim(p) is not None]
+    if not split:
+        return [False] * len(like)
+    mesh, dtype = like[split[0]].device_mesh, dtypes[split[0]]
+    return [i in split and like[i].device_mesh is mesh and dtypes[i] == dtype for i in range(len(like))]
+
+
+def _owner_compute(
+    tensors: list[torch.Tensor], like: list, fn: Any, cost: Any, assign: list[int] | None = None
+) -> list[torch.Tensor]:
+    """:func:`owner_compute` for tensors all split along one dimension of one 1-D mesh, in one dtype (``fn``
+    called as ``fn(whole, indices)`` where ``assign`` is given)."""
     import torch.distributed as dist
 
     dims = [_split_dim(p) for p in like]
     mesh = like[0].device_mesh
     world, rank, group = mesh.size(), mesh.get_local_rank(), mesh.get_group()
-    owner = owners([float(cost(tuple(p.shape))) for p in like], world)
+    owner = assign if assign is not None else owners([float(cost(tuple(p.shape))) for p in like], world)
     sizes = [_chunk_sizes(p.shape[d], world) for p, d in zip(like, dims)]
 
     def numel(i: int, r: int) -> int:  # entries of rank r's shard of tensor i
@@ -379,7 +412,7 @@ def _owner_compute(tensors: list[torch.Tensor], like: list, fn: Any, cost: Any) 
             shape[dims[i]] = sizes[i][r]
             parts.append(got[r].narrow(0, start, numel(i, r)).reshape(shape))
         whole.append(torch.cat(parts, dim=dims[i]))
-    results = fn(whole) if whole else []
+    results = (fn(whole) if assign is None else fn(whole, mine)) if whole else []
     # 2. the owner sends each rank its chunk of each result
     back = [
         [res.to(dtype).narrow(dims[i], sum(sizes[i][:r]), sizes[i][r]).contiguous() for i, res in zip(mine, results)]

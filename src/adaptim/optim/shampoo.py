@@ -6,14 +6,14 @@ from typing import Any
 
 import torch
 
-from adaptim.functional.common import WeightDecay
+from adaptim.functional.common import WeightDecay, add_l2
 from adaptim.functional.shampoo import (
     idealized_shampoo_directions,
     init_shampoo_state,
     merge_factor_and_root,
     shampoo_directions,
 )
-from adaptim.optim.base import AdaptimOptimizer
+from adaptim.optim.base import AdaptimOptimizer, state_dtype
 from adaptim.validation import check_choice, check_int, check_range
 
 __all__ = ["Shampoo", "IdealizedShampoo"]
@@ -55,6 +55,14 @@ class Shampoo(AdaptimOptimizer):
     search direction as distributed Shampoo does (like :class:`adaptim.SGD`'s Polyak form). ``weight_decay`` is
     added to the search direction after preconditioning and grafting (distributed Shampoo's decoupled decay), so
     with ``momentum=0`` the step is W <- (1 - lr wd) W - lr D; it never enters the statistics.
+
+    On DTensor (FSDP2) parameters each parameter's statistics, cached roots and grafting sums live whole, as
+    plain tensors, on one owner rank only (greedy least-loaded on the eigendecompositions' cost, fixed by the
+    group's parameters); one all-to-all brings each owner its whole gradients, the owner updates them and
+    computes the grafted direction, a second sends each rank its chunk back; the decay and momentum (a DTensor
+    sharded like the parameter) are applied on the shards. Each rank's ``state_dict()`` then holds ``step`` and
+    ``momentum_buffer`` for every parameter and the statistics of the parameters it owns; it loads a one-process
+    state dict (each rank keeps the statistics it owns) or its own (the same world size).
 
     Defaults, as distributed Shampoo's practice (grafting, a root frequency), train a small network as Adam's
     defaults do (``tests/optim/test_defaults_train.py``): Adam grafting gives every block the norm of an Adam
@@ -162,7 +170,7 @@ class Shampoo(AdaptimOptimizer):
         check_range("grafting_beta2", group["grafting_beta2"], 0.0, 1.0, high_open=True)
         check_range("grafting_eps", group["grafting_eps"], 0.0, low_open=True)
 
-    def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+    def _full_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         state: dict[str, Any] = {"step": self.new_step()}
         state.update(init_shampoo_state(p, group["max_preconditioner_dim"]))
         if group["grafting"] == "adagrad":
@@ -196,9 +204,62 @@ class Shampoo(AdaptimOptimizer):
         saved = state_dict.get("state", {})
         if any(k.startswith("inv_root_") and k != "inv_root_diag" for st in saved.values() for k in st):
             state_dict = {**state_dict, "state": {i: merge_factor_and_root(st) for i, st in saved.items()}}
-        super().load_state_dict(state_dict)
+        # DTensor parameters: a one-process state dict, or one rank's own (whose statistics its owners kept:
+        # the others are filled with fresh ones, which the step drops again on every rank that does not own them)
+        state_dict = self._with_owner_placeholders(state_dict)
+        self.__dict__["_loading"] = True
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            self.__dict__.pop("_loading", None)
+
+    def _with_owner_placeholders(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        from adaptim.distributed.dtensor import is_dtensor  # (a layer above optim)
+
+        saved = state_dict.get("state", {})
+        params = [p for g in self.param_groups for p in g["params"]]
+        groups = [g for g in self.param_groups for _ in g["params"]]
+        ids = [i for sg in state_dict.get("param_groups", []) for i in sg["params"]]
+        state = dict(saved)
+        for pid, p, group in zip(ids, params, groups):
+            st = saved.get(pid)
+            if not st or not is_dtensor(p) or any(self._owner_held(group, k) for k in st):
+                continue
+            full = self._full_state(torch.empty(p.shape, dtype=state_dtype(p)), group)
+            state[pid] = {**{k: v for k, v in full.items() if self._owner_held(group, k)}, **st}
+        return {**state_dict, "state": state}
+
+    def _runs_on_shards(self, group: dict[str, Any]) -> bool:
+        """On DTensor (FSDP2) parameters a group steps the local shards (:mod:`adaptim.distributed.dtensor`): each
+        parameter's statistics, roots and grafting sums are kept whole by one owner rank, which gets the whole
+        gradient and sends back each rank's chunk of the grafted direction (two all-to-alls per group); the
+        decay and momentum are elementwise, on the shards."""
+        euclidean = type(self)._final_step is AdaptimOptimizer._final_step  # a retraction needs whole matrices
+        return euclidean and group.get("manifold") is None
+
+    @staticmethod
+    def _owner_held(group: dict[str, Any], key: str) -> bool:
+        """Whether state entry ``key`` is kept whole, on its parameter's owner rank only (DTensor parameters)."""
+        return key.startswith(_OWNER_HELD)
+
+    def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        from adaptim.distributed.dtensor import is_dtensor  # (a layer above optim)
+
+        if not (is_dtensor(p) and self._runs_on_shards(group)) or self.__dict__.get("_loading"):
+            return self._full_state(p, group)  # (loading: what a one-process checkpoint holds)
+        # the statistics and grafting sums: made whole by the owner at the first step (_owner_update)
+        state: dict[str, Any] = {"step": self.new_step()}
+        if group["momentum"] != 0:
+            state["momentum_buffer"] = torch.zeros_like(p)
+        return state
 
     def _update_group(self, group, params, grads, states) -> None:
+        from adaptim.distributed.dtensor import sharded_like  # (a layer above optim)
+
+        like = sharded_like(self)
+        if like is not None:
+            self._owner_update(group, params, grads, states, like)
+            return
         directions = shampoo_directions(
             params,
             grads,
@@ -217,6 +278,86 @@ class Shampoo(AdaptimOptimizer):
             grafting_eps=group["grafting_eps"],
         )
         self._final_step(group, params, directions, group["lr"], 0.0)  # the decay is in the direction
+
+    def _owner_update(self, group, params, grads, states, like) -> None:
+        """The step on local shards of DTensor parameters ``like``: each parameter's statistics, roots and
+        grafting sums live whole on its owner rank (a fixed greedy assignment over the group's sharded
+        parameters, on the eigendecompositions' cost), which computes the grafted Shampoo direction from the
+        whole gradient (:func:`~adaptim.distributed.dtensor.owner_compute`); the decay and momentum follow on
+        the shards. Parameters that are not split on the group's mesh are computed whole on every rank."""
+        from adaptim.distributed.dtensor import is_dtensor, local, owner_compute, owners, split_alike
+
+        alike = split_alike(like, [g.dtype for g in grads])
+        assign = self._owners(group, like, alike, owners)
+        rank = next((p.device_mesh.get_local_rank() for p, a in zip(like, alike) if a), 0)
+        steps = self.step_counts(states)
+        for p, g, st, a, o in zip(like, grads, states, alike, assign):
+            if a and o != rank:  # another rank keeps these (e.g. loaded from a one-process checkpoint)
+                for k in [k for k in st if self._owner_held(group, k)]:
+                    del st[k]
+                continue
+            for k, v in self._full_state(torch.empty(p.shape, dtype=g.dtype, device=g.device), group).items():
+                if not self._owner_held(group, k):
+                    continue
+                if k not in st:
+                    st[k] = v
+                elif is_dtensor(st[k]):  # a replicated DTensor of a checkpoint: its whole value is local
+                    if any(pl.is_shard() for pl in st[k].placements):
+                        raise RuntimeError(
+                            f"Shampoo on DTensor parameters keeps state entry {k!r} whole on one rank; got it "
+                            "sharded: load a checkpoint with whole (or replicated) statistics"
+                        )
+                    st[k] = local(st[k])
+
+        def direction(whole: list[torch.Tensor], idx: list[int]) -> list[torch.Tensor]:
+            return shampoo_directions(
+                whole,
+                whole,
+                [states[i] for i in idx],
+                [steps[i] for i in idx],
+                beta2=group["beta2"],
+                eps=group["eps"],
+                precondition_frequency=group["precondition_frequency"],
+                start_preconditioning_step=group["start_preconditioning_step"],
+                max_preconditioner_dim=group["max_preconditioner_dim"],
+                exponent_override=group["exponent_override"],
+                grafting=group["grafting"],
+                grafting_beta2=group["grafting_beta2"],
+                grafting_eps=group["grafting_eps"],
+            )
+
+        directions = owner_compute(grads, like, direction, assign=assign)
+        # (5) of shampoo_directions, elementwise: the decay added to the direction, then heavy-ball momentum
+        directions = add_l2(directions, params, group["weight_decay"])
+        if group["momentum"] != 0:
+            bufs = [st["momentum_buffer"] for st in states]
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_add_(bufs, directions)
+            directions = bufs
+        self._final_step(group, params, directions, group["lr"], 0.0)
+
+    def _owners(self, group, like, alike, owners) -> list[int]:
+        """The owner rank of each of ``like`` (-1 where not ``alike``): fixed by the group's sharded parameters
+        (with or without a gradient this step), so that the state stays where it is."""
+        from adaptim.distributed.dtensor import split_alike  # (a layer above optim)
+
+        with_grad = [p for p in group["params"] if p.grad is not None and p.numel() > 0]  # as _gather
+        every = [p for p in group["params"] if p.numel() > 0]
+        shard = split_alike(every, [like[0].dtype] * len(every))
+        pos = {id(p): k for k, p in enumerate(every)}
+        if len(with_grad) != len(like) or sum(alike) != sum(shard[pos[id(p)]] for p in with_grad):
+            raise RuntimeError(
+                "Shampoo on DTensor parameters keeps each sharded parameter's statistics on one owner rank, and "
+                "needs every sharded parameter of a group on one 1-D mesh, in one dtype"
+            )
+        sharded = [p for p, a in zip(every, shard) if a]
+        world = sharded[0].device_mesh.size() if sharded else 1
+        costs = [_preconditioner_cost(self, p, group) for p in sharded]
+        rank_of = {id(p): r for p, r in zip(sharded, owners(costs, world))}
+        return [rank_of.get(id(p), -1) if a else -1 for p, a in zip(with_grad, alike)]
+
+
+_OWNER_HELD = ("kron_", "factor_", "inv_root_", "grafting_")
 
 
 class IdealizedShampoo(AdaptimOptimizer):
