@@ -207,20 +207,22 @@ def run_dtensor_case(name: str, rank: int, world: int, mesh) -> dict:
     kw = {
         "Muon": dict(lr=0.02, weight_decay=0.01),
         "Shampoo": dict(lr=1e-2, eps=1e-3, precondition_frequency=1),
+        "ShampooPartial": dict(lr=1e-2, eps=1e-3, precondition_frequency=2, momentum=0.5, weight_decay=0.01),
         "Steepest": dict(momentum=0.5),
         "SteepestLoop": dict(momentum=0.5, foreach=False),  # the per-tensor directions, owner-computed
         "SteepestMajorization": dict(norm="frobenius", rule="majorization", momentum=0.5),
         "SteepestInf": dict(norm="inf", rule="majorization"),  # ||M||_1 sign(M): a sum over the whole tensor
     }
-    cls = getattr(adaptim, "Steepest" if name.startswith("Steepest") else name)
+    cls = getattr(adaptim, next((c for c in ("Steepest", "Shampoo") if name.startswith(c)), name))
     ref_opt, opt = cls(ref, **kw.get(name, {})), cls(params, **kw.get(name, {}))
     for g in (*ref_opt.param_groups, *opt.param_groups):
         g["low_precision"] = mode or "nearest"
-    for _ in range(STEPS):
+    for t in range(STEPS):
         grads = [torch.randn(s, generator=gen).to(ref[0].dtype) for s in shapes]
-        for p, q, g, pl in zip(ref, params, grads, placements):
-            p.grad = g.clone()
-            q.grad = distribute_tensor(g.clone(), mesh, pl)
+        for i, (p, q, g, pl) in enumerate(zip(ref, params, grads, placements)):
+            none = name.endswith("Partial") and t == 1 and i == 0  # no gradient: the owners must not move
+            p.grad = None if none else g.clone()
+            q.grad = None if none else distribute_tensor(g.clone(), mesh, pl)
         ref_opt.step()
         opt.step()
     return {

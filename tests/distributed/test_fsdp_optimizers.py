@@ -23,6 +23,7 @@ DTENSOR = [
     f"dtensor:{n}" for n in ("Muon", "Shampoo", "AdamW", "Adafactor", "Steepest", "AdamNMF", "IdealizedShampoo")
 ]  # placed by hand: Shard(1), uneven, Replicate
 DTENSOR += [f"dtensor:{n}" for n in ("SteepestLoop", "SteepestMajorization", "SteepestInf")]  # owner-computed
+DTENSOR += ["dtensor:ShampooPartial"]  # decay, momentum, roots every 2 steps, a parameter without a gradient once
 DTENSOR += ["dtensor:AdamW-bfloat16-kahan", "dtensor:Muon-bfloat16-nearest"]  # low precision: float32 working copies
 CASES = ELEMENTWISE + MATRIX + DTENSOR
 DEADLINE_S = 120
