@@ -207,13 +207,14 @@ def run_dtensor_case(name: str, rank: int, world: int, mesh) -> dict:
     kw = {
         "Muon": dict(lr=0.02, weight_decay=0.01),
         "Shampoo": dict(lr=1e-2, eps=1e-3, precondition_frequency=1),
+        "IdealizedShampooPartial": dict(lr=1e-2, eps=1e-3, weight_decay=0.01),
         "ShampooPartial": dict(lr=1e-2, eps=1e-3, precondition_frequency=2, momentum=0.5, weight_decay=0.01),
         "Steepest": dict(momentum=0.5),
         "SteepestLoop": dict(momentum=0.5, foreach=False),  # the per-tensor directions, owner-computed
         "SteepestMajorization": dict(norm="frobenius", rule="majorization", momentum=0.5),
         "SteepestInf": dict(norm="inf", rule="majorization"),  # ||M||_1 sign(M): a sum over the whole tensor
     }
-    cls = getattr(adaptim, next((c for c in ("Steepest", "Shampoo") if name.startswith(c)), name))
+    cls = getattr(adaptim, next((c for c in ("Steepest", "Shampoo", "IdealizedShampoo") if name.startswith(c)), name))
     ref_opt, opt = cls(ref, **kw.get(name, {})), cls(params, **kw.get(name, {}))
     for g in (*ref_opt.param_groups, *opt.param_groups):
         g["low_precision"] = mode or "nearest"

@@ -23,7 +23,8 @@ DTENSOR = [
     f"dtensor:{n}" for n in ("Muon", "Shampoo", "AdamW", "Adafactor", "Steepest", "AdamNMF", "IdealizedShampoo")
 ]  # placed by hand: Shard(1), uneven, Replicate
 DTENSOR += [f"dtensor:{n}" for n in ("SteepestLoop", "SteepestMajorization", "SteepestInf")]  # owner-computed
-DTENSOR += ["dtensor:ShampooPartial"]  # decay, momentum, roots every 2 steps, a parameter without a gradient once
+# decay, momentum, roots every 2 steps, and a step without one parameter's gradient: the owners stay
+DTENSOR += ["dtensor:ShampooPartial", "dtensor:IdealizedShampooPartial"]
 DTENSOR += ["dtensor:AdamW-bfloat16-kahan", "dtensor:Muon-bfloat16-nearest"]  # low precision: float32 working copies
 CASES = ELEMENTWISE + MATRIX + DTENSOR
 DEADLINE_S = 120
@@ -78,7 +79,7 @@ LOOSER = {"Steepest": 1e-5, "AdamNMF": 1e-5}
 #: check its sharded step exactly
 SENSITIVE = {"AdamNMF"}
 #: the state entries kept whole (plain tensors) by one owner rank only, per rule
-OWNER_STATE = {"Shampoo": ("kron_", "factor_", "inv_root_", "grafting_")}
+OWNER_STATE = {"Shampoo": ("kron_", "factor_", "inv_root_", "grafting_"), "IdealizedShampoo": ("factor_",)}
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE + MATRIX)
@@ -124,7 +125,7 @@ def test_fsdp_elementwise_step_runs_on_local_shards_without_collectives(runs, na
 
 
 #: the rules whose per-matrix work runs once, on an owner rank (owner_compute: 2 all-to-alls per group)
-OWNED = ["Muon", "MuonAllMatrices", "Steepest", "Shampoo"]
+OWNED = ["Muon", "MuonAllMatrices", "Steepest", "Shampoo", "IdealizedShampoo"]
 
 
 @pytest.mark.parametrize("name", OWNED)
@@ -137,7 +138,7 @@ def test_fsdp_owner_rules_compute_each_matrix_once_with_two_all_to_alls(runs, na
         assert all("alltoall" in k for k in o["comm_unchecked"]), o["comm_unchecked"]
 
 
-@pytest.mark.parametrize("name", ["Steepest", "Shampoo"])
+@pytest.mark.parametrize("name", ["Steepest", "Shampoo", "IdealizedShampoo"])
 def test_fsdp_owner_rules_decompose_each_matrix_on_one_rank(runs, name):
     """Each SVD (Steepest) or eigendecomposition (Shampoo's roots) runs on one rank only: the ranks' counts in one
     step sum to one process's, and both ranks have some (the 7 parameters' costs spread over both ranks)."""
@@ -181,15 +182,17 @@ def test_fsdp_state_is_made_like_the_parameter(runs):
     factor = _case(runs, "Adafactor")[0]["kinds"]
     rows = [v for k, v in factor.items() if k.endswith(("exp_avg_sq_row", "exp_avg_sq_col"))]
     assert rows and all(v == "DTensorR" for v in rows)
-    # Shampoo: each parameter's statistics and grafting sums whole (plain tensors) on exactly one rank
-    shampoo = [o["kinds"] for o in _case(runs, "Shampoo")]
-    held = [{k: v for k, v in kinds.items() if ".kron_" in k or ".grafting_" in k} for kinds in shampoo]
-    assert all(v == "Tensor" for h in held for v in h.values())
-    owners = [{k.split(".")[0] for k in h} for h in held]
-    n = _case(runs, "Shampoo")[0]["n_params"]
-    assert set.union(*owners) == {str(i) for i in range(n)} and not set.intersection(*owners), owners
-    for kinds in shampoo:
-        assert all(v.startswith("DTensorS(") for k, v in kinds.items() if k.endswith(".momentum_buffer"))
+    # Shampoo, IdealizedShampoo: each parameter's statistics (and grafting sums) whole, plain tensors, on exactly
+    # one rank; the momentum sharded like the parameter on every rank
+    for name, prefixes in OWNER_STATE.items():
+        ranks = [o["kinds"] for o in _case(runs, name)]
+        held = [{k: v for k, v in kinds.items() if k.split(".", 1)[1].startswith(prefixes)} for kinds in ranks]
+        assert all(v == "Tensor" for h in held for v in h.values()), (name, held)
+        owners = [{k.split(".")[0] for k in h} for h in held]
+        n = _case(runs, name)[0]["n_params"]
+        assert set.union(*owners) == {str(i) for i in range(n)} and not set.intersection(*owners), (name, owners)
+        for kinds in ranks:
+            assert all(v.startswith("DTensorS(") for k, v in kinds.items() if k.endswith(".momentum_buffer"))
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE + MATRIX)

@@ -10,12 +10,14 @@ runs inside a rule:
   steepest direction computed) once, by one owner rank (:func:`owner_compute`: two all-to-alls per group and step
   bring owners their matrices and send the directions' shards back, as microsoft/dion does), and each rank
   applies its own chunk of the direction;
-* every other rule (Shampoo, IdealizedShampoo, AdamNMF, Adafactor, AdaGradNorm,
+* Shampoo and IdealizedShampoo keep each parameter's statistics whole on its owner rank only (``_owner_held``),
+  which gets the whole gradient and sends back the direction's chunks (:func:`owner_compute` with fixed owners);
+* every other rule (AdamNMF, Adafactor, AdaGradNorm,
   FullMatrixAdaGrad, a group on a manifold) needs whole matrices (or, for Adafactor's RMS and AdaGradNorm's sum,
   whole tensors): the group's sharded parameters, gradients and sharded state are gathered whole
   (:func:`gather_many`: one all-gather of a flat buffer per group and step), every rank computes the same full
-  step, and keeps its own shard of the result. Replicated state (Shampoo's statistics, Adafactor's row and
-  column sums, AdamNMF's factors) is kept whole on every rank and updated in place, with no collective.
+  step, and keeps its own shard of the result. Replicated state (Adafactor's row and column sums, AdamNMF's
+  factors) is kept whole on every rank and updated in place, with no collective.
 
 State of a DTensor parameter is made of DTensors on the parameter's mesh (:func:`dtensor_state`): sharded like
 the parameter where it has the parameter's shape, replicated otherwise, so that ``torch.distributed.checkpoint``

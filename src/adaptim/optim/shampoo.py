@@ -29,7 +29,116 @@ def _preconditioner_cost(opt: AdaptimOptimizer, p: torch.Tensor, group: dict[str
     return preconditioner_cost(opt._init_state(torch.empty(p.shape, device="meta"), group))
 
 
-class Shampoo(AdaptimOptimizer):
+class _OwnerHeldState(AdaptimOptimizer):
+    """On DTensor (FSDP2) parameters, the per-matrix state (statistics, roots, grafting sums: the entries named
+    by ``_held``) kept whole, as plain tensors, by one owner rank per parameter; the rest of the state (``step``,
+    ``momentum_buffer``) on every rank, DTensors sharded like the parameter. :mod:`adaptim.distributed.dtensor`
+    hands these entries over as they are (``_owner_held``)."""
+
+    _held: tuple[str, ...] = ()
+
+    def _full_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _runs_on_shards(self, group: dict[str, Any]) -> bool:
+        """On DTensor (FSDP2) parameters a group steps the local shards (:mod:`adaptim.distributed.dtensor`): each
+        parameter's matrix state is kept whole by one owner rank, which gets the whole gradient and sends back
+        each rank's chunk of the direction (two all-to-alls per group); the decay and momentum are elementwise,
+        on the shards."""
+        euclidean = type(self)._final_step is AdaptimOptimizer._final_step  # a retraction needs whole matrices
+        return euclidean and group.get("manifold") is None
+
+    def _owner_held(self, group: dict[str, Any], key: str) -> bool:
+        """Whether state entry ``key`` is kept whole, on its parameter's owner rank only (DTensor parameters)."""
+        return key.startswith(self._held)
+
+    def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        from adaptim.distributed.dtensor import is_dtensor  # (a layer above optim)
+
+        if not (is_dtensor(p) and self._runs_on_shards(group)) or self.__dict__.get("_loading"):
+            return self._full_state(p, group)  # (loading: what a one-process checkpoint holds)
+        # the statistics and grafting sums: made whole by the owner at its first step (_owned_state)
+        state: dict[str, Any] = {"step": self.new_step()}
+        if group.get("momentum", 0) != 0:
+            state["momentum_buffer"] = torch.zeros_like(p)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # DTensor parameters: a one-process state dict, or one rank's own (whose statistics its owners kept:
+        # the others are filled with fresh ones, which the step drops again on every rank that does not own them)
+        state_dict = self._with_owner_placeholders(state_dict)
+        self.__dict__["_loading"] = True
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            self.__dict__.pop("_loading", None)
+
+    def _with_owner_placeholders(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        from adaptim.distributed.dtensor import is_dtensor  # (a layer above optim)
+
+        saved = state_dict.get("state", {})
+        params = [p for g in self.param_groups for p in g["params"]]
+        groups = [g for g in self.param_groups for _ in g["params"]]
+        ids = [i for sg in state_dict.get("param_groups", []) for i in sg["params"]]
+        state = dict(saved)
+        for pid, p, group in zip(ids, params, groups):
+            st = saved.get(pid)
+            if not st or not is_dtensor(p) or any(self._owner_held(group, k) for k in st):
+                continue
+            full = self._full_state(torch.empty(p.shape, dtype=state_dtype(p)), group)
+            state[pid] = {**{k: v for k, v in full.items() if self._owner_held(group, k)}, **st}
+        return {**state_dict, "state": state}
+
+    def _owned_state(self, group, grads, states, like) -> tuple[list[int], list[int]]:
+        """The owner rank of each of ``like`` (-1: computed on every rank) and the new step counts; drops the
+        matrix state this rank does not own, makes (or takes over from a checkpoint) the state it owns."""
+        from adaptim.distributed.dtensor import is_dtensor, local, owners, split_alike  # (a layer above optim)
+
+        alike = split_alike(like, [g.dtype for g in grads])
+        assign = self._owners(group, like, alike, owners)
+        rank = next((p.device_mesh.get_local_rank() for p, a in zip(like, alike) if a), 0)
+        steps = self.step_counts(states)
+        for p, g, st, a, o in zip(like, grads, states, alike, assign):
+            if a and o != rank:  # another rank keeps these (e.g. loaded from a one-process checkpoint)
+                for k in [k for k in st if self._owner_held(group, k)]:
+                    del st[k]
+                continue
+            for k, v in self._full_state(torch.empty(p.shape, dtype=g.dtype, device=g.device), group).items():
+                if not self._owner_held(group, k):
+                    continue
+                if k not in st:
+                    st[k] = v
+                elif is_dtensor(st[k]):  # a replicated DTensor of a checkpoint: its whole value is local
+                    if any(pl.is_shard() for pl in st[k].placements):
+                        raise RuntimeError(
+                            f"{type(self).__name__} on DTensor parameters keeps state entry {k!r} whole on one rank; "
+                            "got it sharded: load a checkpoint with whole (or replicated) statistics"
+                        )
+                    st[k] = local(st[k])
+        return assign, steps
+
+    def _owners(self, group, like, alike, owners) -> list[int]:
+        """The owner rank of each of ``like`` (-1 where not ``alike``): fixed by the group's sharded parameters
+        (with or without a gradient this step), so that the state stays where it is."""
+        from adaptim.distributed.dtensor import split_alike  # (a layer above optim)
+
+        with_grad = [p for p in group["params"] if p.grad is not None and p.numel() > 0]  # as _gather
+        every = [p for p in group["params"] if p.numel() > 0]
+        shard = split_alike(every, [like[0].dtype] * len(every))
+        pos = {id(p): k for k, p in enumerate(every)}
+        if len(with_grad) != len(like) or sum(alike) != sum(shard[pos[id(p)]] for p in with_grad):
+            raise RuntimeError(
+                f"{type(self).__name__} on DTensor parameters keeps each sharded parameter's statistics on one "
+                "owner rank, and needs every sharded parameter of a group on one 1-D mesh, in one dtype"
+            )
+        sharded = [p for p, a in zip(every, shard) if a]
+        world = sharded[0].device_mesh.size() if sharded else 1
+        costs = [_preconditioner_cost(self, p, group) for p in sharded]
+        rank_of = {id(p): r for p, r in zip(sharded, owners(costs, world))}
+        return [rank_of.get(id(p), -1) if a else -1 for p, a in zip(with_grad, alike)]
+
+
+class Shampoo(_OwnerHeldState):
     """Shampoo (Gupta et al., 2018), notes (53)-(54), with the practical options of distributed Shampoo.
 
     The step -- statistics by sums (53) or the bias-corrected EMA of 5.1, cached inverse roots with exponent
@@ -107,6 +216,7 @@ class Shampoo(AdaptimOptimizer):
 
     supports_complex = False
     squares_gradients = True
+    _held = ("kron_", "factor_", "inv_root_", "grafting_")
 
     def __init__(
         self,
@@ -204,54 +314,7 @@ class Shampoo(AdaptimOptimizer):
         saved = state_dict.get("state", {})
         if any(k.startswith("inv_root_") and k != "inv_root_diag" for st in saved.values() for k in st):
             state_dict = {**state_dict, "state": {i: merge_factor_and_root(st) for i, st in saved.items()}}
-        # DTensor parameters: a one-process state dict, or one rank's own (whose statistics its owners kept:
-        # the others are filled with fresh ones, which the step drops again on every rank that does not own them)
-        state_dict = self._with_owner_placeholders(state_dict)
-        self.__dict__["_loading"] = True
-        try:
-            super().load_state_dict(state_dict)
-        finally:
-            self.__dict__.pop("_loading", None)
-
-    def _with_owner_placeholders(self, state_dict: dict[str, Any]) -> dict[str, Any]:
-        from adaptim.distributed.dtensor import is_dtensor  # (a layer above optim)
-
-        saved = state_dict.get("state", {})
-        params = [p for g in self.param_groups for p in g["params"]]
-        groups = [g for g in self.param_groups for _ in g["params"]]
-        ids = [i for sg in state_dict.get("param_groups", []) for i in sg["params"]]
-        state = dict(saved)
-        for pid, p, group in zip(ids, params, groups):
-            st = saved.get(pid)
-            if not st or not is_dtensor(p) or any(self._owner_held(group, k) for k in st):
-                continue
-            full = self._full_state(torch.empty(p.shape, dtype=state_dtype(p)), group)
-            state[pid] = {**{k: v for k, v in full.items() if self._owner_held(group, k)}, **st}
-        return {**state_dict, "state": state}
-
-    def _runs_on_shards(self, group: dict[str, Any]) -> bool:
-        """On DTensor (FSDP2) parameters a group steps the local shards (:mod:`adaptim.distributed.dtensor`): each
-        parameter's statistics, roots and grafting sums are kept whole by one owner rank, which gets the whole
-        gradient and sends back each rank's chunk of the grafted direction (two all-to-alls per group); the
-        decay and momentum are elementwise, on the shards."""
-        euclidean = type(self)._final_step is AdaptimOptimizer._final_step  # a retraction needs whole matrices
-        return euclidean and group.get("manifold") is None
-
-    @staticmethod
-    def _owner_held(group: dict[str, Any], key: str) -> bool:
-        """Whether state entry ``key`` is kept whole, on its parameter's owner rank only (DTensor parameters)."""
-        return key.startswith(_OWNER_HELD)
-
-    def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
-        from adaptim.distributed.dtensor import is_dtensor  # (a layer above optim)
-
-        if not (is_dtensor(p) and self._runs_on_shards(group)) or self.__dict__.get("_loading"):
-            return self._full_state(p, group)  # (loading: what a one-process checkpoint holds)
-        # the statistics and grafting sums: made whole by the owner at the first step (_owner_update)
-        state: dict[str, Any] = {"step": self.new_step()}
-        if group["momentum"] != 0:
-            state["momentum_buffer"] = torch.zeros_like(p)
-        return state
+        super().load_state_dict(state_dict)
 
     def _update_group(self, group, params, grads, states) -> None:
         from adaptim.distributed.dtensor import sharded_like  # (a layer above optim)
@@ -285,29 +348,9 @@ class Shampoo(AdaptimOptimizer):
         parameters, on the eigendecompositions' cost), which computes the grafted Shampoo direction from the
         whole gradient (:func:`~adaptim.distributed.dtensor.owner_compute`); the decay and momentum follow on
         the shards. Parameters that are not split on the group's mesh are computed whole on every rank."""
-        from adaptim.distributed.dtensor import is_dtensor, local, owner_compute, owners, split_alike
+        from adaptim.distributed.dtensor import owner_compute
 
-        alike = split_alike(like, [g.dtype for g in grads])
-        assign = self._owners(group, like, alike, owners)
-        rank = next((p.device_mesh.get_local_rank() for p, a in zip(like, alike) if a), 0)
-        steps = self.step_counts(states)
-        for p, g, st, a, o in zip(like, grads, states, alike, assign):
-            if a and o != rank:  # another rank keeps these (e.g. loaded from a one-process checkpoint)
-                for k in [k for k in st if self._owner_held(group, k)]:
-                    del st[k]
-                continue
-            for k, v in self._full_state(torch.empty(p.shape, dtype=g.dtype, device=g.device), group).items():
-                if not self._owner_held(group, k):
-                    continue
-                if k not in st:
-                    st[k] = v
-                elif is_dtensor(st[k]):  # a replicated DTensor of a checkpoint: its whole value is local
-                    if any(pl.is_shard() for pl in st[k].placements):
-                        raise RuntimeError(
-                            f"Shampoo on DTensor parameters keeps state entry {k!r} whole on one rank; got it "
-                            "sharded: load a checkpoint with whole (or replicated) statistics"
-                        )
-                    st[k] = local(st[k])
+        assign, steps = self._owned_state(group, grads, states, like)
 
         def direction(whole: list[torch.Tensor], idx: list[int]) -> list[torch.Tensor]:
             return shampoo_directions(
@@ -336,31 +379,8 @@ class Shampoo(AdaptimOptimizer):
             directions = bufs
         self._final_step(group, params, directions, group["lr"], 0.0)
 
-    def _owners(self, group, like, alike, owners) -> list[int]:
-        """The owner rank of each of ``like`` (-1 where not ``alike``): fixed by the group's sharded parameters
-        (with or without a gradient this step), so that the state stays where it is."""
-        from adaptim.distributed.dtensor import split_alike  # (a layer above optim)
 
-        with_grad = [p for p in group["params"] if p.grad is not None and p.numel() > 0]  # as _gather
-        every = [p for p in group["params"] if p.numel() > 0]
-        shard = split_alike(every, [like[0].dtype] * len(every))
-        pos = {id(p): k for k, p in enumerate(every)}
-        if len(with_grad) != len(like) or sum(alike) != sum(shard[pos[id(p)]] for p in with_grad):
-            raise RuntimeError(
-                "Shampoo on DTensor parameters keeps each sharded parameter's statistics on one owner rank, and "
-                "needs every sharded parameter of a group on one 1-D mesh, in one dtype"
-            )
-        sharded = [p for p, a in zip(every, shard) if a]
-        world = sharded[0].device_mesh.size() if sharded else 1
-        costs = [_preconditioner_cost(self, p, group) for p in sharded]
-        rank_of = {id(p): r for p, r in zip(sharded, owners(costs, world))}
-        return [rank_of.get(id(p), -1) if a else -1 for p, a in zip(with_grad, alike)]
-
-
-_OWNER_HELD = ("kron_", "factor_", "inv_root_", "grafting_")
-
-
-class IdealizedShampoo(AdaptimOptimizer):
+class IdealizedShampoo(_OwnerHeldState):
     """The IdealizedShampooIteration of Section 6.2.1 (Morwani et al., 2024).
 
     The step sqrt(tr Lhat) (Lhat + eps I)^{-1/2} G (Rhat + eps I)^{-1/2} with bias-corrected EMA statistics
@@ -371,6 +391,10 @@ class IdealizedShampoo(AdaptimOptimizer):
     (shape[0], product of the rest)); sides longer than ``max_preconditioner_dim`` are cut into blocks
     preconditioned on their own. Roots are recomputed every step (one batched eigendecomposition per size bucket
     of the group) and not stored: the state holds the two statistics per block and the step count.
+    On DTensor (FSDP2) parameters each parameter's statistics live whole, as plain tensors, on one owner rank
+    only, which gets the whole gradient by an all-to-all and sends back each rank's chunk of the direction (two
+    all-to-alls per group, as :class:`Shampoo`); ``state_dict()`` then holds ``step`` for every parameter and
+    the statistics of the parameters this rank owns.
     ``weight_decay`` is added to the direction: W <- W - lr (D + wd W).
 
     Args:
@@ -398,6 +422,7 @@ class IdealizedShampoo(AdaptimOptimizer):
 
     supports_complex = False
     squares_gradients = True
+    _held = ("factor_",)
 
     def __init__(
         self,
@@ -432,7 +457,7 @@ class IdealizedShampoo(AdaptimOptimizer):
         check_range("weight_decay", group["weight_decay"], 0.0)
         check_int("max_preconditioner_dim", group["max_preconditioner_dim"], 1)
 
-    def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+    def _full_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         state: dict[str, Any] = {"step": self.new_step()}
         state.update(init_shampoo_state(p, group["max_preconditioner_dim"], matrix_view=True, cache_roots=False))
         return state
@@ -444,14 +469,33 @@ class IdealizedShampoo(AdaptimOptimizer):
         return group["lr"] * group["weight_decay"]  # w <- w - lr (D + wd w)
 
     def _update_group(self, group, params, grads, states) -> None:
-        directions = idealized_shampoo_directions(
-            params,
-            grads,
-            states,
-            self.step_counts(states),
-            beta2=group["beta2"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            max_preconditioner_dim=group["max_preconditioner_dim"],
-        )
+        from adaptim.distributed.dtensor import owner_compute, sharded_like  # (a layer above optim)
+
+        like = sharded_like(self)
+        if like is None:
+            directions = idealized_shampoo_directions(
+                params,
+                grads,
+                states,
+                self.step_counts(states),
+                beta2=group["beta2"],
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                max_preconditioner_dim=group["max_preconditioner_dim"],
+            )
+        else:  # DTensor parameters: the statistics and the direction on each parameter's owner, the decay here
+            assign, steps = self._owned_state(group, grads, states, like)
+
+            def direction(whole: list[torch.Tensor], idx: list[int]) -> list[torch.Tensor]:
+                return idealized_shampoo_directions(
+                    whole,
+                    whole,
+                    [states[i] for i in idx],
+                    [steps[i] for i in idx],
+                    beta2=group["beta2"],
+                    eps=group["eps"],
+                    max_preconditioner_dim=group["max_preconditioner_dim"],
+                )
+
+            directions = add_l2(owner_compute(grads, like, direction, assign=assign), params, group["weight_decay"])
         self._final_step(group, params, directions, group["lr"], 0.0)  # the decay is in the direction
