@@ -226,10 +226,26 @@ def run_dtensor_case(name: str, rank: int, world: int, mesh) -> dict:
             q.grad = None if none else distribute_tensor(g.clone(), mesh, pl)
         ref_opt.step()
         opt.step()
-    return {
+    out = {
         "ref": {str(i): p.detach().clone() for i, p in enumerate(ref)},
         "full": {str(i): p.full_tensor().detach().clone() for i, p in enumerate(params)},
     }
+    if name.endswith("Partial"):  # this rank's state_dict, loaded into a new optimizer, gives the same next step
+        saved, before = copy.deepcopy(opt.state_dict()), [p.detach().clone() for p in params]
+        opt.step()
+        after = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, b in zip(params, before):
+                p.copy_(b)
+        again = cls(params, **kw.get(name, {}))
+        again.load_state_dict(saved)
+        again.step()
+        out["reload_equal"] = all(torch.equal(local_of(p), local_of(a)) for p, a in zip(params, after))
+    return out
+
+
+def local_of(t):
+    return t.to_local() if hasattr(t, "to_local") else t
 
 
 def main(rank: int, world: int, init_file: str, out_dir: str, cases: list[str]) -> None:

@@ -116,6 +116,14 @@ def test_dtensor_parameters_given_the_same_gradients_step_as_one_process_bitwise
             assert torch.equal(o["full"][k], ref), f"{name}: rank {r}'s parameter {k} differs from the one-process one"
 
 
+@pytest.mark.parametrize("name", ["dtensor:ShampooPartial", "dtensor:IdealizedShampooPartial"])
+def test_dtensor_owner_state_dict_resumes_on_the_same_ranks(runs, name):
+    """Each rank's state_dict (its owned statistics whole, the others left out) loaded into a new optimizer on the
+    same ranks gives the same next step, bitwise."""
+    for r, o in enumerate(_case(runs, name)):
+        assert o["reload_equal"], f"{name}: rank {r}'s resumed step differs"
+
+
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_fsdp_elementwise_step_runs_on_local_shards_without_collectives(runs, name):
     for r, o in enumerate(_case(runs, name)):
