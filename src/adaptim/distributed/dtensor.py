@@ -114,7 +114,7 @@ def dtensor_state(state: dict[str, Any], p: Any, into: dict[str, Any] | None = N
     """Make the plain tensors of ``state`` (the state of DTensor parameter ``p``) DTensors on ``p``'s mesh, in
     place, and return it: sharded like ``p`` where an entry has ``p``'s shape (e.g. zeros made with
     ``torch.zeros(p.shape)``, or a full-size entry of a single-process checkpoint), replicated otherwise
-    (Shampoo's statistics, Adafactor's row and column sums). The ``step`` counter and other 0-dimensional entries
+    (Adafactor's row and column sums, AdamNMF's factors). The ``step`` counter and other 0-dimensional entries
     stay plain CPU tensors, as ``torch.optim`` keeps them. Entries that are DTensors already are kept. With
     ``into``, the converted entries are stored there instead (``state`` a selection of ``into``'s entries)."""
     out = state if into is None else into
