@@ -303,6 +303,9 @@ def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         results = _bench_with_variants(args, common)
     except KeyboardInterrupt as exc:
         kept = getattr(exc, "kept", None)
+        if kept == 0:
+            print("\ninterrupted before any run finished: nothing kept", file=sys.stderr)
+            return 130
         where = f" in {args.out}/runs.jsonl" if args.out else ""
         print(
             f"\ninterrupted: {'' if kept is None else f'{kept} finished runs kept'}{where}; the same command with "
@@ -348,7 +351,6 @@ def _cmd_perf_distributed(args: argparse.Namespace, parser: argparse.ArgumentPar
     _writable_dir(parser, "--out", args.out)
     ranks = measure(args.nproc, args.rounds)
     result = {"parameters": sum(math.prod(s) for s in SHAPES), "matrices": len(SHAPES), "ranks": ranks}
-    path = write_json_atomic(os.path.join(args.out, "distributed.json"), result)
     print(
         f"Muon on {result['matrices']} matrices ({result['parameters']:,} float32 entries), {args.nproc} processes "
         f"(gloo), median of {args.rounds} steps; load average {os.getloadavg()[0]:.2f}"
@@ -365,6 +367,8 @@ def _cmd_perf_distributed(args: argparse.Namespace, parser: argparse.ArgumentPar
                 f"| {r['rank']} | {mode} | {m['ns_matrices_per_step']} | {colls} | {sent} | {m['state_mib']:.2f} "
                 f"| {m['median_step_ms']:.1f} |"
             )
+    os.makedirs(args.out, exist_ok=True)
+    path = write_json_atomic(os.path.join(args.out, "distributed.json"), result)
     print(f"wrote {path}", file=sys.stderr)
     return 0
 

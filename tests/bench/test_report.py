@@ -324,7 +324,10 @@ def test_terminal_ends_with_a_compact_ranking_not_a_checklist(results):
     lines = text.strip().splitlines()
     # the correctness probe first, outside the ranking; the ranking last
     assert lines[0] == "logreg (correctness probe, outside the ranking)"
-    assert lines.index("Ranking (95% intervals over the seeds; faster = the interval excludes no difference)") > 5
+    ranking_line = (
+        "Ranking (95% intervals over the seeds; faster = the steps ratio's interval lies below 1, every seed paired)"
+    )
+    assert lines.index(ranking_line) > 5
     block = text[text.index("charlm: target") :].split("\n\n")[0].splitlines()
     muon = block[2].split()
     assert muon[:2] == ["1", "muon"] and "±" in block[2] and "faster" in block[2]

@@ -2,8 +2,8 @@
 
 * ``results.md``: per ranked task a table of the final test loss (mean ± 95% interval over the report seeds), the
   paired difference against AdamW, steps- and time-to-target and their ratios against AdamW with intervals, and the
-  verdict ("faster" only where the interval excludes no difference); failures shown as such; the target and how
-  it was set; the cost of a step (wall and CPU time, ms per step and the optimizer's share); the horizon sweep;
+  verdict ("faster" only where the paired steps ratio's interval lies below 1); failures shown as such; the target
+  and how it was set; the cost of a step (wall and CPU time, ms per step and the optimizer's share); the horizon sweep;
   the unranked tasks (logreg) as a correctness section; the held-out variants in a section of their own; the tuned
   hyperparameters.
 * PNGs: ``<task>.png`` (loss curves with seed bands against steps and against time), ``profile.png`` (the
@@ -465,7 +465,8 @@ def _correctness(results: Mapping[str, Any], task: str, variant: str | None, ent
             values = [v for v in values if v is not None]
             worst.append(_fmt(max(values) if values else None, ".1e"))
         lines.append(
-            f"| {name} | {_status_note(runs)} | {_fmt(_mean([r['final_train_loss'] for r in ok]), '.6g')} "
+            f"| {name}{_source(runs)} | {_status_note(runs)} "
+            f"| {_fmt(_mean([r['final_train_loss'] for r in ok]), '.6g')} "
             f"| {_fmt(max(gaps) if gaps else None, '.2e')} | {_pm(entry['optimizers'][name].get('final_test_loss'))} "
             f"| {'-' if acc is None else f'{acc:.1%}'} |" + "".join(f" {w} |" for w in worst)
         )
@@ -534,8 +535,8 @@ def _header(meta: Mapping[str, Any]) -> list[str]:
         *lines,
         "",
         "Intervals are 95% (Student t over the seeds; differences paired by seed; ratios from log-ratios, "
-        f"back-transformed). **faster** means the interval of the paired comparison with {BASELINE} excludes no "
-        'difference; "not distinguishable" means it does not.',
+        f"back-transformed). **faster** means the interval of the paired steps ratio with {BASELINE} lies below 1, "
+        'every seed paired; "not distinguishable" means it contains 1.',
         "",
     ]
 
@@ -625,7 +626,13 @@ def _probe_block(results: Mapping[str, Any], task: str, variant: str | None, ent
         ok = [r["final_train_loss"] for r in runs if r["status"] == "ok" and r["final_train_loss"] is not None]
         gap = max(ok) - f_star if ok and f_star is not None else None
         rows.append((name, _status_note(runs), _fmt(_mean(ok), ".6g"), "" if f_star is None else _fmt(gap, ".1e")))
-    return "\n".join([f"{_label(task, variant)} (correctness probe, outside the ranking)", *_columns(rows)])
+    title = f"{_label(task, variant)} (correctness probe, outside the ranking)"
+    untuned = sorted(
+        {r["optimizer"] for r in _report_runs(results, task, variant) if r.get("hparams_source") == "untuned"}
+    )
+    if untuned:
+        title += f" -- UNTUNED: {', '.join(untuned)} ran without a tuned.json entry"
+    return "\n".join([title, *_columns(rows)])
 
 
 def ranking_text(results: Mapping[str, Any]) -> str:
@@ -672,7 +679,11 @@ def ranking_text(results: Mapping[str, Any]) -> str:
             )
         blocks.append("\n".join([title, *_columns(rows)]))
     if blocks:
-        blocks.insert(0, "Ranking (95% intervals over the seeds; faster = the interval excludes no difference)")
+        blocks.insert(
+            0,
+            "Ranking (95% intervals over the seeds; faster = the steps ratio's interval lies below 1, "
+            "every seed paired)",
+        )
     else:
         blocks = ["No ranked task in this run: no ranking."]
     return "\n\n".join([*probes, *blocks]) + "\n"

@@ -175,7 +175,8 @@ def gather_many(tensors: list) -> list:
         if per_rank[rank]:
             send[: per_rank[rank]] = torch.cat([local(t).reshape(-1) for t in like])
         recv = torch.empty(world * width, dtype=mine.dtype, device=mine.device)
-        dist.all_gather_into_tensor(recv, send, group=mesh.get_group())
+        _all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # 2.13's new name
+        _all_gather(recv, send, group=mesh.get_group())
         starts = [r * width for r in range(world)]
         for i, d, sh in zip(idx, dims, shapes):
             parts = []

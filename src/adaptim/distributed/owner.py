@@ -85,7 +85,7 @@ def _check_group(process_group: Any) -> None:
         )
     try:
         dist.get_world_size(process_group)
-    except (RuntimeError, ValueError, TypeError) as err:
+    except (RuntimeError, ValueError, TypeError, AttributeError) as err:
         raise ValueError(
             f"process_group must be a torch.distributed process group, got {process_group!r}: {err}"
         ) from None
