@@ -315,14 +315,11 @@ def _chunk_sizes(n: int, world: int) -> list[int]:
 
 def owners(costs: list[float], world: int) -> list[int]:
     """A rank for each item: greedy least-loaded, largest cost first, ties to the lower index and rank, so every
-    rank computes the same assignment; the busiest rank's cost is at most sum / world + the largest item."""
-    load = [0.0] * world
-    out = [0] * len(costs)
-    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
-        r = min(range(world), key=lambda r: (load[r], r))
-        out[i] = r
-        load[r] += costs[i]
-    return out
+    rank computes the same assignment; the busiest rank's cost is at most sum / world + the largest item (the
+    assignment of owner computes, :func:`adaptim.distributed.owner.assign_owners`)."""
+    from adaptim.distributed.owner import assign_owners
+
+    return assign_owners(costs, world)
 
 
 def owner_compute(
