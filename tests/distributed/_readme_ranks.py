@@ -31,6 +31,16 @@ class Blocks(torch.nn.Module):
         return self.head(h)
 
 
+def train(model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int = 3) -> None:
+    """``steps`` steps of next-token loss on one fixed batch (the same on every rank and in one process)."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randint(0, 11, (4, 6), generator=gen)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten()).backward()
+        opt.step()
+
+
 def run(rank: int, world_size: int, kind: str) -> list[torch.Tensor]:
     import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard
@@ -40,12 +50,7 @@ def run(rank: int, world_size: int, kind: str) -> list[torch.Tensor]:
 
     ns = {"torch": torch, "adaptim": adaptim, "DDP": DDP, "fully_shard": fully_shard, "model": Blocks()}
     exec(snippets()[kind], ns)
-    model, opt = ns["model"], ns["opt"]
-    gen = torch.Generator().manual_seed(5)
-    x = torch.randint(0, 11, (4, 6), generator=gen)
-    for _ in range(3):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten()).backward()
-        opt.step()
+    model = ns["model"]
+    train(model, ns["opt"])
     dist.barrier()
     return [(p.full_tensor() if hasattr(p, "full_tensor") else p).detach().clone() for p in model.parameters()]

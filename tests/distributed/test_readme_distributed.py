@@ -6,20 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 from _owner_harness import run_ranks
-from _readme_ranks import Blocks, run, snippets
+from _readme_ranks import Blocks, run, snippets, train
 
 import adaptim
 
 
 def one_process() -> list[torch.Tensor]:
     model = Blocks()
-    opt = adaptim.Muon(adaptim.muon_param_groups(model), lr=0.02)
-    gen = torch.Generator().manual_seed(5)
-    x = torch.randint(0, 11, (4, 6), generator=gen)
-    for _ in range(3):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten()).backward()
-        opt.step()
+    train(model, adaptim.Muon(adaptim.muon_param_groups(model), lr=0.02))
     return [p.detach() for p in model.parameters()]
 
 
